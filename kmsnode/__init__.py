@@ -1,0 +1,3 @@
+"""kmsnode: a Byzantine-fault-tolerant threshold key management service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""testnet: launch and control a local n-node network."""
