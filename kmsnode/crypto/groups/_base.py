@@ -36,6 +36,8 @@ class Group(ABC, Generic[E]):
     """The prime order ``q`` of the group (and so the scalar field's modulus)."""
     element_size: int
     scalar_size: int
+    scalar_byteorder: str = "little"
+    """Byte order of ``encode_scalar`` ("little" for the 25519 groups, "big" for BLS12-381)."""
 
     # -- arithmetic -------------------------------------------------------------------------
     @abstractmethod

@@ -1,0 +1,80 @@
+"""Hybrid X25519 + ML-KEM-768 sealing: round trip, binding, and rejected inputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from kmsnode.crypto.errors import InvalidCiphertext, InvalidEncoding
+from kmsnode.crypto.sealing import (
+    PUBLIC_KEY_SIZE,
+    SealingPrivateKey,
+    SealingPublicKey,
+    open_sealed,
+    seal,
+)
+
+# Small-order points on Curve25519 (RFC 7748 §6.1 / the usual blocklist): 0 and 1 among them.
+SMALL_ORDER_X25519 = [
+    bytes(32),
+    (1).to_bytes(32, "little"),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+]
+
+
+@pytest.fixture(scope="module")
+def recipient() -> SealingPrivateKey:
+    return SealingPrivateKey.generate()
+
+
+def test_round_trip(recipient: SealingPrivateKey) -> None:
+    sealed = seal(recipient.public_key, b"share bytes", b"session-1")
+    assert open_sealed(recipient, sealed, b"session-1") == b"share bytes"
+    restored = SealingPrivateKey.from_bytes(recipient.to_bytes())
+    assert open_sealed(restored, sealed, b"session-1") == b"share bytes"
+    assert restored.public_key == recipient.public_key
+
+
+def test_public_key_round_trip(recipient: SealingPrivateKey) -> None:
+    data = recipient.public_key.encode()
+    assert len(data) == PUBLIC_KEY_SIZE
+    assert SealingPublicKey.decode(data) == recipient.public_key
+
+
+def test_wrong_recipient_or_aad_or_tampering(recipient: SealingPrivateKey) -> None:
+    sealed = seal(recipient.public_key, b"m", b"aad")
+    with pytest.raises(InvalidCiphertext):
+        open_sealed(SealingPrivateKey.generate(), sealed, b"aad")
+    with pytest.raises(InvalidCiphertext):
+        open_sealed(recipient, sealed, b"other")
+    for pos in (0, 1, 40, 1100, len(sealed) - 20, len(sealed) - 1):
+        t = bytearray(sealed)
+        t[pos] ^= 1
+        with pytest.raises(InvalidCiphertext):
+            open_sealed(recipient, bytes(t), b"aad")
+    with pytest.raises(InvalidCiphertext):
+        open_sealed(recipient, sealed[:100], b"aad")
+
+
+@pytest.mark.parametrize("point", SMALL_ORDER_X25519)
+def test_low_order_x25519_rejected(recipient: SealingPrivateKey, point: bytes) -> None:
+    bad = point + recipient.public_key.mlkem768
+    with pytest.raises(InvalidEncoding):
+        SealingPublicKey.decode(bad)
+    with pytest.raises(InvalidEncoding):
+        seal(SealingPublicKey(point, recipient.public_key.mlkem768), b"m")
+
+
+def test_wrong_length_mlkem_rejected(recipient: SealingPrivateKey) -> None:
+    pk = recipient.public_key
+    with pytest.raises(InvalidEncoding):
+        SealingPublicKey.decode(pk.encode()[:-1])
+    with pytest.raises(InvalidEncoding):
+        seal(SealingPublicKey(pk.x25519, pk.mlkem768[:-1]), b"m")
+    with pytest.raises(InvalidEncoding):
+        seal(SealingPublicKey(pk.x25519, pk.mlkem768 + b"\x00"), b"m")
+
+
+def test_private_key_repr_redacted(recipient: SealingPrivateKey) -> None:
+    assert "redacted" in repr(recipient)
+    assert recipient.to_bytes().hex() not in repr(recipient)
