@@ -10,6 +10,7 @@ are checked by the callers in ``groups``; nothing here interprets them.
 from __future__ import annotations
 
 import ctypes.util
+from typing import Any
 
 from cffi import FFI
 
@@ -38,13 +39,20 @@ ffi.cdef(
                                           const unsigned char *p);
     int crypto_scalarmult_ed25519_base_noclamp(unsigned char *q, const unsigned char *n);
 
+    void crypto_core_ed25519_scalar_reduce(unsigned char *r, const unsigned char *s);
+    void crypto_core_ed25519_scalar_add(unsigned char *z, const unsigned char *x,
+                                        const unsigned char *y);
+    void crypto_core_ed25519_scalar_mul(unsigned char *z, const unsigned char *x,
+                                        const unsigned char *y);
+    int crypto_core_ed25519_from_hash(unsigned char *p, const unsigned char *h);
+
     int crypto_sign_verify_detached(const unsigned char *sig, const unsigned char *m,
                                     unsigned long long mlen, const unsigned char *pk);
     """
 )
 
 
-def _load() -> object:
+def _load() -> Any:  # a cffi library object: attributes are the cdef'd functions
     candidates = [ctypes.util.find_library("sodium"), "libsodium.so.23", "libsodium.so"]
     errors = []
     for name in candidates:
@@ -61,7 +69,7 @@ def _load() -> object:
 
 
 lib = _load()
-if lib.sodium_init() < 0:  # type: ignore[attr-defined]
+if lib.sodium_init() < 0:
     raise ImportError("libsodium failed to initialise")
 
-VERSION = ffi.string(lib.sodium_version_string()).decode()  # type: ignore[attr-defined]
+VERSION = ffi.string(lib.sodium_version_string()).decode()
