@@ -9,7 +9,7 @@ context does not verify for any other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .encoding import transcript, u16
 from .errors import InvalidEncoding, InvalidProof
@@ -28,12 +28,12 @@ class DleqProof:
     challenge: int
     response: int
 
-    def encode(self, group: Group[object]) -> bytes:
+    def encode(self, group: Group[Any]) -> bytes:
         """``challenge || response``, two canonical scalars."""
         return group.encode_scalar(self.challenge) + group.encode_scalar(self.response)
 
     @classmethod
-    def decode(cls, group: Group[object], data: bytes) -> DleqProof:
+    def decode(cls, group: Group[Any], data: bytes) -> DleqProof:
         """Strictly decode a proof.
 
         Raises:

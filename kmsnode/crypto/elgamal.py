@@ -7,8 +7,9 @@ finds ``m`` by baby-step giant-step within a declared bound.
 
 Bounds: ``decrypt_sum`` searches ``[0, bound)``; ``bound`` up to 2^40 is accepted. For 2^32 a
 table of 2^17 baby steps (about 20 MB) is built once per process and cached, after which the
-worst-case search is 2^15 giant steps (see ``scripts/bench_crypto.py`` for measured times). Values are taken modulo the group order, so a negative total reads as a huge one and
-is reported as out of bound.
+worst-case search is 2^15 giant steps (``scripts/bench_crypto.py`` prints measured times).
+Values are taken modulo the group order, so a negative total reads as a huge one and is
+reported as out of bound.
 
 Security: an ElGamal key must never also be a TDH2 key: a partial ``x_i * A`` for a chosen
 ``A = u`` would be a TDH2 decryption share. The replicated state gives each key one kind; the
@@ -255,4 +256,3 @@ def discrete_log(element: bytes, bound: int) -> int:
                     return m
         i += len(batch)
     raise InvalidParameters(f"the decrypted value is not in [0, {bound})")
-

@@ -6,9 +6,9 @@
     ├── InvalidEncoding        (also ValueError) bytes that are not a canonical point/scalar/message
     ├── InvalidParameters      (also ValueError) ids, thresholds, lengths that break a precondition
     ├── InvalidProof           a zero-knowledge proof (DLEQ, proof of knowledge) does not verify
-    ├── InvalidShare           a share fails its Feldman commitments; ``culprits`` names the dealers
-    ├── InvalidPartial         partial results that fail verification; ``culprits`` names the senders
-    ├── NotEnoughPartials      fewer than ``needed`` distinct valid partials; says how many there were
+    ├── InvalidShare           a share fails its Feldman commitments; ``culprits``: the dealers
+    ├── InvalidPartial         partials that fail verification; ``culprits``: the senders
+    ├── NotEnoughPartials      fewer than ``needed`` distinct valid partials; ``have``, ``culprits``
     ├── InvalidCiphertext      opaque: tampered ciphertext, wrong key or wrong encryption context
     ├── InvalidSignature       opaque: a signature that does not verify
     └── NonceReuse             a single-use nonce was used twice

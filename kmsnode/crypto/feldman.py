@@ -38,7 +38,9 @@ def verification_key(group: Group[E], commitments: Sequence[E], j: int) -> E:
     return acc
 
 
-def verification_keys(group: Group[E], commitments: Sequence[E], ids: Iterable[int]) -> dict[int, E]:
+def verification_keys(
+    group: Group[E], commitments: Sequence[E], ids: Iterable[int]
+) -> dict[int, E]:
     """``verification_key`` for every id."""
     return {j: verification_key(group, commitments, j) for j in validate_ids(ids, group.order)}
 
@@ -55,7 +57,9 @@ def verify_share(
     check_length(commitments, t)
     expected = verification_key(group, commitments, share.id)
     if not group.eq(group.base_mul(share.value), expected):
-        raise InvalidShare("share does not match the dealer's commitments", [dealer] if dealer else [])
+        raise InvalidShare(
+            "share does not match the dealer's commitments", [dealer] if dealer else []
+        )
 
 
 def sum_commitments(group: Group[E], vectors: Sequence[Sequence[E]]) -> tuple[E, ...]:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.asymmetric import mlkem
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -67,20 +68,20 @@ class SealingPublicKey:
         key._load()
         return key
 
-    def _load(self) -> tuple[x25519.X25519PublicKey, mlkem.MLKEM768PublicKey]:
+    def _load(self) -> tuple[X25519PublicKey, mlkem.MLKEM768PublicKey]:
         if len(self.x25519) != X25519_SIZE:
             raise InvalidEncoding("X25519 public key must be 32 bytes")
         if len(self.mlkem768) != MLKEM768_PUBLIC_SIZE:
             raise InvalidEncoding(f"ML-KEM-768 public key must be {MLKEM768_PUBLIC_SIZE} bytes")
         try:
-            xpk = x25519.X25519PublicKey.from_public_bytes(self.x25519)
+            xpk = X25519PublicKey.from_public_bytes(self.x25519)
             mpk = mlkem.MLKEM768PublicKey.from_public_bytes(self.mlkem768)
         except ValueError as exc:
             raise InvalidEncoding("invalid sealing public key") from exc
         # A small-order X25519 key gives an all-zero shared secret; OpenSSL refuses the
         # exchange, and we refuse the key up front so a bad key is reported where it arrives.
         try:
-            x25519.X25519PrivateKey.generate().exchange(xpk)
+            X25519PrivateKey.generate().exchange(xpk)
         except ValueError as exc:
             raise InvalidEncoding("X25519 public key has small order") from exc
         return xpk, mpk
@@ -93,7 +94,7 @@ class SealingPublicKey:
 class SealingPrivateKey:
     """A recipient's hybrid private key. Security: never logged; ``repr`` is redacted."""
 
-    def __init__(self, x25519_key: x25519.X25519PrivateKey, mlkem_key: mlkem.MLKEM768PrivateKey):
+    def __init__(self, x25519_key: X25519PrivateKey, mlkem_key: mlkem.MLKEM768PrivateKey):
         self._x = x25519_key
         self._m = mlkem_key
         self.public_key = SealingPublicKey(
@@ -103,7 +104,7 @@ class SealingPrivateKey:
     @classmethod
     def generate(cls) -> SealingPrivateKey:
         """A fresh key pair from the OS RNG."""
-        return cls(x25519.X25519PrivateKey.generate(), mlkem.MLKEM768PrivateKey.generate())
+        return cls(X25519PrivateKey.generate(), mlkem.MLKEM768PrivateKey.generate())
 
     def to_bytes(self) -> bytes:
         """``x25519 secret (32) || ml-kem-768 seed (64)``: for the encrypted keystore only."""
@@ -119,7 +120,7 @@ class SealingPrivateKey:
         if len(data) != X25519_SIZE + MLKEM768_SEED_SIZE:
             raise InvalidEncoding("a sealing private key is 96 bytes")
         return cls(
-            x25519.X25519PrivateKey.from_private_bytes(bytes(data[:X25519_SIZE])),
+            X25519PrivateKey.from_private_bytes(bytes(data[:X25519_SIZE])),
             mlkem.MLKEM768PrivateKey.from_seed_bytes(bytes(data[X25519_SIZE:])),
         )
 
@@ -141,7 +142,7 @@ def seal(recipient: SealingPublicKey, plaintext: bytes, aad: bytes = b"") -> byt
         InvalidEncoding: the recipient key is invalid (wrong length, small order, rejected).
     """
     xpk, mpk = recipient._load()
-    eph = x25519.X25519PrivateKey.generate()
+    eph = X25519PrivateKey.generate()
     ephemeral = eph.public_key().public_bytes_raw()
     ss_x = eph.exchange(xpk)
     ss_m, kem_ct = mpk.encapsulate()
@@ -170,7 +171,7 @@ def open_sealed(recipient: SealingPrivateKey, sealed: bytes, aad: bytes = b"") -
     nonce = data[pos : pos + _NONCE_SIZE]
     body = data[pos + _NONCE_SIZE :]
     try:
-        ss_x = recipient._x.exchange(x25519.X25519PublicKey.from_public_bytes(ephemeral))
+        ss_x = recipient._x.exchange(X25519PublicKey.from_public_bytes(ephemeral))
         ss_m = recipient._m.decapsulate(kem_ct)
         key = _aead_key(recipient.public_key, ephemeral, kem_ct, ss_x, ss_m)
         return AESGCM(key).decrypt(nonce, body, transcript(_SUITE, aad))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import InvalidParameters
 from .groups import Group, Rng, default_rng
@@ -68,13 +69,15 @@ def evaluate(coefficients: Sequence[int], x: int, order: int) -> int:
     return acc
 
 
-def random_polynomial(group: Group[object], constant: int, t: int, rng: Rng = default_rng) -> list[int]:
+def random_polynomial(
+    group: Group[Any], constant: int, t: int, rng: Rng = default_rng
+) -> list[int]:
     """A random polynomial of degree ``t - 1`` with the given constant term."""
     return [constant % group.order] + [group.random_scalar(rng) for _ in range(t - 1)]
 
 
 def split(
-    group: Group[object], secret: int, n: int, t: int, rng: Rng = default_rng
+    group: Group[Any], secret: int, n: int, t: int, rng: Rng = default_rng
 ) -> tuple[list[Share], list[int]]:
     """Deal ``secret`` to participants ``1..n`` so that any ``t`` recover it.
 
@@ -125,7 +128,7 @@ def interpolate(points: Mapping[int, int], order: int, x: int = 0) -> int:
     return sum(coefficients[i] * points[i] for i in ids) % order
 
 
-def recover(group: Group[object], shares: Sequence[Share], t: int) -> int:
+def recover(group: Group[Any], shares: Sequence[Share], t: int) -> int:
     """Recover a secret from ``t`` shares. Test-only: production never rebuilds a secret.
 
     Raises:

@@ -261,9 +261,12 @@ def partial_decrypt(
     ciphertext: bytes,
     context: Mapping[str, str] | None = None,
     *,
+    verification_key: bytes | None = None,
     rng: Rng = default_rng,
 ) -> PartialDecryption[bytes]:
     """A node's share of a decryption: checks the ciphertext first, then ``x_i u`` and a proof.
+
+    ``verification_key`` (the node's own ``Y_i``, which it stores) saves recomputing it.
 
     Raises:
         InvalidCiphertext: the ciphertext is malformed or its proof fails; nothing is computed.
@@ -273,7 +276,7 @@ def partial_decrypt(
     check(public_key, ct, context)
     validate_ids([share.id], group.order)
     value = group.mul(ct.u, share.value)
-    vk = group.base_mul(share.value)
+    vk = verification_key if verification_key is not None else group.base_mul(share.value)
     proof = dleq.prove(
         group,
         share.value,
@@ -321,11 +324,18 @@ def combine(
     verification_keys: Mapping[int, bytes],
     threshold: int,
     context: Mapping[str, str] | None = None,
+    *,
+    optimistic: bool = True,
 ) -> tuple[bytes, tuple[int, ...]]:
-    """Verify partials, combine ``threshold`` of them, and open the ciphertext.
+    """Combine ``threshold`` partials and open the ciphertext; find and name bad partials.
 
-    Returns the plaintext and the ids of participants whose partials were invalid (they did
-    not stop the decryption, but the caller should report them).
+    With ``optimistic`` (the default) the first ``threshold`` distinct committee partials are
+    combined without checking their proofs: AES-GCM authenticates the result, so a wrong
+    combination cannot yield a plaintext. Only if the AEAD fails are the ciphertext proof and
+    every partial's DLEQ proof checked, the invalid ones named and skipped, and a combination of
+    valid ones tried. With ``optimistic=False`` every chosen partial is verified first.
+
+    Returns the plaintext and the ids of participants whose partials were found invalid.
 
     Raises:
         InvalidCiphertext: malformed, tampered, wrong key or context (opaque).
@@ -334,6 +344,21 @@ def combine(
     group = RISTRETTO255
     validate_ids(verification_keys, group.order)
     ct = parse(ciphertext)
+    pending = list(partials)
+    label = _label_or_opaque(ct, context)
+
+    if optimistic:
+        first: dict[int, PartialDecryption[bytes]] = {}
+        for p in pending:
+            if p.id in verification_keys and p.id not in first:
+                first[p.id] = p
+            if len(first) == threshold:
+                plaintext = _open(group, public_key, ct, list(first.values()), label)
+                if plaintext is not None:
+                    return plaintext, ()
+                break
+
+    # Slow path: the ciphertext itself first (a wrong context must not blame the nodes).
     check(public_key, ct, context)
     pctx = _partial_context(ct, context)
 
@@ -350,17 +375,37 @@ def combine(
         )
 
     chosen, culprits = select_partials(
-        partials,
+        pending,
         participant=lambda p: p.id,
         verify=verify,
         committee=verification_keys.keys(),
         needed=threshold,
     )
+    plaintext = _open(group, public_key, ct, chosen, label)
+    if plaintext is None:
+        raise InvalidCiphertext()
+    return plaintext, culprits
+
+
+def _label_or_opaque(ct: Ciphertext[bytes], context: Mapping[str, str] | None) -> bytes:
+    try:
+        return _label(ct.header, context)
+    except InvalidParameters as exc:
+        raise InvalidCiphertext() from exc
+
+
+def _open(
+    group: Group[bytes],
+    public_key: bytes,
+    ct: Ciphertext[bytes],
+    chosen: list[PartialDecryption[bytes]],
+    label: bytes,
+) -> bytes | None:
+    """Lagrange-combine ``chosen`` into ``rY`` and open the AEAD; None if it does not open."""
     lambdas = lagrange_coefficients([p.id for p in chosen], group.order)
     shared = group.lincomb([p.value for p in chosen], [lambdas[p.id] for p in chosen])
     try:
         key = _dem_key(group, shared, ct.u, public_key)
-        plaintext = AESGCM(key).decrypt(ct.nonce, ct.sealed, _label(ct.header, context))
-    except (InvalidTag, CryptoError) as exc:
-        raise InvalidCiphertext() from exc
-    return plaintext, culprits
+        return AESGCM(key).decrypt(ct.nonce, ct.sealed, label)
+    except (InvalidTag, CryptoError):
+        return None

@@ -59,7 +59,7 @@ def test_wrong_lengths_rejected(group: Group[object]) -> None:
 
 def test_scalars_at_or_above_order_rejected(group: Group[object]) -> None:
     q = group.order
-    for k in (q, q + 1, 2**(8 * group.scalar_size) - 1):
+    for k in (q, q + 1, 2 ** (8 * group.scalar_size) - 1):
         enc = k.to_bytes(group.scalar_size, group.scalar_byteorder)  # type: ignore[arg-type]
         with pytest.raises(InvalidEncoding):
             group.decode_scalar(enc)

@@ -23,7 +23,9 @@ def n_t(draw: st.DrawFn, max_n: int = 9) -> tuple[int, int]:
 
 @settings(max_examples=40, deadline=None)
 @given(params=n_t(), secret=st.integers(min_value=0, max_value=Q - 1), data=st.data())
-def test_any_t_shares_recover_the_secret(params: tuple[int, int], secret: int, data: st.DataObject) -> None:
+def test_any_t_shares_recover_the_secret(
+    params: tuple[int, int], secret: int, data: st.DataObject
+) -> None:
     n, t = params
     shares, _ = shamir.split(G, secret, n, t)
     subset = data.draw(st.permutations(shares)).copy()[:t]

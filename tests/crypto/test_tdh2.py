@@ -36,7 +36,9 @@ class Key:
     def encrypt(self, pt: bytes = b"attack at dawn", ctx: dict[str, str] | None = CTX) -> bytes:
         return tdh2.encrypt(self.public, pt, key_id="key-1", key_version=2, context=ctx)
 
-    def partials(self, ct: bytes, ctx: dict[str, str] | None = CTX) -> list[PartialDecryption[bytes]]:
+    def partials(
+        self, ct: bytes, ctx: dict[str, str] | None = CTX
+    ) -> list[PartialDecryption[bytes]]:
         return [tdh2.partial_decrypt(s, self.public, ct, ctx) for s in self.shares]
 
 
@@ -71,10 +73,17 @@ def test_ciphertext_is_self_describing(key: Key) -> None:
 
 @pytest.mark.parametrize(
     "ctx",
-    [None, {"app": "billing"}, {"app": "Billing", "tenant": "42"}, {"APP": "billing", "tenant": "42"},
-     {**CTX, "extra": "1"}],
+    [
+        None,
+        {"app": "billing"},
+        {"app": "Billing", "tenant": "42"},
+        {"APP": "billing", "tenant": "42"},
+        {**CTX, "extra": "1"},
+    ],
 )
-def test_wrong_or_case_changed_context_is_opaque_and_gets_no_partial(key: Key, ctx: dict[str, str] | None) -> None:
+def test_wrong_or_case_changed_context_is_opaque_and_gets_no_partial(
+    key: Key, ctx: dict[str, str] | None
+) -> None:
     ct = key.encrypt()
     with pytest.raises(InvalidCiphertext) as info:
         tdh2.partial_decrypt(key.shares[0], key.public, ct, ctx)
@@ -127,23 +136,49 @@ def test_malformed_ciphertexts(key: Key, data: bytes) -> None:
         tdh2.partial_decrypt(key.shares[0], key.public, data, CTX)
 
 
-def test_bad_partial_is_named_and_others_suffice(key: Key) -> None:
+@pytest.mark.parametrize("optimistic", [True, False])
+def test_bad_partial_is_named_and_others_suffice(key: Key, optimistic: bool) -> None:
     ct = key.encrypt()
     partials = key.partials(ct)
     bad = replace(partials[1], value=G.base_mul(5))
-    pt, culprits = tdh2.combine(key.public, ct, [bad, *partials[2:], partials[0]], key.vks, 3, CTX)
+    pt, culprits = tdh2.combine(
+        key.public, ct, [bad, *partials[2:], partials[0]], key.vks, 3, CTX, optimistic=optimistic
+    )
     assert pt == b"attack at dawn"
     assert culprits == (2,)
 
 
-def test_not_enough_valid_partials_names_culprits(key: Key) -> None:
+@pytest.mark.parametrize("optimistic", [True, False])
+def test_not_enough_valid_partials_names_culprits(key: Key, optimistic: bool) -> None:
     ct = key.encrypt()
     partials = key.partials(ct)
     bad = replace(partials[1], value=G.base_mul(5))
     with pytest.raises(NotEnoughPartials) as info:
-        tdh2.combine(key.public, ct, [partials[0], bad, partials[2]], key.vks, 3, CTX)
+        tdh2.combine(
+            key.public, ct, [partials[0], bad, partials[2]], key.vks, 3, CTX, optimistic=optimistic
+        )
     assert info.value.culprits == (2,)
     assert (info.value.have, info.value.needed) == (2, 3)
+
+
+def test_wrong_context_blames_no_node_on_the_slow_path(key: Key) -> None:
+    ct = key.encrypt()
+    with pytest.raises(InvalidCiphertext):
+        tdh2.combine(key.public, ct, key.partials(ct), key.vks, 3, {"app": "other"})
+
+
+def test_colluding_partials_that_cancel_still_give_the_right_plaintext(key: Key) -> None:
+    # Two bad partials whose errors cancel in the Lagrange sum: the optimistic path returns the
+    # (correct, authenticated) plaintext; correctness never depends on the proofs.
+    ct = key.encrypt()
+    p = key.partials(ct)[:3]
+    lam = shamir.lagrange_coefficients([1, 2, 3], G.order)
+    delta = G.base_mul(99)
+    p1 = replace(p[0], value=G.add(p[0].value, G.mul(delta, pow(lam[1], -1, G.order))))
+    p2 = replace(p[1], value=G.sub(p[1].value, G.mul(delta, pow(lam[2], -1, G.order))))
+    assert tdh2.combine(key.public, ct, [p1, p2, p[2]], key.vks, 3, CTX)[0] == b"attack at dawn"
+    with pytest.raises(NotEnoughPartials):
+        tdh2.combine(key.public, ct, [p1, p2, p[2]], key.vks, 3, CTX, optimistic=False)
 
 
 def test_valid_partial_counted_once(key: Key) -> None:

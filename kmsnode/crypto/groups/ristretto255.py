@@ -7,7 +7,6 @@ group, so no cofactor check is needed.
 
 from __future__ import annotations
 
-
 from .._sodium import ffi, lib
 from ..encoding import expand_message_xmd
 from ..errors import InvalidEncoding
