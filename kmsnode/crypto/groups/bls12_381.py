@@ -89,9 +89,7 @@ class _BlsGroup(Group[Pt], Generic[Pt]):
             raise ValueError("lincomb: as many scalars as elements are needed")
         if not elements:
             return self._identity
-        out: Pt = self._point.multiexp_unchecked(
-            list(elements), [Scalar(k % R) for k in scalars]
-        )
+        out: Pt = self._point.multiexp_unchecked(list(elements), [Scalar(k % R) for k in scalars])
         return out
 
     def sum(self, elements: Sequence[Pt]) -> Pt:
@@ -123,9 +121,7 @@ class _BlsGroup(Group[Pt], Generic[Pt]):
         try:
             point: Pt = self._point.from_compressed_bytes(data)  # on curve + subgroup check
         except ValueError:
-            raise InvalidEncoding(
-                f"{self.name}: not a point of the prime-order subgroup"
-            ) from None
+            raise InvalidEncoding(f"{self.name}: not a point of the prime-order subgroup") from None
         return point
 
     def encode_scalar(self, k: int) -> bytes:

@@ -170,9 +170,7 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
     """Whether ``signature`` is a valid Ed25519 signature (libsodium's RFC 8032 check)."""
     if len(public_key) != 32 or len(signature) != 64:
         return False
-    return bool(
-        lib.crypto_sign_verify_detached(signature, message, len(message), public_key) == 0
-    )
+    return bool(lib.crypto_sign_verify_detached(signature, message, len(message), public_key) == 0)
 
 
 ED25519 = Ed25519()
