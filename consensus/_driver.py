@@ -1,0 +1,251 @@
+"""The trio driver: runs a ``Replica`` over a ``Transport`` and a ``Store``, with the app API.
+
+Events are handled one at a time under a lock, and each event's actions run in order, so a
+``Persist`` (fsync'd in a worker thread) always completes before the vote or timeout that
+follows it is handed to the transport.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import trio
+
+from ._config import Config
+from ._crypto import Signer
+from ._events import (
+    Action,
+    Broadcast,
+    CommittedBlock,
+    Deliver,
+    Event,
+    MessageReceived,
+    PayloadSubmitted,
+    Persist,
+    Send,
+    ServeSync,
+    SetTimer,
+    Start,
+    TimerFired,
+)
+from ._messages import SyncResponse, decode_message, encode_message
+from ._replica import Replica, Status
+from ._storage import SQLiteStore, Store
+from ._types import NodeId, Round
+from .errors import DecodeError, MempoolFull, PayloadTooLarge
+
+__all__ = ["MemoryNetwork", "MemoryTransport", "Node", "Transport"]
+
+
+class Transport(Protocol):
+    """Authenticated point-to-point messaging between committee members.
+
+    ``send`` must not stall for long (queue, and drop when a peer is too slow: the protocol
+    tolerates loss). ``receive`` yields ``(sender, data)`` where ``sender`` is the
+    *authenticated* peer, never a claim read from the data.
+    """
+
+    async def send(self, to: NodeId, data: bytes) -> None:
+        """Queue ``data`` for ``to``."""
+        ...
+
+    async def receive(self) -> tuple[NodeId, bytes]:
+        """The next inbound message and its authenticated sender."""
+        ...
+
+
+class Node:
+    """A running consensus participant: the everyday API for applications.
+
+    Start it with ``await nursery.start(node.run)``; then ``await node.submit(payload)``,
+    ``async for block in node.committed(): ...`` and ``node.status()``.
+
+    Args:
+        config: committee, identity and limits.
+        signer: this replica's key.
+        store: durable storage; the replica restarts from it.
+        transport: messaging to the other members.
+        wall_clock: seconds since the epoch, for block timestamps (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        signer: Signer,
+        store: Store,
+        transport: Transport,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.transport = transport
+        self.replica = Replica(config, signer, store.load(config.dedup_window))
+        self._wall = wall_clock
+        self._lock = trio.Lock()
+        self._subscribers: list[trio.MemorySendChannel[CommittedBlock]] = []
+        self._committed_event = trio.Event()
+        self._pending: list[bytes] = []
+        self._pending_event = trio.Event()
+        self._timer_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._blocking_store = isinstance(store, SQLiteStore)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; reports started once the replica has been started."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._dispatch(Start())
+            nursery.start_soon(self._receive_loop)
+            nursery.start_soon(self._submit_loop)
+            task_status.started()
+
+    async def _receive_loop(self) -> None:
+        chain_id = self.config.chain_id
+        while True:
+            sender, data = await self.transport.receive()
+            try:
+                msg = decode_message(data, chain_id)
+            except DecodeError:
+                self.replica.stats.invalid_messages += 1
+                continue
+            await self._dispatch(MessageReceived(sender, msg))
+
+    # ---- application API -----------------------------------------------------------------
+
+    async def submit(self, payload: bytes, *, wait: bool = True) -> None:
+        """Queue ``payload`` for ordering.
+
+        With ``wait`` (the default) a full mempool makes this wait until blocks commit;
+        without it, ``MempoolFull`` is raised at once (back-pressure for the caller).
+
+        Raises:
+            MempoolFull: the mempool is full and ``wait`` is False.
+            PayloadTooLarge: the payload exceeds ``Config.max_payload_bytes``.
+        """
+        if len(payload) > self.config.max_payload_bytes:
+            raise PayloadTooLarge(len(payload), self.config.max_payload_bytes)
+        while len(self._pending) >= self.replica.mempool_room():
+            if not wait:
+                raise MempoolFull(len(self.replica.mempool), self.config.mempool_max_payloads)
+            await self._committed_event.wait()
+        self._pending.append(payload)
+        self._pending_event.set()
+
+    async def _submit_loop(self) -> None:
+        # Submissions are batched into one event: one lock round-trip for many payloads.
+        while True:
+            await self._pending_event.wait()
+            self._pending_event = trio.Event()
+            batch, self._pending = tuple(self._pending), []
+            if batch:
+                await self._dispatch(PayloadSubmitted(batch))
+
+    async def committed(self) -> AsyncIterator[CommittedBlock]:
+        """Blocks committed from now on, in height order, as an async iterator."""
+        send, recv = trio.open_memory_channel[CommittedBlock](math.inf)
+        self._subscribers.append(send)
+        try:
+            async with recv:
+                async for block in recv:
+                    yield block
+        finally:
+            if send in self._subscribers:
+                self._subscribers.remove(send)
+
+    def status(self) -> Status:
+        """Round, height, leader, high QC, last commit time and per-peer liveness."""
+        return self.replica.status()
+
+    # ---- executing actions ---------------------------------------------------------------
+
+    async def _dispatch(self, event: Event) -> None:
+        async with self._lock:
+            actions = self.replica.handle(event, self._wall())
+            await self._execute(actions)
+
+    async def _execute(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Persist):
+                if self._blocking_store:
+                    await trio.to_thread.run_sync(self.store.persist, a)
+                else:
+                    self.store.persist(a)
+            elif isinstance(a, Send):
+                await self.transport.send(a.to, encode_message(a.message))
+            elif isinstance(a, Broadcast):
+                data = encode_message(a.message)
+                for i in self.replica.committee.members():
+                    if i != self.replica.me:
+                        await self.transport.send(NodeId(i), data)
+            elif isinstance(a, SetTimer):
+                self._arm(a.round, a.delay)
+            elif isinstance(a, Deliver):
+                for sub in list(self._subscribers):
+                    try:
+                        sub.send_nowait(a.block)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        self._subscribers.remove(sub)
+                self._committed_event.set()
+                self._committed_event = trio.Event()
+            elif isinstance(a, ServeSync):
+                rows = self.store.committed_range(a.from_height, a.limit)
+                if rows:
+                    resp = SyncResponse(tuple(b for b, _ in rows), rows[-1][1])
+                    await self.transport.send(a.to, encode_message(resp))
+
+    def _arm(self, round: Round, delay: float) -> None:
+        if self._timer_scope is not None:
+            self._timer_scope.cancel()
+        scope = trio.CancelScope()
+        self._timer_scope = scope
+        deadline = trio.current_time() + delay
+        assert self._nursery is not None
+        self._nursery.start_soon(self._timer, scope, round, deadline)
+
+    async def _timer(self, scope: trio.CancelScope, round: Round, deadline: float) -> None:
+        with scope:
+            await trio.sleep_until(deadline)
+            await self._dispatch(TimerFired(round))
+
+
+class MemoryTransport:
+    """One member's end of a ``MemoryNetwork``."""
+
+    def __init__(self, network: MemoryNetwork, me: NodeId) -> None:
+        self.network = network
+        self.me = me
+        self._send, self._recv = trio.open_memory_channel[tuple[NodeId, bytes]](math.inf)
+
+    async def send(self, to: NodeId, data: bytes) -> None:
+        """Deliver to ``to`` unless the network cuts the link."""
+        self.network.deliver(self.me, to, data)
+
+    async def receive(self) -> tuple[NodeId, bytes]:
+        """The next inbound message."""
+        return await self._recv.receive()
+
+
+class MemoryNetwork:
+    """An in-process network for trio nodes (benchmarks, driver tests); links can be cut."""
+
+    def __init__(self, n: int) -> None:
+        self.transports = [MemoryTransport(self, NodeId(i)) for i in range(n)]
+        self.down: set[NodeId] = set()
+        self.bytes_sent = 0
+
+    def transport(self, node: NodeId) -> MemoryTransport:
+        """The transport for ``node``."""
+        return self.transports[node]
+
+    def deliver(self, src: NodeId, dst: NodeId, data: bytes) -> None:
+        """Hand ``data`` to ``dst`` (dropped if either end is down)."""
+        if src in self.down or dst in self.down:
+            return
+        self.bytes_sent += len(data)
+        self.transports[dst]._send.send_nowait((src, data))

@@ -1,0 +1,263 @@
+"""Persistent replica state: safety data, blocks, certificates and the committed log.
+
+``Store`` is the interface the drivers use; ``SQLiteStore`` is the real one (WAL journal,
+``synchronous=FULL`` so every ``persist`` is fsync'd before it returns), ``MemoryStore`` keeps
+the same data in dictionaries for simulations (its "disk" survives a simulated crash as long
+as the test keeps the object).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ._codec import pack
+from ._events import Persist
+from ._messages import Block, QuorumCert, TimeoutCert
+from ._rules import SafetyData
+from ._types import ChainId, Height
+from .errors import ConsensusError, StorageError
+
+__all__ = ["MemoryStore", "SQLiteStore", "Store", "StoredState"]
+
+
+@dataclass
+class StoredState:
+    """Everything a replica reloads on restart."""
+
+    safety: SafetyData = field(default_factory=SafetyData)
+    high_qc: QuorumCert | None = None
+    high_tc: TimeoutCert | None = None
+    root: tuple[Block, QuorumCert] | None = None
+    """The last committed block and the QC that certifies it (None: genesis)."""
+    blocks: list[Block] = field(default_factory=list)
+    """Stored blocks above the root (certified or not)."""
+    recent_delivered: list[bytes] = field(default_factory=list)
+    """Digests of recently delivered payloads, oldest first (for de-duplication)."""
+
+
+class Store(Protocol):
+    """Durable storage for one replica."""
+
+    def load(self, window: int) -> StoredState:
+        """The state to restart from (empty state for a fresh store)."""
+        ...
+
+    def persist(self, p: Persist) -> None:
+        """Apply ``p`` atomically and durably."""
+        ...
+
+    def committed_range(self, from_height: Height, limit: int) -> list[tuple[Block, QuorumCert]]:
+        """Committed blocks from ``from_height`` (ascending) with the QC certifying each."""
+        ...
+
+    def close(self) -> None:
+        """Release resources."""
+        ...
+
+
+def _delivered_digests(block: Block, dropped: tuple[int, ...]) -> Iterator[bytes]:
+    skip = set(dropped)
+    for i, d in enumerate(block.payload_digests):
+        if i not in skip:
+            yield d
+
+
+class MemoryStore:
+    """A ``Store`` in dictionaries, for the simulator."""
+
+    def __init__(self) -> None:
+        self.safety = SafetyData()
+        self.high_qc: QuorumCert | None = None
+        self.high_tc: TimeoutCert | None = None
+        self.blocks: dict[bytes, Block] = {}
+        self.committed: list[tuple[Block, QuorumCert, tuple[int, ...]]] = []
+        self.writes = 0
+
+    def load(self, window: int) -> StoredState:
+        """The state to restart from."""
+        root = None
+        root_height = 0
+        if self.committed:
+            b, qc, _ = self.committed[-1]
+            root = (b, qc)
+            root_height = b.height
+        recent: list[bytes] = []
+        for b, _, dropped in reversed(self.committed):
+            if len(recent) >= window:
+                break
+            recent[:0] = list(_delivered_digests(b, dropped))
+        return StoredState(
+            safety=self.safety,
+            high_qc=self.high_qc,
+            high_tc=self.high_tc,
+            root=root,
+            blocks=[b for b in self.blocks.values() if b.height > root_height],
+            recent_delivered=recent[-window:] if window else [],
+        )
+
+    def persist(self, p: Persist) -> None:
+        """Apply ``p``."""
+        self.writes += 1
+        for b in p.blocks:
+            self.blocks.setdefault(b.id, b)
+        if p.safety is not None:
+            self.safety = p.safety
+        if p.high_qc is not None:
+            self.high_qc = p.high_qc
+        if p.high_tc is not None:
+            self.high_tc = p.high_tc
+        for c in p.commits:
+            if c.height != len(self.committed) + 1:
+                raise StorageError(
+                    f"commit at height {c.height} does not extend the log at {len(self.committed)}"
+                )
+            self.committed.append((c.block, c.qc, c.dropped))
+
+    def committed_range(self, from_height: Height, limit: int) -> list[tuple[Block, QuorumCert]]:
+        """Committed blocks from ``from_height`` with their certifying QCs."""
+        return [(b, qc) for b, qc, _ in self.committed[from_height - 1 : from_height - 1 + limit]]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    id BLOB PRIMARY KEY, height INTEGER NOT NULL, data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blocks_height ON blocks(height);
+CREATE TABLE IF NOT EXISTS committed (
+    height INTEGER PRIMARY KEY, block_id BLOB NOT NULL, qc BLOB NOT NULL, dropped BLOB NOT NULL
+);
+"""
+
+
+class SQLiteStore:
+    """A ``Store`` in one SQLite file (WAL, fsync on every ``persist``).
+
+    Raises:
+        StorageError: the file belongs to another chain or holds a corrupt record.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], chain_id: ChainId) -> None:
+        self.chain_id = chain_id
+        # The driver may run persist() in a worker thread, one call at a time.
+        self._db = sqlite3.connect(os.fspath(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT v FROM meta WHERE k='chain_id'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('chain_id', ?)", (chain_id,))
+        elif bytes(row[0]) != chain_id:
+            raise StorageError(f"{path} holds state for another chain; use a fresh data directory")
+
+    def _meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT v FROM meta WHERE k=?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _block(self, block_id: bytes) -> Block:
+        row = self._db.execute("SELECT data FROM blocks WHERE id=?", (block_id,)).fetchone()
+        if row is None:
+            raise StorageError(f"committed block {block_id.hex()} missing from the store")
+        return Block.decode(bytes(row[0]), self.chain_id)
+
+    def load(self, window: int) -> StoredState:
+        """The state to restart from."""
+        try:
+            st = StoredState()
+            raw = self._meta("safety")
+            if raw is not None:
+                st.safety = SafetyData.decode(raw, self.chain_id)
+            raw = self._meta("high_qc")
+            if raw is not None:
+                st.high_qc = QuorumCert.decode(raw)
+            raw = self._meta("high_tc")
+            if raw is not None:
+                from ._codec import unpack
+
+                st.high_tc = TimeoutCert.from_wire(unpack(raw, "high_tc"))
+            root_height = 0
+            recent: list[bytes] = []
+            rows = self._db.execute(
+                "SELECT height, block_id, qc, dropped FROM committed ORDER BY height DESC"
+            )
+            for height, block_id, qc_raw, dropped_raw in rows:
+                if st.root is not None and len(recent) >= window:
+                    break
+                block = self._block(bytes(block_id))
+                if st.root is None:
+                    st.root = (block, QuorumCert.decode(bytes(qc_raw)))
+                    root_height = height
+                from ._codec import unpack
+
+                dropped = tuple(unpack(bytes(dropped_raw), "dropped"))
+                recent[:0] = list(_delivered_digests(block, dropped))
+            st.recent_delivered = recent[-window:] if window else []
+            st.blocks = [
+                Block.decode(bytes(r[0]), self.chain_id)
+                for r in self._db.execute(
+                    "SELECT data FROM blocks WHERE height > ?", (root_height,)
+                )
+            ]
+            return st
+        except ConsensusError as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"corrupt consensus store: {exc}") from exc
+
+    def persist(self, p: Persist) -> None:
+        """Apply ``p`` in one fsync'd transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if p.blocks:
+                db.executemany(
+                    "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?)",
+                    [(b.id, b.height, b.encode()) for b in p.blocks],
+                )
+            if p.safety is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('safety', ?)", (p.safety.encode(),))
+            if p.high_qc is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('high_qc', ?)", (p.high_qc.encode(),)
+                )
+            if p.high_tc is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('high_tc', ?)",
+                    (pack(p.high_tc.to_wire()),),
+                )
+            for c in p.commits:
+                db.execute(
+                    "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?)",
+                    (c.block_id, c.height, c.block.encode()),
+                )
+                db.execute(
+                    "INSERT INTO committed VALUES (?, ?, ?, ?)",
+                    (c.height, c.block_id, c.qc.encode(), pack(list(c.dropped))),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def committed_range(self, from_height: Height, limit: int) -> list[tuple[Block, QuorumCert]]:
+        """Committed blocks from ``from_height`` with their certifying QCs."""
+        rows = self._db.execute(
+            "SELECT c.qc, b.data FROM committed c JOIN blocks b ON b.id = c.block_id "
+            "WHERE c.height >= ? ORDER BY c.height LIMIT ?",
+            (from_height, limit),
+        ).fetchall()
+        return [
+            (Block.decode(bytes(data), self.chain_id), QuorumCert.decode(bytes(qc)))
+            for qc, data in rows
+        ]
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
