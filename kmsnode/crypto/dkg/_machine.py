@@ -78,6 +78,7 @@ class _DealState(Generic[E]):
     commitments: tuple[E, ...]
     height: int
     my_share: int | None = field(default=None, repr=False)
+    share_checked: bool = False
     complaints: dict[int, bool] = field(default_factory=dict)
     """complainer -> answered by a valid justification."""
 
@@ -281,12 +282,56 @@ class Participant(Generic[E]):
         try:
             value = g.decode_scalar(open_sealed(self._sealing_key, sealed,  # type: ignore[arg-type]
                                                 share_aad(s.session_id, d, me)))
-            if d != self.dealer_id:  # our own share is right by construction
-                feldman.verify_share(g, deal.commitments, Share(me, value), s.threshold, d)
         except CryptoError:
             return [Post(Complaint.create(g, s.session_id, me, d, self._signing_key))]
+        # Checked against the commitments in one batch when the deals close (_check_shares).
         state.my_share = value
+        state.share_checked = d == self.dealer_id  # our own share is right by construction
         return []
+
+    def _check_shares(self) -> list[Action[E]]:
+        """Check every unchecked share received against its dealer's commitments; complain.
+
+        One random linear combination checks them all (``sum r_i s_i G == sum_i r_i Y_i``,
+        with ``Y_i`` the dealer's commitment polynomial at our id, as one multi-scalar
+        multiplication); only if it fails are the shares checked one by one to find the
+        culprits. The weights come from our own RNG after the deals are fixed, so a dealer
+        cannot aim errors that cancel out (probability 2^-128).
+        """
+        s, g, me = self.session, self._group, self.id
+        if me is None:
+            return []
+        pending = [d for d, st in sorted(self._deals.items())
+                   if st.my_share is not None and not st.share_checked]
+        powers = _powers(me, s.threshold, g.order)
+        bad: list[int] = []
+        if len(pending) > 1:
+            weights = {d: int.from_bytes(self._rng(16), "big") | 1 for d in pending}
+            points, scalars = [], []
+            total = 0
+            for d in pending:
+                st = self._deals[d]
+                total += weights[d] * (st.my_share or 0)
+                points.extend(st.commitments)
+                scalars.extend(weights[d] * p % g.order for p in powers)
+            batch_ok = g.eq(g.base_mul(total % g.order), g.lincomb(points, scalars))
+        else:
+            batch_ok = False
+        if not batch_ok:
+            for d in pending:
+                st = self._deals[d]
+                expected = g.lincomb(st.commitments, powers)
+                if not g.eq(g.base_mul(st.my_share or 0), expected):
+                    bad.append(d)
+        out: list[Action[E]] = []
+        for d in pending:
+            st = self._deals[d]
+            if d in bad:
+                st.my_share = None
+                out.append(Post(Complaint.create(g, s.session_id, me, d, self._signing_key)))
+            else:
+                st.share_checked = True
+        return out
 
     def _check_deal(self, deal: Deal[E]) -> str | None:
         s, g, d = self.session, self._group, deal.dealer
@@ -356,6 +401,7 @@ class Participant(Generic[E]):
         state.complaints[j.complainer] = True
         if j.complainer == self.id:
             state.my_share = j.share
+            state.share_checked = True
         return []
 
     # -- deadlines ------------------------------------------------------------------------------
@@ -369,6 +415,7 @@ class Participant(Generic[E]):
                     f"{s.deal_deadline}); {s.dealer_threshold} needed"
                 )
             self._move(Status.COMPLAINING, "close the deals")
+            out += self._check_shares()
         if self.status is Status.COMPLAINING and h >= s.complaint_deadline:
             self._move(Status.JUSTIFYING, "close the complaints")
         if self.status is Status.JUSTIFYING and h >= s.justification_deadline:
@@ -435,7 +482,7 @@ class Participant(Generic[E]):
             )
         else:
             combined = feldman.sum_commitments(g, [self._deals[d].commitments for d in used])
-        vks = {j: feldman.verification_key(g, combined, j) for j in sorted(s.committee)}
+        vks = {j: g.lincomb(combined, _powers(j, t, g.order)) for j in sorted(s.committee)}
         prev = s.previous
         if s.kind is Kind.DKG:
             public_key = combined[0]
@@ -484,3 +531,12 @@ class Participant(Generic[E]):
             out.append(EraseShare(s.key_id, s.version, prev.epoch))
             self._old_share = None
         return out
+
+
+def _powers(x: int, count: int, order: int) -> list[int]:
+    """``[1, x, x^2, ...]`` mod ``order``: evaluating committed coefficients at ``x``."""
+    out, acc = [], 1
+    for _ in range(count):
+        out.append(acc)
+        acc = acc * x % order
+    return out
