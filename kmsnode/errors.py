@@ -1,0 +1,42 @@
+"""The kmsnode error tree (crypto errors live in ``kmsnode.crypto.errors`` and are re-used).
+
+::
+
+    KMSError
+    ├── KeystoreError                 the node's local secret store
+    │   ├── KeystoreLocked            wrong passphrase, or none given
+    │   ├── KeystoreCorrupted         a record or the file fails authentication: refuse to start
+    │   └── KeystoreRecordMissing     no such secret (key id / version / epoch)
+    └── ConfigError                   a config or genesis file that cannot be used
+
+Operational errors carry fields and say what to do; nothing secret is ever in a message.
+"""
+
+from __future__ import annotations
+
+
+class KMSError(Exception):
+    """Base class of every error raised by kmsnode outside the crypto core."""
+
+
+class KeystoreError(KMSError):
+    """A problem with the node's encrypted keystore."""
+
+
+class KeystoreLocked(KeystoreError):
+    """The keystore cannot be opened with the passphrase given."""
+
+
+class KeystoreCorrupted(KeystoreError):
+    """A keystore record or file failed its integrity check; the node must not start."""
+
+
+class KeystoreRecordMissing(KeystoreError, KeyError):
+    """The keystore holds no record under that name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "record missing"
+
+
+class ConfigError(KMSError, ValueError):
+    """A configuration or genesis file that cannot be used; the message says what to fix."""

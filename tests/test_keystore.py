@@ -1,0 +1,131 @@
+"""The encrypted keystore: round trips, nothing in the clear, tamper detection, wrong keys."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from kmsnode.errors import KeystoreCorrupted, KeystoreLocked, KeystoreRecordMissing
+from kmsnode.keystore import Keystore, RecordName, read_passphrase
+
+PASS = b"correct horse battery staple"
+FAST = {"scrypt_log2_n": 10}  # tests only: the default cost is 2^15
+SHARE = RecordName("share", "key-1", 1, 0)
+
+
+def make(tmp_path: Path, node_id: int = 1) -> Keystore:
+    return Keystore.create(tmp_path / "ks.db", PASS, node_id, **FAST)
+
+
+def test_round_trip_and_reopen(tmp_path: Path) -> None:
+    secret = os.urandom(32)
+    with make(tmp_path) as ks:
+        ks.put(SHARE, secret)
+        assert ks.get(SHARE) == secret
+    with Keystore.open(tmp_path / "ks.db", PASS, 1) as ks:
+        assert ks.get(SHARE) == secret
+        assert ks.names("share") == [SHARE]
+        assert ks.verify_all() == 1
+
+
+def test_no_secret_in_the_clear_on_disk(tmp_path: Path) -> None:
+    secrets_ = [os.urandom(32) for _ in range(20)]
+    with make(tmp_path) as ks:
+        for i, s in enumerate(secrets_):
+            ks.put(RecordName("share", f"k{i}", 1, 0), s)
+        # Scan while open too: the WAL file holds the newest pages.
+        blobs = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+        for s in secrets_:
+            assert s not in blobs
+            assert s.hex().encode() not in blobs
+        assert PASS not in blobs
+
+
+def test_wrong_passphrase_or_node(tmp_path: Path) -> None:
+    make(tmp_path).close()
+    with pytest.raises(KeystoreLocked):
+        Keystore.open(tmp_path / "ks.db", b"wrong", 1)
+    with pytest.raises(KeystoreCorrupted, match="belongs to node 1"):
+        Keystore.open(tmp_path / "ks.db", PASS, 2)
+
+
+def test_flipped_bit_refuses_to_open(tmp_path: Path) -> None:
+    with make(tmp_path) as ks:
+        ks.put(SHARE, os.urandom(32))
+    path = tmp_path / "ks.db"
+    db = sqlite3.connect(path)
+    (sealed,) = db.execute("SELECT sealed FROM records").fetchone()
+    db.close()
+    data = bytearray(path.read_bytes())
+    pos = data.find(sealed)
+    assert pos >= 0, "record not found in the main file after checkpoint"
+    data[pos + 20] ^= 0x04
+    path.write_bytes(bytes(data))
+    with pytest.raises(KeystoreCorrupted, match="share/key-1/v1/e0"):
+        Keystore.open(path, PASS, 1)
+
+
+def test_record_moved_to_another_name_does_not_open(tmp_path: Path) -> None:
+    with make(tmp_path) as ks:
+        ks.put(SHARE, b"s" * 32)
+    db = sqlite3.connect(tmp_path / "ks.db")
+    db.execute("UPDATE records SET version = 2")
+    db.commit()
+    db.close()
+    with pytest.raises(KeystoreCorrupted):
+        Keystore.open(tmp_path / "ks.db", PASS, 1)
+
+
+def test_take_erases_before_returning(tmp_path: Path) -> None:
+    name = RecordName("nonce", "key-1", 1, 7)
+    with make(tmp_path) as ks:
+        ks.put(name, b"n" * 64)
+        assert ks.take(name) == b"n" * 64
+        with pytest.raises(KeystoreRecordMissing):
+            ks.take(name)
+    with Keystore.open(tmp_path / "ks.db", PASS, 1) as ks, pytest.raises(KeystoreRecordMissing):
+        ks.get(name)
+
+
+def test_delete_and_missing(tmp_path: Path) -> None:
+    with make(tmp_path) as ks:
+        ks.put(SHARE, b"x")
+        assert ks.delete(SHARE) is True
+        assert ks.delete(SHARE) is False
+        with pytest.raises(KeystoreRecordMissing, match="share/key-1"):
+            ks.get(SHARE)
+
+
+def test_create_refuses_overwrite_and_open_needs_a_file(tmp_path: Path) -> None:
+    make(tmp_path).close()
+    with pytest.raises(FileExistsError):
+        make(tmp_path)
+    with pytest.raises(FileNotFoundError, match="kmsnode init"):
+        Keystore.open(tmp_path / "missing.db", PASS, 1)
+
+
+def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "ks.db"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(KeystoreCorrupted):
+        Keystore.open(path, PASS, 1)
+
+
+def test_passphrase_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KMS_TEST_PASS", "from-env")
+    assert read_passphrase(env="KMS_TEST_PASS") == b"from-env"
+    f = tmp_path / "pass.txt"
+    f.write_text("from-file\n")
+    assert read_passphrase(file=f) == b"from-file"
+    monkeypatch.delenv("KMS_TEST_PASS")
+    with pytest.raises(KeystoreLocked, match="KMS_TEST_PASS"):
+        read_passphrase(env="KMS_TEST_PASS")
+
+
+def test_repr_has_no_secret(tmp_path: Path) -> None:
+    with make(tmp_path) as ks:
+        assert "Keystore(path=" in repr(ks)
+        assert PASS.decode() not in repr(ks)
