@@ -4,12 +4,13 @@ bad inputs of DESIGN §9 (duplicates, cheaters, identity, off-subgroup points, r
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from py_arkworks_bls12381 import G1Point, G2Point
-from py_ecc.bls import G2ProofOfPossession as PyEcc
+from py_ecc.bls.ciphersuites import G2ProofOfPossession
 
 from kmsnode.crypto import bls, shamir
 from kmsnode.crypto.errors import (
@@ -26,6 +27,7 @@ from kmsnode.crypto.groups import BLS12_381_G2 as G2
 from .test_group_bls12_381 import _g2_points
 
 MSG = b"attest block 42"
+PyEcc: Any = G2ProofOfPossession  # the reference; its NewType-typed API takes our bytes
 
 
 class Key:
@@ -124,7 +126,7 @@ def test_rogue_key_without_valid_proof_is_refused(key43: Key) -> None:
             )
 
 
-# -- partials: duplicates, cheaters, strangers ------------------------------------------------------
+# -- partials: duplicates, cheaters, strangers -------------------------------------------------
 
 
 def test_valid_partial_sent_twice_counts_once(key43: Key) -> None:
@@ -174,7 +176,7 @@ def test_partial_signature_encoding(key43: Key) -> None:
         bls.PartialSignature.decode(p.encode()[:-1])
 
 
-# -- keys and signatures that are not points of the subgroup ----------------------------------------
+# -- keys and signatures that are not points of the subgroup -----------------------------------
 
 
 def test_identity_public_key_and_signature_are_refused() -> None:
