@@ -11,7 +11,7 @@ or session does not verify for any other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .encoding import transcript, u16
 from .errors import InvalidEncoding, InvalidProof
@@ -30,12 +30,12 @@ class SchnorrProof:
     challenge: int
     response: int
 
-    def encode(self, group: Group[object]) -> bytes:
+    def encode(self, group: Group[Any]) -> bytes:
         """``challenge || response``, two canonical scalars."""
         return group.encode_scalar(self.challenge) + group.encode_scalar(self.response)
 
     @classmethod
-    def decode(cls, group: Group[object], data: bytes) -> SchnorrProof:
+    def decode(cls, group: Group[Any], data: bytes) -> SchnorrProof:
         """Strictly decode a proof.
 
         Raises:
@@ -76,7 +76,9 @@ def prove(
     """
     k = group.hash_to_scalar(
         _NONCE_DST,
-        transcript(rng(32), group.encode_scalar(secret), group.encode(public), u16(prover), context),
+        transcript(
+            rng(32), group.encode_scalar(secret), group.encode(public), u16(prover), context
+        ),
     )
     commitment = group.base_mul(k)
     c = _challenge(group, public, commitment, prover, context)

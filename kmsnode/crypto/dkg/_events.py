@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar, Union
+from typing import Generic, TypeVar
 
 from ..shamir import Share
 from ._messages import Message
@@ -33,7 +33,7 @@ class HeightReached:
     height: int
 
 
-Event = Union[Start, Committed, HeightReached]
+Event = Start | Committed | HeightReached
 
 
 # -- result ---------------------------------------------------------------------------------
@@ -84,7 +84,7 @@ class Completed(Generic[E]):
 
 @dataclass(frozen=True)
 class EraseShare:
-    """Erase the share of ``key_id``/``version`` at ``epoch``: the session that replaces it is final.
+    """Erase the share of ``key_id``/``version`` at ``epoch``: its replacement is final.
 
     Security: only ever emitted after ``Completed``, so a node never holds neither share.
     """
@@ -102,4 +102,4 @@ class Failed:
     disqualified: Mapping[int, str]
 
 
-Action = Union[Post[E], Rejected, Completed[E], EraseShare, Failed]
+Action = Post[E] | Rejected | Completed[E] | EraseShare | Failed

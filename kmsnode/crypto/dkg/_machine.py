@@ -36,7 +36,6 @@ from ._events import (
     EraseShare,
     Event,
     Failed,
-    HeightReached,
     Post,
     Rejected,
     Start,
@@ -219,7 +218,7 @@ class Participant(Generic[E]):
         else:
             assert self._old_share is not None
             constant = self._old_share.value
-        coefficients = random_polynomial(g, constant, s.threshold, self._rng)  # type: ignore[arg-type]
+        coefficients = random_polynomial(g, constant, s.threshold, self._rng)
         self._coefficients = coefficients
         commitments = feldman.commit(g, coefficients)
         proof = pok.prove(
@@ -262,8 +261,11 @@ class Participant(Generic[E]):
     def _on_deal(self, h: int, deal: Deal[E]) -> list[Action[E]]:
         s, g, d = self.session, self._group, deal.dealer
         if h > s.deal_deadline:
-            return [Rejected(h, d, f"deal committed at height {h}, after the deal deadline "
-                                   f"{s.deal_deadline}")]
+            return [
+                Rejected(
+                    h, d, f"deal committed at height {h}, after the deal deadline {s.deal_deadline}"
+                )
+            ]
         problem = self._authentic(deal, s.dealers, "dealer")
         if problem:
             return [Rejected(h, d, problem)]
@@ -279,9 +281,11 @@ class Participant(Generic[E]):
         if me is None:
             return []
         sealed = dict(deal.sealed_shares)[me]
+        assert self._sealing_key is not None  # checked in __init__ for every recipient
         try:
-            value = g.decode_scalar(open_sealed(self._sealing_key, sealed,  # type: ignore[arg-type]
-                                                share_aad(s.session_id, d, me)))
+            value = g.decode_scalar(
+                open_sealed(self._sealing_key, sealed, share_aad(s.session_id, d, me))
+            )
         except CryptoError:
             return [Post(Complaint.create(g, s.session_id, me, d, self._signing_key))]
         # Checked against the commitments in one batch when the deals close (_check_shares).
@@ -301,13 +305,17 @@ class Participant(Generic[E]):
         s, g, me = self.session, self._group, self.id
         if me is None:
             return []
-        pending = [d for d, st in sorted(self._deals.items())
-                   if st.my_share is not None and not st.share_checked]
+        pending = [
+            d
+            for d, st in sorted(self._deals.items())
+            if st.my_share is not None and not st.share_checked
+        ]
         powers = _powers(me, s.threshold, g.order)
         bad: list[int] = []
         if len(pending) > 1:
             weights = {d: int.from_bytes(self._rng(16), "big") | 1 for d in pending}
-            points, scalars = [], []
+            points: list[E] = []
+            scalars: list[int] = []
             total = 0
             for d in pending:
                 st = self._deals[d]
@@ -336,8 +344,10 @@ class Participant(Generic[E]):
     def _check_deal(self, deal: Deal[E]) -> str | None:
         s, g, d = self.session, self._group, deal.dealer
         if len(deal.commitments) != s.threshold:
-            return (f"{len(deal.commitments)} commitments, the threshold {s.threshold} needs "
-                    f"exactly {s.threshold}")
+            return (
+                f"{len(deal.commitments)} commitments, the threshold {s.threshold} needs "
+                f"exactly {s.threshold}"
+            )
         if [i for i, _ in deal.sealed_shares] != sorted(s.committee):
             return "sealed shares do not cover exactly the receiving committee"
         c0 = deal.commitments[0]
@@ -352,14 +362,20 @@ class Participant(Generic[E]):
         try:
             pok.verify(g, deal.proof, c0, prover=d, context=s.session_id)
         except CryptoError:
-            return "proof of knowledge of the constant term does not verify for this dealer and session"
+            return "proof of knowledge of the constant term fails for this dealer and session"
         return None
 
     def _on_complaint(self, h: int, c: Complaint[E]) -> list[Action[E]]:
         s, d = self.session, c.dealer
         if h > s.complaint_deadline:
-            return [Rejected(h, c.complainer, f"complaint committed at height {h}, after the "
-                                              f"complaint deadline {s.complaint_deadline}")]
+            return [
+                Rejected(
+                    h,
+                    c.complainer,
+                    f"complaint committed at height {h}, after the "
+                    f"complaint deadline {s.complaint_deadline}",
+                )
+            ]
         problem = self._authentic(c, s.committee, "recipient")
         if problem:
             return [Rejected(h, c.complainer, problem)]
@@ -372,17 +388,21 @@ class Participant(Generic[E]):
         if d == self.dealer_id and self._coefficients is not None:
             g = self._group
             value = evaluate(self._coefficients, c.complainer, g.order)
-            just = Justification.create(
-                g, s.session_id, d, c.complainer, value, self._signing_key
-            )
+            just = Justification.create(g, s.session_id, d, c.complainer, value, self._signing_key)
             return [Post(just)]
         return []
 
     def _on_justification(self, h: int, j: Justification[E]) -> list[Action[E]]:
         s, g, d = self.session, self._group, j.dealer
         if h > s.justification_deadline:
-            return [Rejected(h, d, f"justification committed at height {h}, after the "
-                                   f"justification deadline {s.justification_deadline}")]
+            return [
+                Rejected(
+                    h,
+                    d,
+                    f"justification committed at height {h}, after the "
+                    f"justification deadline {s.justification_deadline}",
+                )
+            ]
         problem = self._authentic(j, s.dealers, "dealer")
         if problem:
             return [Rejected(h, d, problem)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar, Union
+from typing import Any, ClassVar, Generic, TypeVar
 
 import msgpack
 from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSignature
@@ -27,6 +27,7 @@ from ..groups import Group
 from ..pok import SchnorrProof
 
 E = TypeVar("E")
+_S = TypeVar("_S", bound="_Signed[Any]")
 
 FORMAT_VERSION = 1
 _SIGN_DST = b"kmsnode/dkg/message/v1"
@@ -58,7 +59,14 @@ class _Signed(Generic[E]):
         raise NotImplementedError
 
     def _payload(self) -> list[Any]:
-        return [FORMAT_VERSION, self.TYPE, self.group.name, self.session_id, self.sender, *self._body()]
+        return [
+            FORMAT_VERSION,
+            self.TYPE,
+            self.group.name,
+            self.session_id,
+            self.sender,
+            *self._body(),
+        ]
 
     def signed_bytes(self) -> bytes:
         """The exact bytes the signature covers (domain-tagged canonical payload)."""
@@ -130,8 +138,9 @@ class Deal(_Signed[E]):
         signing_key: Ed25519PrivateKey,
     ) -> Deal[E]:
         """Build and sign a deal."""
-        unsigned = cls(group, session_id, dealer, tuple(commitments), proof,
-                       tuple(sorted(sealed_shares)), b"")
+        unsigned = cls(
+            group, session_id, dealer, tuple(commitments), proof, tuple(sorted(sealed_shares)), b""
+        )
         return _sign(unsigned, signing_key)
 
     @classmethod
@@ -243,10 +252,10 @@ class Justification(_Signed[E]):
         return msg
 
 
-Message = Union[Deal[E], Complaint[E], Justification[E]]
+Message = Deal[E] | Complaint[E] | Justification[E]
 
 
-def _sign(unsigned: Any, key: Ed25519PrivateKey) -> Any:
+def _sign(unsigned: _S, key: Ed25519PrivateKey) -> _S:
     signature = key.sign(unsigned.signed_bytes())
     object.__setattr__(unsigned, "signature_", signature)
     return unsigned

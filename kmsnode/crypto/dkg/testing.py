@@ -94,7 +94,9 @@ class Simulation(Generic[N, E]):
                     self._collect(node, p.handle(Committed(h, data)), pending)
             for node, p in self.participants.items():
                 self._collect(node, p.handle(HeightReached(h)), pending)
-            if all(p.status in (Status.COMPLETED, Status.FAILED) for p in self.participants.values()):
+            if all(
+                p.status in (Status.COMPLETED, Status.FAILED) for p in self.participants.values()
+            ):
                 break
 
     def completed(self, node: N) -> Completed[E] | None:

@@ -95,7 +95,7 @@ def forge_deal(
     proof_from: tuple[int, bytes] | None = None,
     copy_of: Deal[Any] | None = None,
 ) -> tuple[Deal[Any], list[int]]:
-    """A deal signed by ``signer`` as ``dealer``, with chosen defects; returns it and its polynomial.
+    """A deal signed by ``signer`` as ``dealer``, with chosen defects, and its polynomial.
 
     ``t`` sets the number of coefficients; ``bad_for`` maps recipients to the wrong values they
     get; ``proof_from`` makes the proof for another (prover, context); ``copy_of`` reuses
@@ -117,11 +117,18 @@ def forge_deal(
             value = bad_for[j]
         assert member.sealing_key is not None
         sealed.append(
-            (j, seal(member.sealing_key, g.encode_scalar(value),
-                     share_aad(session.session_id, dealer, j)))
+            (
+                j,
+                seal(
+                    member.sealing_key,
+                    g.encode_scalar(value),
+                    share_aad(session.session_id, dealer, j),
+                ),
+            )
         )
-    deal = Deal.create(g, session.session_id, dealer, commitments, proof, sealed,
-                       signer.signing_key)
+    deal = Deal.create(
+        g, session.session_id, dealer, commitments, proof, sealed, signer.signing_key
+    )
     return deal, coefficients
 
 

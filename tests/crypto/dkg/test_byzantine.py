@@ -176,34 +176,94 @@ class Case:
 
 
 CASES = [
-    Case("bad share, no justification", bad_share_no_justification, honest=(1, 3, 4),
-         disqualified=(2,)),
-    Case("justification fails the commitments", justification_fails_commitments,
-         honest=(1, 3, 4), disqualified=(2,)),
+    Case(
+        "bad share, no justification",
+        bad_share_no_justification,
+        honest=(1, 3, 4),
+        disqualified=(2,),
+    ),
+    Case(
+        "justification fails the commitments",
+        justification_fails_commitments,
+        honest=(1, 3, 4),
+        disqualified=(2,),
+    ),
     Case("false complaint is cleared", false_complaint, honest=(1, 2, 4)),
-    Case("too many commitments", wrong_length_commitments, honest=(1, 3, 4), disqualified=(2,),
-         rejected="4 commitments, the threshold 3 needs exactly 3"),
-    Case("too few commitments", short_commitments, honest=(1, 3, 4), disqualified=(2,),
-         rejected="2 commitments"),
-    Case("proof of knowledge copied from another dealer", pok_copied_from_dealer,
-         honest=(1, 3, 4), disqualified=(2,), rejected="proof of knowledge"),
-    Case("proof of knowledge from another session", pok_from_other_session, honest=(1, 3, 4),
-         disqualified=(2,), rejected="proof of knowledge"),
-    Case("two deals from one dealer: the first counts", two_deals, honest=(1, 3, 4),
-         rejected="second deal from dealer 2"),
-    Case("deal after the deadline", deal_after_deadline, honest=(1, 2, 3), disqualified=(4,),
-         rejected="after the deal deadline"),
-    Case("complaint after the deadline", complaint_after_deadline, honest=(1, 2, 4),
-         rejected="after the complaint deadline"),
-    Case("justification after the deadline", justification_after_deadline, honest=(1, 3, 4),
-         disqualified=(2,)),
-    Case("f silent dealers still succeed", silent(6, 7), n=7, t=5, honest=(1, 2, 3, 4, 5),
-         disqualified=(6, 7)),
+    Case(
+        "too many commitments",
+        wrong_length_commitments,
+        honest=(1, 3, 4),
+        disqualified=(2,),
+        rejected="4 commitments, the threshold 3 needs exactly 3",
+    ),
+    Case(
+        "too few commitments",
+        short_commitments,
+        honest=(1, 3, 4),
+        disqualified=(2,),
+        rejected="2 commitments",
+    ),
+    Case(
+        "proof of knowledge copied from another dealer",
+        pok_copied_from_dealer,
+        honest=(1, 3, 4),
+        disqualified=(2,),
+        rejected="proof of knowledge",
+    ),
+    Case(
+        "proof of knowledge from another session",
+        pok_from_other_session,
+        honest=(1, 3, 4),
+        disqualified=(2,),
+        rejected="proof of knowledge",
+    ),
+    Case(
+        "two deals from one dealer: the first counts",
+        two_deals,
+        honest=(1, 3, 4),
+        rejected="second deal from dealer 2",
+    ),
+    Case(
+        "deal after the deadline",
+        deal_after_deadline,
+        honest=(1, 2, 3),
+        disqualified=(4,),
+        rejected="after the deal deadline",
+    ),
+    Case(
+        "complaint after the deadline",
+        complaint_after_deadline,
+        honest=(1, 2, 4),
+        rejected="after the complaint deadline",
+    ),
+    Case(
+        "justification after the deadline",
+        justification_after_deadline,
+        honest=(1, 3, 4),
+        disqualified=(2,),
+    ),
+    Case(
+        "f silent dealers still succeed",
+        silent(6, 7),
+        n=7,
+        t=5,
+        honest=(1, 2, 3, 4, 5),
+        disqualified=(6, 7),
+    ),
     Case("too few honest dealers fail cleanly", silent(3, 4), honest=(1, 2), succeeds=False),
-    Case("complaint whose claimed sender is not the signer", complaint_sender_not_signer,
-         honest=(1, 2, 3), rejected="claimed sender is not the signer"),
-    Case("deal whose claimed sender is not the signer", deal_sender_not_signer,
-         honest=(1, 2, 3), disqualified=(2,), rejected="claimed sender is not the signer"),
+    Case(
+        "complaint whose claimed sender is not the signer",
+        complaint_sender_not_signer,
+        honest=(1, 2, 3),
+        rejected="claimed sender is not the signer",
+    ),
+    Case(
+        "deal whose claimed sender is not the signer",
+        deal_sender_not_signer,
+        honest=(1, 2, 3),
+        disqualified=(2,),
+        rejected="claimed sender is not the signer",
+    ),
 ]
 
 
@@ -212,8 +272,9 @@ def test_byzantine(case: Case) -> None:
     ids = identities(case.n)
     session = dkg_session(G, ids, case.t)
     intercept, inject = case.build(session, ids)
-    sim, _, _ = run_dkg(G, case.n, case.t, ids=ids, session=session, intercept=intercept,
-                        inject=inject)
+    sim, _, _ = run_dkg(
+        G, case.n, case.t, ids=ids, session=session, intercept=intercept, inject=inject
+    )
     if case.rejected is not None:
         reasons = [a.reason for a in sim.actions[case.honest[0]] if isinstance(a, Rejected)]
         assert any(case.rejected in r for r in reasons), reasons
@@ -270,8 +331,11 @@ def test_complainer_gets_its_share_from_the_justification() -> None:
     rs = results(sim, [1, 2, 3, 4])
     assert_agreement(G, rs, 3)
     assert rs[0].disqualified == {}
-    complaints = [a for a in sim.actions[3] if getattr(a, "message", None) is not None
-                  and isinstance(a.message, Complaint)]  # type: ignore[attr-defined]
+    complaints = [
+        a
+        for a in sim.actions[3]
+        if getattr(a, "message", None) is not None and isinstance(a.message, Complaint)
+    ]  # type: ignore[attr-defined]
     assert len(complaints) == 1
     assert rs[2].share is not None
     del intercept

@@ -17,7 +17,7 @@ from kmsnode.crypto.dkg import (
     Participant,
     Session,
 )
-from kmsnode.crypto.dkg.testing import Identity, Simulation, committee, identities
+from kmsnode.crypto.dkg.testing import Identity, Simulation, committee
 from kmsnode.crypto.errors import NotEnoughPartials
 from kmsnode.crypto.groups import BLS12_381_G1, ED25519, RISTRETTO255, Group
 from kmsnode.crypto.shamir import Share
@@ -89,12 +89,24 @@ def refresh(
 ) -> Simulation[int, Any]:
     prev = previous_from(before[0], ids, epoch=before[0].epoch)
     session = Session(
-        key_id="key-1", version=1, epoch=prev.epoch + 1, group=group, kind=Kind.REFRESH,
-        committee=committee(ids), threshold=prev.threshold, previous=prev, **DEADLINES,
+        key_id="key-1",
+        version=1,
+        epoch=prev.epoch + 1,
+        group=group,
+        kind=Kind.REFRESH,
+        committee=committee(ids),
+        threshold=prev.threshold,
+        previous=prev,
+        **DEADLINES,
     )
     parts = {
-        i: Participant(session, signing_key=k.signing_key, sealing_key=k.sealing_key, id=i,
-                       old_share=before[i - 1].share)
+        i: Participant(
+            session,
+            signing_key=k.signing_key,
+            sealing_key=k.sealing_key,
+            id=i,
+            old_share=before[i - 1].share,
+        )
         for i, k in ids.items()
     }
     sim: Simulation[int, Any] = Simulation(group, parts)
@@ -145,22 +157,41 @@ def test_reshare_4_to_7_with_a_new_threshold_keeps_the_public_key() -> None:
     new_ids = {i: old_ids[i] for i in (1, 2, 3)} | {j: Identity.generate() for j in range(4, 8)}
     prev = previous_from(old[0], old_ids, epoch=0)
     session = Session(
-        key_id="key-1", version=1, epoch=1, group=g, kind=Kind.RESHARE,
-        committee=committee(new_ids), threshold=5, previous=prev, **DEADLINES,
+        key_id="key-1",
+        version=1,
+        epoch=1,
+        group=g,
+        kind=Kind.RESHARE,
+        committee=committee(new_ids),
+        threshold=5,
+        previous=prev,
+        **DEADLINES,
     )
     parts: dict[str, Participant[Any]] = {}
     for i in (1, 2, 3):
         k = old_ids[i]
-        parts[f"stay{i}"] = Participant(session, signing_key=k.signing_key,
-                                        sealing_key=k.sealing_key, id=i, old_id=i,
-                                        old_share=old[i - 1].share)
+        parts[f"stay{i}"] = Participant(
+            session,
+            signing_key=k.signing_key,
+            sealing_key=k.sealing_key,
+            id=i,
+            old_id=i,
+            old_share=old[i - 1].share,
+        )
     k4 = old_ids[4]
-    parts["leave4"] = Participant(session, signing_key=k4.signing_key, sealing_key=None,
-                                  id=None, old_id=4, old_share=old[3].share)
+    parts["leave4"] = Participant(
+        session,
+        signing_key=k4.signing_key,
+        sealing_key=None,
+        id=None,
+        old_id=4,
+        old_share=old[3].share,
+    )
     for j in range(4, 8):
         k = new_ids[j]
-        parts[f"new{j}"] = Participant(session, signing_key=k.signing_key,
-                                       sealing_key=k.sealing_key, id=j)
+        parts[f"new{j}"] = Participant(
+            session, signing_key=k.signing_key, sealing_key=k.sealing_key, id=j
+        )
     sim2: Simulation[str, Any] = Simulation(g, parts)
     sim2.run(LAST_HEIGHT)
     receivers = ["stay1", "stay2", "stay3", "new4", "new5", "new6", "new7"]
@@ -174,9 +205,7 @@ def test_reshare_4_to_7_with_a_new_threshold_keeps_the_public_key() -> None:
     leaving = [a for a in sim2.actions["leave4"] if isinstance(a, (Completed, EraseShare))]
     assert [type(a) for a in leaving] == [Completed, EraseShare]
     assert leaving[0].result.share is None  # type: ignore[union-attr]
-    assert all(
-        any(isinstance(a, EraseShare) for a in sim2.actions[f"stay{i}"]) for i in (1, 2, 3)
-    )
+    assert all(any(isinstance(a, EraseShare) for a in sim2.actions[f"stay{i}"]) for i in (1, 2, 3))
     assert not any(isinstance(a, EraseShare) for a in sim2.actions["new4"])
 
 
@@ -187,13 +216,26 @@ def test_reshare_rejects_a_dealer_that_changes_its_share() -> None:
     old = results(sim, [1, 2, 3, 4])
     prev = previous_from(old[0], ids, epoch=0)
     session = Session(
-        key_id="key-1", version=1, epoch=1, group=g, kind=Kind.RESHARE,
-        committee=committee(ids), threshold=3, previous=prev, **DEADLINES,
+        key_id="key-1",
+        version=1,
+        epoch=1,
+        group=g,
+        kind=Kind.RESHARE,
+        committee=committee(ids),
+        threshold=3,
+        previous=prev,
+        **DEADLINES,
     )
     cheat = Share(2, (old[1].share.value + 1) % g.order)  # type: ignore[union-attr]
     parts = {
-        i: Participant(session, signing_key=k.signing_key, sealing_key=k.sealing_key, id=i,
-                       old_id=i, old_share=cheat if i == 2 else old[i - 1].share)
+        i: Participant(
+            session,
+            signing_key=k.signing_key,
+            sealing_key=k.sealing_key,
+            id=i,
+            old_id=i,
+            old_share=cheat if i == 2 else old[i - 1].share,
+        )
         for i, k in ids.items()
     }
     sim2: Simulation[int, Any] = Simulation(g, parts)

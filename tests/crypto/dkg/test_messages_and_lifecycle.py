@@ -153,6 +153,7 @@ def test_garbage_and_foreign_session_messages_are_rejected(setup: Any) -> None:
     foreign = Complaint.create(G, other.session_id, 2, 1, ids[2].signing_key).encode()
     (r2,) = p.handle(Committed(1, foreign))
     assert isinstance(r2, Rejected) and "another session" in r2.reason
-    (r3,) = p.handle(Committed(1, Complaint.create(G, s.session_id, 2, 3,
-                                                   ids[2].signing_key).encode()))
+    (r3,) = p.handle(
+        Committed(1, Complaint.create(G, s.session_id, 2, 3, ids[2].signing_key).encode())
+    )
     assert isinstance(r3, Rejected) and "has no deal" in r3.reason
