@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+from eth_typing import BLSPubkey
 from py_ecc.bls.ciphersuites import G2ProofOfPossession
 
 from kmsnode.crypto import bls, frost, shamir
@@ -86,7 +87,7 @@ def main() -> None:
     frost_reps, bls_reps, ref_reps = (10, 5, 1) if args.quick else (60, 20, 3)
 
     secret = BLS12_381_G1.random_scalar()
-    public = BLS12_381_G1.encode(BLS12_381_G1.base_mul(secret))
+    public = BLSPubkey(BLS12_381_G1.encode(BLS12_381_G1.base_mul(secret)))
     signature = G2ProofOfPossession.Sign(secret, MSG)
     ref_sign = _time(lambda: G2ProofOfPossession.Sign(secret, MSG), ref_reps)
     ref_verify = _time(lambda: G2ProofOfPossession.Verify(public, MSG, signature), ref_reps)

@@ -32,10 +32,10 @@ def check_length(commitments: Sequence[object], t: int) -> None:
 def verification_key(group: Group[E], commitments: Sequence[E], j: int) -> E:
     """``Y_j = sum_k j^k C_k``: the public image ``f(j) * G`` of participant ``j``'s share."""
     validate_ids([j], group.order)
-    acc = group.identity()
-    for c in reversed(commitments):  # Horner in the exponent; j is public
-        acc = group.add(group.mul(acc, j), c)
-    return acc
+    # Everything here is public, so the group's lincomb may take a faster variable-time path
+    # (multi-scalar multiplication in BLS12-381, where ``mul`` is a slow constant-time ladder).
+    powers = [pow(j, k, group.order) for k in range(len(commitments))]
+    return group.lincomb(list(commitments), powers)
 
 
 def verification_keys(
