@@ -92,8 +92,11 @@ def aggregate(
 ) -> bytes:
     """RFC 9591 §5.3 ``aggregate``: the group's signature from every listed signer's share.
 
-    A share repeated with the same value counts once. The result is verified before it is
-    returned, so a returned signature is always valid under ``public.group_public_key``.
+    A share repeated with the same value counts once. A share from a signer the package does
+    not list, and the invalid copy of a signer's two different shares, are set aside; they are
+    reported (as culprits) only if the signature cannot be completed. The result is verified
+    before it is returned, so a returned signature is always valid under
+    ``public.group_public_key``.
 
     Raises:
         InvalidParameters: the package is malformed or lists fewer than ``min_signers``.
