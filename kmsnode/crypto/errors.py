@@ -11,7 +11,8 @@
     ├── NotEnoughPartials      fewer than ``needed`` distinct valid partials; ``have``, ``culprits``
     ├── InvalidCiphertext      opaque: tampered ciphertext, wrong key or wrong encryption context
     ├── InvalidSignature       opaque: a signature that does not verify
-    └── NonceReuse             a single-use nonce was used twice
+    ├── NonceReuse             a single-use nonce was used twice
+    └── SessionStateError      (dkg) the driver fed a DKG session out of order; says what to do
 
 Crypto failures that an attacker could learn from are opaque (one message, no detail); errors
 that a caller must act on carry fields (who cheated, how many were missing).
