@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kmsnode.crypto import shamir
-from kmsnode.crypto.dkg import Complaint, Deal, Justification, Message, Rejected, Session
+from kmsnode.crypto.dkg import Complaint, Deal, Justification, Message, Post, Rejected, Session
 from kmsnode.crypto.dkg.testing import Identity, identities
 from kmsnode.crypto.groups import RISTRETTO255
 
@@ -307,35 +307,23 @@ def test_disqualified_reasons_are_readable() -> None:
 def test_complainer_gets_its_share_from_the_justification() -> None:
     ids = identities(4)
     session = dkg_session(G, ids, 3)
-
-    def intercept(node: int, msg: Message[Any]) -> list[bytes]:
-        if node == 2 and isinstance(msg, Deal):  # a bad share, then an honest justification
-            return [forge_deal(session, ids[2], 2, bad_for={3: 99})[0].encode()]
-        return [msg.encode()]
-
-    # The forged deal's polynomial is not the one node 2 would justify with, so justify from
-    # the forged one: capture it.
+    # Dealer 2 sends 3 a bad share, then justifies honestly from the same polynomial.
     deal, coefficients = forge_deal(session, ids[2], 2, bad_for={3: 99})
-    from kmsnode.crypto import shamir
-
     good = shamir.evaluate(coefficients, 3, G.order)
 
-    def intercept2(node: int, msg: Message[Any]) -> list[bytes]:
+    def intercept(node: int, msg: Message[Any]) -> list[bytes]:
         if node == 2 and isinstance(msg, Deal):
             return [deal.encode()]
         if node == 2 and isinstance(msg, Justification):
             return [justification(session, ids[2], 2, 3, good)]
         return [msg.encode()]
 
-    sim, _, _ = run_dkg(G, 4, 3, ids=ids, session=session, intercept=intercept2)
+    sim, _, _ = run_dkg(G, 4, 3, ids=ids, session=session, intercept=intercept)
     rs = results(sim, [1, 2, 3, 4])
     assert_agreement(G, rs, 3)
     assert rs[0].disqualified == {}
     complaints = [
-        a
-        for a in sim.actions[3]
-        if getattr(a, "message", None) is not None and isinstance(a.message, Complaint)
-    ]  # type: ignore[attr-defined]
+        a for a in sim.actions[3] if isinstance(a, Post) and isinstance(a.message, Complaint)
+    ]
     assert len(complaints) == 1
     assert rs[2].share is not None
-    del intercept

@@ -66,7 +66,7 @@ def frost_works(result: DkgResult[Any], shares: list[Share]) -> None:
 
 
 def bls_works(result: DkgResult[Any], shares: list[Share]) -> None:
-    from py_ecc.bls import G2ProofOfPossession
+    from py_ecc.bls import G2ProofOfPossession  # type: ignore[attr-defined]
 
     from kmsnode.crypto import bls
 
@@ -74,7 +74,7 @@ def bls_works(result: DkgResult[Any], shares: list[Share]) -> None:
     partials = [bls.partial_sign(s, message) for s in shares]
     signature = bls.combine(partials, message, result.verification_keys, result.threshold)
     pk = BLS12_381_G1.encode(result.public_key)
-    assert G2ProofOfPossession.Verify(pk, message, signature)
+    assert G2ProofOfPossession.Verify(pk, message, signature)  # type: ignore[arg-type]
 
 
 SCHEMES = [
@@ -146,7 +146,7 @@ def test_refresh_keeps_the_key_and_old_new_mix_fails(group: Group[Any], works: A
     assert not group.eq(group.base_mul(secret), old[0].public_key)
     if works is tdh2_works:
         with pytest.raises(NotEnoughPartials):
-            tdh2_works(new[0], mixed)  # type: ignore[arg-type]
+            tdh2_works(new[0], mixed)
 
 
 def test_reshare_4_to_7_with_a_new_threshold_keeps_the_public_key() -> None:
