@@ -31,9 +31,10 @@ from ._events import (
     Start,
     TimerFired,
 )
-from ._messages import SyncResponse, decode_message, encode_message
+from ._messages import decode_message, encode_message
 from ._replica import Replica, Status
 from ._storage import SQLiteStore, Store
+from ._sync import serve_sync
 from ._types import NodeId, Round
 from .errors import DecodeError, MempoolFull, PayloadTooLarge
 
@@ -194,9 +195,8 @@ class Node:
                 self._committed_event.set()
                 self._committed_event = trio.Event()
             elif isinstance(a, ServeSync):
-                rows = self.store.committed_range(a.from_height, a.limit)
-                if rows:
-                    resp = SyncResponse(tuple(b for b, _ in rows), rows[-1][1])
+                resp = serve_sync(self.store, a)
+                if resp is not None:
                     await self.transport.send(a.to, encode_message(resp))
 
     def _arm(self, round: Round, delay: float) -> None:

@@ -117,6 +117,8 @@ class Persist:
     high_qc: QuorumCert | None = None
     high_tc: TimeoutCert | None = None
     commits: tuple[CommittedBlock, ...] = ()
+    witness: tuple[Block, QuorumCert] | None = None
+    """The certified child that proves the last commit (kept to serve catch-up)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,9 @@ class ServeSync:
     to: NodeId
     from_height: Height
     limit: int
+    witness: tuple[Block, QuorumCert] | None = None
+    """Appended when the range reaches the last commit: the child block and its QC that
+    prove (by the 2-chain rule) that the last block is committed."""
 
 
 Action = Send | Broadcast | Persist | SetTimer | Deliver | ServeSync

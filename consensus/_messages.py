@@ -448,20 +448,28 @@ class Proposal:
 
 @dataclass(frozen=True)
 class SyncRequest:
-    """Ask a peer for the certified blocks from ``from_height`` onwards."""
+    """Ask a peer for the certified blocks from ``from_height`` onwards.
+
+    ``committed_height`` tells the peer how far the requester has committed, so a peer that
+    committed further can also send the proof of its last commit (the 2-chain witness).
+    """
 
     TAG: ClassVar[int] = 4
     from_height: Height
+    committed_height: Height
 
     def to_wire(self) -> list[Any]:
         """The msgpack-ready list form."""
-        return [self.from_height]
+        return [self.from_height, self.committed_height]
 
     @classmethod
     def from_wire(cls, v: Any, chain_id: ChainId) -> SyncRequest:
         """Strictly parse the list form."""
-        f = as_list(v, "sync_request", length=1)
-        return cls(Height(as_int(f[0], "sync_request.from_height", lo=1)))
+        f = as_list(v, "sync_request", length=2)
+        return cls(
+            Height(as_int(f[0], "sync_request.from_height", lo=1)),
+            Height(as_int(f[1], "sync_request.committed_height")),
+        )
 
 
 @dataclass(frozen=True)

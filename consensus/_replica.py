@@ -130,6 +130,7 @@ class Replica:
             self.root, self.root_qc = genesis_block(self.chain_id), genesis_qc(self.chain_id)
         else:
             self.root, self.root_qc = st.root
+        self.witness: tuple[Block, QuorumCert] | None = st.witness
         self.blocks: dict[BlockId, Block] = {self.root.id: self.root}
         for b in sorted(st.blocks, key=lambda b: b.height):
             if b.height > self.root.height:
@@ -150,8 +151,12 @@ class Replica:
         self.votes: dict[Round, dict[NodeId, Vote]] = {}
         self.timeouts: dict[Round, dict[NodeId, TimeoutMsg]] = {}
         self.waiting: dict[Round, tuple[NodeId, Proposal]] = {}
+        self.qcs: dict[BlockId, QuorumCert] = {}
+        """QCs whose block we do not have yet."""
         self.last_heard: dict[NodeId, float] = {}
         self._sync_until = -1.0
+        self._sync_from_root = False
+        self._sync_peer = int(self.me)
         self._hqc_dirty = False
         self._now = 0.0
         self._out: list[Action] = []
@@ -267,8 +272,11 @@ class Replica:
             self._hqc_dirty = True
         block = self.blocks.get(qc.block_id)
         if block is None:
-            if qc.round > self.root.round and source is not None and source != self.me:
-                self._request_sync(source)
+            if qc.round > self.root.round:
+                # Remember it: the block may still arrive (late proposal, sync).
+                self.qcs[qc.block_id] = qc
+                if source is not None and source != self.me:
+                    self._request_sync(source)
         else:
             self._check_commit(block, qc)
         self._advance_round()
@@ -410,8 +418,13 @@ class Replica:
     def _insert(self, b: Block) -> None:
         """Add a validated block; it may complete a chain a QC was waiting for."""
         self.blocks[b.id] = b
+        parent = self.blocks.get(b.parent_id)
+        if parent is not None:
+            self._check_commit(parent, b.qc)  # b.qc certifies its parent
+        qc = self.qcs.pop(b.id, None)
+        if qc is not None:
+            self._check_commit(b, qc)
         if b.id == self.high_qc.block_id:
-            self._check_commit(b, self.high_qc)
             self._try_propose()
         for r, (src, p) in list(self.waiting.items()):
             if p.block.parent_id == b.id:
@@ -465,6 +478,13 @@ class Replica:
     def _on_timer(self, round: Round) -> None:
         if round != self.round:
             return
+        if self.qcs or self.waiting or self.high_qc.block_id not in self.blocks:
+            # Something we saw is still missing: ask the next peer in turn.
+            self._sync_peer = (self._sync_peer + 1) % self.committee.n
+            if self._sync_peer == self.me:
+                self._sync_peer = (self._sync_peer + 1) % self.committee.n
+            self._sync_until = -1.0
+            self._request_sync(NodeId(self._sync_peer))
         self._local_timeout()
         self._arm_timer()  # re-broadcast later if the round is still stuck
 
@@ -520,9 +540,11 @@ class Replica:
             return
         if not self.commit_rule.commits(parent.round, certified.round):
             return
-        self._commit(parent, certified.qc, qc.round)
+        self._commit(parent, certified.qc, (certified, qc))
 
-    def _commit(self, target: Block, target_qc: QuorumCert, trigger_round: Round) -> None:
+    def _commit(
+        self, target: Block, target_qc: QuorumCert, witness: tuple[Block, QuorumCert]
+    ) -> None:
         chain: list[Block] = []
         b: Block | None = target
         while b is not None and b.height > self.root.height:
@@ -560,10 +582,11 @@ class Replica:
             self.stats.payloads_committed += len(delivered)
             self.stats.duplicates_dropped += len(dropped)
         self.stats.blocks_committed += len(commits)
-        self._out.append(Persist(commits=tuple(commits)))
+        self._out.append(Persist(commits=tuple(commits), witness=witness))
         self._out.extend(Deliver(c) for c in commits)
         self.root, self.root_qc = target, target_qc
-        self.last_commit_qc_round = max(self.last_commit_qc_round, trigger_round)
+        self.witness = witness
+        self.last_commit_qc_round = max(self.last_commit_qc_round, witness[1].round)
         self.last_commit_time = self._now
         root_h = target.height
         self.blocks = {k: v for k, v in self.blocks.items() if v.height > root_h or k == target.id}
@@ -575,14 +598,23 @@ class Replica:
             return
         self._sync_until = self._now + self.config.sync_retry
         self.stats.sync_requests_sent += 1
-        self._send(peer, SyncRequest(Height(self.root.height + 1)))
+        # Ask from the tip of what we hold (blocks we hold may be certified but not yet
+        # committed); after a response that did not connect, fall back to the root.
+        if self._sync_from_root:
+            start = self.root.height
+        else:
+            start = max(b.height for b in self.blocks.values())
+        self._send(peer, SyncRequest(Height(start + 1), self.root.height))
 
     def _on_sync_request(self, sender: NodeId, req: SyncRequest) -> None:
         h = req.from_height
         if h <= self.root.height:
             limit = min(self.config.sync_batch, self.root.height - h + 1)
-            self._out.append(ServeSync(sender, h, limit))
+            self._out.append(ServeSync(sender, h, limit, self.witness))
             return
+        if req.committed_height < self.root.height and self.witness is not None:
+            # The requester holds our blocks but not the proof that the root is committed.
+            self._send(sender, SyncResponse((self.witness[0],), self.witness[1]))
         chain: list[Block] = []
         b = self.blocks.get(self.high_qc.block_id)
         while b is not None and b.height >= h:
@@ -600,15 +632,18 @@ class Replica:
             return
         parent = self.blocks.get(first.parent_id)
         if parent is None:
+            self._sync_from_root = True
             raise InvalidMessage("sync chain does not extend a block we have")
         check_sync_chain(parent, resp, self.committee, self.chain_id)
         self._sync_until = -1.0
+        self._sync_from_root = False
         self.stats.sync_blocks_received += len(resp.blocks)
         new = [b for b in resp.blocks if b.id not in self.blocks]
         if new:
             self._out.append(Persist(blocks=tuple(new)))
         for b in new:
             self.blocks[b.id] = b
+            self.qcs.pop(b.id, None)
         certs = [b.qc for b in resp.blocks[1:]] + [resp.qc]
         for blk, qc in zip(resp.blocks, certs, strict=True):
             self._check_commit(blk, qc)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ._codec import pack
+from ._codec import pack, unpack
 from ._events import Persist
 from ._messages import Block, QuorumCert, TimeoutCert
 from ._rules import SafetyData
@@ -37,6 +37,8 @@ class StoredState:
     """Stored blocks above the root (certified or not)."""
     recent_delivered: list[bytes] = field(default_factory=list)
     """Digests of recently delivered payloads, oldest first (for de-duplication)."""
+    witness: tuple[Block, QuorumCert] | None = None
+    """The certified child proving the root committed (to serve catch-up)."""
 
 
 class Store(Protocol):
@@ -75,6 +77,7 @@ class MemoryStore:
         self.high_tc: TimeoutCert | None = None
         self.blocks: dict[bytes, Block] = {}
         self.committed: list[tuple[Block, QuorumCert, tuple[int, ...]]] = []
+        self.witness: tuple[Block, QuorumCert] | None = None
         self.writes = 0
 
     def load(self, window: int) -> StoredState:
@@ -97,6 +100,7 @@ class MemoryStore:
             root=root,
             blocks=[b for b in self.blocks.values() if b.height > root_height],
             recent_delivered=recent[-window:] if window else [],
+            witness=self.witness,
         )
 
     def persist(self, p: Persist) -> None:
@@ -110,6 +114,8 @@ class MemoryStore:
             self.high_qc = p.high_qc
         if p.high_tc is not None:
             self.high_tc = p.high_tc
+        if p.witness is not None:
+            self.witness = p.witness
         for c in p.commits:
             if c.height != len(self.committed) + 1:
                 raise StorageError(
@@ -179,8 +185,6 @@ class SQLiteStore:
                 st.high_qc = QuorumCert.decode(raw)
             raw = self._meta("high_tc")
             if raw is not None:
-                from ._codec import unpack
-
                 st.high_tc = TimeoutCert.from_wire(unpack(raw, "high_tc"))
             root_height = 0
             recent: list[bytes] = []
@@ -194,11 +198,16 @@ class SQLiteStore:
                 if st.root is None:
                     st.root = (block, QuorumCert.decode(bytes(qc_raw)))
                     root_height = height
-                from ._codec import unpack
-
                 dropped = tuple(unpack(bytes(dropped_raw), "dropped"))
                 recent[:0] = list(_delivered_digests(block, dropped))
             st.recent_delivered = recent[-window:] if window else []
+            raw = self._meta("witness")
+            if raw is not None:
+                wb, wq = unpack(raw, "witness")
+                st.witness = (
+                    Block.from_wire(wb, self.chain_id),
+                    QuorumCert.from_wire(wq),
+                )
             st.blocks = [
                 Block.decode(bytes(r[0]), self.chain_id)
                 for r in self._db.execute(
@@ -232,6 +241,9 @@ class SQLiteStore:
                     "INSERT OR REPLACE INTO meta VALUES ('high_tc', ?)",
                     (pack(p.high_tc.to_wire()),),
                 )
+            if p.witness is not None:
+                w = pack([p.witness[0].to_wire(), p.witness[1].to_wire()])
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('witness', ?)", (w,))
             for c in p.commits:
                 db.execute(
                     "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?)",

@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 from ._crypto import Committee
+from ._events import ServeSync
 from ._messages import Block, SyncResponse
+from ._storage import Store
 from ._types import ChainId
 from .errors import InvalidMessage
 
-__all__ = ["check_sync_chain"]
+__all__ = ["check_sync_chain", "serve_sync"]
+
+
+def serve_sync(store: Store, action: ServeSync) -> SyncResponse | None:
+    """Build the response a ``ServeSync`` action asks for from committed blocks in ``store``.
+
+    Each stored block is certified by the next one's QC and the last by its stored QC; when
+    the range ends at the block the witness proves committed, the witness is appended so the
+    requester can commit too.
+    """
+    rows = store.committed_range(action.from_height, action.limit)
+    if not rows:
+        return None
+    blocks = [b for b, _ in rows]
+    qc = rows[-1][1]
+    w = action.witness
+    if w is not None and w[0].parent_id == blocks[-1].id and len(blocks) < 1024:
+        blocks.append(w[0])
+        qc = w[1]
+    return SyncResponse(tuple(blocks), qc)
 
 
 def check_sync_chain(

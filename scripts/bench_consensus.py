@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -48,31 +49,39 @@ async def run_one(n: int, seconds: float, batch: int, inflight: int) -> dict[str
             for node in nodes:
                 await nursery.start(node.run)
             done = trio.Event()
-            window = trio.Semaphore(inflight)
+            room = trio.Event()
+            outstanding = 0
+            rng = random.Random(n)
 
             async def consume() -> None:
-                nonlocal committed
+                nonlocal committed, outstanding, room
                 async for block in nodes[0].committed():
                     now = time.perf_counter()
                     for p in block.payloads:
                         t0 = submitted_at.pop(p, None)
                         if t0 is not None:
                             latencies.append(now - t0)
-                            window.release()
+                            outstanding -= 1
                     committed += len(block.payloads)
+                    room.set()
+                    room = trio.Event()
 
             async def produce() -> None:
+                # A client window bounds outstanding payloads (as real clients would).
+                nonlocal outstanding
                 seq = 0
                 while not done.is_set():
-                    # A client window bounds outstanding payloads (like real clients would).
-                    await window.acquire()
-                    seq += 1
-                    p = seq.to_bytes(8, "big") + os.urandom(PAYLOAD - 8)
-                    submitted_at[p] = time.perf_counter()
-                    for node in nodes:  # every node hears every payload, as gossip would do
-                        await node.submit(p)
-                    if seq % 256 == 0:
-                        await trio.sleep(0)
+                    if outstanding >= inflight:
+                        await room.wait()
+                        continue
+                    for _ in range(min(512, inflight - outstanding)):
+                        seq += 1
+                        p = seq.to_bytes(8, "big") + rng.randbytes(PAYLOAD - 8)
+                        submitted_at[p] = time.perf_counter()
+                        outstanding += 1
+                        for node in nodes:  # every node hears every payload, like gossip
+                            await node.submit(p)
+                    await trio.sleep(0)
 
             nursery.start_soon(consume)
             nursery.start_soon(produce)

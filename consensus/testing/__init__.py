@@ -23,6 +23,7 @@ from ._byzantine import (
 from ._byzantine import (
     VoteForger as VoteForger,
 )
+from ._sim import SIM_CHAIN_ID as SIM_CHAIN_ID
 from ._sim import SimNode as SimNode
 from ._sim import Simulation as Simulation
 from ._sim import make_committee as make_committee
@@ -30,6 +31,7 @@ from ._twins import TwinsScenario as TwinsScenario
 from ._twins import run_twins as run_twins
 
 __all__ = [
+    "SIM_CHAIN_ID",
     "BadQcLeader",
     "Byzantine",
     "Equivocator",

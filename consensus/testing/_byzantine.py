@@ -134,11 +134,11 @@ class BadQcLeader(Byzantine):
         return out
 
 
+@dataclass
 class Replayer(Byzantine):
     """Re-sends old messages (its own and ones it received) to random peers."""
 
-    def __post_init__(self) -> None:
-        self.seen: list[Message] = []
+    seen: list[Message] = field(default_factory=list)
 
     def corrupt(self, actions: list[Action], event: Event, now: float) -> list[Action]:
         if isinstance(event, MessageReceived):

@@ -35,7 +35,6 @@ from .._events import (
 from .._messages import (
     Message,
     Proposal,
-    SyncResponse,
     TimeoutMsg,
     Vote,
     decode_message,
@@ -45,9 +44,13 @@ from .._pacemaker import Pacemaker
 from .._replica import Replica
 from .._rules import SafetyData
 from .._storage import MemoryStore, Store
+from .._sync import serve_sync
 from .._types import ChainId, NodeId, Round
+from ..errors import DecodeError
 
-__all__ = ["SimNode", "Simulation", "make_committee"]
+__all__ = ["SIM_CHAIN_ID", "SimNode", "Simulation", "make_committee"]
+
+SIM_CHAIN_ID = ChainId(b"sim-chain")
 
 
 class Handler(Protocol):
@@ -138,7 +141,7 @@ class Simulation:
         self.gst = gst
         self.encode = encode
         self.now = 0.0
-        self.chain_id = ChainId(b"sim-chain")
+        self.chain_id = SIM_CHAIN_ID
         self.signers, self.public_keys = make_committee(n)
         self.pacemaker = pacemaker or Pacemaker(base=0.5, backoff=2.0, max_timeout=8.0)
         self.config_overrides = config
@@ -281,7 +284,11 @@ class Simulation:
         def deliver() -> None:
             if not dst.up:
                 return
-            m = decode_message(payload, self.chain_id) if self.encode else payload
+            try:
+                m = decode_message(payload, self.chain_id) if self.encode else payload
+            except DecodeError:
+                dst.replica.stats.invalid_messages += 1
+                return
             self._feed(dst, MessageReceived(sender, m))
 
         self.at(self.now + d, deliver)
@@ -351,9 +358,8 @@ class Simulation:
                     )
                 node.log.append(a.block)
             elif isinstance(a, ServeSync):
-                rows = node.store.committed_range(a.from_height, a.limit)
-                if rows:
-                    resp = SyncResponse(tuple(b for b, _ in rows), rows[-1][1])
+                resp = serve_sync(node.store, a)
+                if resp is not None:
                     for dst in self._targets(node, a.to):
                         self._transmit(node, dst, resp)
 

@@ -1,0 +1,20 @@
+"""Shared helpers for consensus tests: seeded workloads and the invariant check."""
+
+from __future__ import annotations
+
+from consensus.testing import Simulation
+
+
+def submit_workload(sim: Simulation, count: int, *, every: float = 0.01, tag: str = "p") -> None:
+    """Schedule ``count`` distinct payloads, one every ``every`` seconds, to every node."""
+    for i in range(count):
+        payload = f"{tag}-{sim.seed}-{i}".encode()
+        sim.at(sim.now + every * i, lambda p=payload: sim.submit(p))
+
+
+def run_and_check(sim: Simulation, *, timeout: float = 120.0, after: float = 0.0) -> None:
+    """Run until every honest node committed every payload; then check safety invariants."""
+    ok = sim.run_until(lambda: sim.now >= after and sim.all_committed(), timeout)
+    sim.check_safety()
+    heights = {x.name: len(x.log) for x in sim.nodes}
+    assert ok, f"not every payload committed (seed={sim.seed}, now={sim.now:.1f}, {heights})"

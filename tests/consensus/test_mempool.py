@@ -1,0 +1,53 @@
+"""Mempool: de-duplication, bounds, back-pressure and batching."""
+
+from __future__ import annotations
+
+import pytest
+
+from consensus import Mempool
+from consensus._mempool import CommittedWindow, payload_digest
+from consensus.errors import MempoolFull, PayloadTooLarge
+
+
+def add(m: Mempool, p: bytes) -> bool:
+    return m.add(p, payload_digest(p))
+
+
+def test_dedup_and_bounds() -> None:
+    m = Mempool(max_payloads=3, max_bytes=1000, max_payload_bytes=10)
+    assert add(m, b"a") and not add(m, b"a")
+    assert add(m, b"b") and add(m, b"c")
+    with pytest.raises(MempoolFull) as exc:
+        add(m, b"d")
+    assert exc.value.limit == 3
+    with pytest.raises(PayloadTooLarge):
+        add(m, b"x" * 11)
+    st = m.stats()
+    assert (st.pending, st.duplicates, st.rejected_full) == (3, 1, 1)
+
+
+def test_byte_bound() -> None:
+    m = Mempool(max_payloads=100, max_bytes=20, max_payload_bytes=10)
+    assert add(m, b"x" * 10) and add(m, b"y" * 10)
+    with pytest.raises(MempoolFull):
+        add(m, b"z")
+
+
+def test_batch_limits_and_exclusion() -> None:
+    m = Mempool(max_payloads=100, max_bytes=10_000, max_payload_bytes=100)
+    ps = [bytes([i]) * 10 for i in range(10)]
+    for p in ps:
+        add(m, p)
+    assert m.batch(3, 1000, set()) == ps[:3]
+    assert m.batch(100, 25, set()) == ps[:2]
+    assert m.batch(3, 1000, {payload_digest(ps[0])}) == ps[1:4]
+    m.remove([payload_digest(p) for p in ps[:5]])
+    assert m.batch(100, 10_000, set()) == ps[5:]
+    assert m.has_work(set()) and not m.has_work({payload_digest(p) for p in ps})
+
+
+def test_committed_window_evicts_oldest() -> None:
+    w = CommittedWindow(2)
+    for d in (b"a", b"b", b"c"):
+        w.add(d)
+    assert b"a" not in w and b"b" in w and b"c" in w and len(w) == 2
