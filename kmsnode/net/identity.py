@@ -24,7 +24,7 @@ from libp2p.peer.id import ID
 
 from .errors import IdentityError
 
-__all__ = ["NodeIdentity", "parse_peer_id", "peer_id_from_public_key"]
+__all__ = ["NodeIdentity", "parse_peer_id", "peer_id_from_public_key", "public_key_of"]
 
 ED25519_KEY_BYTES = 32
 

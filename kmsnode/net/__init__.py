@@ -1,0 +1,94 @@
+"""kmsnode.net: the node's network layer on py-libp2p (the only package that imports libp2p).
+
+Tiers:
+
+- everyday API: ``Host`` (TCP + Noise only + yamux), ``NodeIdentity``, ``Committee`` /
+  ``Member`` / ``NodeId``, ``Mesh`` with ``ProtocolSpec`` (committee protocols over
+  long-lived streams), ``RequestServer`` / ``request`` (the client protocol shape),
+  ``ConsensusTransport`` (``consensus.Transport`` over the mesh);
+- framing (sans-I/O): ``Envelope``, ``FrameFormat``, ``FrameDecoder``, ``encode_frame``;
+- errors: ``kmsnode.net.errors`` (the tree is drawn there).
+
+Gossip (gossipsub) for client requests is not wired yet: clients send to several nodes
+directly over ``/kms/client/1``.
+"""
+
+from __future__ import annotations
+
+from .committee import Committee as Committee
+from .committee import Member as Member
+from .committee import NodeId as NodeId
+from .consensus_transport import ConsensusTransport as ConsensusTransport
+from .consensus_transport import consensus_frame_limit as consensus_frame_limit
+from .errors import CommitteeError as CommitteeError
+from .errors import FrameError as FrameError
+from .errors import FrameTooLarge as FrameTooLarge
+from .errors import IdentityError as IdentityError
+from .errors import MalformedFrame as MalformedFrame
+from .errors import MeshNotRunning as MeshNotRunning
+from .errors import NetError as NetError
+from .errors import RequestFailed as RequestFailed
+from .errors import UnexpectedShape as UnexpectedShape
+from .errors import UnknownNode as UnknownNode
+from .errors import UnsupportedVersion as UnsupportedVersion
+from .framing import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
+from .framing import Envelope as Envelope
+from .framing import FrameDecoder as FrameDecoder
+from .framing import FrameFormat as FrameFormat
+from .framing import encode_frame as encode_frame
+from .host import Host as Host
+from .identity import NodeIdentity as NodeIdentity
+from .identity import parse_peer_id as parse_peer_id
+from .identity import peer_id_from_public_key as peer_id_from_public_key
+from .mesh import CONSENSUS_PROTOCOL as CONSENSUS_PROTOCOL
+from .mesh import SYNC_PROTOCOL as SYNC_PROTOCOL
+from .mesh import Backoff as Backoff
+from .mesh import Mesh as Mesh
+from .mesh import MeshStatistics as MeshStatistics
+from .mesh import PeerStatistics as PeerStatistics
+from .mesh import ProtocolSpec as ProtocolSpec
+from .reqresp import CLIENT_PROTOCOL as CLIENT_PROTOCOL
+from .reqresp import Request as Request
+from .reqresp import RequestHandler as RequestHandler
+from .reqresp import RequestServer as RequestServer
+from .reqresp import request as request
+
+__all__ = [
+    "CLIENT_PROTOCOL",
+    "CONSENSUS_PROTOCOL",
+    "DEFAULT_MAX_FRAME_BYTES",
+    "SYNC_PROTOCOL",
+    "Backoff",
+    "Committee",
+    "CommitteeError",
+    "ConsensusTransport",
+    "Envelope",
+    "FrameDecoder",
+    "FrameError",
+    "FrameFormat",
+    "FrameTooLarge",
+    "Host",
+    "IdentityError",
+    "MalformedFrame",
+    "Member",
+    "Mesh",
+    "MeshNotRunning",
+    "MeshStatistics",
+    "NetError",
+    "NodeId",
+    "NodeIdentity",
+    "PeerStatistics",
+    "ProtocolSpec",
+    "Request",
+    "RequestFailed",
+    "RequestHandler",
+    "RequestServer",
+    "UnexpectedShape",
+    "UnknownNode",
+    "UnsupportedVersion",
+    "consensus_frame_limit",
+    "encode_frame",
+    "parse_peer_id",
+    "peer_id_from_public_key",
+    "request",
+]
