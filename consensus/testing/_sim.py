@@ -152,7 +152,11 @@ class Simulation:
         self._seq = 0
         self.partitions: list[tuple[float, float, list[set[str]]]] = []
         self.round_partitions: dict[int, list[set[str]]] = {}
+        """Twins: round -> groups; applies to messages of that round until ``round_heal``."""
+        self.round_heal = float("inf")
         self.safety_violations: list[str] = []
+        self.proposals: dict[tuple[int, int], set[bytes]] = {}
+        """(identity, round) -> ids of blocks broadcast; more than one is an equivocation."""
         self.submitted: list[bytes] = []
         self.messages_sent = 0
         for i in range(n):
@@ -262,7 +266,7 @@ class Simulation:
             if start <= self.now < end and not any(src.name in g and dst.name in g for g in groups):
                 return False
         rnd = message_round(msg)
-        if rnd is not None and rnd in self.round_partitions:
+        if rnd is not None and rnd in self.round_partitions and self.now < self.round_heal:
             groups = self.round_partitions[rnd]
             return any(src.name in g and dst.name in g for g in groups)
         return True
@@ -339,6 +343,9 @@ class Simulation:
                     self._transmit(node, dst, a.message)
             elif isinstance(a, Broadcast):
                 self._check_outgoing(node, a.message)
+                if isinstance(a.message, Proposal):
+                    key = (int(node.identity), int(a.message.block.round))
+                    self.proposals.setdefault(key, set()).add(a.message.block.id)
                 for dst in self._targets(node, None):
                     self._transmit(node, dst, a.message)
             elif isinstance(a, SetTimer):
@@ -382,6 +389,10 @@ class Simulation:
             for p in c.payloads:
                 assert p not in seen, f"payload committed twice {msg}"
                 seen.add(p)
+
+    def equivocations(self) -> int:
+        """How many (identity, round) pairs saw two different proposals broadcast."""
+        return sum(1 for ids in self.proposals.values() if len(ids) > 1)
 
     def committed_payloads(self) -> set[bytes]:
         """Payloads in the longest honest log."""

@@ -25,6 +25,8 @@ class TwinsScenario:
     n: int = 4
     rounds: int = 8
     payloads: int = 6
+    heal_at: float = 5.0
+    """Virtual time after which the per-round partitions stop applying (the network heals)."""
 
     def partitions(self, names: list[str]) -> dict[int, list[set[str]]]:
         """Round -> groups of node names, drawn from the seed."""
@@ -46,6 +48,8 @@ class TwinsResult:
     seed: int
     committed_height: int
     live: bool
+    equivocations: int
+    """Rounds in which the twins proposed two different blocks."""
 
 
 def run_twins(scenario: TwinsScenario, *, timeout: float = 120.0) -> TwinsResult:
@@ -58,6 +62,7 @@ def run_twins(scenario: TwinsScenario, *, timeout: float = 120.0) -> TwinsResult
     twin = rng.randrange(scenario.n)
     sim = Simulation(scenario.n, scenario.seed, twins=[twin], delay=(0.001, 0.01))
     sim.round_partitions = scenario.partitions([x.name for x in sim.nodes])
+    sim.round_heal = scenario.heal_at
     sim.start()
     # Give each twin a payload of its own so the twins propose different blocks.
     for node in sim.nodes:
@@ -65,8 +70,8 @@ def run_twins(scenario: TwinsScenario, *, timeout: float = 120.0) -> TwinsResult
             node.handler.handle(PayloadSubmitted((b"twin-" + node.name.encode(),)), sim.now)
     for i in range(scenario.payloads):
         sim.at(0.05 * i, lambda i=i: sim.submit(b"p-%d-%d" % (scenario.seed, i)))
-    sim.run_until(lambda: sim.now > 0.05 * scenario.payloads, timeout)
+    sim.run_until(lambda: sim.now > scenario.heal_at, timeout)
     live = sim.run_until(sim.all_committed, timeout)
     sim.check_safety()
     height = max((len(x.log) for x in sim.honest), default=0)
-    return TwinsResult(scenario.seed, height, live)
+    return TwinsResult(scenario.seed, height, live, sim.equivocations())

@@ -1,0 +1,18 @@
+"""Twins: one identity run by two nodes, per-round partitions; a bounded seeded set in CI.
+
+The larger sweep is ``scripts/twins_sweep.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from consensus.testing import TwinsScenario, run_twins
+
+SEEDS = range(64)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_twins_scenario(seed: int) -> None:
+    result = run_twins(TwinsScenario(seed=seed))
+    assert result.live, f"honest nodes did not commit every payload after healing (seed={seed})"
