@@ -7,7 +7,8 @@
     │   ├── KeystoreLocked            wrong passphrase, or none given
     │   ├── KeystoreCorrupted         a record or the file fails authentication: refuse to start
     │   └── KeystoreRecordMissing     no such secret (key id / version / epoch)
-    └── ConfigError                   a config or genesis file that cannot be used
+    ├── ConfigError                   a config or genesis file that cannot be used
+    └── MalformedMessage              bytes from the network that do not decode strictly
 
 Operational errors carry fields and say what to do; nothing secret is ever in a message.
 """
@@ -40,3 +41,7 @@ class KeystoreRecordMissing(KeystoreError, KeyError):
 
 class ConfigError(KMSError, ValueError):
     """A configuration or genesis file that cannot be used; the message says what to fix."""
+
+
+class MalformedMessage(KMSError, ValueError):
+    """Bytes from outside (a peer, a client, the log) that are not a valid message."""

@@ -108,7 +108,7 @@ class Participant(Generic[E]):
         self,
         session: Session[E],
         *,
-        signing_key: Ed25519PrivateKey,
+        signing_key: Ed25519PrivateKey | None,
         sealing_key: SealingPrivateKey | None,
         id: int | None,
         old_id: int | None = None,
@@ -128,6 +128,15 @@ class Participant(Generic[E]):
         self.id = id
         self.dealer_id = old_id if kind is not Kind.DKG else id
         self._old_share = old_share
+        if signing_key is None:
+            # An observer: no keys, no deal, no share; it follows the log to the public
+            # outcome, which is what the replicated state machine needs.
+            if id is not None or old_id is not None or old_share is not None:
+                raise InvalidParameters("an observer (no signing key) has no id and no share")
+            self.id = None
+            self.dealer_id = None
+            self._init_state()
+            return
         own = signing_key.public_key().public_bytes_raw()
         if id is not None:
             if id not in session.committee:
@@ -155,6 +164,23 @@ class Participant(Generic[E]):
                 )
         if id is None and dealer is None:
             raise InvalidParameters("this node is neither a dealer nor a recipient")
+        self._init_state()
+
+    @classmethod
+    def observer(cls, session: Session[E]) -> Participant[E]:
+        """A keyless participant that only follows the log to the public outcome.
+
+        It checks deals, complaints and justifications exactly as members do and reaches the
+        same ``Completed`` (with ``share=None``) or ``Failed``; it never posts anything.
+        """
+        return cls(session, signing_key=None, sealing_key=None, id=None)
+
+    def _signer(self) -> Ed25519PrivateKey:
+        # Only members post messages, and every member was built with its signing key.
+        assert self._signing_key is not None
+        return self._signing_key
+
+    def _init_state(self) -> None:
         self.status = Status.CREATED
         self._height = -1
         self._coefficients: list[int] | None = None
@@ -230,7 +256,7 @@ class Participant(Generic[E]):
             assert key is not None
             value = g.encode_scalar(evaluate(coefficients, j, g.order))
             sealed.append((j, seal(key, value, share_aad(s.session_id, dealer, j))))
-        deal = Deal.create(g, s.session_id, dealer, commitments, proof, sealed, self._signing_key)
+        deal = Deal.create(g, s.session_id, dealer, commitments, proof, sealed, self._signer())
         return [Post(deal)]
 
     # -- committed messages ---------------------------------------------------------------------
@@ -287,7 +313,7 @@ class Participant(Generic[E]):
                 open_sealed(self._sealing_key, sealed, share_aad(s.session_id, d, me))
             )
         except CryptoError:
-            return [Post(Complaint.create(g, s.session_id, me, d, self._signing_key))]
+            return [Post(Complaint.create(g, s.session_id, me, d, self._signer()))]
         # Checked against the commitments in one batch when the deals close (_check_shares).
         state.my_share = value
         state.share_checked = d == self.dealer_id  # our own share is right by construction
@@ -336,7 +362,7 @@ class Participant(Generic[E]):
             st = self._deals[d]
             if d in bad:
                 st.my_share = None
-                out.append(Post(Complaint.create(g, s.session_id, me, d, self._signing_key)))
+                out.append(Post(Complaint.create(g, s.session_id, me, d, self._signer())))
             else:
                 st.share_checked = True
         return out
@@ -388,7 +414,7 @@ class Participant(Generic[E]):
         if d == self.dealer_id and self._coefficients is not None:
             g = self._group
             value = evaluate(self._coefficients, c.complainer, g.order)
-            just = Justification.create(g, s.session_id, d, c.complainer, value, self._signing_key)
+            just = Justification.create(g, s.session_id, d, c.complainer, value, self._signer())
             return [Post(just)]
         return []
 

@@ -21,6 +21,7 @@ from kmsnode.crypto.dkg.testing import Identity, Intercept, Simulation, committe
 from kmsnode.crypto.groups import Group
 from kmsnode.crypto.sealing import seal
 
+OBSERVER = 0
 DEADLINES = {"deal_deadline": 2, "complaint_deadline": 4, "justification_deadline": 6}
 LAST_HEIGHT = 8
 
@@ -48,6 +49,9 @@ def run_dkg(
         i: Participant(session, signing_key=k.signing_key, sealing_key=k.sealing_key, id=i)
         for i, k in ids.items()
     }
+    # Node 0 is a keyless observer (what the replicated state runs): it must reach the same
+    # public outcome as the members; ``assert_observer_agrees`` checks it.
+    parts[OBSERVER] = Participant.observer(session)
     sim: Simulation[int, Any] = Simulation(group, parts, intercept, dict(inject or {}))
     sim.run(LAST_HEIGHT)
     return sim, session, ids
@@ -159,3 +163,26 @@ def previous_from(
         verification_keys=dict(result.verification_keys),
         epoch=epoch,
     )
+
+
+def assert_observer_agrees(
+    group: Group[Any], sim: Simulation[Any, Any], honest: Sequence[int]
+) -> None:
+    """The keyless observer reached exactly the honest members' public outcome."""
+    member = sim.completed(honest[0])
+    seen = sim.completed(OBSERVER)
+    if member is None:
+        failed = sim.failed(honest[0])
+        observed = sim.failed(OBSERVER)
+        assert failed is not None and observed is not None
+        assert observed.reason == failed.reason
+        assert seen is None
+        return
+    assert seen is not None, f"observer did not complete: {sim.failed(OBSERVER)}"
+    a, b = member.result, seen.result
+    assert b.share is None
+    assert group.encode(a.public_key) == group.encode(b.public_key)
+    assert a.qualified == b.qualified and dict(a.disqualified) == dict(b.disqualified)
+    assert {i: group.encode(v) for i, v in a.verification_keys.items()} == {
+        i: group.encode(v) for i, v in b.verification_keys.items()
+    }

@@ -16,6 +16,7 @@ from kmsnode.crypto.groups import RISTRETTO255
 from ._sim import (
     DEADLINES,
     assert_agreement,
+    assert_observer_agrees,
     complaint,
     dkg_session,
     forge_deal,
@@ -275,6 +276,7 @@ def test_byzantine(case: Case) -> None:
     sim, _, _ = run_dkg(
         G, case.n, case.t, ids=ids, session=session, intercept=intercept, inject=inject
     )
+    assert_observer_agrees(G, sim, case.honest)
     if case.rejected is not None:
         reasons = [a.reason for a in sim.actions[case.honest[0]] if isinstance(a, Rejected)]
         assert any(case.rejected in r for r in reasons), reasons

@@ -1,0 +1,39 @@
+"""The replicated KMS state machine (pure): keys, policies, DKG sessions, replay window, audit."""
+
+from ._audit import AuditEntry as AuditEntry
+from ._audit import AuditTrail as AuditTrail
+from ._audit import verify_chain as verify_chain
+from ._effects import ComputePartial as ComputePartial
+from ._effects import DeliverDkg as DeliverDkg
+from ._effects import Effect as Effect
+from ._effects import KeyActivated as KeyActivated
+from ._effects import Reply as Reply
+from ._effects import StartDkg as StartDkg
+from ._keys import GROUPS as GROUPS
+from ._keys import KeyRecord as KeyRecord
+from ._keys import KeyState as KeyState
+from ._keys import KeyVersion as KeyVersion
+from ._keys import VersionState as VersionState
+from ._machine import NONCE_WINDOW_MS as NONCE_WINDOW_MS
+from ._machine import CommittedBatch as CommittedBatch
+from ._machine import KMSState as KMSState
+
+__all__ = [
+    "GROUPS",
+    "NONCE_WINDOW_MS",
+    "AuditEntry",
+    "AuditTrail",
+    "CommittedBatch",
+    "ComputePartial",
+    "DeliverDkg",
+    "Effect",
+    "KMSState",
+    "KeyActivated",
+    "KeyRecord",
+    "KeyState",
+    "KeyVersion",
+    "Reply",
+    "StartDkg",
+    "VersionState",
+    "verify_chain",
+]

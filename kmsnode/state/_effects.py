@@ -1,0 +1,72 @@
+"""What applying a committed block asks the node to do: reply, compute a partial, run a DKG.
+
+Effects are the only output of the replicated state machine. Every honest node derives the
+same effects from the same block; the executor carries out the ones that need secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..crypto import dkg
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer ``request_id`` with a public result (or an error); each node signs its reply."""
+
+    request_id: bytes
+    client: bytes
+    height: int
+    op: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    """Error code (``access_denied``, ``key_not_found``, ...); ``None`` on success."""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ComputePartial:
+    """Compute this node's partial decryption and seal it to ``reply_key``."""
+
+    request_id: bytes
+    client: bytes
+    height: int
+    key_id: str
+    version: int
+    epoch: int
+    public_key: bytes
+    ciphertext: bytes = field(repr=False)
+    context: dict[str, str]
+    reply_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StartDkg:
+    """Open a DKG session: the node builds its participant and posts its deal."""
+
+    session: dkg.Session[Any]
+
+
+@dataclass(frozen=True)
+class DeliverDkg:
+    """Feed a committed DKG message (or, with ``message=None``, a height mark) to a session."""
+
+    key_id: str
+    version: int
+    epoch: int
+    height: int
+    message: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class KeyActivated:
+    """A key version's DKG completed: its public key and verification keys are final."""
+
+    key_id: str
+    version: int
+    epoch: int
+
+
+Effect = Reply | ComputePartial | StartDkg | DeliverDkg | KeyActivated

@@ -1,0 +1,100 @@
+"""Key metadata as the replicated state holds it: kind, state, versions, policy."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..crypto.groups import BLS12_381_G1, ED25519, RISTRETTO255, Group
+from ..wire.requests import KeyKind, Permission
+
+
+class KeyState(enum.Enum):
+    """The lifecycle of a key."""
+
+    CREATING = "creating"
+    """Its first DKG is running."""
+    ENABLED = "enabled"
+    FAILED = "failed"
+    """Its first DKG failed; the key cannot be used (create another)."""
+
+
+class VersionState(enum.Enum):
+    """The lifecycle of one key version."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    FAILED = "failed"
+
+
+@dataclass
+class KeyVersion:
+    """One version of a key: the output of one DKG."""
+
+    version: int
+    epoch: int
+    state: VersionState
+    created_height: int
+    public_key: bytes | None = None
+    verification_keys: dict[int, bytes] = field(default_factory=dict)
+    failure: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "epoch": self.epoch,
+            "state": self.state.value,
+            "public_key": self.public_key.hex() if self.public_key else None,
+            "verification_keys": {str(i): vk.hex() for i, vk in self.verification_keys.items()},
+            "failure": self.failure,
+        }
+
+
+@dataclass
+class KeyRecord:
+    """Everything public about a key."""
+
+    key_id: str
+    kind: KeyKind
+    description: str
+    creator: bytes
+    created_height: int
+    created_ms: int
+    state: KeyState
+    versions: list[KeyVersion]
+    policy: dict[bytes, set[Permission]] = field(default_factory=dict)
+
+    @property
+    def current(self) -> KeyVersion | None:
+        """The newest active version (what new encryptions use)."""
+        active = [v for v in self.versions if v.state is VersionState.ACTIVE]
+        return active[-1] if active else None
+
+    def version(self, number: int) -> KeyVersion | None:
+        for v in self.versions:
+            if v.version == number:
+                return v
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        current = self.current
+        return {
+            "key_id": self.key_id,
+            "kind": self.kind.value,
+            "description": self.description,
+            "state": self.state.value,
+            "created_height": self.created_height,
+            "created_ms": self.created_ms,
+            "current_version": current.version if current else None,
+            "versions": [v.to_json() for v in self.versions],
+        }
+
+
+GROUPS: dict[KeyKind, Group[Any]] = {
+    KeyKind.ENCRYPT: RISTRETTO255,
+    KeyKind.HOMOMORPHIC: RISTRETTO255,
+    KeyKind.SIGN_ED25519: ED25519,
+    KeyKind.SIGN_BLS: BLS12_381_G1,
+}
+"""The group each kind of key lives in (its DKG runs there)."""

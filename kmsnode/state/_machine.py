@@ -1,0 +1,399 @@
+"""The replicated KMS state machine: ``apply(block) -> effects``, deterministic and pure.
+
+Every honest node applies the same committed blocks in the same order and so holds the same
+keys, policies, DKG sessions and audit trail, and derives the same effects. No clock, no
+randomness, no I/O: time is the block's committed timestamp. Each node checks every request
+on its own (signature, replay window, policy), so no node has to trust another's judgement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..crypto import dkg, tdh2
+from ..crypto.errors import CryptoError, InvalidCiphertext
+from ..errors import MalformedMessage
+from ..genesis import Genesis
+from ..wire.payload import ClientPayload, DkgPayload, TickPayload, decode_payload
+from ..wire.requests import (
+    CreateKey,
+    Decrypt,
+    DescribeKey,
+    Encrypt,
+    KeyKind,
+    ListKeys,
+    Permission,
+    Request,
+    SetPolicy,
+)
+from ._audit import AuditTrail
+from ._effects import ComputePartial, DeliverDkg, Effect, KeyActivated, Reply, StartDkg
+from ._keys import GROUPS, KeyRecord, KeyState, KeyVersion, VersionState
+
+NONCE_WINDOW_MS = 10 * 60 * 1000
+"""A request's nonce carries its creation time (``nonce >> 16`` is Unix ms); the log accepts it
+within this window of the block's time, so the replay set only needs to cover the window."""
+
+DEAL_WINDOW = 20
+COMPLAINT_WINDOW = 20
+JUSTIFICATION_WINDOW = 20
+"""DKG phase lengths in log heights (nodes post ticks so the height moves while they wait)."""
+
+
+class CommittedBatch(Protocol):
+    """What the state needs of a committed block (``consensus.CommittedBlock`` fits)."""
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def timestamp_ms(self) -> int: ...
+
+    @property
+    def payloads(self) -> Sequence[bytes]: ...
+
+
+@dataclass
+class _Session:
+    key_id: str
+    version: int
+    epoch: int
+    observer: dkg.Participant[Any]
+
+
+class Denied(Exception):
+    """A request the log committed but the policy or the key's state refuses (an error reply)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class KMSState:
+    """The whole replicated state; see the module docstring."""
+
+    def __init__(self, genesis: Genesis) -> None:
+        self.genesis = genesis
+        self.height = 0
+        self.timestamp_ms = 0
+        self.keys: dict[str, KeyRecord] = {}
+        self.audit = AuditTrail()
+        self.sessions: dict[tuple[str, int, int], _Session] = {}
+        self._seen: dict[tuple[bytes, int], int] = {}  # (client, nonce) -> nonce time
+        self._members = {
+            info.id: dkg.Member(info.signing_key, info.sealing_key) for info in genesis.nodes
+        }
+        self.rejected_payloads = 0
+
+    # -- applying blocks ----------------------------------------------------------------------
+    def apply(self, block: CommittedBatch) -> list[Effect]:
+        """Apply one committed block; return the effects, in order.
+
+        Raises:
+            ValueError: blocks out of order (the driver must apply heights 1, 2, 3, ...).
+        """
+        if block.height != self.height + 1:
+            raise ValueError(f"expected block {self.height + 1}, got {block.height}")
+        self.height = block.height
+        self.timestamp_ms = max(self.timestamp_ms, block.timestamp_ms)
+        self._prune_seen()
+        effects: list[Effect] = []
+        for raw in block.payloads:
+            try:
+                payload = decode_payload(raw)
+            except MalformedMessage:
+                self.rejected_payloads += 1
+                continue
+            if isinstance(payload, ClientPayload):
+                effects.extend(self._client(payload.request))
+            elif isinstance(payload, DkgPayload):
+                effects.extend(self._dkg_message(payload))
+            elif isinstance(payload, TickPayload):
+                pass
+        effects.extend(self._dkg_heights())
+        return effects
+
+    # -- client requests ----------------------------------------------------------------------
+    def _client(self, request: Request) -> list[Effect]:
+        op = request.op
+        key_id = getattr(op, "key_id", "")
+        try:
+            self._admit(request)
+        except Denied as denied:
+            if denied.code == "replay":
+                # Served once already: record the attempt, answer nothing new.
+                self._audit(request, key_id, "replay")
+                return []
+            self._audit(request, key_id, denied.code)
+            return [self._reply(request, error=denied.code, message=denied.message)]
+        try:
+            if isinstance(op, CreateKey):
+                return self._create_key(request, op)
+            if isinstance(op, DescribeKey):
+                record = self._key(op.key_id)
+                self._require(request.client, record, None)
+                self._audit(request, op.key_id, "ok")
+                return [self._reply(request, result=record.to_json())]
+            if isinstance(op, ListKeys):
+                visible = sorted(
+                    k.key_id for k in self.keys.values() if self._permissions(request.client, k)
+                )
+                self._audit(request, "", "ok")
+                return [self._reply(request, result={"keys": visible})]
+            if isinstance(op, Encrypt):
+                return self._encrypt(request, op)
+            if isinstance(op, Decrypt):
+                return self._decrypt(request, op)
+            if isinstance(op, SetPolicy):
+                return self._set_policy(request, op)
+        except Denied as denied:
+            self._audit(request, key_id, denied.code)
+            return [self._reply(request, error=denied.code, message=denied.message)]
+        raise AssertionError(f"unhandled operation {type(op).__name__}")  # decode forbids it
+
+    def _admit(self, request: Request) -> None:
+        if request.chain_id != self.genesis.chain_id:
+            raise Denied("wrong_chain", "the request is for another network (chain id)")
+        try:
+            request.verify()
+        except (CryptoError, MalformedMessage) as exc:
+            raise Denied("invalid_signature", "the request's signature does not verify") from exc
+        nonce_ms = request.nonce >> 16
+        if abs(nonce_ms - self.timestamp_ms) > NONCE_WINDOW_MS:
+            raise Denied(
+                "stale_request",
+                "the request's nonce time is outside the accepted window; check the client clock",
+            )
+        seen_key = (request.client, request.nonce)
+        if seen_key in self._seen:
+            raise Denied("replay", "this request was already served")
+        self._seen[seen_key] = nonce_ms
+
+    def _prune_seen(self) -> None:
+        horizon = self.timestamp_ms - NONCE_WINDOW_MS
+        if len(self._seen) > 1024 and any(t < horizon for t in self._seen.values()):
+            self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+
+    # -- policy -------------------------------------------------------------------------------
+    def is_admin(self, client: bytes) -> bool:
+        return client in self.genesis.admins
+
+    def _permissions(self, client: bytes, record: KeyRecord) -> set[Permission]:
+        if self.is_admin(client):
+            return set(Permission)
+        return record.policy.get(client, set())
+
+    def _require(self, client: bytes, record: KeyRecord, permission: Permission | None) -> None:
+        perms = self._permissions(client, record)
+        allowed = (
+            bool(perms)
+            if permission is None
+            else (permission in perms or Permission.ADMIN in perms)
+        )
+        if not allowed:
+            what = permission.value if permission else "any access"
+            raise Denied("access_denied", f"the client has no {what} permission on {record.key_id}")
+
+    def _key(self, key_id: str) -> KeyRecord:
+        record = self.keys.get(key_id)
+        if record is None:
+            raise Denied("key_not_found", f"no key {key_id}")
+        return record
+
+    # -- operations ---------------------------------------------------------------------------
+    def _create_key(self, request: Request, op: CreateKey) -> list[Effect]:
+        if not self.is_admin(request.client):
+            raise Denied("access_denied", "only admins may create keys")
+        key_id = "key-" + request.request_id[:8].hex()
+        if key_id in self.keys:  # a 64-bit collision between two admins' requests
+            raise Denied("key_exists", f"key {key_id} exists")
+        version = KeyVersion(1, 0, VersionState.PENDING, self.height)
+        record = KeyRecord(
+            key_id=key_id,
+            kind=op.kind,
+            description=op.description,
+            creator=request.client,
+            created_height=self.height,
+            created_ms=self.timestamp_ms,
+            state=KeyState.CREATING,
+            versions=[version],
+            policy={request.client: {Permission.ADMIN}},
+        )
+        self.keys[key_id] = record
+        session = self._open_session(record, version)
+        self._audit(request, key_id, "ok")
+        return [
+            StartDkg(session),
+            self._reply(request, result={"key_id": key_id, "state": record.state.value}),
+        ]
+
+    def _open_session(self, record: KeyRecord, version: KeyVersion) -> dkg.Session[Any]:
+        h = self.height
+        session: dkg.Session[Any] = dkg.Session(
+            key_id=record.key_id,
+            version=version.version,
+            epoch=version.epoch,
+            group=GROUPS[record.kind],
+            kind=dkg.Kind.DKG,
+            committee=self._members,
+            threshold=self.genesis.t,
+            deal_deadline=h + DEAL_WINDOW,
+            complaint_deadline=h + DEAL_WINDOW + COMPLAINT_WINDOW,
+            justification_deadline=h + DEAL_WINDOW + COMPLAINT_WINDOW + JUSTIFICATION_WINDOW,
+        )
+        observer = dkg.Participant.observer(session)
+        observer.handle(dkg.Start())
+        self.sessions[(record.key_id, version.version, version.epoch)] = _Session(
+            record.key_id, version.version, version.epoch, observer
+        )
+        return session
+
+    def _usable_version(self, record: KeyRecord, number: int | None) -> KeyVersion:
+        if record.state is not KeyState.ENABLED:
+            raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
+        version = record.current if number is None else record.version(number)
+        if version is None or version.state is not VersionState.ACTIVE:
+            raise Denied("key_unavailable", f"key {record.key_id} has no such active version")
+        return version
+
+    def _encrypt(self, request: Request, op: Encrypt) -> list[Effect]:
+        record = self._key(op.key_id)
+        self._require(request.client, record, Permission.ENCRYPT)
+        if record.kind not in (KeyKind.ENCRYPT, KeyKind.HOMOMORPHIC):
+            raise Denied("wrong_key_kind", f"key {record.key_id} is a {record.kind.value} key")
+        version = self._usable_version(record, None)
+        self._audit(request, op.key_id, "ok")
+        assert version.public_key is not None
+        return [
+            self._reply(
+                request,
+                result={
+                    "key_id": record.key_id,
+                    "kind": record.kind.value,
+                    "version": version.version,
+                    "public_key": version.public_key,
+                },
+            )
+        ]
+
+    def _decrypt(self, request: Request, op: Decrypt) -> list[Effect]:
+        try:
+            parsed = tdh2.parse(op.ciphertext)
+        except InvalidCiphertext as exc:
+            raise Denied("invalid_ciphertext", "invalid ciphertext") from exc
+        record = self._key(parsed.key_id)
+        self._require(request.client, record, Permission.DECRYPT)
+        if record.kind is not KeyKind.ENCRYPT:
+            raise Denied("wrong_key_kind", f"key {record.key_id} is a {record.kind.value} key")
+        if request.reply_key is None:
+            raise Denied("missing_reply_key", "decrypt needs a reply key to seal partials to")
+        version = self._usable_version(record, parsed.key_version)
+        self._audit(request, record.key_id, "ok")
+        assert version.public_key is not None
+        return [
+            ComputePartial(
+                request_id=request.request_id,
+                client=request.client,
+                height=self.height,
+                key_id=record.key_id,
+                version=version.version,
+                epoch=version.epoch,
+                public_key=version.public_key,
+                ciphertext=op.ciphertext,
+                context=op.context,
+                reply_key=request.reply_key,
+            )
+        ]
+
+    def _set_policy(self, request: Request, op: SetPolicy) -> list[Effect]:
+        record = self._key(op.key_id)
+        self._require(request.client, record, Permission.ADMIN)
+        if op.permissions:
+            record.policy[op.client] = set(op.permissions)
+        else:
+            record.policy.pop(op.client, None)
+        self._audit(request, op.key_id, "ok")
+        return [
+            self._reply(
+                request,
+                result={
+                    "key_id": op.key_id,
+                    "client": op.client.hex(),
+                    "permissions": [p.value for p in op.permissions],
+                },
+            )
+        ]
+
+    # -- DKG ----------------------------------------------------------------------------------
+    def _dkg_message(self, payload: DkgPayload) -> list[Effect]:
+        entry = self.sessions.get((payload.key_id, payload.version, payload.epoch))
+        if entry is None:
+            self.rejected_payloads += 1
+            return []
+        actions = entry.observer.handle(dkg.Committed(self.height, payload.message))
+        effects: list[Effect] = [
+            DeliverDkg(payload.key_id, payload.version, payload.epoch, self.height, payload.message)
+        ]
+        effects.extend(self._session_outcome(entry, actions))
+        return effects
+
+    def _dkg_heights(self) -> list[Effect]:
+        effects: list[Effect] = []
+        for entry in list(self.sessions.values()):
+            actions = entry.observer.handle(dkg.HeightReached(self.height))
+            effects.append(DeliverDkg(entry.key_id, entry.version, entry.epoch, self.height))
+            effects.extend(self._session_outcome(entry, actions))
+        return effects
+
+    def _session_outcome(self, entry: _Session, actions: Sequence[Any]) -> list[Effect]:
+        record = self.keys[entry.key_id]
+        version = record.version(entry.version)
+        assert version is not None
+        for action in actions:
+            if isinstance(action, dkg.Completed):
+                result = action.result
+                group = GROUPS[record.kind]
+                version.state = VersionState.ACTIVE
+                version.public_key = group.encode(result.public_key)
+                version.verification_keys = {
+                    i: group.encode(vk) for i, vk in result.verification_keys.items()
+                }
+                if record.state is KeyState.CREATING:
+                    record.state = KeyState.ENABLED
+                del self.sessions[(entry.key_id, entry.version, entry.epoch)]
+                return [KeyActivated(entry.key_id, entry.version, entry.epoch)]
+            if isinstance(action, dkg.Failed):
+                version.state = VersionState.FAILED
+                version.failure = action.reason
+                if record.state is KeyState.CREATING:
+                    record.state = KeyState.FAILED
+                del self.sessions[(entry.key_id, entry.version, entry.epoch)]
+                return []
+        return []
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _reply(
+        self,
+        request: Request,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        message: str = "",
+    ) -> Reply:
+        return Reply(
+            request.request_id, request.client, self.height, request.op.name, result, error, message
+        )
+
+    def _audit(self, request: Request, key_id: str, outcome: str) -> None:
+        self.audit.append(
+            height=self.height,
+            timestamp_ms=self.timestamp_ms,
+            request_id=request.request_id,
+            client=request.client,
+            op=request.op.name,
+            key_id=key_id,
+            outcome=outcome,
+        )

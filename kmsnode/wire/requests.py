@@ -1,0 +1,289 @@
+"""Client requests: the operations, and the signed envelope every node checks on its own.
+
+A request is ``[version, chain_id, client, nonce, op, reply_key, signature]``: ``client`` is the
+caller's raw Ed25519 public key (its identity), ``nonce`` makes the request unique (a node
+serves a (client, nonce) pair at most once), ``reply_key`` is an ephemeral hybrid sealing key
+that partial results are sealed to, and ``signature`` covers everything else under a domain
+tag and the chain id, so a request cannot be replayed on another network.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..crypto.encoding import transcript
+from ..crypto.errors import InvalidSignature
+from ..crypto.sealing import PUBLIC_KEY_SIZE as SEALING_KEY_SIZE
+from ..crypto.sealing import SealingPublicKey
+from ..errors import MalformedMessage
+from ._codec import Reader, pack, unpack
+
+VERSION = 1
+_SIGN_DST = b"kmsnode/request/v1"
+MAX_KEY_ID = 128
+MAX_CIPHERTEXT = 1024 * 1024
+MAX_DESCRIPTION = 256
+
+
+class KeyKind(enum.Enum):
+    """What a key is for; fixed at creation (a key never serves two schemes)."""
+
+    ENCRYPT = "encrypt"
+    """TDH2 threshold decryption over ristretto255."""
+    HOMOMORPHIC = "homomorphic"
+    """Exponential ElGamal sums over ristretto255."""
+    SIGN_ED25519 = "sign-ed25519"
+    """FROST(Ed25519, SHA-512) threshold signatures."""
+    SIGN_BLS = "sign-bls"
+    """Threshold BLS12-381 signatures."""
+
+
+class Permission(enum.Enum):
+    """What a policy may grant a client on a key."""
+
+    ENCRYPT = "encrypt"
+    DECRYPT = "decrypt"
+    SIGN = "sign"
+    DESCRIBE = "describe"
+    ADMIN = "admin"
+
+
+def _key_id(r: Reader, i: int) -> str:
+    v = r.text(i, "key_id", MAX_KEY_ID)
+    if not all(c.isalnum() or c in "-_." for c in v):
+        raise MalformedMessage("key_id may contain only letters, digits, '-', '_' and '.'")
+    return v
+
+
+@dataclass(frozen=True)
+class CreateKey:
+    """Open a DKG for a new key of ``kind``; the key id is derived from the request id."""
+
+    kind: KeyKind
+    description: str = ""
+    name: ClassVar[str] = "create_key"
+
+    def fields(self) -> list[Any]:
+        return [self.kind.value, self.description]
+
+    @classmethod
+    def parse(cls, r: Reader) -> CreateKey:
+        kind = r.text(1, "kind", 32)
+        try:
+            k = KeyKind(kind)
+        except ValueError as exc:
+            raise MalformedMessage(f"create_key.kind: unknown key kind {kind!r}") from exc
+        return cls(k, r.text(2, "description", MAX_DESCRIPTION, empty=True))
+
+
+@dataclass(frozen=True)
+class DescribeKey:
+    """Metadata of one key: kind, state, versions and their public keys."""
+
+    key_id: str
+    name: ClassVar[str] = "describe_key"
+
+    def fields(self) -> list[Any]:
+        return [self.key_id]
+
+    @classmethod
+    def parse(cls, r: Reader) -> DescribeKey:
+        return cls(_key_id(r, 1))
+
+
+@dataclass(frozen=True)
+class ListKeys:
+    """The ids of the keys the caller may describe."""
+
+    name: ClassVar[str] = "list_keys"
+
+    def fields(self) -> list[Any]:
+        return []
+
+    @classmethod
+    def parse(cls, r: Reader) -> ListKeys:
+        return cls()
+
+
+@dataclass(frozen=True)
+class Encrypt:
+    """Authorise an encryption: returns the key's current version and public key, signed."""
+
+    key_id: str
+    name: ClassVar[str] = "encrypt"
+
+    def fields(self) -> list[Any]:
+        return [self.key_id]
+
+    @classmethod
+    def parse(cls, r: Reader) -> Encrypt:
+        return cls(_key_id(r, 1))
+
+
+@dataclass(frozen=True)
+class Decrypt:
+    """Ask every node for its partial decryption of ``ciphertext`` under ``context``."""
+
+    ciphertext: bytes
+    context: dict[str, str] = field(default_factory=dict)
+    name: ClassVar[str] = "decrypt"
+
+    def fields(self) -> list[Any]:
+        return [self.ciphertext, self.context]
+
+    @classmethod
+    def parse(cls, r: Reader) -> Decrypt:
+        return cls(r.blob(1, "ciphertext", max_len=MAX_CIPHERTEXT), r.str_map(2, "context"))
+
+
+@dataclass(frozen=True)
+class SetPolicy:
+    """Grant ``client`` exactly ``permissions`` on ``key_id`` (an empty list revokes)."""
+
+    key_id: str
+    client: bytes
+    permissions: tuple[Permission, ...]
+    name: ClassVar[str] = "set_policy"
+
+    def __post_init__(self) -> None:
+        ordered = tuple(sorted(set(self.permissions), key=lambda p: p.value))
+        object.__setattr__(self, "permissions", ordered)
+
+    def fields(self) -> list[Any]:
+        return [self.key_id, self.client, sorted(p.value for p in self.permissions)]
+
+    @classmethod
+    def parse(cls, r: Reader) -> SetPolicy:
+        names = r.str_list(3, "permissions", 8)
+        if names != sorted(set(names)):
+            raise MalformedMessage("set_policy.permissions must be sorted and distinct")
+        try:
+            perms = tuple(Permission(p) for p in names)
+        except ValueError as exc:
+            raise MalformedMessage(
+                f"set_policy.permissions: unknown permission in {names}"
+            ) from exc
+        return cls(_key_id(r, 1), r.blob(2, "client", 32), perms)
+
+
+Operation = CreateKey | DescribeKey | ListKeys | Encrypt | Decrypt | SetPolicy
+OPERATIONS: dict[str, tuple[type[Any], int]] = {
+    CreateKey.name: (CreateKey, 3),
+    DescribeKey.name: (DescribeKey, 2),
+    ListKeys.name: (ListKeys, 1),
+    Encrypt.name: (Encrypt, 2),
+    Decrypt.name: (Decrypt, 3),
+    SetPolicy.name: (SetPolicy, 4),
+}
+
+
+def _encode_op(op: Operation) -> list[Any]:
+    return [op.name, *op.fields()]
+
+
+def _decode_op(value: Any) -> Operation:
+    if not isinstance(value, list) or not value or not isinstance(value[0], str):
+        raise MalformedMessage("request.op: expected [name, ...fields]")
+    entry = OPERATIONS.get(value[0])
+    if entry is None:
+        raise MalformedMessage(f"request.op: unknown operation {value[0][:32]!r}")
+    cls, length = entry
+    return cls.parse(Reader(value, value[0], length))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Request:
+    """A client's signed request (see the module docstring for the layout)."""
+
+    chain_id: str
+    client: bytes
+    nonce: int
+    op: Operation
+    reply_key: bytes | None
+    signature: bytes = b""
+
+    def signing_bytes(self) -> bytes:
+        """What the client signs: everything but the signature, under a domain tag."""
+        body = pack(
+            [VERSION, self.chain_id, self.client, self.nonce, _encode_op(self.op), self.reply_key]
+        )
+        return transcript(_SIGN_DST, self.chain_id.encode(), body)
+
+    @property
+    def request_id(self) -> bytes:
+        """32 bytes naming this request (the hash of what was signed)."""
+        return hashlib.sha256(self.signing_bytes()).digest()
+
+    def encode(self) -> bytes:
+        """Canonical bytes, signature included."""
+        return pack(
+            [
+                VERSION,
+                self.chain_id,
+                self.client,
+                self.nonce,
+                _encode_op(self.op),
+                self.reply_key,
+                self.signature,
+            ]
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Request:
+        """Strictly decode a request (the signature is checked by ``verify``).
+
+        Raises:
+            MalformedMessage: anything that is not a well-formed request.
+        """
+        r = Reader(unpack(data), "request", 7)
+        if r.integer(0, "version") != VERSION:
+            raise MalformedMessage(f"request.version: only version {VERSION} is supported")
+        reply_key = r.optional_blob(5, "reply_key", SEALING_KEY_SIZE)
+        return cls(
+            chain_id=r.text(1, "chain_id", 64),
+            client=r.blob(2, "client", 32),
+            nonce=r.integer(3, "nonce"),
+            op=_decode_op(r.raw(4)),
+            reply_key=reply_key,
+            signature=r.blob(6, "signature", 64),
+        )
+
+    def signed(self, key: Ed25519PrivateKey) -> Request:
+        """This request signed by ``key`` (whose public key must be ``client``)."""
+        if key.public_key().public_bytes_raw() != self.client:
+            raise ValueError("the signing key does not match request.client")
+        return Request(
+            self.chain_id,
+            self.client,
+            self.nonce,
+            self.op,
+            self.reply_key,
+            key.sign(self.signing_bytes()),
+        )
+
+    def verify(self) -> None:
+        """Check the client's signature (and that a reply key, if any, is a valid key).
+
+        Raises:
+            InvalidSignature: the signature does not verify.
+            MalformedMessage: the client key or reply key is not a valid key.
+        """
+        try:
+            pk = Ed25519PublicKey.from_public_bytes(self.client)
+        except ValueError as exc:
+            raise MalformedMessage("request.client is not an Ed25519 public key") from exc
+        try:
+            pk.verify(self.signature, self.signing_bytes())
+        except _CryptoInvalidSignature as exc:
+            raise InvalidSignature() from exc
+        if self.reply_key is not None:
+            try:
+                SealingPublicKey.decode(self.reply_key)
+            except ValueError as exc:
+                raise MalformedMessage("request.reply_key is not a valid sealing key") from exc

@@ -1,0 +1,227 @@
+"""The replicated state machine, driven by simulated committed blocks on four nodes."""
+
+from __future__ import annotations
+
+import pytest
+
+from kmsnode.crypto import tdh2
+from kmsnode.crypto.errors import InvalidCiphertext
+from kmsnode.crypto.shamir import validate_ids
+from kmsnode.state import (
+    ComputePartial,
+    KeyActivated,
+    KeyState,
+    Reply,
+    StartDkg,
+    verify_chain,
+)
+from kmsnode.state._machine import NONCE_WINDOW_MS
+from kmsnode.wire.requests import (
+    CreateKey,
+    Decrypt,
+    DescribeKey,
+    Encrypt,
+    KeyKind,
+    ListKeys,
+    Permission,
+    SetPolicy,
+)
+
+from .conftest import Client, Network
+
+
+def replies(effects: dict[int, list[object]]) -> dict[int, Reply]:
+    out = {}
+    for i, es in effects.items():
+        rs = [e for e in es if isinstance(e, Reply)]
+        assert len(rs) <= 1
+        if rs:
+            out[i] = rs[0]
+    return out
+
+
+def create_key(net: Network, kind: KeyKind = KeyKind.ENCRYPT) -> str:
+    effects = net.send(net.admin.request(CreateKey(kind, "test"), at_ms=net.time_ms))
+    rs = replies(effects)
+    assert len(rs) == net.n and all(r.error is None for r in rs.values())
+    key_id = rs[1].result["key_id"]  # type: ignore[index]
+    assert all(any(isinstance(e, StartDkg) for e in es) for es in effects.values())
+    net.run_until(
+        lambda: all(s.keys[key_id].state is KeyState.ENABLED for s in net.states.values())
+    )
+    return key_id  # type: ignore[no-any-return]
+
+
+def test_dkg_over_the_log_activates_the_key_everywhere(net: Network) -> None:
+    key_id = create_key(net)
+    records = [s.keys[key_id] for s in net.states.values()]
+    pks = {r.current.public_key for r in records}  # type: ignore[union-attr]
+    assert len(pks) == 1
+    vks = [r.current.verification_keys for r in records]  # type: ignore[union-attr]
+    assert all(v == vks[0] for v in vks)
+    validate_ids(vks[0], 2**252)
+    assert all(any(isinstance(e, KeyActivated) for e in es) for es in net.effects.values())
+    # Every node's private result matches the public verification keys the state recorded.
+    for i in range(1, net.n + 1):
+        share = net.results[(i, key_id, 1)].share
+        assert share is not None and share.id == i
+    heads = {s.audit.head for s in net.states.values()}
+    assert len(heads) == 1
+
+
+def test_encrypt_then_decrypt_partials_combine(net: Network) -> None:
+    key_id = create_key(net)
+    rs = replies(net.send(net.admin.request(Encrypt(key_id), at_ms=net.time_ms)))
+    results = {(r.result["version"], r.result["public_key"]) for r in rs.values()}  # type: ignore[index]
+    assert len(results) == 1
+    version, public_key = results.pop()
+    ct = tdh2.encrypt(public_key, b"hello", key_id=key_id, key_version=version, context={"a": "b"})
+    req = net.admin.request(Decrypt(ct, {"a": "b"}), at_ms=net.time_ms, reply=True)
+    effects = net.send(req)
+    work = {i: [e for e in es if isinstance(e, ComputePartial)] for i, es in effects.items()}
+    assert all(len(w) == 1 for w in work.values())
+    # The executor's job, done here by hand: each node's partial from its DKG share.
+    record = net.states[1].keys[key_id]
+    partials = [
+        tdh2.partial_decrypt(net.results[(i, key_id, 1)].share, public_key, ct, {"a": "b"})  # type: ignore[arg-type]
+        for i in (1, 2, 3)
+    ]
+    plaintext, _ = tdh2.combine(
+        public_key,
+        ct,
+        partials,
+        record.current.verification_keys,
+        net.t,
+        {"a": "b"},  # type: ignore[union-attr]
+    )
+    assert plaintext == b"hello"
+
+
+def test_unauthorized_client_is_refused_everywhere_and_audited(net: Network) -> None:
+    key_id = create_key(net)
+    stranger = Client()
+    for op in (Encrypt(key_id), DescribeKey(key_id)):
+        rs = replies(net.send(stranger.request(op, at_ms=net.time_ms)))
+        assert {r.error for r in rs.values()} == {"access_denied"}
+    rs = replies(net.send(stranger.request(CreateKey(KeyKind.ENCRYPT), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {"access_denied"}
+    outcomes = [(e.client, e.outcome) for e in net.states[2].audit.entries]
+    assert outcomes.count((stranger.public, "access_denied")) == 3
+    assert len(net.states[3].keys) == 1  # the stranger's create_key created nothing
+    rs = replies(net.send(stranger.request(ListKeys(), at_ms=net.time_ms)))
+    assert rs[1].result == {"keys": []}
+
+
+def test_policy_grants_and_revokes(net: Network) -> None:
+    key_id = create_key(net)
+    user = Client()
+    grant = SetPolicy(key_id, user.public, (Permission.ENCRYPT, Permission.DECRYPT))
+    rs = replies(net.send(net.admin.request(grant, at_ms=net.time_ms)))
+    assert all(r.error is None for r in rs.values())
+    rs = replies(net.send(user.request(Encrypt(key_id), at_ms=net.time_ms)))
+    assert all(r.error is None for r in rs.values())
+    rs = replies(net.send(user.request(ListKeys(), at_ms=net.time_ms)))
+    assert rs[1].result == {"keys": [key_id]}
+    # A non-admin cannot grant itself more.
+    rs = replies(
+        net.send(
+            user.request(SetPolicy(key_id, user.public, (Permission.ADMIN,)), at_ms=net.time_ms)
+        )
+    )
+    assert {r.error for r in rs.values()} == {"access_denied"}
+    net.send(net.admin.request(SetPolicy(key_id, user.public, ()), at_ms=net.time_ms))
+    rs = replies(net.send(user.request(Encrypt(key_id), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {"access_denied"}
+
+
+def test_replayed_request_is_not_served_twice(net: Network) -> None:
+    key_id = create_key(net)
+    req = net.admin.request(DescribeKey(key_id), at_ms=net.time_ms)
+    first = replies(net.send(req))
+    assert len(first) == net.n
+    again = replies(net.send(req))
+    assert again == {}
+    assert net.states[1].audit.entries[-1].outcome == "replay"
+
+
+def test_stale_and_future_nonces_refused(net: Network) -> None:
+    key_id = create_key(net)
+    old = net.admin.request(DescribeKey(key_id), at_ms=net.time_ms - NONCE_WINDOW_MS - 1000)
+    future = net.admin.request(DescribeKey(key_id), at_ms=net.time_ms + NONCE_WINDOW_MS + 1000)
+    for req in (old, future):
+        rs = replies(net.send(req))
+        assert {r.error for r in rs.values()} == {"stale_request"}
+
+
+def test_bad_signature_and_wrong_chain(net: Network) -> None:
+    key_id = create_key(net)
+    req = net.admin.request(DescribeKey(key_id), at_ms=net.time_ms)
+    forged = type(req)(req.chain_id, req.client, req.nonce + 1, req.op, None, req.signature)
+    rs = replies(net.send(forged))
+    assert {r.error for r in rs.values()} == {"invalid_signature"}
+    other = Client(chain_id="other-chain")
+    net.genesis.admins  # noqa: B018 - the admin set is unchanged
+    rs = replies(net.send(other.request(ListKeys(), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {"wrong_chain"}
+
+
+def test_garbage_payloads_are_skipped(net: Network) -> None:
+    before = net.states[1].audit.head
+    effects = net.commit(b"\x00garbage", b"\x92\xa3req\xc4\x01x")
+    assert all(es == [] for es in effects.values())
+    assert net.states[1].rejected_payloads == 2
+    assert net.states[1].audit.head == before
+
+
+def test_decrypt_refusals(net: Network) -> None:
+    key_id = create_key(net)
+    rs = replies(net.send(net.admin.request(Encrypt(key_id), at_ms=net.time_ms)))
+    version, pk = rs[1].result["version"], rs[1].result["public_key"]  # type: ignore[index]
+    ct = tdh2.encrypt(pk, b"x", key_id=key_id, key_version=version)
+    # No reply key: nothing to seal partials to.
+    rs = replies(net.send(net.admin.request(Decrypt(ct), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {"missing_reply_key"}
+    # A ciphertext for a key that does not exist, and garbage.
+    other = tdh2.encrypt(pk, b"x", key_id="key-nope", key_version=1)
+    rs = replies(net.send(net.admin.request(Decrypt(other), at_ms=net.time_ms, reply=True)))
+    assert {r.error for r in rs.values()} == {"key_not_found"}
+    rs = replies(net.send(net.admin.request(Decrypt(b"junk"), at_ms=net.time_ms, reply=True)))
+    assert {r.error for r in rs.values()} == {"invalid_ciphertext"}
+    # A homomorphic key refuses TDH2 decryption.
+    h_key = create_key(net, KeyKind.HOMOMORPHIC)
+    hct = tdh2.encrypt(pk, b"x", key_id=h_key, key_version=1)
+    rs = replies(net.send(net.admin.request(Decrypt(hct), at_ms=net.time_ms, reply=True)))
+    assert {r.error for r in rs.values()} == {"wrong_key_kind"}
+    with pytest.raises(InvalidCiphertext):
+        tdh2.parse(b"junk")
+
+
+def test_audit_chain_verifies_and_detects_edits(net: Network) -> None:
+    create_key(net)
+    entries = net.states[4].audit.entries
+    assert verify_chain(entries) == net.states[4].audit.head
+    tampered = list(entries)
+    tampered[0] = type(entries[0])(**{**entries[0].__dict__, "outcome": "access_denied"})
+    with pytest.raises(ValueError, match="audit entry 0"):
+        verify_chain(tampered)
+
+
+def test_blocks_must_come_in_order(net: Network) -> None:
+    from .conftest import Block
+
+    with pytest.raises(ValueError, match="expected block 1"):
+        net.states[1].apply(Block(5, 0, ()))
+
+
+def test_silent_node_still_activates_the_key(net: Network) -> None:
+    # Node 4 never posts: its DKG messages are dropped before they reach the log.
+    original = net._actions
+
+    def drop_node_4(i, s, actions):  # type: ignore[no-untyped-def]
+        if i != 4:
+            original(i, s, actions)
+
+    net._actions = drop_node_4  # type: ignore[method-assign]
+    key_id = create_key(net)
+    record = net.states[1].keys[key_id]
+    assert record.state is KeyState.ENABLED
