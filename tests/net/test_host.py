@@ -1,0 +1,76 @@
+"""The host offers Noise and nothing else: a plaintext-only dialer cannot connect."""
+
+from __future__ import annotations
+
+import multiaddr
+import pytest
+import trio
+from libp2p import new_host
+from libp2p.custom_types import TProtocol
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+
+from kmsnode.net import Host, NodeIdentity
+
+from .conftest import wait_for
+
+
+async def test_only_noise_and_yamux_are_offered() -> None:
+    host = Host(NodeIdentity.generate())
+    assert host.security_protocols() == ["/noise"]
+    assert host.muxer_protocols() == ["/yamux/1.0.0"]
+    assert Host(NodeIdentity.generate(), muxer="mplex").muxer_protocols() == ["/mplex/6.7.0"]
+
+
+async def test_start_and_stop_cleanly() -> None:
+    host = Host(NodeIdentity.generate())
+    async with trio.open_nursery() as nursery:
+        addrs = await nursery.start(host.run)
+        assert host.running
+        assert len(addrs) == 1 and addrs[0].startswith("/ip4/127.0.0.1/tcp/")
+        assert not addrs[0].endswith("/tcp/0")
+        nursery.cancel_scope.cancel()
+    assert not host.running
+
+
+async def test_noise_hosts_connect_and_authenticate() -> None:
+    a, b = Host(NodeIdentity.generate()), Host(NodeIdentity.generate())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.run)
+        b_addrs = await nursery.start(b.run)
+        with trio.fail_after(10):
+            await a.connect(b.peer_id, b_addrs)
+        assert a.is_connected(b.peer_id)
+        await wait_for(lambda: b.is_connected(a.peer_id))
+        nursery.cancel_scope.cancel()
+
+
+async def test_plaintext_only_dialer_cannot_connect() -> None:
+    server = Host(NodeIdentity.generate())
+    ident = NodeIdentity.generate()
+    plaintext = new_host(
+        key_pair=ident.key_pair,
+        sec_opt={TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(ident.key_pair)},
+        listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")],
+    )
+    async with trio.open_nursery() as nursery:
+        addrs = await nursery.start(server.run)
+        async with plaintext.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            info = PeerInfo(server.peer_id, [multiaddr.Multiaddr(a) for a in addrs])
+            with trio.fail_after(15), pytest.raises(Exception) as err:  # noqa: B017
+                await plaintext.connect(info)
+            assert not isinstance(err.value, trio.TooSlowError)
+            chain = _chain(err.value)
+            assert "failed to negotiate the secure protocol" in chain, chain
+            assert not server.is_connected(ident.peer_id)
+            assert not plaintext.get_network().connections.get(server.peer_id)
+        nursery.cancel_scope.cancel()
+
+
+def _chain(exc: BaseException | None) -> str:
+    """Every message along an exception's cause/context chain (to see why a dial failed)."""
+    parts = []
+    while exc is not None:
+        parts.append(f"{type(exc).__name__}: {exc}")
+        exc = exc.__cause__ or exc.__context__
+    return " <- ".join(parts)
