@@ -97,7 +97,12 @@ class Node:
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        *,
+        # trio_typing's old stubs, when installed, shadow trio's own TaskStatus.
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,  # type: ignore[name-defined,unused-ignore]
+    ) -> None:
         """Run until cancelled; reports started once the replica has been started."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery

@@ -8,6 +8,7 @@ agree (safety) and commit every payload (liveness).
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -69,7 +70,8 @@ def run_twins(scenario: TwinsScenario, *, timeout: float = 120.0) -> TwinsResult
         if node.identity == twin:
             node.handler.handle(PayloadSubmitted((b"twin-" + node.name.encode(),)), sim.now)
     for i in range(scenario.payloads):
-        sim.at(0.05 * i, lambda i=i: sim.submit(b"p-%d-%d" % (scenario.seed, i)))
+        payload = b"p-%d-%d" % (scenario.seed, i)
+        sim.at(0.05 * i, functools.partial(sim.submit, payload))
     sim.run_until(lambda: sim.now > scenario.heal_at, timeout)
     live = sim.run_until(sim.all_committed, timeout)
     sim.check_safety()

@@ -1,0 +1,128 @@
+"""The trio driver and the application API over the in-memory network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from consensus import (
+    ChainId,
+    CommittedBlock,
+    Config,
+    MemoryNetwork,
+    MemoryStore,
+    Node,
+    NodeId,
+    Pacemaker,
+    SQLiteStore,
+    Store,
+)
+from consensus.errors import MempoolFull, PayloadTooLarge
+from consensus.testing import make_committee
+
+CHAIN = ChainId(b"driver")
+SIGNERS, KEYS = make_committee(4, b"driver")
+
+
+def make_node(i: int, net: MemoryNetwork, store: Store, **kw: object) -> Node:
+    cfg = Config(
+        chain_id=CHAIN,
+        me=NodeId(i),
+        public_keys=KEYS,
+        pacemaker=Pacemaker(base=0.2, backoff=2.0, max_timeout=2.0),
+        **kw,  # type: ignore[arg-type]
+    )
+    return Node(cfg, SIGNERS[i], store, net.transport(NodeId(i)))
+
+
+async def collect(node: Node, want: set[bytes], out: list[CommittedBlock]) -> None:
+    async for block in node.committed():
+        out.append(block)
+        if want <= {p for b in out for p in b.payloads}:
+            return
+
+
+async def test_nodes_commit_submitted_payloads_in_order() -> None:
+    net = MemoryNetwork(4)
+    nodes = [make_node(i, net, MemoryStore()) for i in range(4)]
+    want = {b"payload-%d" % i for i in range(100)}
+    logs: list[list[CommittedBlock]] = [[] for _ in nodes]
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            async with trio.open_nursery() as waiters:
+                for node, log in zip(nodes, logs, strict=True):
+                    waiters.start_soon(collect, node, want, log)
+                for p in sorted(want):
+                    for node in nodes:
+                        await node.submit(p)
+            nursery.cancel_scope.cancel()
+    ids = [[b.block_id for b in log] for log in logs]
+    shortest = min(len(x) for x in ids)
+    assert all(x[:shortest] == ids[0][:shortest] for x in ids)
+    heights = [b.height for b in logs[0]]
+    assert heights == list(range(heights[0], heights[0] + len(heights)))
+    status = nodes[0].status()
+    assert status.height >= 1 and status.high_qc_round >= 1 and status.last_commit_time
+    assert all(p.last_heard is not None for p in status.peers)
+
+
+async def test_back_pressure_when_nothing_commits() -> None:
+    net = MemoryNetwork(4)
+    net.down = {NodeId(1), NodeId(2), NodeId(3)}  # no quorum: nothing can commit
+    node = make_node(0, net, MemoryStore(), mempool_max_payloads=5, max_payload_bytes=100)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        for i in range(5):
+            await node.submit(b"p%d" % i, wait=False)
+        with pytest.raises(MempoolFull):
+            await node.submit(b"one too many", wait=False)
+        with pytest.raises(PayloadTooLarge):
+            await node.submit(b"x" * 101)
+        with trio.move_on_after(0.2) as scope:
+            await node.submit(b"waits for room")
+        assert scope.cancelled_caught
+        nursery.cancel_scope.cancel()
+
+
+async def test_view_change_when_the_leader_is_down(autojump_clock: trio.testing.MockClock) -> None:
+    net = MemoryNetwork(4)
+    net.down = {NodeId(1)}  # the leader of round 1 never speaks
+    nodes = [make_node(i, net, MemoryStore()) for i in (0, 2, 3)]
+    log: list[CommittedBlock] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            for node in nodes:
+                await node.submit(b"through a view change")
+            await collect(nodes[0], {b"through a view change"}, log)
+            nursery.cancel_scope.cancel()
+    assert nodes[0].replica.stats.tcs_formed >= 1
+
+
+async def test_restart_from_sqlite_resumes(tmp_path: Path) -> None:
+    net = MemoryNetwork(4)
+    stores = [SQLiteStore(tmp_path / f"{i}.db", CHAIN) for i in range(4)]
+    nodes = [make_node(i, net, stores[i]) for i in range(4)]
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            log: list[CommittedBlock] = []
+            async with trio.open_nursery() as waiters:
+                waiters.start_soon(collect, nodes[3], {b"before"}, log)
+                for node in nodes:
+                    await node.submit(b"before")
+            nursery.cancel_scope.cancel()
+    height = nodes[3].replica.committed_height
+    voted = nodes[3].replica.safety.last_voted_round
+    restarted = make_node(3, net, stores[3])
+    assert restarted.replica.committed_height == height
+    assert restarted.replica.safety.last_voted_round == voted
+    for s in stores:
+        s.close()
