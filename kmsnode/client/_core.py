@@ -1,0 +1,188 @@
+"""The client's sans-I/O core: builds signed requests and turns node answers into results.
+
+One core serves the async client and the sync facade (the httpx pattern): transports only move
+bytes. A ``Collector`` takes each node's response as it arrives and says when the request is
+settled: ``f + 1`` identical public answers (at least one honest node vouches for it), or, for
+a decryption, ``t`` partials that combine and open the ciphertext. Nodes whose answers are
+malformed, wrongly signed or carry an invalid partial are named.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..crypto import tdh2
+from ..crypto.errors import CryptoError, InvalidCiphertext, NotEnoughPartials
+from ..crypto.groups import RISTRETTO255
+from ..crypto.sealing import SealingPrivateKey, open_sealed
+from ..crypto.tdh2 import PartialDecryption
+from ..errors import MalformedMessage
+from ..genesis import Genesis
+from ..wire.requests import Decrypt, Operation, Request
+from ..wire.responses import Response, sealed_aad
+from .errors import InvalidCiphertextError, QuorumUnavailable, error_for
+
+
+def new_nonce(now_ms: int | None = None) -> int:
+    """A request nonce: creation time in ms (the log's replay window) and 16 random bits."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return (ms << 16) | secrets.randbits(16)
+
+
+@dataclass
+class Prepared:
+    """A signed request and what is needed to read its answers."""
+
+    request: Request
+    reply_key: SealingPrivateKey | None
+    payload: bytes
+
+    @property
+    def request_id(self) -> bytes:
+        return self.request.request_id
+
+
+class ClientCore:
+    """Builds requests for one client identity on one network."""
+
+    def __init__(self, genesis: Genesis, identity: Ed25519PrivateKey) -> None:
+        self.genesis = genesis
+        self.identity = identity
+        self.client_id = identity.public_key().public_bytes_raw()
+
+    def prepare(self, op: Operation, *, now_ms: int | None = None) -> Prepared:
+        """Sign ``op`` as a request; decryptions get a fresh ephemeral reply key."""
+        reply = SealingPrivateKey.generate() if isinstance(op, Decrypt) else None
+        request = Request(
+            self.genesis.chain_id,
+            self.client_id,
+            new_nonce(now_ms),
+            op,
+            reply.public_key.encode() if reply else None,
+        ).signed(self.identity)
+        return Prepared(request, reply, request.encode())
+
+    def collector(
+        self,
+        prepared: Prepared,
+        key_material: tuple[bytes, Mapping[int, bytes]] | None = None,
+    ) -> Collector:
+        """A fresh collector for the answers to ``prepared``."""
+        return Collector(self.genesis, prepared, key_material=key_material)
+
+
+@dataclass
+class Collector:
+    """Accumulates node answers to one request until it is settled (see module docstring)."""
+
+    genesis: Genesis
+    prepared: Prepared
+    answers: dict[int, Response] = field(default_factory=dict)
+    misbehaving: set[int] = field(default_factory=set)
+    partials: dict[int, PartialDecryption[bytes]] = field(default_factory=dict)
+    key_material: tuple[bytes, Mapping[int, bytes]] | None = None
+    """For a decryption: the key version's public key and verification keys (from
+    ``describe_key``, agreed by f + 1 nodes) that partials are verified against."""
+    done: bool = False
+    result: Any = None
+
+    @property
+    def quorum(self) -> int:
+        """Identical public answers needed: ``f + 1``."""
+        return self.genesis.f + 1
+
+    def add(self, node_id: int, data: bytes) -> bool:
+        """Take one node's raw answer; returns True once the request is settled.
+
+        Raises:
+            RequestRejected: ``f + 1`` nodes agree on an error (a typed subclass).
+        """
+        if self.done or node_id in self.answers:
+            return self.done
+        try:
+            response = Response.decode(data)
+            info = self.genesis.node(node_id)
+            if (
+                response.node_id != node_id
+                or response.request_id != self.prepared.request_id
+                or response.chain_id != self.genesis.chain_id
+            ):
+                raise MalformedMessage("answer for another node, request or chain")
+            response.verify(info.signing_key)
+        except (MalformedMessage, CryptoError, ValueError):
+            self.misbehaving.add(node_id)
+            return False
+        self.answers[node_id] = response
+        if isinstance(self.prepared.request.op, Decrypt) and response.error is None:
+            return self._add_partial(node_id, response)
+        return self._settle_public()
+
+    def _settle_public(self) -> bool:
+        counts = Counter(r.agreement_key() for r in self.answers.values())
+        for key, count in counts.items():
+            if count >= self.quorum:
+                winner = next(r for r in self.answers.values() if r.agreement_key() == key)
+                if winner.error is not None:
+                    self.done = True
+                    raise error_for(winner.error, winner.message)
+                if isinstance(self.prepared.request.op, Decrypt):
+                    continue  # a decryption settles only on partials
+                self.done = True
+                self.result = winner.result
+                return True
+        return False
+
+    def _add_partial(self, node_id: int, response: Response) -> bool:
+        reply_key = self.prepared.reply_key
+        assert reply_key is not None
+        try:
+            if response.sealed is None:
+                raise MalformedMessage("no sealed partial")
+            raw = open_sealed(reply_key, response.sealed, sealed_aad(response.request_id, node_id))
+            partial = PartialDecryption.decode(RISTRETTO255, raw)
+            if partial.id != node_id:
+                raise MalformedMessage("partial for another participant")
+        except (MalformedMessage, CryptoError):
+            self.misbehaving.add(node_id)
+            return False
+        self.partials[node_id] = partial
+        return self._try_combine()
+
+    def _try_combine(self) -> bool:
+        t = self.genesis.t
+        if len(self.partials) < t:
+            return False
+        op = self.prepared.request.op
+        assert isinstance(op, Decrypt)
+        if self.key_material is None:
+            raise ValueError("a decryption collector needs key_material before partials")
+        public_key, vks = self.key_material
+        try:
+            plaintext, culprits = tdh2.combine(
+                public_key, op.ciphertext, list(self.partials.values()), vks, t, op.context
+            )
+        except NotEnoughPartials as exc:
+            self.misbehaving.update(exc.culprits)
+            for bad in exc.culprits:
+                self.partials.pop(bad, None)
+            return False
+        except InvalidCiphertext:
+            self.done = True
+            raise InvalidCiphertextError() from None
+        self.misbehaving.update(culprits)
+        self.done = True
+        self.result = plaintext
+        return True
+
+    def unavailable(self) -> QuorumUnavailable:
+        """The error to raise when waiting ends unsettled."""
+        valid = len(self.answers)
+        needed = self.genesis.t if isinstance(self.prepared.request.op, Decrypt) else self.quorum
+        return QuorumUnavailable(valid, needed, self.misbehaving)

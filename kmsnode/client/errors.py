@@ -1,0 +1,85 @@
+"""The client's error tree (what callers of ``DistributedKMS`` catch).
+
+::
+
+    ClientError
+    ├── AccessDenied          the nodes refused: the client lacks permission (f+1 agree)
+    ├── KeyNotFound           no such key
+    ├── KeyUnavailable        the key exists but cannot serve (DKG running, failed, disabled)
+    ├── InvalidCiphertextError opaque: tampered ciphertext, wrong key or wrong context
+    ├── RequestRejected       any other refusal the nodes agree on; ``code`` says which
+    └── QuorumUnavailable     not enough valid answers in time; says how many answered and
+                              which nodes misbehaved
+
+Every error that results from a node's answer carries ``code`` (the wire error code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ClientError(Exception):
+    """Base of every error the client raises."""
+
+    code = "client_error"
+
+
+class RequestRejected(ClientError):
+    """The nodes agree the request cannot be served; ``code`` and the message say why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+
+
+class AccessDenied(RequestRejected):
+    """The client has no permission for this operation on this key."""
+
+
+class KeyNotFound(RequestRejected):
+    """No key with that id exists."""
+
+
+class KeyUnavailable(RequestRejected):
+    """The key cannot serve now (still being generated, failed, or of another kind)."""
+
+
+class InvalidCiphertextError(RequestRejected):
+    """Opaque: the ciphertext was tampered with, or the key or encryption context is wrong."""
+
+    def __init__(self, code: str = "invalid_ciphertext", message: str = "") -> None:
+        super().__init__(code, message or "invalid ciphertext")
+
+
+class QuorumUnavailable(ClientError):
+    """Too few valid answers arrived in time."""
+
+    code = "quorum_unavailable"
+
+    def __init__(self, answered: int, needed: int, misbehaving: Iterable[int] = ()) -> None:
+        self.answered = answered
+        self.needed = needed
+        self.misbehaving = tuple(sorted(set(misbehaving)))
+        bad = f"; misbehaving nodes: {list(self.misbehaving)}" if self.misbehaving else ""
+        super().__init__(
+            f"only {answered} valid answers, {needed} needed: too many nodes are down or "
+            f"unreachable{bad}"
+        )
+
+
+ERRORS: dict[str, type[RequestRejected]] = {
+    "access_denied": AccessDenied,
+    "key_not_found": KeyNotFound,
+    "key_unavailable": KeyUnavailable,
+    "wrong_key_kind": KeyUnavailable,
+    "invalid_ciphertext": InvalidCiphertextError,
+}
+
+
+def error_for(code: str, message: str) -> RequestRejected:
+    """The typed error for a wire error code."""
+    cls = ERRORS.get(code, RequestRejected)
+    if cls is InvalidCiphertextError:
+        return InvalidCiphertextError(code)
+    return cls(code, message)

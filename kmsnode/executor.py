@@ -1,0 +1,228 @@
+"""Carries out the effects that need this node's secrets, and signs what leaves the node.
+
+The replicated state decides *what* to do; the executor does this node's part: signs replies,
+computes partial decryptions (checking the ciphertext first, sealing the result to the
+requester), runs this node's DKG participants and stores their shares in the keystore. It is
+synchronous and does no network I/O: it returns responses to deliver and payloads to post.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .crypto import dkg, tdh2
+from .crypto.errors import CryptoError, InvalidCiphertext
+from .crypto.groups import Group
+from .crypto.sealing import SealingPublicKey, seal
+from .crypto.shamir import Share
+from .errors import KeystoreRecordMissing
+from .genesis import Genesis
+from .identity import NodeIdentity
+from .keystore import Keystore, RecordName
+from .state import GROUPS, ComputePartial, DeliverDkg, Effect, KeyActivated, Reply, StartDkg
+from .wire.payload import DkgPayload
+from .wire.responses import Response, sealed_aad
+
+log = logging.getLogger(__name__)
+
+
+def share_record(key_id: str, version: int, epoch: int) -> RecordName:
+    """Where a key version's share lives in the keystore."""
+    return RecordName("share", key_id, version, epoch)
+
+
+@dataclass
+class Output:
+    """What executing effects produced: responses for clients, payloads for the log."""
+
+    responses: list[Response] = field(default_factory=list)
+    posts: list[bytes] = field(default_factory=list)
+
+    def extend(self, other: Output) -> None:
+        self.responses.extend(other.responses)
+        self.posts.extend(other.posts)
+
+
+@dataclass
+class ExecutorStats:
+    """Counters for the console and metrics (nothing secret)."""
+
+    replies: int = 0
+    partials: int = 0
+    partials_refused: int = 0
+    dkg_started: int = 0
+    dkg_completed: int = 0
+    dkg_failed: int = 0
+    dkg_rejected_messages: int = 0
+
+
+class Executor:
+    """This node's hands: see the module docstring."""
+
+    def __init__(
+        self, node_id: int, genesis: Genesis, identity: NodeIdentity, keystore: Keystore
+    ) -> None:
+        self.node_id = node_id
+        self.genesis = genesis
+        self.identity = identity
+        self.keystore = keystore
+        self.participants: dict[tuple[str, int, int], dkg.Participant[Any]] = {}
+        self.stats = ExecutorStats()
+        self._vk_cache: dict[tuple[str, int, int], bytes] = {}
+
+    def run(self, effect: Effect) -> Output:
+        """Carry out one effect."""
+        if isinstance(effect, Reply):
+            return self._reply(effect)
+        if isinstance(effect, ComputePartial):
+            return self._partial(effect)
+        if isinstance(effect, StartDkg):
+            return self._start_dkg(effect)
+        if isinstance(effect, DeliverDkg):
+            return self._deliver_dkg(effect)
+        if isinstance(effect, KeyActivated):
+            log.info("key %s version %d is active", effect.key_id, effect.version)
+            return Output()
+        raise AssertionError(f"unknown effect {type(effect).__name__}")
+
+    # -- replies and partials -------------------------------------------------------------------
+    def _respond(self, response: Response) -> Output:
+        return Output(responses=[response.signed(self.identity.signing_key)])
+
+    def _reply(self, e: Reply) -> Output:
+        self.stats.replies += 1
+        return self._respond(
+            Response(
+                self.genesis.chain_id,
+                e.request_id,
+                self.node_id,
+                e.height,
+                e.op,
+                e.error,
+                e.message,
+                e.result,
+            )
+        )
+
+    def _partial(self, e: ComputePartial) -> Output:
+        def refuse(code: str, message: str) -> Output:
+            self.stats.partials_refused += 1
+            return self._respond(
+                Response(
+                    self.genesis.chain_id,
+                    e.request_id,
+                    self.node_id,
+                    e.height,
+                    "decrypt",
+                    code,
+                    message,
+                )
+            )
+
+        try:
+            value = self.keystore.get(share_record(e.key_id, e.version, e.epoch))
+        except KeystoreRecordMissing:
+            return refuse("share_unavailable", f"node {self.node_id} holds no share of this key")
+        group = GROUPS_BY_NAME["ristretto255"]
+        share = Share(self.node_id, group.decode_scalar(value))
+        cache_key = (e.key_id, e.version, e.epoch)
+        vk = self._vk_cache.get(cache_key)
+        if vk is None:
+            vk = self._vk_cache[cache_key] = group.base_mul(share.value)
+        try:
+            partial = tdh2.partial_decrypt(
+                share, e.public_key, e.ciphertext, e.context, verification_key=vk
+            )
+        except InvalidCiphertext:
+            # No partial for an invalid ciphertext: this is what makes TDH2 CCA-secure.
+            return refuse("invalid_ciphertext", "invalid ciphertext")
+        try:
+            reply_key = SealingPublicKey.decode(e.reply_key)
+        except CryptoError:
+            return refuse("invalid_reply_key", "the request's reply key is not usable")
+        sealed = seal(reply_key, partial.encode(group), sealed_aad(e.request_id, self.node_id))
+        self.stats.partials += 1
+        return self._respond(
+            Response(
+                self.genesis.chain_id,
+                e.request_id,
+                self.node_id,
+                e.height,
+                "decrypt",
+                result={"key_id": e.key_id, "version": e.version},
+                sealed=sealed,
+            )
+        )
+
+    # -- DKG ------------------------------------------------------------------------------------
+    def _start_dkg(self, e: StartDkg) -> Output:
+        s = e.session
+        if self.node_id not in s.committee:
+            return Output()
+        participant = dkg.Participant(
+            s,
+            signing_key=self.identity.signing_key,
+            sealing_key=self.identity.sealing_key,
+            id=self.node_id,
+        )
+        self.participants[(s.key_id, s.version, s.epoch)] = participant
+        self.stats.dkg_started += 1
+        return self._dkg_actions(s, participant.handle(dkg.Start()))
+
+    def _deliver_dkg(self, e: DeliverDkg) -> Output:
+        participant = self.participants.get((e.key_id, e.version, e.epoch))
+        if participant is None:
+            return Output()
+        event: dkg.Event = (
+            dkg.Committed(e.height, e.message)
+            if e.message is not None
+            else dkg.HeightReached(e.height)
+        )
+        return self._dkg_actions(participant.session, participant.handle(event))
+
+    def _dkg_actions(self, s: dkg.Session[Any], actions: list[Any]) -> Output:
+        out = Output()
+        key = (s.key_id, s.version, s.epoch)
+        for action in actions:
+            if isinstance(action, dkg.Post):
+                out.posts.append(
+                    DkgPayload(s.key_id, s.version, s.epoch, action.message.encode()).encode()
+                )
+            elif isinstance(action, dkg.Completed):
+                share = action.result.share
+                if share is not None:
+                    # Durable before anything else happens: the share exists nowhere else.
+                    self.keystore.put(
+                        share_record(s.key_id, s.version, s.epoch),
+                        s.group.encode_scalar(share.value),
+                    )
+                else:
+                    log.warning(
+                        "DKG %s v%d completed without a share for node %d (missing from %s)",
+                        s.key_id,
+                        s.version,
+                        self.node_id,
+                        list(action.result.missing_from),
+                    )
+                self.stats.dkg_completed += 1
+                self.participants.pop(key, None)
+            elif isinstance(action, dkg.EraseShare):
+                self.keystore.delete(share_record(action.key_id, action.version, action.epoch))
+            elif isinstance(action, dkg.Failed):
+                log.warning("DKG %s v%d failed: %s", s.key_id, s.version, action.reason)
+                self.stats.dkg_failed += 1
+                self.participants.pop(key, None)
+            elif isinstance(action, dkg.Rejected):
+                self.stats.dkg_rejected_messages += 1
+                log.info("DKG %s: rejected a message: %s", s.key_id, action.reason)
+        return out
+
+    @property
+    def waiting_for_height(self) -> bool:
+        """Whether a DKG session of ours needs the log to move on (the node then posts ticks)."""
+        return bool(self.participants)
+
+
+GROUPS_BY_NAME: dict[str, Group[Any]] = {g.name: g for g in GROUPS.values()}

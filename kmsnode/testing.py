@@ -1,0 +1,136 @@
+"""An in-process network: n nodes' state machines and executors over one simulated log.
+
+No sockets, no consensus: every submitted payload is committed in the next block on every node
+in the same order, exactly as the BFT log would deliver it. Tests use it to exercise the state
+machine, the executor and the client core together, deterministically; the end-to-end
+benchmark uses it to measure the crypto-bound ceiling of a request.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .client._core import ClientCore, Collector, Prepared
+from .executor import Executor
+from .genesis import Genesis, NodeInfo
+from .identity import NodeIdentity
+from .keystore import Keystore
+from .state import KMSState
+from .wire.payload import TickPayload, client_payload
+from .wire.responses import Response
+
+PASSPHRASE = b"in-process test network"
+
+
+@dataclass(frozen=True)
+class _Block:
+    height: int
+    timestamp_ms: int
+    payloads: tuple[bytes, ...]
+
+
+def make_genesis(
+    identities: dict[int, NodeIdentity],
+    admins: tuple[bytes, ...],
+    *,
+    f: int,
+    t: int,
+    chain_id: str = "local-test",
+    addrs: Callable[[int], tuple[str, ...]] | None = None,
+    peer_ids: Callable[[int], str] | None = None,
+) -> Genesis:
+    """A genesis for these identities (peer ids and addresses supplied by the caller)."""
+    nodes = tuple(
+        NodeInfo(
+            id=i,
+            peer_id=peer_ids(i) if peer_ids else f"local-{i}",
+            addrs=addrs(i) if addrs else (),
+            signing_key=ident.signing_public,
+            sealing_key=ident.sealing_key.public_key,
+            network_key=ident.network_public,
+        )
+        for i, ident in sorted(identities.items())
+    )
+    genesis = Genesis(chain_id, f, t, nodes, admins)
+    genesis.validate()
+    return genesis
+
+
+@dataclass
+class LocalNetwork:
+    """n in-process nodes; ``run(prepared)`` commits a request and returns every answer."""
+
+    directory: Path
+    n: int = 4
+    f: int = 1
+    t: int = 3
+    admin: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    time_ms: int = 1_760_000_000_000
+    byzantine: dict[int, Callable[[Response], bytes]] = field(default_factory=dict)
+    """node id -> what it sends instead of its honest response (for fault tests)."""
+
+    def __post_init__(self) -> None:
+        self.identities = {i: NodeIdentity.generate() for i in range(1, self.n + 1)}
+        admin_pub = self.admin.public_key().public_bytes_raw()
+        self.genesis = make_genesis(self.identities, (admin_pub,), f=self.f, t=self.t)
+        self.states: dict[int, KMSState] = {}
+        self.executors: dict[int, Executor] = {}
+        for i, ident in self.identities.items():
+            ks = Keystore.create(self.directory / f"node{i}.db", PASSPHRASE, i, scrypt_log2_n=10)
+            ident.save(ks)
+            self.states[i] = KMSState(self.genesis)
+            self.executors[i] = Executor(i, self.genesis, ident, ks)
+        self.height = 0
+        self.pending: list[bytes] = []
+        self.outbox: dict[bytes, dict[int, bytes]] = {}
+        self._ticks = itertools.count()
+        self.client = ClientCore(self.genesis, self.admin)
+
+    def close(self) -> None:
+        for ex in self.executors.values():
+            ex.keystore.close()
+
+    def commit(self, *payloads: bytes) -> None:
+        """Commit one block holding queued node posts and ``payloads`` on every node."""
+        self.height += 1
+        self.time_ms += 50
+        block = _Block(self.height, self.time_ms, (*self.pending, *payloads))
+        self.pending = []
+        for i, state in self.states.items():
+            for effect in state.apply(block):
+                out = self.executors[i].run(effect)
+                self.pending.extend(out.posts)
+                for response in out.responses:
+                    data = self.byzantine[i](response) if i in self.byzantine else response.encode()
+                    self.outbox.setdefault(response.request_id, {})[i] = data
+
+    def settle(self, max_blocks: int = 500) -> None:
+        """Commit ticks until no node waits for the log (DKG sessions finished)."""
+        for _ in range(max_blocks):
+            if not self.pending and not any(e.waiting_for_height for e in self.executors.values()):
+                return
+            self.commit(TickPayload(1, next(self._ticks)).encode())
+        raise AssertionError("the in-process network did not settle")
+
+    def run(
+        self,
+        prepared: Prepared,
+        key_material: tuple[bytes, Any] | None = None,
+        *,
+        client: ClientCore | None = None,
+    ) -> Collector:
+        """Commit ``prepared``, settle, and feed every node's answer to a fresh collector."""
+        core = client or self.client
+        self.commit(client_payload(prepared.request))
+        self.settle()
+        collector = core.collector(prepared, key_material)
+        for node_id, data in sorted(self.outbox.pop(prepared.request_id, {}).items()):
+            if collector.add(node_id, data):
+                break
+        return collector

@@ -1,0 +1,113 @@
+"""State machine + executor + client core together, over an in-process log (no network)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kmsnode.client._core import ClientCore
+from kmsnode.client.errors import AccessDenied, InvalidCiphertextError, KeyNotFound
+from kmsnode.crypto import tdh2
+from kmsnode.testing import LocalNetwork
+from kmsnode.wire.requests import CreateKey, Decrypt, DescribeKey, Encrypt, KeyKind
+from kmsnode.wire.responses import Response
+
+CTX = {"app": "payroll"}
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[LocalNetwork]:
+    network = LocalNetwork(tmp_path)
+    yield network
+    network.close()
+
+
+def create(net: LocalNetwork) -> str:
+    c = net.run(net.client.prepare(CreateKey(KeyKind.ENCRYPT, "pipeline"), now_ms=net.time_ms))
+    assert c.done
+    return c.result["key_id"]  # type: ignore[no-any-return]
+
+
+def key_material(
+    net: LocalNetwork, key_id: str, core: ClientCore | None = None
+) -> tuple[bytes, dict[int, bytes]]:
+    c = net.run((core or net.client).prepare(DescribeKey(key_id), now_ms=net.time_ms), client=core)
+    assert c.done
+    v = c.result["versions"][0]
+    return bytes.fromhex(v["public_key"]), {
+        int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()
+    }
+
+
+def encrypt(net: LocalNetwork, key_id: str, plaintext: bytes) -> bytes:
+    c = net.run(net.client.prepare(Encrypt(key_id), now_ms=net.time_ms))
+    assert c.done
+    return tdh2.encrypt(
+        c.result["public_key"],
+        plaintext,
+        key_id=key_id,
+        key_version=c.result["version"],
+        context=CTX,
+    )
+
+
+def test_create_encrypt_decrypt(net: LocalNetwork) -> None:
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"salary data")
+    km = key_material(net, key_id)
+    c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km)
+    assert c.done and c.result == b"salary data"
+    assert c.misbehaving == set()
+    # Shares exist only in the keystores, one per node.
+    for ex in net.executors.values():
+        assert [r.kind for r in ex.keystore.names("share")] == ["share"]
+
+
+def test_wrong_context_and_tampering_get_the_opaque_error_and_no_partial(net: LocalNetwork) -> None:
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"x")
+    km = key_material(net, key_id)
+    refused_before = sum(e.stats.partials_refused for e in net.executors.values())
+    with pytest.raises(InvalidCiphertextError):
+        net.run(net.client.prepare(Decrypt(ct, {"app": "other"}), now_ms=net.time_ms), km)
+    tampered = bytearray(ct)
+    tampered[-5] ^= 1
+    with pytest.raises(InvalidCiphertextError):
+        net.run(net.client.prepare(Decrypt(bytes(tampered), CTX), now_ms=net.time_ms), km)
+    refused = sum(e.stats.partials_refused for e in net.executors.values()) - refused_before
+    assert refused == 2 * net.n  # every node refused both; none released a partial
+    assert sum(e.stats.partials for e in net.executors.values()) == 0
+
+
+def test_a_lying_node_is_named_and_decryption_still_works(net: LocalNetwork) -> None:
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"still fine")
+    km = key_material(net, key_id)
+    liar = net.identities[2]
+
+    def lie(response: Response) -> bytes:
+        if response.op != "decrypt" or response.sealed is None:
+            return response.encode()
+        # A validly signed answer whose sealed partial is another node's work: wrong id.
+        fake = Response(**{**response.__dict__, "sealed": b"\x01" + bytes(1300)})
+        return fake.signed(liar.signing_key).encode()
+
+    net.byzantine[2] = lie
+    c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km)
+    assert c.done and c.result == b"still fine"
+    assert c.misbehaving == {2}
+
+
+def test_unauthorised_client(net: LocalNetwork) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key_id = create(net)
+    stranger = ClientCore(net.genesis, Ed25519PrivateKey.generate())
+    with pytest.raises(AccessDenied):
+        net.run(stranger.prepare(Encrypt(key_id), now_ms=net.time_ms), client=stranger)
+    with pytest.raises(KeyNotFound):
+        net.run(net.client.prepare(Encrypt("key-missing"), now_ms=net.time_ms))
+    outcomes = [e.outcome for e in net.states[1].audit.entries]
+    assert "access_denied" in outcomes
