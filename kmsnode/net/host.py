@@ -5,7 +5,7 @@ peer could then negotiate an unauthenticated, unencrypted connection. ``Host`` p
 ``sec_opt`` with Noise alone, so multistream-select refuses every other security protocol,
 and exposes ``security_protocols()`` so a test (and the console) can show what is offered.
 
-Dial retries inside libp2p are turned off (the ``Mesh`` owns reconnection and backoff), and
+Dial retries and the auto-connector inside libp2p are turned off (the ``Mesh`` owns reconnection and backoff), and
 the swarm's 60-second "negative cache" of unreachable peers is lifted before each of our
 dials (``allow_redial``): a committee member that restarts must be reachable again at once.
 """
@@ -22,7 +22,7 @@ from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.crypto.x25519 import create_new_key_pair as _new_x25519_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.network.config import RetryConfig
+from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -79,6 +79,9 @@ class Host:
             muxer_opt=muxers,  # type: ignore[arg-type]
             listen_addrs=self._listen,
             negotiate_timeout=negotiate_timeout,
+            # No auto-connector: by default libp2p dials every peer in its peerstore (clients
+            # included) until it holds 50 connections. The mesh dials the committee itself.
+            connection_config=ConnectionConfig(min_connections=0, low_watermark=0),
         )
         network = self.libp2p.get_network()
         if hasattr(network, "retry_config"):

@@ -272,6 +272,7 @@ class Mesh:
             MeshNotRunning: ``run`` is not running.
         """
         spec = self._specs[protocol]
+        self._check_running()
         if node_id not in self.committee:
             raise UnknownNode(node_id)
         self._enqueue(node_id, spec, envelope, encode_frame(envelope, spec.fmt))
@@ -285,14 +286,17 @@ class Mesh:
             MeshNotRunning: ``run`` is not running.
         """
         spec = self._specs[protocol]
+        self._check_running()
         frame = encode_frame(envelope, spec.fmt)
         for node_id in self.committee.node_ids():
             if node_id != self.me:
                 self._enqueue(node_id, spec, envelope, frame)
 
-    def _enqueue(self, node_id: NodeId, spec: ProtocolSpec, envelope: Envelope, frame: bytes) -> None:
+    def _check_running(self) -> None:
         if self._nursery is None:
             raise MeshNotRunning("start the mesh with `await nursery.start(mesh.run)` first")
+
+    def _enqueue(self, node_id: NodeId, spec: ProtocolSpec, envelope: Envelope, frame: bytes) -> None:
         if node_id == self.me:
             try:
                 self._inbound[spec.protocol].send_nowait((node_id, envelope))
