@@ -86,6 +86,12 @@ class Host:
         network = self.libp2p.get_network()
         if hasattr(network, "retry_config"):
             network.retry_config = RetryConfig(max_retries=0)
+        connector = getattr(network, "auto_connector", None)
+        if connector is not None:
+            # Its target is the midpoint of the watermarks whatever min_connections says, and
+            # a zero high watermark would make the pruner drop every connection: switch the
+            # dialling itself off.
+            connector.maybe_connect = _no_auto_connect
         self._running = False
 
     @property
@@ -156,3 +162,7 @@ class Host:
     def is_connected(self, peer_id: ID) -> bool:
         """Whether a live connection to ``peer_id`` exists."""
         return bool(self.libp2p.get_network().connections.get(peer_id))
+
+
+async def _no_auto_connect() -> None:
+    """Stands in for libp2p's auto-connector, which would dial peers we never asked for."""

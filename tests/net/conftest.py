@@ -116,7 +116,8 @@ async def cluster(
     n: int, specs: list[ProtocolSpec] | None = None
 ) -> AsyncIterator[Cluster]:
     """A started cluster of ``n`` nodes speaking ``specs`` (consensus and sync by default)."""
-    specs = specs or [ProtocolSpec(CONSENSUS_PROTOCOL), ProtocolSpec(SYNC_PROTOCOL)]
+    if specs is None:
+        specs = [ProtocolSpec(CONSENSUS_PROTOCOL), ProtocolSpec(SYNC_PROTOCOL)]
     async with trio.open_nursery() as outer:
         c = Cluster(outer, n, specs)
         await c.start()

@@ -1,0 +1,71 @@
+"""The client request/response protocol shape on real hosts."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+from libp2p.custom_types import TProtocol
+
+from kmsnode.net import (
+    CLIENT_PROTOCOL,
+    Envelope,
+    Host,
+    NodeIdentity,
+    Request,
+    RequestFailed,
+    RequestServer,
+    request,
+)
+
+
+async def echo_thrice(req: Request) -> AsyncIterator[Envelope]:
+    if req.envelope.kind == "boom":
+        raise RuntimeError("secret key material would be here")
+    for i in range(3):
+        yield Envelope("res", {"i": i, "echo": req.envelope.body, "from": req.peer_id})
+
+
+async def test_request_streams_back_responses(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="kmsnode.net")
+    server, client = Host(NodeIdentity.generate()), Host(NodeIdentity.generate())
+    rs = RequestServer(server, echo_thrice)
+    rs.install()
+    async with trio.open_nursery() as nursery:
+        addrs = await nursery.start(server.run)
+        await nursery.start(client.run)
+        got = await request(client, server.peer_id, addrs, Envelope("req", b"hello"), timeout=10)
+        assert [e.body["i"] for e in got] == [0, 1, 2]
+        assert all(e.body["echo"] == b"hello" for e in got)
+        assert got[0].body["from"] == client.identity.peer_id_str  # the authenticated peer
+
+        # A failing handler gives an opaque error, and logs no exception text.
+        got = await request(client, server.peer_id, addrs, Envelope("boom", b""), timeout=10)
+        assert got == [Envelope("err", {"reason": "internal"})]
+        assert "secret" not in caplog.text
+
+        # A garbage request frame resets that stream; the server keeps serving.
+        stream = await client.libp2p.new_stream(server.peer_id, [TProtocol(CLIENT_PROTOCOL)])
+        await stream.write(struct.pack(">I", 2) + b"\xc1\xc1")
+        with trio.fail_after(10):
+            try:
+                while await stream.read(1024):
+                    pass
+            except Exception:
+                pass
+        assert rs.refused == 1 and "refused request" in caplog.text
+        got = await request(client, server.peer_id, addrs, Envelope("req", b"again"), timeout=10)
+        assert len(got) == 3 and rs.served == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_request_to_unreachable_peer_fails_cleanly() -> None:
+    client, other = Host(NodeIdentity.generate()), NodeIdentity.generate()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.run)
+        with pytest.raises(RequestFailed):
+            await request(client, other.peer_id, ["/ip4/127.0.0.1/tcp/1"], Envelope("req"), timeout=5)
+        nursery.cancel_scope.cancel()
