@@ -31,8 +31,9 @@ class Config:
     max_payload_bytes: int = 64 * 1024
     mempool_max_payloads: int = 200_000
     mempool_max_bytes: int = 256 * 1024 * 1024
-    dedup_window: int = 1_000_000
-    """How many recently delivered payload digests are remembered to drop re-proposals."""
+    dedup_window: int = 200_000
+    """How many recently delivered payloads are remembered (whole blocks at a time) to drop
+    re-proposed duplicates; they are held in memory, so this bounds memory too."""
     sync_batch: int = 32
     """Most blocks in one ``SyncResponse`` served from the store."""
     sync_retry: float = 0.2

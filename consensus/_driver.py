@@ -30,6 +30,7 @@ from ._events import (
     SetTimer,
     Start,
     TimerFired,
+    coalesce,
 )
 from ._messages import decode_message, encode_message
 from ._replica import Replica, Status
@@ -143,6 +144,25 @@ class Node:
         self._pending.append(payload)
         self._pending_event.set()
 
+    async def submit_many(self, payloads: list[bytes], *, wait: bool = True) -> None:
+        """Queue many payloads at once (what a gossip layer delivers); see ``submit``.
+
+        Raises:
+            MempoolFull: the batch does not fit and ``wait`` is False.
+            PayloadTooLarge: some payload exceeds ``Config.max_payload_bytes``.
+        """
+        limit = self.config.max_payload_bytes
+        if payloads and max(map(len, payloads)) > limit:
+            raise PayloadTooLarge(max(map(len, payloads)), limit)
+        while len(self._pending) + len(payloads) > self.replica.mempool_room():
+            if not wait:
+                raise MempoolFull(len(self.replica.mempool), self.config.mempool_max_payloads)
+            if not self._pending and len(self.replica.mempool) == 0:
+                break  # larger than the whole mempool: let the replica take what fits
+            await self._committed_event.wait()
+        self._pending.extend(payloads)
+        self._pending_event.set()
+
     async def _submit_loop(self) -> None:
         # Submissions are batched into one event: one lock round-trip for many payloads.
         while True:
@@ -176,7 +196,7 @@ class Node:
             await self._execute(actions)
 
     async def _execute(self, actions: list[Action]) -> None:
-        for a in actions:
+        for a in coalesce(actions):
             if isinstance(a, Persist):
                 if self._blocking_store:
                     await trio.to_thread.run_sync(self.store.persist, a)

@@ -28,6 +28,7 @@ __all__ = [
     "SetTimer",
     "Start",
     "TimerFired",
+    "coalesce",
 ]
 
 
@@ -150,3 +151,26 @@ class ServeSync:
 
 
 Action = Send | Broadcast | Persist | SetTimer | Deliver | ServeSync
+
+
+def coalesce(actions: list[Action]) -> list[Action]:
+    """Merge runs of adjacent ``Persist`` actions into one (one transaction, one fsync).
+
+    Order is otherwise preserved, so every ``Persist`` still completes before the actions
+    that followed it.
+    """
+    out: list[Action] = []
+    for a in actions:
+        prev = out[-1] if out else None
+        if isinstance(a, Persist) and isinstance(prev, Persist):
+            out[-1] = Persist(
+                blocks=prev.blocks + a.blocks,
+                safety=a.safety if a.safety is not None else prev.safety,
+                high_qc=a.high_qc if a.high_qc is not None else prev.high_qc,
+                high_tc=a.high_tc if a.high_tc is not None else prev.high_tc,
+                commits=prev.commits + a.commits,
+                witness=a.witness if a.witness is not None else prev.witness,
+            )
+        else:
+            out.append(a)
+    return out

@@ -180,12 +180,6 @@ class Block:
         return cls(round, height, qc, timestamp_ms, proposer, payloads, sig, bid)
 
     @cached_property
-    def payload_digests(self) -> tuple[bytes, ...]:
-        """SHA-256 of each payload (mempool de-duplication), computed once per block."""
-        sha = hashlib.sha256
-        return tuple(sha(p).digest() for p in self.payloads)
-
-    @cached_property
     def size(self) -> int:
         """Total payload bytes."""
         return sum(map(len, self.payloads))
@@ -220,9 +214,14 @@ class Block:
         bid = cls.compute_id(chain_id, rnd, height, qc, ts, proposer, payloads)
         return cls(rnd, height, qc, ts, proposer, payloads, sig, bid)
 
+    @cached_property
+    def encoded(self) -> bytes:
+        """Canonical bytes (without the id, which is derived), computed once."""
+        return pack(self.to_wire())
+
     def encode(self) -> bytes:
         """Canonical bytes (without the id, which is derived)."""
-        return pack(self.to_wire())
+        return self.encoded
 
     @classmethod
     def decode(cls, data: bytes, chain_id: ChainId) -> Block:

@@ -27,7 +27,7 @@ from ._events import (
     Start,
     TimerFired,
 )
-from ._mempool import CommittedWindow, Mempool, MempoolStats, payload_digest
+from ._mempool import CommittedWindow, Mempool, MempoolStats
 from ._messages import (
     Block,
     Message,
@@ -141,8 +141,7 @@ class Replica:
             if qc is not None and qc.round > self.high_qc.round:
                 self.high_qc = qc
         self.high_tc: TimeoutCert | None = st.high_tc
-        for d in st.recent_delivered:
-            self.window.add(d)
+        self.window.restore(st.recent_delivered)
         self.round: Round = self._entitled_round()
         self.proposed_round = Round(0)
         self.timed_out_round = Round(0)
@@ -160,6 +159,7 @@ class Replica:
         self._hqc_dirty = False
         self._now = 0.0
         self._out: list[Action] = []
+        self._deliveries: list[Action] = []
         self._inbox: deque[Message] = deque()
 
     # ---- public API ----------------------------------------------------------------------
@@ -185,7 +185,10 @@ class Replica:
             raise TypeError(f"unknown event {event!r}")
         while self._inbox:
             self._on_message(self.me, self._inbox.popleft())
-        out, self._out = self._out, []
+        # Deliveries go last so the commit's Persist can share a transaction with the
+        # vote's (see ``coalesce``); they still follow it.
+        out, self._out = self._out + self._deliveries, []
+        self._deliveries = []
         return out
 
     @property
@@ -306,7 +309,7 @@ class Replica:
         out: set[bytes] = set()
         b: Block | None = tip
         while b is not None and b.height > self.root.height:
-            out.update(b.payload_digests)
+            out.update(b.payloads)
             b = self.blocks.get(b.parent_id)
         return out
 
@@ -352,16 +355,13 @@ class Replica:
         self._broadcast(Proposal(block, tc))
 
     def _on_payloads(self, payloads: tuple[bytes, ...]) -> None:
-        added = False
-        for payload in payloads:
-            digest = payload_digest(payload)
-            if digest in self.window:
-                self.stats.duplicates_dropped += 1
-                continue
-            try:
-                added = self.mempool.add(payload, digest) or added
-            except MempoolError:
-                self.stats.rejected_payloads += 1
+        before = self.mempool.stats()
+        added = self.mempool.add_many(payloads, skip=self.window)
+        after = self.mempool.stats()
+        self.stats.rejected_payloads += after.rejected_full - before.rejected_full
+        self.stats.duplicates_dropped += (
+            len(payloads) - added - (after.rejected_full - before.rejected_full)
+        )
         if added:
             self._try_propose()
 
@@ -381,7 +381,7 @@ class Replica:
             and b.timestamp_ms <= int(self._now * 1000) + cfg.max_clock_skew_ms
             and len(b.payloads) <= cfg.max_block_payloads
             and b.size <= cfg.max_block_bytes
-            and all(len(p) <= cfg.max_payload_bytes for p in b.payloads)
+            and max(map(len, b.payloads), default=0) <= cfg.max_payload_bytes
         )
 
     def _on_proposal(self, sender: NodeId, p: Proposal) -> None:
@@ -557,33 +557,19 @@ class Replica:
         commits: list[CommittedBlock] = []
         for i, blk in enumerate(chain):
             cert = chain[i + 1].qc if i + 1 < len(chain) else target_qc
-            delivered: list[bytes] = []
-            dropped: list[int] = []
-            window = self.window
-            for j, (p, d) in enumerate(zip(blk.payloads, blk.payload_digests, strict=True)):
-                if d in window:
-                    dropped.append(j)
-                else:
-                    window.add(d)
-                    delivered.append(p)
-            self.mempool.remove(blk.payload_digests)
+            delivered, dropped = self.window.filter(blk.payloads)
+            self.window.add_block(delivered)
+            self.mempool.remove(blk.payloads)
             commits.append(
                 CommittedBlock(
-                    blk.height,
-                    blk.round,
-                    blk.id,
-                    tuple(delivered),
-                    cert,
-                    blk.timestamp_ms,
-                    blk,
-                    tuple(dropped),
+                    blk.height, blk.round, blk.id, delivered, cert, blk.timestamp_ms, blk, dropped
                 )
             )
             self.stats.payloads_committed += len(delivered)
             self.stats.duplicates_dropped += len(dropped)
         self.stats.blocks_committed += len(commits)
         self._out.append(Persist(commits=tuple(commits), witness=witness))
-        self._out.extend(Deliver(c) for c in commits)
+        self._deliveries.extend(Deliver(c) for c in commits)
         self.root, self.root_qc = target, target_qc
         self.witness = witness
         self.last_commit_qc_round = max(self.last_commit_qc_round, witness[1].round)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,8 +35,9 @@ class StoredState:
     """The last committed block and the QC that certifies it (None: genesis)."""
     blocks: list[Block] = field(default_factory=list)
     """Stored blocks above the root (certified or not)."""
-    recent_delivered: list[bytes] = field(default_factory=list)
-    """Digests of recently delivered payloads, oldest first (for de-duplication)."""
+    recent_delivered: list[tuple[bytes, ...]] = field(default_factory=list)
+    """Delivered payloads of the last committed blocks, oldest block first (de-duplication):
+    the newest blocks totalling at most the window, and at least the newest one."""
     witness: tuple[Block, QuorumCert] | None = None
     """The certified child proving the root committed (to serve catch-up)."""
 
@@ -61,11 +62,26 @@ class Store(Protocol):
         ...
 
 
-def _delivered_digests(block: Block, dropped: tuple[int, ...]) -> Iterator[bytes]:
+def _delivered(block: Block, dropped: Sequence[int]) -> tuple[bytes, ...]:
+    if not dropped:
+        return block.payloads
     skip = set(dropped)
-    for i, d in enumerate(block.payload_digests):
-        if i not in skip:
-            yield d
+    return tuple(p for i, p in enumerate(block.payloads) if i not in skip)
+
+
+def _take_window(
+    newest_first: Iterator[tuple[Block, Sequence[int]]], window: int
+) -> list[tuple[bytes, ...]]:
+    out: list[tuple[bytes, ...]] = []
+    count = 0
+    for block, dropped in newest_first:
+        d = _delivered(block, dropped)
+        if out and count + len(d) > window:
+            break
+        out.append(d)
+        count += len(d)
+    out.reverse()
+    return out
 
 
 class MemoryStore:
@@ -88,18 +104,14 @@ class MemoryStore:
             b, qc, _ = self.committed[-1]
             root = (b, qc)
             root_height = b.height
-        recent: list[bytes] = []
-        for b, _, dropped in reversed(self.committed):
-            if len(recent) >= window:
-                break
-            recent[:0] = list(_delivered_digests(b, dropped))
+        recent = _take_window(((b, d) for b, _, d in reversed(self.committed)), window)
         return StoredState(
             safety=self.safety,
             high_qc=self.high_qc,
             high_tc=self.high_tc,
             root=root,
             blocks=[b for b in self.blocks.values() if b.height > root_height],
-            recent_delivered=recent[-window:] if window else [],
+            recent_delivered=recent,
             witness=self.witness,
         )
 
@@ -154,8 +166,13 @@ class SQLiteStore:
         self.chain_id = chain_id
         # The driver may run persist() in a worker thread, one call at a time.
         self._db = sqlite3.connect(os.fspath(path), isolation_level=None, check_same_thread=False)
+        # Blocks are large blobs: big pages keep them out of long overflow chains. (Only
+        # takes effect when the file is created.)
+        self._db.execute("PRAGMA page_size=65536")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        # Checkpoint every ~16 MiB of WAL rather than every 1000 (64 KiB) pages.
+        self._db.execute("PRAGMA wal_autocheckpoint=256")
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT v FROM meta WHERE k='chain_id'").fetchone()
         if row is None:
@@ -187,20 +204,20 @@ class SQLiteStore:
             if raw is not None:
                 st.high_tc = TimeoutCert.from_wire(unpack(raw, "high_tc"))
             root_height = 0
-            recent: list[bytes] = []
             rows = self._db.execute(
                 "SELECT height, block_id, qc, dropped FROM committed ORDER BY height DESC"
             )
-            for height, block_id, qc_raw, dropped_raw in rows:
-                if st.root is not None and len(recent) >= window:
-                    break
-                block = self._block(bytes(block_id))
-                if st.root is None:
-                    st.root = (block, QuorumCert.decode(bytes(qc_raw)))
-                    root_height = height
-                dropped = tuple(unpack(bytes(dropped_raw), "dropped"))
-                recent[:0] = list(_delivered_digests(block, dropped))
-            st.recent_delivered = recent[-window:] if window else []
+
+            def newest_first() -> Iterator[tuple[Block, Sequence[int]]]:
+                nonlocal root_height
+                for height, block_id, qc_raw, dropped_raw in rows:
+                    block = self._block(bytes(block_id))
+                    if st.root is None:
+                        st.root = (block, QuorumCert.decode(bytes(qc_raw)))
+                        root_height = height
+                    yield block, unpack(bytes(dropped_raw), "dropped")
+
+            st.recent_delivered = _take_window(newest_first(), window)
             raw = self._meta("witness")
             if raw is not None:
                 wb, wq = unpack(raw, "witness")
@@ -245,10 +262,12 @@ class SQLiteStore:
                 w = pack([p.witness[0].to_wire(), p.witness[1].to_wire()])
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('witness', ?)", (w,))
             for c in p.commits:
-                db.execute(
-                    "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?)",
-                    (c.block_id, c.height, c.block.encode()),
-                )
+                known = db.execute("SELECT 1 FROM blocks WHERE id=?", (c.block_id,)).fetchone()
+                if known is None:
+                    db.execute(
+                        "INSERT INTO blocks VALUES (?, ?, ?)",
+                        (c.block_id, c.height, c.block.encode()),
+                    )
                 db.execute(
                     "INSERT INTO committed VALUES (?, ?, ?, ?)",
                     (c.height, c.block_id, c.qc.encode(), pack(list(c.dropped))),

@@ -24,7 +24,9 @@ from consensus._types import ChainId
 PAYLOAD = 256
 
 
-async def run_one(n: int, seconds: float, batch: int, inflight: int) -> dict[str, float]:
+async def run_one(
+    n: int, seconds: float, batch: int, inflight: int, gossip: bool
+) -> dict[str, float]:
     chain = ChainId(b"bench-%d" % n)
     signers = [Signer.from_seed(b"bench/%d" % i) for i in range(n)]
     keys = tuple(s.public_key() for s in signers)
@@ -51,7 +53,7 @@ async def run_one(n: int, seconds: float, batch: int, inflight: int) -> dict[str
             done = trio.Event()
             room = trio.Event()
             outstanding = 0
-            rng = random.Random(n)
+            pad = random.Random(n).randbytes(PAYLOAD - 8)
 
             async def consume() -> None:
                 nonlocal committed, outstanding, room
@@ -74,13 +76,19 @@ async def run_one(n: int, seconds: float, batch: int, inflight: int) -> dict[str
                     if outstanding >= inflight:
                         await room.wait()
                         continue
+                    batch = []
+                    now = time.perf_counter()
                     for _ in range(min(512, inflight - outstanding)):
                         seq += 1
-                        p = seq.to_bytes(8, "big") + rng.randbytes(PAYLOAD - 8)
-                        submitted_at[p] = time.perf_counter()
-                        outstanding += 1
-                        for node in nodes:  # every node hears every payload, like gossip
-                            await node.submit(p)
+                        p = seq.to_bytes(8, "big") + pad  # unique by its sequence number
+                        submitted_at[p] = now
+                        batch.append(p)
+                    outstanding += len(batch)
+                    if gossip:  # every node hears every payload, as the request gossip does
+                        for node in nodes:
+                            await node.submit_many(batch)
+                    else:  # clients spread their payloads over the nodes
+                        await nodes[(seq // 512) % n].submit_many(batch)
                     await trio.sleep(0)
 
             nursery.start_soon(consume)
@@ -89,6 +97,8 @@ async def run_one(n: int, seconds: float, batch: int, inflight: int) -> dict[str
             c0, l0, t0 = committed, len(latencies), time.perf_counter()
             await trio.sleep(seconds)
             c1, t1 = committed, time.perf_counter()
+            stats = nodes[0].replica.stats
+            blocks = stats.blocks_committed
             lat = sorted(latencies[l0:])
             done.set()
             nursery.cancel_scope.cancel()
@@ -97,7 +107,15 @@ async def run_one(n: int, seconds: float, batch: int, inflight: int) -> dict[str
     rate = (c1 - c0) / (t1 - t0)
     p50 = statistics.median(lat) if lat else float("nan")
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
-    return {"n": n, "rate": rate, "p50": p50 * 1000, "p99": p99 * 1000}
+    return {
+        "n": n,
+        "rate": rate,
+        "p50": p50 * 1000,
+        "p99": p99 * 1000,
+        "blocks": blocks,
+        "per_block": stats.payloads_committed / max(1, blocks),
+        "timeouts": stats.timeouts_sent,
+    }
 
 
 def main() -> None:
@@ -106,15 +124,27 @@ def main() -> None:
     ap.add_argument("--sizes", default="4,7,16")
     ap.add_argument("--batch", type=int, default=4096, help="max payloads per block")
     ap.add_argument("--inflight", type=int, default=20000, help="client window")
+    ap.add_argument(
+        "--no-gossip",
+        dest="gossip",
+        action="store_false",
+        help="submit each payload batch to one node (default: every node gets every payload)",
+    )
     args = ap.parse_args()
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
-        rows.append(trio.run(run_one, n, args.seconds, args.batch, args.inflight))
-    print(f"{'n':>3} {'payloads/s':>12} {'p50 ms':>9} {'p99 ms':>9} {'vs n=4':>7}")
+        rows.append(trio.run(run_one, n, args.seconds, args.batch, args.inflight, args.gossip))
+    print(
+        f"{'n':>3} {'payloads/s':>12} {'p50 ms':>9} {'p99 ms':>9} {'vs n=4':>7}"
+        f" {'blocks':>7} {'payloads/block':>15} {'timeouts':>9}"
+    )
     base = next((r["rate"] for r in rows if r["n"] == 4), None)
     for r in rows:
         rel = f"{r['rate'] / base:.2f}" if base else "-"
-        print(f"{int(r['n']):>3} {r['rate']:>12,.0f} {r['p50']:>9.1f} {r['p99']:>9.1f} {rel:>7}")
+        print(
+            f"{int(r['n']):>3} {r['rate']:>12,.0f} {r['p50']:>9.1f} {r['p99']:>9.1f} {rel:>7}"
+            f" {int(r['blocks']):>7} {r['per_block']:>15,.0f} {int(r['timeouts']):>9}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from .._events import (
     SetTimer,
     Start,
     TimerFired,
+    coalesce,
 )
 from .._messages import (
     Message,
@@ -332,7 +333,7 @@ class Simulation:
             )
 
     def _execute(self, node: SimNode, actions: list[Action]) -> None:
-        for a in actions:
+        for a in coalesce(actions):
             if isinstance(a, Persist):
                 node.store.persist(a)
                 if a.safety is not None:

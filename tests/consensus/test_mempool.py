@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from consensus import Mempool
-from consensus._mempool import CommittedWindow, payload_digest
+from consensus._mempool import CommittedWindow
 from consensus.errors import MempoolFull, PayloadTooLarge
 
 
 def add(m: Mempool, p: bytes) -> bool:
-    return m.add(p, payload_digest(p))
+    return m.add(p)
 
 
 def test_dedup_and_bounds() -> None:
@@ -40,14 +40,23 @@ def test_batch_limits_and_exclusion() -> None:
         add(m, p)
     assert m.batch(3, 1000, set()) == ps[:3]
     assert m.batch(100, 25, set()) == ps[:2]
-    assert m.batch(3, 1000, {payload_digest(ps[0])}) == ps[1:4]
-    m.remove([payload_digest(p) for p in ps[:5]])
+    assert m.batch(3, 1000, {ps[0]}) == ps[1:4]
+    m.remove(ps[:5])
     assert m.batch(100, 10_000, set()) == ps[5:]
-    assert m.has_work(set()) and not m.has_work({payload_digest(p) for p in ps})
+    assert m.stats().pending_bytes == 50
+    assert m.has_work(set()) and not m.has_work(set(ps))
 
 
-def test_committed_window_evicts_oldest() -> None:
-    w = CommittedWindow(2)
-    for d in (b"a", b"b", b"c"):
-        w.add(d)
-    assert b"a" not in w and b"b" in w and b"c" in w and len(w) == 2
+def test_committed_window_filters_duplicates_and_evicts_whole_blocks() -> None:
+    w = CommittedWindow(3)
+    assert w.filter([b"a", b"b", b"a"]) == ((b"a", b"b"), (2,))
+    w.add_block((b"a", b"b"))
+    assert w.filter([b"c", b"a"]) == ((b"c",), (1,))
+    w.add_block((b"c",))
+    w.add_block((b"d", b"e"))  # 5 > 3: the oldest block goes
+    assert b"a" not in w and b"c" in w and len(w) == 3
+    w.add_block((b"f", b"g", b"h", b"i"))  # larger than the window: only it stays
+    assert len(w) == 4 and b"d" not in w
+    rebuilt = CommittedWindow(3)
+    rebuilt.restore([(b"f", b"g", b"h", b"i")])
+    assert len(rebuilt) == 4 and b"f" in rebuilt
