@@ -70,7 +70,9 @@ class Mempool:
         self._bytes += size
         return True
 
-    def add_many(self, payloads: Iterable[bytes], skip: Collection[bytes] = ()) -> int:
+    def add_many(
+        self, payloads: Iterable[bytes], skip: Collection[bytes] | CommittedWindow = ()
+    ) -> int:
         """Queue every new payload not in ``skip`` (e.g. recently committed) as far as the
         bounds allow; returns how many were added. Oversized payloads are refused silently
         (counted as rejected); bulk callers check sizes before.

@@ -45,7 +45,7 @@ from ._rules import CommitRule, ProposeRule, SafetyData, TimeoutRule, VoteRule
 from ._storage import StoredState
 from ._sync import check_sync_chain
 from ._types import BlockId, Height, NodeId, Round
-from .errors import InvalidMessage, MempoolError
+from .errors import InvalidMessage
 
 __all__ = ["PeerStatus", "Replica", "ReplicaStats", "Status"]
 
