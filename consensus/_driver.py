@@ -1,8 +1,10 @@
 """The trio driver: runs a ``Replica`` over a ``Transport`` and a ``Store``, with the app API.
 
-Events are handled one at a time under a lock, and each event's actions run in order, so a
+Events are handled one at a time under a lock. Persists, and the votes and timeouts they
+make safe, go through one ordered lane (a task that runs them strictly in order), so a
 ``Persist`` (fsync'd in a worker thread) always completes before the vote or timeout that
-follows it is handed to the transport.
+follows it is handed to the transport, while the replica goes on handling other events and
+proposals leave at once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from ._events import (
     TimerFired,
     coalesce,
 )
-from ._messages import decode_message, encode_message
+from ._messages import Message, TimeoutMsg, Vote, decode_message, encode_message
+from ._prewarm import prewarm
 from ._replica import Replica, Status
 from ._storage import SQLiteStore, Store
 from ._sync import serve_sync
@@ -71,6 +74,8 @@ class Node:
         store: durable storage; the replica restarts from it.
         transport: messaging to the other members.
         wall_clock: seconds since the epoch, for block timestamps (injectable for tests).
+        verify_in_threads: check certificate signatures in worker threads before the
+            replica sees a message (uses a second core; the replica re-checks via the cache).
     """
 
     def __init__(
@@ -81,12 +86,14 @@ class Node:
         transport: Transport,
         *,
         wall_clock: Callable[[], float] = time.time,
+        verify_in_threads: bool = True,
     ) -> None:
         self.config = config
         self.store = store
         self.transport = transport
         self.replica = Replica(config, signer, store.load(config.dedup_window))
         self._wall = wall_clock
+        self.verify_in_threads = verify_in_threads
         self._lock = trio.Lock()
         self._subscribers: list[trio.MemorySendChannel[CommittedBlock]] = []
         self._committed_event = trio.Event()
@@ -94,6 +101,7 @@ class Node:
         self._pending_event = trio.Event()
         self._timer_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        self._outbox_send, self._outbox_recv = trio.open_memory_channel[Action](math.inf)
         self._blocking_store = isinstance(store, SQLiteStore)
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -107,21 +115,33 @@ class Node:
         """Run until cancelled; reports started once the replica has been started."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._executor)
             await self._dispatch(Start())
             nursery.start_soon(self._receive_loop)
             nursery.start_soon(self._submit_loop)
             task_status.started()
 
     async def _receive_loop(self) -> None:
-        chain_id = self.config.chain_id
         while True:
             sender, data = await self.transport.receive()
             try:
-                msg = decode_message(data, chain_id)
+                if self.verify_in_threads and len(data) > 2048:
+                    # Big messages (proposals, sync): hashing and signature checks release
+                    # the GIL, so decode and pre-verify off the event loop.
+                    msg = await trio.to_thread.run_sync(self._decode_and_prewarm, data)
+                else:
+                    msg = self._decode_and_prewarm(data, prewarm_sigs=False)
             except DecodeError:
                 self.replica.stats.invalid_messages += 1
                 continue
             await self._dispatch(MessageReceived(sender, msg))
+
+    def _decode_and_prewarm(self, data: bytes, prewarm_sigs: bool = True) -> Message:
+        chain_id = self.config.chain_id
+        msg = decode_message(data, chain_id)
+        if prewarm_sigs:
+            prewarm(self.replica.committee, msg, chain_id)
+        return msg
 
     # ---- application API -----------------------------------------------------------------
 
@@ -192,37 +212,46 @@ class Node:
 
     async def _dispatch(self, event: Event) -> None:
         async with self._lock:
-            actions = self.replica.handle(event, self._wall())
-            await self._execute(actions)
-
-    async def _execute(self, actions: list[Action]) -> None:
-        for a in coalesce(actions):
-            if isinstance(a, Persist):
-                if self._blocking_store:
-                    await trio.to_thread.run_sync(self.store.persist, a)
+            actions = coalesce(self.replica.handle(event, self._wall()))
+            for a in actions:
+                if _ordered(a):
+                    self._outbox_send.send_nowait(a)
                 else:
-                    self.store.persist(a)
-            elif isinstance(a, Send):
-                await self.transport.send(a.to, encode_message(a.message))
-            elif isinstance(a, Broadcast):
-                data = encode_message(a.message)
-                for i in self.replica.committee.members():
-                    if i != self.replica.me:
-                        await self.transport.send(NodeId(i), data)
-            elif isinstance(a, SetTimer):
-                self._arm(a.round, a.delay)
-            elif isinstance(a, Deliver):
-                for sub in list(self._subscribers):
-                    try:
-                        sub.send_nowait(a.block)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        self._subscribers.remove(sub)
-                self._committed_event.set()
-                self._committed_event = trio.Event()
-            elif isinstance(a, ServeSync):
-                resp = serve_sync(self.store, a)
-                if resp is not None:
-                    await self.transport.send(a.to, encode_message(resp))
+                    await self._execute(a)
+
+    async def _executor(self) -> None:
+        # The ordered lane: persists, the votes/timeouts they make safe, deliveries and
+        # store reads, one at a time in order. Meanwhile the replica keeps handling events.
+        async for a in self._outbox_recv:
+            await self._execute(a)
+
+    async def _execute(self, a: Action) -> None:
+        if isinstance(a, Persist):
+            if self._blocking_store:
+                await trio.to_thread.run_sync(self.store.persist, a)
+            else:
+                self.store.persist(a)
+        elif isinstance(a, Send):
+            await self.transport.send(a.to, encode_message(a.message))
+        elif isinstance(a, Broadcast):
+            data = encode_message(a.message)
+            for i in self.replica.committee.members():
+                if i != self.replica.me:
+                    await self.transport.send(NodeId(i), data)
+        elif isinstance(a, SetTimer):
+            self._arm(a.round, a.delay)
+        elif isinstance(a, Deliver):
+            for sub in list(self._subscribers):
+                try:
+                    sub.send_nowait(a.block)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._subscribers.remove(sub)
+            self._committed_event.set()
+            self._committed_event = trio.Event()
+        elif isinstance(a, ServeSync):
+            resp = serve_sync(self.store, a)
+            if resp is not None:
+                await self.transport.send(a.to, encode_message(resp))
 
     def _arm(self, round: Round, delay: float) -> None:
         if self._timer_scope is not None:
@@ -237,6 +266,13 @@ class Node:
         with scope:
             await trio.sleep_until(deadline)
             await self._dispatch(TimerFired(round))
+
+
+def _ordered(a: Action) -> bool:
+    """Whether ``a`` must run in order after earlier persists (see ``Node._executor``)."""
+    if isinstance(a, (Persist, Deliver, ServeSync)):
+        return True
+    return isinstance(a, (Send, Broadcast)) and isinstance(a.message, (Vote, TimeoutMsg))
 
 
 class MemoryTransport:

