@@ -30,6 +30,7 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamEOF
+from libp2p.peer.id import ID
 
 from .committee import Committee, NodeId
 from .errors import FrameError, MeshNotRunning, UnknownNode
@@ -201,7 +202,7 @@ class Mesh:
         me: NodeId,
         *,
         backoff: Backoff | None = None,
-        dial_timeout: float = 10.0,
+        dial_timeout: float = 5.0,
         rng: random.Random | None = None,
     ) -> None:
         if committee.peer_id(me) != host.peer_id:
@@ -337,6 +338,9 @@ class Mesh:
                 link.stats.failures += 1
                 delay = self.backoff.delay(attempt, self._rng)
                 attempt += 1
+                # A connection that is up but cannot open streams (seen in py-libp2p after a
+                # remote stream handler raised) would be reused forever: drop it and redial.
+                await self._drop_connection(peer_id)
                 _log.info(
                     "cannot open stream node=%d protocol=%s error=%s retry_in=%.3fs",
                     link.node_id,
@@ -408,6 +412,15 @@ class Mesh:
         except Exception:
             pass
         scope.cancel()
+
+    async def _drop_connection(self, peer_id: ID) -> None:
+        if not self.host.is_connected(peer_id):
+            return
+        with trio.move_on_after(2.0):
+            try:
+                await self.host.libp2p.disconnect(peer_id)
+            except Exception as exc:
+                _log.debug("disconnect failed peer=%s error=%s", peer_id, type(exc).__name__)
 
     def _dial_lock(self, node_id: NodeId) -> trio.Lock:
         lock = self._dial_locks.get(node_id)

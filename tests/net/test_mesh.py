@@ -198,3 +198,32 @@ async def test_drop_oldest_when_peer_is_unreachable() -> None:
         await c.restart(2)
         got = await receive_n(c[2].channels[CONSENSUS_PROTOCOL], 5, timeout=15)
         assert [e.body for _, e in got] == [15, 16, 17, 18, 19]  # the newest five survive
+
+
+async def test_recovers_when_a_connection_cannot_open_streams() -> None:
+    # py-libp2p: after a remote stream handler raised, the connection stays "up" but new
+    # streams on it hang. The mesh must drop it and redial rather than reuse it forever.
+    ids = [NodeIdentity.generate() for _ in range(2)]
+    hosts = [Host(i) for i in ids]
+
+    async def raising_handler(stream: object) -> None:
+        await stream.read(100)  # type: ignore[attr-defined]
+        await stream.read(100)  # type: ignore[attr-defined]  # StreamEOF escapes
+
+    hosts[1].libp2p.set_stream_handler(TProtocol("/test/raises/1"), raising_handler)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        addrs = [await nursery.start(h.run) for h in hosts]
+        committee = Committee(
+            Member(NodeId(k + 1), ids[k].peer_id_str, tuple(addrs[k]), ids[k].public_key) for k in range(2)
+        )
+        meshes = [Mesh(hosts[k], committee, NodeId(k + 1), backoff=FAST_BACKOFF, dial_timeout=1.0) for k in range(2)]
+        chans = [m.add_protocol(ProtocolSpec(CONSENSUS_PROTOCOL)) for m in meshes]
+        for m in meshes:
+            await nursery.start(m.run)
+        await hosts[0].connect(hosts[1].peer_id, addrs[1])
+        stream = await hosts[0].libp2p.new_stream(hosts[1].peer_id, [TProtocol("/test/raises/1")])
+        await stream.write(b"x")
+        await stream.close()
+        meshes[0].send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("c", b"still arrives"))
+        assert await receive_n(chans[1], 1, timeout=10) == [(1, Envelope("c", b"still arrives"))]
+        nursery.cancel_scope.cancel()
