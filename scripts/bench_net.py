@@ -112,7 +112,8 @@ async def libp2p_side(rtt_n: int, msgs: int, size: int) -> tuple[list[float], li
     async with trio.open_nursery() as nursery:
         addrs = [await nursery.start(h.run) for h in hosts]
         committee = Committee(
-            Member(NodeId(k + 1), ids[k].peer_id_str, tuple(addrs[k]), ids[k].public_key) for k in range(2)
+            Member(NodeId(k + 1), ids[k].peer_id_str, tuple(addrs[k]), ids[k].public_key)
+            for k in range(2)
         )
         meshes = [Mesh(hosts[k], committee, NodeId(k + 1)) for k in range(2)]
         spec = ProtocolSpec(CONSENSUS_PROTOCOL, queue_max_messages=msgs + 10)
@@ -181,13 +182,31 @@ async def main(args: argparse.Namespace) -> None:
     raw_rtts, raw_rate = await raw_tcp(args.rtt, args.messages, args.size)
     stream_rtts, mesh_rtts, mesh_rate = await libp2p_side(args.rtt, args.messages, args.size)
     raw_med = statistics.median(raw_rtts)
-    print(f"loopback, {args.size}-byte payloads, {args.rtt} round trips, {args.messages} one-way messages")
+    print(
+        f"loopback, {args.size}-byte payloads, {args.rtt} round trips, "
+        f"{args.messages} one-way messages"
+    )
     print(f"{'measure':<44}{'libp2p':>12}{'raw trio TCP':>14}{'ratio':>9}")
     rows = [
-        ("RTT long-lived stream, p50 (ms)", ms(stream_rtts), ms(raw_rtts), statistics.median(stream_rtts) / raw_med),
+        (
+            "RTT long-lived stream, p50 (ms)",
+            ms(stream_rtts),
+            ms(raw_rtts),
+            statistics.median(stream_rtts) / raw_med,
+        ),
         ("RTT long-lived stream, p99 (ms)", p99(stream_rtts), p99(raw_rtts), None),
-        ("RTT through the Mesh, p50 (ms)", ms(mesh_rtts), ms(raw_rtts), statistics.median(mesh_rtts) / raw_med),
-        ("one-way msgs/s through the Mesh", f"{mesh_rate:,.0f}", f"{raw_rate:,.0f}", mesh_rate / raw_rate),
+        (
+            "RTT through the Mesh, p50 (ms)",
+            ms(mesh_rtts),
+            ms(raw_rtts),
+            statistics.median(mesh_rtts) / raw_med,
+        ),
+        (
+            "one-way msgs/s through the Mesh",
+            f"{mesh_rate:,.0f}",
+            f"{raw_rate:,.0f}",
+            mesh_rate / raw_rate,
+        ),
     ]
     for name, a, b, r in rows:
         print(f"{name:<44}{a:>12}{b:>14}{'' if r is None else f'{r:.2f}x':>9}")

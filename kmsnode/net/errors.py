@@ -8,7 +8,7 @@ The tree::
     │   ├── MalformedFrame       not one valid msgpack object, or cut short at end of stream
     │   ├── UnsupportedVersion   a version field this protocol does not speak
     │   └── UnexpectedShape      valid msgpack, but not ``[version, kind, body]`` with sane types
-    ├── IdentityError            key bytes or a peer id that cannot be a node identity (also ValueError)
+    ├── IdentityError            bad key bytes or peer id for a node identity (also ValueError)
     ├── CommitteeError           a committee description that cannot work (also ValueError)
     ├── UnknownNode              ``send`` to a node id outside the committee (also KeyError)
     ├── RequestFailed            a ``/kms/client/1`` request got no complete answer

@@ -81,7 +81,9 @@ class FrameFormat:
         if self.version not in self.accepted_versions:
             raise ValueError(f"version {self.version} must be among the accepted versions")
         if not 16 <= self.max_frame_bytes <= 0xFFFFFFFF:
-            raise ValueError(f"max_frame_bytes must be in [16, 2**32 - 1], got {self.max_frame_bytes}")
+            raise ValueError(
+                f"max_frame_bytes must be in [16, 2**32 - 1], got {self.max_frame_bytes}"
+            )
         if self.max_items < 1:
             raise ValueError("max_items must be at least 1")
 
@@ -95,7 +97,7 @@ def encode_frame(envelope: Envelope, fmt: FrameFormat) -> bytes:
         TypeError: ``body`` holds something msgpack cannot encode.
     """
     _check_kind(envelope.kind, ValueError)
-    body = msgpack.packb([fmt.version, envelope.kind, envelope.body], use_bin_type=True)
+    body: bytes = msgpack.packb([fmt.version, envelope.kind, envelope.body], use_bin_type=True)
     if len(body) > fmt.max_frame_bytes:
         raise FrameTooLarge(len(body), fmt.max_frame_bytes)
     return _HEADER.pack(len(body)) + body

@@ -5,7 +5,8 @@ peer could then negotiate an unauthenticated, unencrypted connection. ``Host`` p
 ``sec_opt`` with Noise alone, so multistream-select refuses every other security protocol,
 and exposes ``security_protocols()`` so a test (and the console) can show what is offered.
 
-Dial retries and the auto-connector inside libp2p are turned off (the ``Mesh`` owns reconnection and backoff), and
+Dial retries and the auto-connector inside libp2p are turned off (the ``Mesh`` owns
+reconnection and backoff), and
 the swarm's 60-second "negative cache" of unreachable peers is lifted before each of our
 dials (``allow_redial``): a committee member that restarts must be reachable again at once.
 """
@@ -76,7 +77,7 @@ class Host:
         self.libp2p: IHost = new_host(
             key_pair=key_pair,
             sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
-            muxer_opt=muxers,  # type: ignore[arg-type]
+            muxer_opt=muxers,
             listen_addrs=self._listen,
             negotiate_timeout=negotiate_timeout,
             # No auto-connector: by default libp2p dials every peer in its peerstore (clients
@@ -118,7 +119,9 @@ class Host:
         upgrader = self.libp2p.get_network().upgrader  # type: ignore[attr-defined]
         return [str(p) for p in upgrader.muxer_multistream.transports]
 
-    async def run(self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Listen until cancelled; reports the listen addresses once they are bound."""
         async with self.libp2p.run(self._listen):
             self._running = True

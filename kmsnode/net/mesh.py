@@ -21,6 +21,7 @@ sender (inbound back-pressure, in contrast with the outbound drop-oldest queue).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections import deque
@@ -223,7 +224,9 @@ class Mesh:
 
     # ---- set-up ----------------------------------------------------------------------------
 
-    def add_protocol(self, spec: ProtocolSpec) -> trio.MemoryReceiveChannel[tuple[NodeId, Envelope]]:
+    def add_protocol(
+        self, spec: ProtocolSpec
+    ) -> trio.MemoryReceiveChannel[tuple[NodeId, Envelope]]:
         """Speak ``spec.protocol`` with the committee; returns the channel of inbound messages.
 
         Each item is ``(sender node id, envelope)``, the sender authenticated by Noise.
@@ -297,7 +300,9 @@ class Mesh:
         if self._nursery is None:
             raise MeshNotRunning("start the mesh with `await nursery.start(mesh.run)` first")
 
-    def _enqueue(self, node_id: NodeId, spec: ProtocolSpec, envelope: Envelope, frame: bytes) -> None:
+    def _enqueue(
+        self, node_id: NodeId, spec: ProtocolSpec, envelope: Envelope, frame: bytes
+    ) -> None:
         if node_id == self.me:
             try:
                 self._inbound[spec.protocol].send_nowait((node_id, envelope))
@@ -395,11 +400,7 @@ class Mesh:
                     link.stats.bytes_sent += len(data)
             finally:
                 nursery.cancel_scope.cancel()
-                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                    try:
-                        await stream.reset()
-                    except Exception:
-                        pass
+                await _reset_quietly(stream)
         return wrote
 
     @staticmethod
@@ -503,17 +504,11 @@ class Mesh:
 
 
 async def _reset_quietly(stream: INetStream) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-        try:
-            await stream.reset()
-        except Exception:
-            pass
+    with trio.CancelScope(shield=True), trio.move_on_after(1.0), contextlib.suppress(Exception):
+        await stream.reset()
 
 
 async def _close_quietly(stream: INetStream) -> None:
     with trio.move_on_after(1.0):
-        try:
+        with contextlib.suppress(Exception):
             await stream.close()
-        except Exception:
-            pass
-

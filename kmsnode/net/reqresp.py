@@ -1,4 +1,4 @@
-"""The client-facing request/response protocol shape (``/kms/client/1``): one request, a stream of answers.
+"""The client request/response protocol shape (``/kms/client/1``): one request, many answers.
 
 Any peer may open it (clients are not committee members; what a client may *do* is decided
 by the node's handler against replicated policy, not here). On one stream:
@@ -16,6 +16,7 @@ are served at once (others get ``err`` ``"busy"`` at once); frames obey ``fmt``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -232,7 +233,9 @@ async def _read_one(stream: INetStream, decoder: FrameDecoder) -> Envelope:
             return got[0]
 
 
-async def _answer_and_close(stream: INetStream, envelopes: list[Envelope], fmt: FrameFormat) -> None:
+async def _answer_and_close(
+    stream: INetStream, envelopes: list[Envelope], fmt: FrameFormat
+) -> None:
     with trio.move_on_after(1.0):
         try:
             for e in envelopes:
@@ -243,16 +246,10 @@ async def _answer_and_close(stream: INetStream, envelopes: list[Envelope], fmt: 
 
 
 async def _close(stream: INetStream) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-        try:
-            await stream.close()
-        except Exception:
-            pass
+    with trio.CancelScope(shield=True), trio.move_on_after(1.0), contextlib.suppress(Exception):
+        await stream.close()
 
 
 async def _reset(stream: INetStream) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-        try:
-            await stream.reset()
-        except Exception:
-            pass
+    with trio.CancelScope(shield=True), trio.move_on_after(1.0), contextlib.suppress(Exception):
+        await stream.reset()

@@ -85,7 +85,9 @@ class Cluster:
 
     async def _start_mesh(self, node: ClusterNode) -> None:
         assert self.committee is not None and node.host is not None and node.nursery
-        node.mesh = Mesh(node.host, self.committee, node.node_id, backoff=FAST_BACKOFF, dial_timeout=5)
+        node.mesh = Mesh(
+            node.host, self.committee, node.node_id, backoff=FAST_BACKOFF, dial_timeout=5
+        )
         node.channels = {s.protocol: node.mesh.add_protocol(s) for s in self.specs}
         await node.nursery.start(node.mesh.run)
 
@@ -112,9 +114,7 @@ async def _service(stopped: trio.Event, *, task_status: trio.TaskStatus[trio.Nur
 
 
 @asynccontextmanager
-async def cluster(
-    n: int, specs: list[ProtocolSpec] | None = None
-) -> AsyncIterator[Cluster]:
+async def cluster(n: int, specs: list[ProtocolSpec] | None = None) -> AsyncIterator[Cluster]:
     """A started cluster of ``n`` nodes speaking ``specs`` (consensus and sync by default)."""
     if specs is None:
         specs = [ProtocolSpec(CONSENSUS_PROTOCOL), ProtocolSpec(SYNC_PROTOCOL)]

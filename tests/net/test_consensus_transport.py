@@ -7,7 +7,13 @@ import trio
 
 from consensus import ChainId, Config, MemoryStore, Node, Pacemaker, Signer
 from consensus import NodeId as ConsensusId
-from kmsnode.net import CONSENSUS_PROTOCOL, ConsensusTransport, Envelope, NodeId, consensus_frame_limit
+from kmsnode.net import (
+    CONSENSUS_PROTOCOL,
+    ConsensusTransport,
+    Envelope,
+    NodeId,
+    consensus_frame_limit,
+)
 
 from .conftest import cluster
 
@@ -16,7 +22,12 @@ def configs(n: int) -> tuple[list[Signer], list[Config]]:
     signers = [Signer.from_seed(b"net-test/%d" % i) for i in range(n)]
     keys = tuple(s.public_key() for s in signers)
     cfgs = [
-        Config(chain_id=ChainId(b"net-test"), me=ConsensusId(i), public_keys=keys, pacemaker=Pacemaker(base=1.0))
+        Config(
+            chain_id=ChainId(b"net-test"),
+            me=ConsensusId(i),
+            public_keys=keys,
+            pacemaker=Pacemaker(base=1.0),
+        )
         for i in range(n)
     ]
     return signers, cfgs
@@ -26,7 +37,10 @@ async def test_four_replicas_commit_over_libp2p() -> None:
     signers, cfgs = configs(4)
     async with cluster(4, specs=[]) as c:
         transports = [ConsensusTransport(x.mesh, cfgs[i]) for i, x in enumerate(c.nodes)]  # type: ignore[arg-type]
-        assert transports[0].node_id(ConsensusId(0)) == 1 and transports[0].consensus_id(NodeId(4)) == 3
+        assert (
+            transports[0].node_id(ConsensusId(0)) == 1
+            and transports[0].consensus_id(NodeId(4)) == 3
+        )
         nodes = [Node(cfgs[i], signers[i], MemoryStore(), transports[i]) for i in range(4)]
         async with trio.open_nursery() as nursery:
             for node in nodes:
@@ -71,6 +85,11 @@ async def test_mismatched_committees_are_refused() -> None:
 def test_frame_limit_fits_sync_batches_but_is_capped() -> None:
     _, cfgs = configs(1)
     assert consensus_frame_limit(cfgs[0]) == 64 * 1024 * 1024  # 32 x 4 MiB blocks, capped
-    small = Config(chain_id=ChainId(b"x"), me=ConsensusId(0), public_keys=cfgs[0].public_keys,
-                   max_block_bytes=64 * 1024, sync_batch=4)
+    small = Config(
+        chain_id=ChainId(b"x"),
+        me=ConsensusId(0),
+        public_keys=cfgs[0].public_keys,
+        max_block_bytes=64 * 1024,
+        sync_batch=4,
+    )
     assert consensus_frame_limit(small) == 4 * 64 * 1024 + 1024 * 1024

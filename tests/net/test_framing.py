@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Any
 
@@ -41,7 +42,11 @@ def decode_all(data: bytes, fmt: FrameFormat = FMT) -> list[Envelope]:
 
 
 def test_round_trip_examples() -> None:
-    envs = [Envelope("c", b"\x00" * 10), Envelope("req", {"op": "decrypt", "n": [1, 2]}), Envelope("end")]
+    envs = [
+        Envelope("c", b"\x00" * 10),
+        Envelope("req", {"op": "decrypt", "n": [1, 2]}),
+        Envelope("end"),
+    ]
     data = b"".join(encode_frame(e, FMT) for e in envs)
     assert decode_all(data) == envs
 
@@ -73,7 +78,9 @@ _leaf = (
 )
 _values = st.recursive(
     _leaf,
-    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=10), kids, max_size=5),
+    lambda kids: (
+        st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=10), kids, max_size=5)
+    ),
     max_leaves=30,
 )
 _kinds = st.text(min_size=1, max_size=64)
@@ -89,7 +96,7 @@ def test_round_trip_property(envs: list[Envelope], cuts: list[int]) -> None:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     d = FrameDecoder(FMT)
     got: list[Envelope] = []
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         got += d.feed(data[a:b])
     d.eof()
     assert got == envs

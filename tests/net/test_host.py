@@ -57,7 +57,7 @@ async def test_plaintext_only_dialer_cannot_connect() -> None:
         addrs = await nursery.start(server.run)
         async with plaintext.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
             info = PeerInfo(server.peer_id, [multiaddr.Multiaddr(a) for a in addrs])
-            with trio.fail_after(15), pytest.raises(Exception) as err:  # noqa: B017
+            with trio.fail_after(15), pytest.raises(Exception) as err:
                 await plaintext.connect(info)
             assert not isinstance(err.value, trio.TooSlowError)
             chain = _chain(err.value)

@@ -1,4 +1,4 @@
-"""The committee mesh over real loopback sockets: delivery, authentication, bad peers, reconnects."""
+"""The committee mesh over loopback sockets: delivery, authentication, bad peers, reconnects."""
 
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ async def test_send_to_self_unknown_node_and_oversized() -> None:
 
 async def test_send_before_run_raises() -> None:
     ident = NodeIdentity.generate()
-    committee = Committee([Member(NodeId(1), ident.peer_id_str, ("/ip4/127.0.0.1/tcp/1",), ident.public_key)])
+    committee = Committee(
+        [Member(NodeId(1), ident.peer_id_str, ("/ip4/127.0.0.1/tcp/1",), ident.public_key)]
+    )
     mesh = Mesh(Host(ident), committee, NodeId(1))
     mesh.add_protocol(ProtocolSpec(CONSENSUS_PROTOCOL))
     with pytest.raises(MeshNotRunning):
@@ -100,8 +102,18 @@ async def test_peer_outside_committee_is_refused(caplog: pytest.LogCaptureFixtur
         outsider = Host(outsider_id)
         fake = Committee(
             [
-                Member(NodeId(1), target.identity.peer_id_str, tuple(target.listen), target.identity.public_key),
-                Member(NodeId(4), outsider_id.peer_id_str, ("/ip4/127.0.0.1/tcp/1",), outsider_id.public_key),
+                Member(
+                    NodeId(1),
+                    target.identity.peer_id_str,
+                    tuple(target.listen),
+                    target.identity.public_key,
+                ),
+                Member(
+                    NodeId(4),
+                    outsider_id.peer_id_str,
+                    ("/ip4/127.0.0.1/tcp/1",),
+                    outsider_id.public_key,
+                ),
             ]
         )
         async with trio.open_nursery() as nursery:
@@ -117,7 +129,9 @@ async def test_peer_outside_committee_is_refused(caplog: pytest.LogCaptureFixtur
         with pytest.raises(trio.WouldBlock):
             target.channels[CONSENSUS_PROTOCOL].receive_nowait()
         c[2].mesh.send(NodeId(1), CONSENSUS_PROTOCOL, Envelope("c", b"ok"))  # type: ignore[union-attr]
-        assert await receive_n(target.channels[CONSENSUS_PROTOCOL], 1) == [(2, Envelope("c", b"ok"))]
+        assert await receive_n(target.channels[CONSENSUS_PROTOCOL], 1) == [
+            (2, Envelope("c", b"ok"))
+        ]
 
 
 async def _raw_stream_bytes(c_host: Host, target_peer: object, data: bytes) -> None:
@@ -151,7 +165,9 @@ async def test_bad_frame_closes_only_that_stream(
         assert n1.mesh and n2.mesh and n3.mesh and n2.host
         # A healthy long-lived stream 2 -> 1 first.
         n2.mesh.send(NodeId(1), CONSENSUS_PROTOCOL, Envelope("c", b"before"))
-        assert await receive_n(n1.channels[CONSENSUS_PROTOCOL], 1) == [(2, Envelope("c", b"before"))]
+        assert await receive_n(n1.channels[CONSENSUS_PROTOCOL], 1) == [
+            (2, Envelope("c", b"before"))
+        ]
         # Node 2 (a committee member) also sends a bad frame on a second, raw stream.
         await _raw_stream_bytes(n2.host, n1.identity.peer_id, data)
         await wait_for(lambda: n1.mesh.statistics().rejected_frames == 1)  # type: ignore[union-attr]
@@ -182,7 +198,9 @@ async def test_reconnect_after_peer_restart() -> None:
         assert stats.connects == 2
         # And the restarted node can talk back over a fresh stream.
         c[2].mesh.send(NodeId(1), CONSENSUS_PROTOCOL, Envelope("c", b"back"))  # type: ignore[union-attr]
-        assert await receive_n(c[1].channels[CONSENSUS_PROTOCOL], 1) == [(2, Envelope("c", b"back"))]
+        assert await receive_n(c[1].channels[CONSENSUS_PROTOCOL], 1) == [
+            (2, Envelope("c", b"back"))
+        ]
 
 
 async def test_drop_oldest_when_peer_is_unreachable() -> None:
@@ -214,9 +232,13 @@ async def test_recovers_when_a_connection_cannot_open_streams() -> None:
     async with trio.open_nursery() as nursery:
         addrs = [await nursery.start(h.run) for h in hosts]
         committee = Committee(
-            Member(NodeId(k + 1), ids[k].peer_id_str, tuple(addrs[k]), ids[k].public_key) for k in range(2)
+            Member(NodeId(k + 1), ids[k].peer_id_str, tuple(addrs[k]), ids[k].public_key)
+            for k in range(2)
         )
-        meshes = [Mesh(hosts[k], committee, NodeId(k + 1), backoff=FAST_BACKOFF, dial_timeout=1.0) for k in range(2)]
+        meshes = [
+            Mesh(hosts[k], committee, NodeId(k + 1), backoff=FAST_BACKOFF, dial_timeout=1.0)
+            for k in range(2)
+        ]
         chans = [m.add_protocol(ProtocolSpec(CONSENSUS_PROTOCOL)) for m in meshes]
         for m in meshes:
             await nursery.start(m.run)

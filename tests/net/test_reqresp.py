@@ -67,5 +67,7 @@ async def test_request_to_unreachable_peer_fails_cleanly() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run)
         with pytest.raises(RequestFailed):
-            await request(client, other.peer_id, ["/ip4/127.0.0.1/tcp/1"], Envelope("req"), timeout=5)
+            await request(
+                client, other.peer_id, ["/ip4/127.0.0.1/tcp/1"], Envelope("req"), timeout=5
+            )
         nursery.cancel_scope.cancel()
