@@ -261,6 +261,23 @@ class Keystore:
             count += 1
         return count
 
+    def executed_height(self) -> int:
+        """The last log height whose effects this node executed (0 for none)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name='executed_height'").fetchone()
+        return int(row[0]) if row else 0
+
+    def set_executed_height(self, height: int) -> None:
+        """Record, durably, that the effects of every height up to ``height`` were executed.
+
+        Written in the same database as the shares, so a share stored by a block's DKG and the
+        mark that the block was executed cannot disagree after a crash by more than one block.
+        """
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('executed_height', ?)",
+                (str(height).encode(),),
+            )
+
     def _iter_rows(self) -> Iterator[tuple[str, str, int, int, bytes]]:
         try:
             with closing(

@@ -31,8 +31,8 @@ from kmsnode.net import (
     Host,
     Member,
     Mesh,
+    NetworkIdentity,
     NodeId,
-    NodeIdentity,
     ProtocolSpec,
     encode_frame,
 )
@@ -93,7 +93,7 @@ async def raw_tcp(rtt_n: int, msgs: int, size: int) -> tuple[list[float], float]
 async def libp2p_side(rtt_n: int, msgs: int, size: int) -> tuple[list[float], list[float], float]:
     """Stream round trips, mesh round trips and mesh one-way msgs/s between two hosts."""
     payload = b"x" * size
-    ids = [NodeIdentity.generate() for _ in range(2)]
+    ids = [NetworkIdentity.generate() for _ in range(2)]
     hosts = [Host(i) for i in ids]
 
     async def echo(stream: object) -> None:

@@ -2,7 +2,7 @@
 
 Tiers:
 
-- everyday API: ``Host`` (TCP + Noise only + yamux), ``NodeIdentity``, ``Committee`` /
+- everyday API: ``Host`` (TCP + Noise only + yamux), ``NetworkIdentity``, ``Committee`` /
   ``Member`` / ``NodeId``, ``Mesh`` with ``ProtocolSpec`` (committee protocols over
   long-lived streams), ``RequestServer`` / ``request`` (the client protocol shape),
   ``ConsensusTransport`` (``consensus.Transport`` over the mesh);
@@ -37,7 +37,7 @@ from .framing import FrameDecoder as FrameDecoder
 from .framing import FrameFormat as FrameFormat
 from .framing import encode_frame as encode_frame
 from .host import Host as Host
-from .identity import NodeIdentity as NodeIdentity
+from .identity import NetworkIdentity as NetworkIdentity
 from .identity import parse_peer_id as parse_peer_id
 from .identity import peer_id_from_public_key as peer_id_from_public_key
 from .mesh import CONSENSUS_PROTOCOL as CONSENSUS_PROTOCOL
@@ -75,8 +75,8 @@ __all__ = [
     "MeshNotRunning",
     "MeshStatistics",
     "NetError",
+    "NetworkIdentity",
     "NodeId",
-    "NodeIdentity",
     "PeerStatistics",
     "ProtocolSpec",
     "Request",

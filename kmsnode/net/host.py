@@ -32,7 +32,7 @@ from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from .identity import NodeIdentity
+from .identity import NetworkIdentity
 
 __all__ = ["DEFAULT_LISTEN", "Host"]
 
@@ -57,7 +57,7 @@ class Host:
 
     def __init__(
         self,
-        identity: NodeIdentity,
+        identity: NetworkIdentity,
         *,
         listen: Sequence[str] = DEFAULT_LISTEN,
         muxer: Literal["yamux", "mplex"] = "yamux",
@@ -120,7 +120,7 @@ class Host:
         return [str(p) for p in upgrader.muxer_multistream.transports]
 
     async def run(
-        self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+        self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED  # type: ignore[name-defined,unused-ignore]
     ) -> None:
         """Listen until cancelled; reports the listen addresses once they are bound."""
         async with self.libp2p.run(self._listen):

@@ -24,13 +24,13 @@ from libp2p.peer.id import ID
 
 from .errors import IdentityError
 
-__all__ = ["NodeIdentity", "parse_peer_id", "peer_id_from_public_key", "public_key_of"]
+__all__ = ["NetworkIdentity", "parse_peer_id", "peer_id_from_public_key", "public_key_of"]
 
 ED25519_KEY_BYTES = 32
 
 
 @dataclass(frozen=True, repr=False)
-class NodeIdentity:
+class NetworkIdentity:
     """A node's libp2p identity, built from its 32-byte Ed25519 private key.
 
     Security: holds the private key; ``repr`` shows only the peer id.
@@ -40,7 +40,7 @@ class NodeIdentity:
     peer_id: ID
 
     @classmethod
-    def from_private_bytes(cls, private_key: bytes) -> NodeIdentity:
+    def from_private_bytes(cls, private_key: bytes) -> NetworkIdentity:
         """Build the identity from a raw 32-byte Ed25519 private key (the RFC 8032 seed).
 
         Raises:
@@ -53,7 +53,7 @@ class NodeIdentity:
         return cls(key_pair, ID.from_pubkey(key_pair.public_key))
 
     @classmethod
-    def generate(cls) -> NodeIdentity:
+    def generate(cls) -> NetworkIdentity:
         """A fresh random identity (tests, `kmsnode init`)."""
         return cls.from_private_bytes(secrets.token_bytes(ED25519_KEY_BYTES))
 
@@ -68,7 +68,7 @@ class NodeIdentity:
         return self.peer_id.to_base58()
 
     def __repr__(self) -> str:
-        return f"NodeIdentity(peer_id={self.peer_id_str})"
+        return f"NetworkIdentity(peer_id={self.peer_id_str})"
 
 
 def peer_id_from_public_key(public_key: bytes) -> str:

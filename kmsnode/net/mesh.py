@@ -246,7 +246,7 @@ class Mesh:
         self.host.libp2p.set_stream_handler(TProtocol(spec.protocol), handler)
         return recv
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[name-defined,unused-ignore]
         """Run the writer tasks until cancelled (the host must be running)."""
         try:
             async with trio.open_nursery() as nursery:

@@ -18,8 +18,8 @@ from kmsnode.net import (
     Host,
     Member,
     Mesh,
+    NetworkIdentity,
     NodeId,
-    NodeIdentity,
     ProtocolSpec,
 )
 
@@ -43,7 +43,7 @@ class ClusterNode:
     """One node of a test cluster: identity, host, mesh, inbound channels, its own nursery."""
 
     node_id: NodeId
-    identity: NodeIdentity
+    identity: NetworkIdentity
     listen: list[str]
     host: Host | None = None
     mesh: Mesh | None = None
@@ -59,7 +59,7 @@ class Cluster:
         self.outer = outer
         self.specs = specs
         self.nodes = [
-            ClusterNode(NodeId(i + 1), NodeIdentity.generate(), ["/ip4/127.0.0.1/tcp/0"])
+            ClusterNode(NodeId(i + 1), NetworkIdentity.generate(), ["/ip4/127.0.0.1/tcp/0"])
             for i in range(n)
         ]
         self.committee: Committee | None = None

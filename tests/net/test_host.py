@@ -10,20 +10,20 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 
-from kmsnode.net import Host, NodeIdentity
+from kmsnode.net import Host, NetworkIdentity
 
 from .conftest import wait_for
 
 
 async def test_only_noise_and_yamux_are_offered() -> None:
-    host = Host(NodeIdentity.generate())
+    host = Host(NetworkIdentity.generate())
     assert host.security_protocols() == ["/noise"]
     assert host.muxer_protocols() == ["/yamux/1.0.0"]
-    assert Host(NodeIdentity.generate(), muxer="mplex").muxer_protocols() == ["/mplex/6.7.0"]
+    assert Host(NetworkIdentity.generate(), muxer="mplex").muxer_protocols() == ["/mplex/6.7.0"]
 
 
 async def test_start_and_stop_cleanly() -> None:
-    host = Host(NodeIdentity.generate())
+    host = Host(NetworkIdentity.generate())
     async with trio.open_nursery() as nursery:
         addrs = await nursery.start(host.run)
         assert host.running
@@ -34,7 +34,7 @@ async def test_start_and_stop_cleanly() -> None:
 
 
 async def test_noise_hosts_connect_and_authenticate() -> None:
-    a, b = Host(NodeIdentity.generate()), Host(NodeIdentity.generate())
+    a, b = Host(NetworkIdentity.generate()), Host(NetworkIdentity.generate())
     async with trio.open_nursery() as nursery:
         await nursery.start(a.run)
         b_addrs = await nursery.start(b.run)
@@ -46,8 +46,8 @@ async def test_noise_hosts_connect_and_authenticate() -> None:
 
 
 async def test_plaintext_only_dialer_cannot_connect() -> None:
-    server = Host(NodeIdentity.generate())
-    ident = NodeIdentity.generate()
+    server = Host(NetworkIdentity.generate())
+    ident = NetworkIdentity.generate()
     plaintext = new_host(
         key_pair=ident.key_pair,
         sec_opt={TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(ident.key_pair)},

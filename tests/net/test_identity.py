@@ -10,8 +10,8 @@ from kmsnode.net import (
     CommitteeError,
     IdentityError,
     Member,
+    NetworkIdentity,
     NodeId,
-    NodeIdentity,
     UnknownNode,
     parse_peer_id,
     peer_id_from_public_key,
@@ -28,29 +28,29 @@ def manual_peer_id(public_key: bytes) -> str:
 
 
 def test_identity_from_private_bytes_is_deterministic() -> None:
-    a = NodeIdentity.from_private_bytes(SEED)
-    b = NodeIdentity.from_private_bytes(SEED)
+    a = NetworkIdentity.from_private_bytes(SEED)
+    b = NetworkIdentity.from_private_bytes(SEED)
     assert a.peer_id == b.peer_id
     assert a.public_key == public_key_of(SEED)  # agrees with OpenSSL
     assert a.peer_id_str.startswith("12D3KooW")
 
 
 def test_peer_id_matches_spec_and_public_key() -> None:
-    ident = NodeIdentity.from_private_bytes(SEED)
+    ident = NetworkIdentity.from_private_bytes(SEED)
     assert peer_id_from_public_key(ident.public_key) == ident.peer_id_str
     assert manual_peer_id(ident.public_key) == ident.peer_id_str
     assert parse_peer_id(ident.peer_id_str) == ident.peer_id
 
 
 def test_repr_hides_the_key() -> None:
-    ident = NodeIdentity.from_private_bytes(SEED)
+    ident = NetworkIdentity.from_private_bytes(SEED)
     assert SEED.hex() not in repr(ident) and "peer_id" in repr(ident)
 
 
 @pytest.mark.parametrize("key", [b"", b"x" * 31, b"x" * 33, b"x" * 64])
 def test_bad_private_key_lengths(key: bytes) -> None:
     with pytest.raises(IdentityError):
-        NodeIdentity.from_private_bytes(key)
+        NetworkIdentity.from_private_bytes(key)
 
 
 def test_bad_public_keys() -> None:
@@ -61,7 +61,7 @@ def test_bad_public_keys() -> None:
 
 
 def members(n: int) -> list[Member]:
-    ids = [NodeIdentity.from_private_bytes(bytes([i]) * 32) for i in range(1, n + 1)]
+    ids = [NetworkIdentity.from_private_bytes(bytes([i]) * 32) for i in range(1, n + 1)]
     return [
         Member(NodeId(i + 1), x.peer_id_str, (f"/ip4/127.0.0.1/tcp/{4000 + i}",), x.public_key)
         for i, x in enumerate(ids)
@@ -75,7 +75,7 @@ def test_committee_lookups() -> None:
     for m in ms:
         pid = parse_peer_id(m.peer_id)
         assert c.node_of(pid) == m.node_id and c.peer_id(m.node_id) == pid
-    outsider = NodeIdentity.generate()
+    outsider = NetworkIdentity.generate()
     assert c.node_of(outsider.peer_id) is None
     with pytest.raises(UnknownNode):
         c.member(NodeId(5))

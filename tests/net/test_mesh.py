@@ -21,8 +21,8 @@ from kmsnode.net import (
     Member,
     Mesh,
     MeshNotRunning,
+    NetworkIdentity,
     NodeId,
-    NodeIdentity,
     ProtocolSpec,
     UnknownNode,
     encode_frame,
@@ -77,7 +77,7 @@ async def test_send_to_self_unknown_node_and_oversized() -> None:
 
 
 async def test_send_before_run_raises() -> None:
-    ident = NodeIdentity.generate()
+    ident = NetworkIdentity.generate()
     committee = Committee(
         [Member(NodeId(1), ident.peer_id_str, ("/ip4/127.0.0.1/tcp/1",), ident.public_key)]
     )
@@ -88,7 +88,7 @@ async def test_send_before_run_raises() -> None:
     with pytest.raises(ValueError):
         mesh.add_protocol(ProtocolSpec(CONSENSUS_PROTOCOL))
     with pytest.raises(ValueError):
-        Mesh(Host(NodeIdentity.generate()), committee, NodeId(1))
+        Mesh(Host(NetworkIdentity.generate()), committee, NodeId(1))
 
 
 async def test_peer_outside_committee_is_refused(caplog: pytest.LogCaptureFixture) -> None:
@@ -98,7 +98,7 @@ async def test_peer_outside_committee_is_refused(caplog: pytest.LogCaptureFixtur
         assert target.host is not None and target.mesh is not None
         # The outsider runs its own mesh with a committee that claims it is node 4 and lists the
         # real node 1: its claim is worthless, node 1 checks the Noise-authenticated peer id.
-        outsider_id = NodeIdentity.generate()
+        outsider_id = NetworkIdentity.generate()
         outsider = Host(outsider_id)
         fake = Committee(
             [
@@ -221,7 +221,7 @@ async def test_drop_oldest_when_peer_is_unreachable() -> None:
 async def test_recovers_when_a_connection_cannot_open_streams() -> None:
     # py-libp2p: after a remote stream handler raised, the connection stays "up" but new
     # streams on it hang. The mesh must drop it and redial rather than reuse it forever.
-    ids = [NodeIdentity.generate() for _ in range(2)]
+    ids = [NetworkIdentity.generate() for _ in range(2)]
     hosts = [Host(i) for i in ids]
 
     async def raising_handler(stream: object) -> None:

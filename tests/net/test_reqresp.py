@@ -14,7 +14,7 @@ from kmsnode.net import (
     CLIENT_PROTOCOL,
     Envelope,
     Host,
-    NodeIdentity,
+    NetworkIdentity,
     Request,
     RequestFailed,
     RequestServer,
@@ -31,7 +31,7 @@ async def echo_thrice(req: Request) -> AsyncIterator[Envelope]:
 
 async def test_request_streams_back_responses(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="kmsnode.net")
-    server, client = Host(NodeIdentity.generate()), Host(NodeIdentity.generate())
+    server, client = Host(NetworkIdentity.generate()), Host(NetworkIdentity.generate())
     rs = RequestServer(server, echo_thrice)
     rs.install()
     async with trio.open_nursery() as nursery:
@@ -63,7 +63,7 @@ async def test_request_streams_back_responses(caplog: pytest.LogCaptureFixture) 
 
 
 async def test_request_to_unreachable_peer_fails_cleanly() -> None:
-    client, other = Host(NodeIdentity.generate()), NodeIdentity.generate()
+    client, other = Host(NetworkIdentity.generate()), NetworkIdentity.generate()
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run)
         with pytest.raises(RequestFailed):

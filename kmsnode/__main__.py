@@ -1,0 +1,7 @@
+"""``python -m kmsnode``: the operator CLI."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,25 @@
+"""The client library: ``DistributedKMS`` (blocking) and ``AsyncDistributedKMS`` (trio)."""
+
+from ._async import AsyncDistributedKMS as AsyncDistributedKMS
+from ._async import ClientConfig as ClientConfig
+from ._sync import DistributedKMS as DistributedKMS
+from .errors import AccessDenied as AccessDenied
+from .errors import ClientError as ClientError
+from .errors import InvalidCiphertextError as InvalidCiphertextError
+from .errors import KeyNotFound as KeyNotFound
+from .errors import KeyUnavailable as KeyUnavailable
+from .errors import QuorumUnavailable as QuorumUnavailable
+from .errors import RequestRejected as RequestRejected
+
+__all__ = [
+    "AccessDenied",
+    "AsyncDistributedKMS",
+    "ClientConfig",
+    "ClientError",
+    "DistributedKMS",
+    "InvalidCiphertextError",
+    "KeyNotFound",
+    "KeyUnavailable",
+    "QuorumUnavailable",
+    "RequestRejected",
+]

@@ -1,0 +1,250 @@
+"""The trio client: sends each request to every node and settles it through the sans-I/O core.
+
+Familiar to users of AWS KMS and Vault transit: ``create_key``, ``describe_key``,
+``list_keys``, ``encrypt``, ``decrypt``, ``generate_data_key``, ``set_policy``. Encryption is
+local (TDH2 under the public key that f + 1 nodes vouch for); decryption gathers sealed,
+proven partials from the nodes and combines them here, so no node ever sees the plaintext or
+another node's partial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .. import net
+from ..crypto import tdh2
+from ..genesis import Genesis
+from ..wire.requests import (
+    CreateKey,
+    Decrypt,
+    DescribeKey,
+    Encrypt,
+    KeyKind,
+    ListKeys,
+    Operation,
+    Permission,
+    SetPolicy,
+)
+from ._core import ClientCore, Collector
+from .errors import KeyUnavailable, QuorumUnavailable
+
+DEFAULT_TIMEOUT = 30.0
+CONFIG_ENV = "KMS_CONFIG"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """What a client needs: the genesis and its identity key (from a client config file)."""
+
+    genesis: Genesis
+    identity: Ed25519PrivateKey
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> ClientConfig:
+        """Read a client config (JSON: ``genesis`` and ``identity`` paths, relative to it).
+
+        ``path`` defaults to ``$KMS_CONFIG``.
+        """
+        where = path or os.environ.get(CONFIG_ENV)
+        if not where:
+            raise FileNotFoundError(f"no client config: pass --config or set ${CONFIG_ENV}")
+        p = Path(where).resolve()
+        data = json.loads(p.read_text(encoding="utf-8"))
+        genesis = Genesis.load(p.parent / data["genesis"])
+        key_hex = (p.parent / data["identity"]).read_text(encoding="utf-8").strip()
+        return cls(genesis, Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key_hex)))
+
+
+class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
+    """``async with AsyncDistributedKMS(genesis=..., identity=...) as kms: ...``."""
+
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        identity: Ed25519PrivateKey,
+        nodes: Sequence[int] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.core = ClientCore(genesis, identity)
+        self.genesis = genesis
+        self.nodes = list(nodes) if nodes else list(genesis.ids)
+        self.timeout = timeout
+        self._host = net.Host(net.NetworkIdentity.generate(), listen=["/ip4/127.0.0.1/tcp/0"])
+        self._nursery_cm: Any = None
+        self._nursery: trio.Nursery | None = None
+        self._key_cache: dict[tuple[str, int], tuple[bytes, dict[int, bytes]]] = {}
+        self.last_misbehaving: tuple[int, ...] = ()
+
+    @classmethod
+    def from_config(
+        cls, path: str | os.PathLike[str] | None = None, **kw: Any
+    ) -> AsyncDistributedKMS:
+        cfg = ClientConfig.load(path)
+        return cls(genesis=cfg.genesis, identity=cfg.identity, **kw)
+
+    async def __aenter__(self) -> AsyncDistributedKMS:
+        self._nursery_cm = trio.open_nursery()
+        self._nursery = await self._nursery_cm.__aenter__()
+        await self._nursery.start(self._host.run)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._nursery_cm is not None
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+        await self._nursery_cm.__aexit__(None, None, None)
+
+    # -- the API --------------------------------------------------------------------------------
+    async def create_key(
+        self, kind: str = "encrypt", description: str = "", *, wait: bool = True
+    ) -> dict[str, Any]:
+        """Create a key by DKG; with ``wait``, return once it is enabled (its metadata)."""
+        result = await self._call(CreateKey(KeyKind(kind), description))
+        key_id = result["key_id"]
+        if not wait:
+            return dict(result)
+        return await self.wait_for_key(key_id)
+
+    async def wait_for_key(self, key_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll ``describe_key`` until the key is enabled (or failed: ``KeyUnavailable``)."""
+        with trio.fail_after(timeout):
+            while True:
+                meta = await self.describe_key(key_id)
+                if meta["state"] == "enabled":
+                    return meta
+                if meta["state"] == "failed":
+                    raise KeyUnavailable("key_failed", f"the DKG for {key_id} failed")
+                await trio.sleep(0.2)
+
+    async def describe_key(self, key_id: str) -> dict[str, Any]:
+        """Public metadata of a key: kind, state, versions with public and verification keys."""
+        return dict(await self._call(DescribeKey(key_id)))
+
+    async def list_keys(self) -> list[str]:
+        """Ids of the keys this client may use or see."""
+        return list((await self._call(ListKeys()))["keys"])
+
+    async def encrypt(
+        self, key_id: str, plaintext: bytes, context: Mapping[str, str] | None = None
+    ) -> bytes:
+        """Encrypt locally under the key's current public key, which f + 1 nodes vouch for."""
+        result = await self._call(Encrypt(key_id))
+        return tdh2.encrypt(
+            result["public_key"],
+            plaintext,
+            key_id=key_id,
+            key_version=result["version"],
+            context=dict(context or {}),
+        )
+
+    async def decrypt(self, ciphertext: bytes, context: Mapping[str, str] | None = None) -> bytes:
+        """Decrypt from t verified partials, each sealed to this request's ephemeral key."""
+        ct = tdh2.parse(ciphertext)
+        material = await self._key_material(ct.key_id, ct.key_version)
+        return bytes(await self._call(Decrypt(ciphertext, dict(context or {})), material))
+
+    async def generate_data_key(
+        self, key_id: str, context: Mapping[str, str] | None = None, size: int = 32
+    ) -> tuple[bytes, bytes]:
+        """A fresh data key and its encryption under ``key_id`` (envelope encryption)."""
+        data_key = secrets.token_bytes(size)
+        return data_key, await self.encrypt(key_id, data_key, context)
+
+    async def set_policy(self, key_id: str, client: bytes, permissions: Sequence[str]) -> None:
+        """Grant ``client`` exactly ``permissions`` on ``key_id`` (empty revokes)."""
+        perms = tuple(Permission(p) for p in permissions)
+        await self._call(SetPolicy(key_id, client, perms))
+
+    # -- plumbing -------------------------------------------------------------------------------
+    async def _key_material(self, key_id: str, version: int) -> tuple[bytes, dict[int, bytes]]:
+        cached = self._key_cache.get((key_id, version))
+        if cached is not None:
+            return cached
+        meta = await self.describe_key(key_id)
+        for v in meta["versions"]:
+            if v["version"] == version and v["public_key"]:
+                material = (
+                    bytes.fromhex(v["public_key"]),
+                    {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()},
+                )
+                self._key_cache[(key_id, version)] = material
+                return material
+        raise KeyUnavailable("key_unavailable", f"{key_id} has no active version {version}")
+
+    async def _call(
+        self, op: Operation, key_material: tuple[bytes, Mapping[int, bytes]] | None = None
+    ) -> Any:
+        prepared = self.core.prepare(op)
+        collector = self.core.collector(prepared, key_material)
+        errors: list[BaseException] = []
+        with trio.move_on_after(self.timeout):
+            async with trio.open_nursery() as nursery:
+                for node_id in self.nodes:
+                    nursery.start_soon(
+                        self._ask,
+                        node_id,
+                        prepared.payload,
+                        collector,
+                        nursery.cancel_scope,
+                        errors,
+                    )
+        self.last_misbehaving = tuple(sorted(collector.misbehaving))
+        if errors:
+            raise errors[0]
+        if not collector.done:
+            raise collector.unavailable()
+        return collector.result
+
+    async def _ask(
+        self,
+        node_id: int,
+        payload: bytes,
+        collector: Collector,
+        done: trio.CancelScope,
+        errors: list[BaseException],
+    ) -> None:
+        info = self.genesis.node(node_id)
+        peer = net.parse_peer_id(info.peer_id)
+        delay = 0.2
+        while True:
+            try:
+                answers = await net.request(
+                    self._host,
+                    peer,
+                    info.addrs,
+                    net.Envelope("submit", payload),
+                    timeout=self.timeout,
+                )
+            except net.RequestFailed:
+                await trio.sleep(delay)  # silent or unreachable: try again until the deadline
+                delay = min(delay * 2, 2.0)
+                continue
+            for env in answers:
+                if env.kind == "resp" and isinstance(env.body, bytes):
+                    try:
+                        if collector.add(node_id, env.body):
+                            done.cancel()
+                    except Exception as exc:  # a typed rejection the nodes agree on
+                        errors.append(exc)
+                        done.cancel()
+                    return
+                if env.kind == "err" and env.body.get("reason") in ("busy", "timeout"):
+                    break
+            else:
+                return  # a refusal before the log (bad request): other nodes will say so too
+            await trio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+__all__ = ["AsyncDistributedKMS", "ClientConfig", "QuorumUnavailable"]

@@ -1,0 +1,106 @@
+"""``kms``: the client command line, over ``DistributedKMS`` (like ``aws kms`` / ``vault``)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from typing import Any
+
+from .errors import ClientError
+
+
+def _context(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"kms: --context takes key=value, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def _emit(args: argparse.Namespace, value: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(value, indent=2, sort_keys=True))
+    else:
+        print(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kms", description="Use the distributed KMS.")
+    parser.add_argument("--config", default=None, help="client config (default: $KMS_CONFIG)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("create-key", help="create a key by distributed key generation")
+    p.add_argument(
+        "--kind", default="encrypt", choices=["encrypt", "homomorphic", "sign-ed25519", "sign-bls"]
+    )
+    p.add_argument("--description", default="")
+    p = sub.add_parser("describe-key")
+    p.add_argument("key_id")
+    sub.add_parser("list-keys")
+    for name in ("encrypt", "decrypt"):
+        p = sub.add_parser(name, help=f"{name} stdin to stdout")
+        if name == "encrypt":
+            p.add_argument("--key", required=True)
+        p.add_argument("--context", action="append", default=[], help="key=value (repeatable)")
+        p.add_argument("--base64", action="store_true", help="base64 ciphertext on the wire")
+    p = sub.add_parser("generate-data-key")
+    p.add_argument("--key", required=True)
+    p.add_argument("--context", action="append", default=[])
+    p = sub.add_parser("set-policy")
+    p.add_argument("--key", required=True)
+    p.add_argument("--client", required=True, help="the client's Ed25519 public key (hex)")
+    p.add_argument("--permissions", default="", help="comma-separated, empty revokes")
+    args = parser.parse_args(argv)
+
+    from ._sync import DistributedKMS
+
+    try:
+        with DistributedKMS.from_config(args.config, timeout=args.timeout) as kms:
+            return _run(kms, args)
+    except ClientError as exc:
+        print(f"kms: {exc}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"kms: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(kms: Any, args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "create-key":
+        meta = kms.create_key(args.kind, args.description)
+        _emit(args, meta, meta["key_id"])
+    elif cmd == "describe-key":
+        meta = kms.describe_key(args.key_id)
+        _emit(args, meta, json.dumps(meta, indent=2))
+    elif cmd == "list-keys":
+        keys = kms.list_keys()
+        _emit(args, {"keys": keys}, "\n".join(keys))
+    elif cmd == "encrypt":
+        ct = kms.encrypt(args.key, sys.stdin.buffer.read(), _context(args.context))
+        sys.stdout.buffer.write(base64.b64encode(ct) + b"\n" if args.base64 else ct)
+    elif cmd == "decrypt":
+        data = sys.stdin.buffer.read()
+        ct = base64.b64decode(data) if args.base64 else data
+        sys.stdout.buffer.write(kms.decrypt(ct, _context(args.context)))
+    elif cmd == "generate-data-key":
+        key, ct = kms.generate_data_key(args.key, _context(args.context))
+        out = {
+            "plaintext": base64.b64encode(key).decode(),
+            "ciphertext": base64.b64encode(ct).decode(),
+        }
+        _emit(args, out, json.dumps(out))
+    elif cmd == "set-policy":
+        perms = [p for p in args.permissions.split(",") if p]
+        kms.set_policy(args.key, bytes.fromhex(args.client), perms)
+        _emit(args, {"key_id": args.key, "permissions": perms}, "ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The composition root: one KMS node = libp2p mesh + consensus + state + executor + keystore.
+
+Wiring only: the protocol logic lives in the sans-I/O cores (``consensus.Replica``,
+``kmsnode.state``, ``kmsnode.crypto``); this module moves bytes and blocks between them.
+On start the node replays its committed log from its consensus store into a fresh state
+machine (effects of already-executed heights are not run again), then follows new blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+import consensus
+from consensus.errors import MempoolFull
+
+from . import net
+from .config import NodeConfig
+from .errors import MalformedMessage
+from .executor import Executor
+from .genesis import Genesis
+from .identity import NodeIdentity
+from .keystore import Keystore
+from .state import KMSState
+from .wire.payload import TickPayload, client_payload
+from .wire.requests import Request
+
+log = logging.getLogger(__name__)
+
+RESPONSE_CACHE = 20_000
+"""Answers kept for late fetches (by request id)."""
+ANSWER_TIMEOUT = 30.0
+TICK_INTERVAL = 0.05
+
+
+@dataclass
+class NodeStats:
+    """Counters for status and metrics."""
+
+    submitted: int = 0
+    refused_before_log: int = 0
+    blocks_applied: int = 0
+    replayed_blocks: int = 0
+
+
+class KMSNode:
+    """A running node; ``await nursery.start(node.run)``."""
+
+    def __init__(self, config: NodeConfig, passphrase: bytes) -> None:
+        self.config = config
+        self.genesis = Genesis.load(config.genesis)
+        self.me = config.node_id
+        self.info = self.genesis.node(self.me)
+        self.keystore = Keystore.open(config.keystore, passphrase, self.me)
+        self.identity = NodeIdentity.load(self.keystore)
+        if self.identity.signing_public != self.info.signing_key:
+            raise ValueError(
+                f"this keystore's signing key is not node {self.me}'s in the genesis file"
+            )
+        self.state = KMSState(self.genesis)
+        self.executor = Executor(self.me, self.genesis, self.identity, self.keystore)
+        self.stats = NodeStats()
+        self._answers: OrderedDict[bytes, bytes] = OrderedDict()
+        self._waiters: dict[bytes, trio.Event] = {}
+        self._tick_seq = int(time.time() * 1000)
+
+        net_identity = net.NetworkIdentity.from_private_bytes(
+            self.identity.network_key.private_bytes_raw()
+        )
+        self.committee = net.Committee(
+            net.Member(net.NodeId(i.id), i.peer_id, i.addrs, i.network_key)
+            for i in self.genesis.nodes
+        )
+        self.host = net.Host(net_identity, listen=[config.listen])
+        self.mesh = net.Mesh(self.host, self.committee, net.NodeId(self.me))
+        ids = [i.id for i in self.genesis.nodes]
+        self.consensus_config = consensus.Config(
+            chain_id=consensus.ChainId(self.genesis.chain_id.encode()),
+            me=consensus.NodeId(ids.index(self.me)),
+            public_keys=tuple(i.signing_key for i in self.genesis.nodes),
+        )
+        self.store = consensus.SQLiteStore(str(config.consensus_db), self.consensus_config.chain_id)
+        transport = net.ConsensusTransport(self.mesh, self.consensus_config)
+        self.consensus = consensus.Node(
+            self.consensus_config,
+            consensus.Signer(self.identity.signing_key),
+            self.store,
+            transport,
+        )
+        self.server = net.RequestServer(self.host, self._handle, committee=self.committee)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def run(
+        self,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,  # type: ignore[name-defined,unused-ignore]
+    ) -> None:
+        """Run until cancelled: network, consensus, block application, ticks."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self.server.install()
+                await nursery.start(self.host.run)
+                await nursery.start(self.mesh.run)
+                blocks = self.consensus.committed()
+                await nursery.start(self.consensus.run)
+                backlog = self._replay()
+                nursery.start_soon(self._follow, blocks, backlog)
+                nursery.start_soon(self._ticker)
+                log.info("node %d running, listening on %s", self.me, self.host.addrs())
+                task_status.started()
+        finally:
+            self.keystore.close()
+
+    def _replay(self) -> list[bytes]:
+        """Re-apply the committed log from the store; returns payloads still to post."""
+        executed = self.executor_height()
+        backlog: list[bytes] = []
+        for block in self._stored_blocks(1, None):
+            effects = self.state.apply(block)
+            self.stats.replayed_blocks += 1
+            if block.height > executed:
+                # Committed but not executed before the crash: do this node's part now
+                # (posting deals again is harmless: the first committed deal counts).
+                backlog.extend(self._execute(effects))
+                self.keystore.set_executed_height(block.height)
+        return backlog
+
+    def _stored_blocks(self, start: int, stop: int | None) -> Any:
+        """Committed blocks ``start..stop-1`` (or to the end) from the consensus store."""
+        height = start
+        while stop is None or height < stop:
+            page = self.store.committed_log(consensus.Height(height), 256)
+            if not page:
+                return
+            for block in page:
+                if stop is not None and block.height >= stop:
+                    return
+                yield block
+            height = page[-1].height + 1
+
+    def executor_height(self) -> int:
+        """The last height whose effects this node executed (persisted in the keystore DB)."""
+        return self.keystore.executed_height()
+
+    async def _follow(self, blocks: Any, backlog: list[bytes]) -> None:
+        for payload in backlog:
+            await self.consensus.submit(payload)
+        async for block in blocks:
+            if block.height <= self.state.height:
+                continue
+            if block.height != self.state.height + 1:
+                # A gap means the consensus delivered past what we replayed: read it from disk.
+                for missing in self._stored_blocks(self.state.height + 1, block.height):
+                    await self._apply(missing)
+            await self._apply(block)
+
+    async def _apply(self, block: Any) -> None:
+        effects = self.state.apply(block)
+        self.stats.blocks_applied += 1
+        posts = self._execute(effects)
+        self.keystore.set_executed_height(block.height)
+        for payload in posts:
+            await self.consensus.submit(payload)
+
+    def _execute(self, effects: list[Any]) -> list[bytes]:
+        posts: list[bytes] = []
+        for effect in effects:
+            out = self.executor.run(effect)
+            posts.extend(out.posts)
+            for response in out.responses:
+                self._answer(response.request_id, response.encode())
+        return posts
+
+    async def _ticker(self) -> None:
+        # The log only makes blocks when there is something to order; a DKG waiting for a
+        # deadline height needs blocks, so nodes post empty ticks while one is open.
+        while True:
+            await trio.sleep(TICK_INTERVAL)
+            if self.executor.waiting_for_height or self.state.sessions:
+                self._tick_seq += 1
+                with contextlib.suppress(MempoolFull):  # busy enough: no tick needed
+                    await self.consensus.submit(
+                        TickPayload(self.me, self._tick_seq).encode(), wait=False
+                    )
+
+    # -- answers ------------------------------------------------------------------------------
+    def _answer(self, request_id: bytes, data: bytes) -> None:
+        self._answers[request_id] = data
+        self._answers.move_to_end(request_id)
+        while len(self._answers) > RESPONSE_CACHE:
+            self._answers.popitem(last=False)
+        event = self._waiters.pop(request_id, None)
+        if event is not None:
+            event.set()
+
+    # -- the client protocol --------------------------------------------------------------------
+    async def _handle(self, request: net.Request) -> Any:
+        env = request.envelope
+        if env.kind == "submit":
+            async for out in self._submit(env.body):
+                yield out
+        elif env.kind == "fetch":
+            data = self._answers.get(env.body) if isinstance(env.body, bytes) else None
+            if data is None:
+                yield net.Envelope("err", {"reason": "unknown request"})
+            else:
+                yield net.Envelope("resp", data)
+        elif env.kind == "status":
+            yield net.Envelope("status", self.status())
+        else:
+            yield net.Envelope("err", {"reason": f"unknown kind {env.kind[:32]}"})
+
+    async def _submit(self, body: Any) -> Any:
+        if not isinstance(body, bytes):
+            yield net.Envelope("err", {"reason": "submit needs the request bytes"})
+            return
+        try:
+            req = Request.decode(body)
+            if req.chain_id != self.genesis.chain_id:
+                raise MalformedMessage("request for another chain")
+            req.verify()
+        except Exception as exc:
+            self.stats.refused_before_log += 1
+            yield net.Envelope("err", {"reason": f"refused: {type(exc).__name__}"})
+            return
+        rid = req.request_id
+        if rid not in self._answers:
+            event = self._waiters.setdefault(rid, trio.Event())
+            try:
+                await self.consensus.submit(client_payload(req), wait=False)
+            except MempoolFull:
+                yield net.Envelope("err", {"reason": "busy"})
+                return
+            self.stats.submitted += 1
+            with trio.move_on_after(ANSWER_TIMEOUT):
+                await event.wait()
+        data = self._answers.get(rid)
+        if data is None:
+            yield net.Envelope("err", {"reason": "timeout"})
+        else:
+            yield net.Envelope("resp", data)
+
+    def status(self) -> dict[str, Any]:
+        """What ``kmsnode status`` and the testnet show (nothing secret)."""
+        cs = self.consensus.status()
+        mesh = self.mesh.statistics()
+        return {
+            "node": self.me,
+            "round": int(cs.round),
+            "height": int(cs.height),
+            "state_height": self.state.height,
+            "leader": int(cs.leader) + 1,
+            "keys": len(self.state.keys),
+            "dkg_sessions": len(self.state.sessions),
+            "audit_head": self.state.audit.head.hex(),
+            "peers": {
+                str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()
+            },
+            "executor": self.executor.stats.__dict__,
+            "node_stats": self.stats.__dict__,
+        }

@@ -1,0 +1,100 @@
+"""``python -m testnet``: launch and control a local n-node network.
+
+python -m testnet up -n 4 [--dir DIR] [--f F] [--t T]
+python -m testnet status | kill NODE | restart NODE | down [--purge]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from ._control import statuses, wait_healthy
+from ._launcher import DEFAULT_DIR, Testnet
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m testnet", description=__doc__)
+    parser.add_argument("--dir", default=str(DEFAULT_DIR), help="testnet directory")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("up", help="generate (if needed) and start every node, wait until healthy")
+    p.add_argument("-n", type=int, default=4)
+    p.add_argument("--f", type=int, default=None)
+    p.add_argument("--t", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=120.0)
+    sub.add_parser("status", help="per node: up, round, height, peers")
+    p = sub.add_parser("kill", help="SIGKILL one node (a crash)")
+    p.add_argument("node", type=int)
+    p = sub.add_parser("restart", help="start a killed node again")
+    p.add_argument("node", type=int)
+    p = sub.add_parser("down", help="stop every node")
+    p.add_argument("--purge", action="store_true", help="also delete the directory")
+    args = parser.parse_args(argv)
+    tn = Testnet(Path(args.dir).resolve())
+
+    if args.command == "up":
+        if not (tn.dir / "genesis.json").exists():
+            print(f"generating a {args.n}-node testnet in {tn.dir} ...", flush=True)
+            tn.generate(args.n, args.f, args.t)
+        for i in tn.nodes():
+            if not tn.alive(i):
+                tn.start(i)
+        print("waiting for the nodes to connect and commit ...", flush=True)
+        st = wait_healthy(tn, args.timeout)
+        rec = tn.record()
+        print(f"testnet up: n={rec['n']} f={rec['f']} t={rec['t']} chain={rec['chain_id']}")
+        for i, s in sorted(st.items()):
+            print(f"  node {i}: height {s['height']} round {s['round']}")
+        print(f"client config: {tn.dir / 'client.json'}")
+        print(f"  export KMS_CONFIG={tn.dir / 'client.json'}")
+        return 0
+    if args.command == "status":
+        import trio
+
+        from kmsnode.genesis import Genesis
+
+        genesis = Genesis.load(tn.dir / "genesis.json")
+        st = trio.run(statuses, genesis, tn.nodes())
+        for i in tn.nodes():
+            s = st.get(i)
+            if s is None:
+                state = "running, not answering" if tn.alive(i) else "down"
+                print(f"node {i}: {state}")
+            else:
+                peers = sum(1 for v in s["peers"].values() if v)
+                print(
+                    f"node {i}: up  round {s['round']}  height {s['height']}  "
+                    f"leader {s['leader']}  peers {peers}/{len(s['peers'])}  keys {s['keys']}"
+                )
+        return 0
+    if args.command == "kill":
+        tn.kill(args.node)
+        print(f"node {args.node} killed")
+        return 0
+    if args.command == "restart":
+        if tn.alive(args.node):
+            tn.kill(args.node)
+        print(f"node {args.node} started (pid {tn.start(args.node)})")
+        return 0
+    if args.command == "down":
+        if tn.record_path.exists():
+            tn.stop_all()
+        if args.purge and tn.dir.exists():
+            shutil.rmtree(tn.dir)
+        print("testnet down" + (" and removed" if args.purge else ""))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (FileNotFoundError, FileExistsError, TimeoutError, ValueError) as exc:
+        print(f"testnet: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except json.JSONDecodeError as exc:
+        print(f"testnet: damaged testnet.json ({exc})", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,74 @@
+"""Talking to a running testnet: node status over the client protocol, health waits."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import trio
+
+from kmsnode import net
+from kmsnode.client import AsyncDistributedKMS, ClientConfig
+from kmsnode.genesis import Genesis
+
+from ._launcher import Testnet
+
+
+async def statuses(genesis: Genesis, nodes: list[int], timeout: float = 3.0) -> dict[int, Any]:
+    """Each node's status dict, or None when it does not answer in time."""
+    out: dict[int, Any] = {}
+    host = net.Host(net.NetworkIdentity.generate())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+
+        async def one(i: int) -> None:
+            info = genesis.node(i)
+            try:
+                answers = await net.request(
+                    host,
+                    net.parse_peer_id(info.peer_id),
+                    info.addrs,
+                    net.Envelope("status"),
+                    timeout=timeout,
+                )
+                out[i] = next((e.body for e in answers if e.kind == "status"), None)
+            except net.RequestFailed:
+                out[i] = None
+
+        async with trio.open_nursery() as inner:
+            for i in nodes:
+                inner.start_soon(one, i)
+        nursery.cancel_scope.cancel()
+    return out
+
+
+def wait_healthy(tn: Testnet, timeout: float = 90.0) -> dict[int, Any]:
+    """Wait until every running node answers and the log commits a client request.
+
+    Raises:
+        TimeoutError: with the nodes that never answered.
+    """
+    genesis = Genesis.load(tn.dir / "genesis.json")
+    running = [i for i in tn.nodes() if tn.alive(i)]
+    deadline = time.monotonic() + timeout
+    last: dict[int, Any] = {}
+    while time.monotonic() < deadline:
+        last = trio.run(statuses, genesis, running)
+        if all(last.get(i) is not None for i in running):
+            break
+        time.sleep(0.2)
+    else:
+        missing = [i for i in running if last.get(i) is None]
+        raise TimeoutError(
+            f"nodes {missing} did not answer within {timeout:.0f}s; see their node.log"
+        )
+
+    async def probe() -> None:
+        cfg = ClientConfig.load(tn.dir / "client.json")
+        async with AsyncDistributedKMS(
+            genesis=cfg.genesis, identity=cfg.identity, timeout=30
+        ) as kms:
+            await kms.list_keys()
+
+    trio.run(probe)
+    return trio.run(statuses, genesis, running)
