@@ -39,7 +39,7 @@ from ._prewarm import prewarm
 from ._replica import Replica, Status
 from ._storage import SQLiteStore, Store
 from ._sync import serve_sync
-from ._types import NodeId, Round
+from ._types import Height, NodeId, Round
 from .errors import DecodeError, MempoolFull, PayloadTooLarge
 
 __all__ = ["MemoryNetwork", "MemoryTransport", "Node", "Transport"]
@@ -95,6 +95,7 @@ class Node:
         self._wall = wall_clock
         self.verify_in_threads = verify_in_threads
         self._lock = trio.Lock()
+        self._store_lock = trio.Lock()  # one user of the store connection at a time
         self._subscribers: list[trio.MemorySendChannel[CommittedBlock]] = []
         self._committed_event = trio.Event()
         self._pending: list[bytes] = []
@@ -192,14 +193,31 @@ class Node:
             if batch:
                 await self._dispatch(PayloadSubmitted(batch))
 
-    async def committed(self) -> AsyncIterator[CommittedBlock]:
-        """Blocks committed from now on, in height order, as an async iterator."""
+    async def committed(self, from_height: int | None = None) -> AsyncIterator[CommittedBlock]:
+        """Committed blocks in height order, as an async iterator.
+
+        Args:
+            from_height: replay the stored log from this height first (an application
+                that restarts passes the height after the last block it applied); None
+                yields only blocks committed from now on.
+        """
         send, recv = trio.open_memory_channel[CommittedBlock](math.inf)
         self._subscribers.append(send)
         try:
+            next_height = from_height
+            if next_height is not None:
+                while True:
+                    async with self._store_lock:
+                        rows = self.store.committed_log(Height(next_height), 256)
+                    if not rows:
+                        break
+                    for block in rows:
+                        yield block
+                    next_height = rows[-1].height + 1
             async with recv:
                 async for block in recv:
-                    yield block
+                    if next_height is None or block.height >= next_height:
+                        yield block
         finally:
             if send in self._subscribers:
                 self._subscribers.remove(send)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ._codec import pack, unpack
-from ._events import Persist
+from ._events import CommittedBlock, Persist
 from ._messages import Block, QuorumCert, TimeoutCert
 from ._rules import SafetyData
 from ._types import ChainId, Height
@@ -57,6 +57,10 @@ class Store(Protocol):
         """Committed blocks from ``from_height`` (ascending) with the QC certifying each."""
         ...
 
+    def committed_log(self, from_height: Height, limit: int) -> list[CommittedBlock]:
+        """The committed log from ``from_height`` as the application received it."""
+        ...
+
     def close(self) -> None:
         """Release resources."""
         ...
@@ -67,6 +71,19 @@ def _delivered(block: Block, dropped: Sequence[int]) -> tuple[bytes, ...]:
         return block.payloads
     skip = set(dropped)
     return tuple(p for i, p in enumerate(block.payloads) if i not in skip)
+
+
+def _entry(block: Block, qc: QuorumCert, dropped: Sequence[int]) -> CommittedBlock:
+    return CommittedBlock(
+        block.height,
+        block.round,
+        block.id,
+        _delivered(block, dropped),
+        qc,
+        block.timestamp_ms,
+        block,
+        tuple(dropped),
+    )
 
 
 def _take_window(
@@ -138,6 +155,11 @@ class MemoryStore:
     def committed_range(self, from_height: Height, limit: int) -> list[tuple[Block, QuorumCert]]:
         """Committed blocks from ``from_height`` with their certifying QCs."""
         return [(b, qc) for b, qc, _ in self.committed[from_height - 1 : from_height - 1 + limit]]
+
+    def committed_log(self, from_height: Height, limit: int) -> list[CommittedBlock]:
+        """The committed log from ``from_height``."""
+        rows = self.committed[from_height - 1 : from_height - 1 + limit]
+        return [_entry(b, qc, dropped) for b, qc, dropped in rows]
 
     def close(self) -> None:
         """Nothing to release."""
@@ -287,6 +309,22 @@ class SQLiteStore:
         return [
             (Block.decode(bytes(data), self.chain_id), QuorumCert.decode(bytes(qc)))
             for qc, data in rows
+        ]
+
+    def committed_log(self, from_height: Height, limit: int) -> list[CommittedBlock]:
+        """The committed log from ``from_height``."""
+        rows = self._db.execute(
+            "SELECT c.qc, c.dropped, b.data FROM committed c JOIN blocks b ON b.id = c.block_id "
+            "WHERE c.height >= ? ORDER BY c.height LIMIT ?",
+            (from_height, limit),
+        ).fetchall()
+        return [
+            _entry(
+                Block.decode(bytes(data), self.chain_id),
+                QuorumCert.decode(bytes(qc)),
+                unpack(bytes(dropped), "dropped"),
+            )
+            for qc, dropped, data in rows
         ]
 
     def close(self) -> None:

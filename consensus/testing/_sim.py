@@ -218,6 +218,21 @@ class Simulation:
             if node.up:
                 self._feed(node, PayloadSubmitted((payload,)))
 
+    def client_retries(self, interval: float = 2.0) -> None:
+        """Model honest clients: every ``interval`` seconds, resubmit to every node each
+        submitted payload not yet committed. Mempools are volatile (a crash empties them),
+        so without retries a payload every recipient crashed on is legitimately lost."""
+
+        def tick() -> None:
+            done = self.committed_payloads()
+            for p in [p for p in self.submitted if p not in done]:
+                for node in self.nodes:
+                    if node.up:
+                        self._feed(node, PayloadSubmitted((p,)))
+            self.at(self.now + interval, tick)
+
+        self.at(self.now + interval, tick)
+
     def partition(self, groups: list[set[str]], start: float, end: float) -> None:
         """Only nodes in the same group can talk between ``start`` and ``end``."""
         self.partitions.append((start, end, groups))

@@ -122,6 +122,14 @@ async def test_restart_from_sqlite_resumes(tmp_path: Path) -> None:
     height = nodes[3].replica.committed_height
     voted = nodes[3].replica.safety.last_voted_round
     restarted = make_node(3, net, stores[3])
+    # An application restarting replays the stored log from any height.
+    replayed = []
+    async for block in restarted.committed(from_height=1):
+        replayed.append(block)
+        if block.height == restarted.replica.committed_height:
+            break
+    assert [b.height for b in replayed] == list(range(1, len(replayed) + 1))
+    assert b"before" in {p for b in replayed for p in b.payloads}
     # Cancelled like a crash: what reached the disk is a prefix of what happened.
     assert 1 <= restarted.replica.committed_height <= height
     assert 1 <= restarted.replica.safety.last_voted_round <= voted
