@@ -143,7 +143,9 @@ class Replica:
         self.high_tc: TimeoutCert | None = st.high_tc
         self.window.restore(st.recent_delivered)
         self.round: Round = self._entitled_round()
-        self.proposed_round = Round(0)
+        # A leader votes for (and persists) its own block right after proposing it, so
+        # after a restart this keeps it from proposing a second block for the same round.
+        self.proposed_round = self.safety.last_voted_round
         self.timed_out_round = Round(0)
         self.last_commit_qc_round = self.root_qc.round
         self.last_commit_time: float | None = None
@@ -608,7 +610,12 @@ class Replica:
             b = self.blocks.get(b.parent_id)
         if chain and b is not None:
             chain.reverse()
-            self._send(sender, SyncResponse(tuple(chain), self.high_qc))
+            qc = self.high_qc
+            limit = self.config.sync_batch
+            if len(chain) > limit:
+                qc = chain[limit].qc  # certifies chain[limit - 1]
+                chain = chain[:limit]
+            self._send(sender, SyncResponse(tuple(chain), qc))
 
     def _on_sync_response(self, sender: NodeId, resp: SyncResponse) -> None:
         if not resp.blocks:

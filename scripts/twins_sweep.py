@@ -1,6 +1,6 @@
 """Run a large sweep of seeded Twins scenarios (the CI test runs a bounded subset).
 
-    python scripts/twins_sweep.py [--seeds 2000] [--start 0] [--n 4] [--rounds 8]
+    python scripts/twins_sweep.py [--seeds 1000] [--start 0] [--n 4] [--rounds 8] [--twins F]
 
 Prints a summary and every failing seed; exits non-zero if any scenario broke safety or
 failed to commit every payload after the network healed. Re-run one seed with
@@ -18,16 +18,18 @@ from consensus.testing import TwinsScenario, run_twins
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=2000)
+    ap.add_argument("--seeds", type=int, default=1000)
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--twins", type=int, default=None, help="twinned identities (default f)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     failures: list[tuple[int, str]] = []
     equivocating = 0
     for seed in range(args.start, args.start + args.seeds):
-        scenario = TwinsScenario(seed=seed, n=args.n, rounds=args.rounds)
+        twins = args.twins if args.twins is not None else (args.n - 1) // 3
+        scenario = TwinsScenario(seed=seed, n=args.n, rounds=args.rounds, twins=twins)
         try:
             result = run_twins(scenario)
         except AssertionError as exc:

@@ -26,6 +26,8 @@ class TwinsScenario:
     n: int = 4
     rounds: int = 8
     payloads: int = 6
+    twins: int = 1
+    """How many identities get a twin (at most f for the safety claim to apply)."""
     heal_at: float = 5.0
     """Virtual time after which the per-round partitions stop applying (the network heals)."""
 
@@ -60,14 +62,14 @@ def run_twins(scenario: TwinsScenario, *, timeout: float = 120.0) -> TwinsResult
     by the tests, because with the network whole again it must hold.
     """
     rng = random.Random(scenario.seed)
-    twin = rng.randrange(scenario.n)
-    sim = Simulation(scenario.n, scenario.seed, twins=[twin], delay=(0.001, 0.01))
+    twinned = rng.sample(range(scenario.n), scenario.twins)
+    sim = Simulation(scenario.n, scenario.seed, twins=twinned, delay=(0.001, 0.01))
     sim.round_partitions = scenario.partitions([x.name for x in sim.nodes])
     sim.round_heal = scenario.heal_at
     sim.start()
     # Give each twin a payload of its own so the twins propose different blocks.
     for node in sim.nodes:
-        if node.identity == twin:
+        if node.identity in twinned:
             node.handler.handle(PayloadSubmitted((b"twin-" + node.name.encode(),)), sim.now)
     for i in range(scenario.payloads):
         payload = b"p-%d-%d" % (scenario.seed, i)
