@@ -1,0 +1,763 @@
+"""Benchmark: decrypt throughput and latency against a fresh 4-node testnet, beside its ceiling.
+
+What one run does (every phase is bounded by time and stops by itself):
+
+1. **Ceiling** (before the testnet starts, so it has the core to itself): the cryptographic work
+   one decrypt costs the n nodes and the client, in this process, on one core, with no network
+   and no consensus, from the real functions:
+
+   - ``crypto``: the sum of the per-decrypt crypto steps, each timed on its own (client: reply
+     key generation and request signature; on each of the n nodes: request signature check,
+     share read from the encrypted keystore, ciphertext check + partial + DLEQ proof, sealing
+     to the reply key, response signature; client: t response signature checks, t openings of
+     the sealed partials, partial verification + combination + DEM). This is *the* ceiling.
+   - ``pipeline``: the same requests through ``kmsnode.testing.LocalNetwork`` (the n state
+     machines + executors + client core, one simulated log): crypto plus the deterministic
+     state machine and encodings, as a cross-check of the sum above.
+
+2. A fresh testnet (``testnet._launcher.Testnet`` in a temp dir, always torn down, even on an
+   error or Ctrl-C), a key, a set of ciphertexts.
+3. **Sweep**: closed-loop decrypts from several ``AsyncDistributedKMS`` clients at each
+   concurrency of ``--conc`` for ``--sweep-seconds``; the best becomes the **sustained** run
+   (``--duration``): decrypts/s, p50/p99.
+4. **Half load**: open-loop at half the sustained rate (``--duration``): p50/p99 (target
+   p50 < 50 ms).
+5. **Keys**: one DKG timed alone, then up to ``--keys`` more within ``--key-budget`` seconds;
+   RSS per node before/after, growth per key, and an extrapolation to 10,000 keys (marked as
+   such).
+6. Optional **soak** (``--soak SECONDS``): half load, RSS sampled every few seconds, with a
+   least-squares slope per node.
+
+Throughout: each node's RSS (``/proc/PID/status`` VmRSS, and VmHWM for the peak), consensus
+payloads/s (read from node 1's committed log after the run, bucketed by block timestamps), and
+a py-spy profile of node 1 and of this client process during the sustained run (``--no-profile``
+skips it), plus cProfile of the in-process pipeline: the "what limits it" section.
+
+Run: ``/work/venv/bin/python scripts/bench_e2e.py [--duration 20] [--keys 50] [--soak 600]``.
+The machine has 2 cores: the 4 nodes and the client share them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import logging
+import math
+import os
+import pstats
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import consensus
+from kmsnode.client import AsyncDistributedKMS
+from kmsnode.crypto import tdh2
+from kmsnode.crypto.groups import RISTRETTO255
+from kmsnode.crypto.sealing import SealingPrivateKey, SealingPublicKey, open_sealed, seal
+from kmsnode.crypto.shamir import Share
+from kmsnode.executor import share_record
+from kmsnode.testing import LocalNetwork
+from kmsnode.wire.payload import decode_payload
+from kmsnode.wire.requests import CreateKey, Decrypt, DescribeKey, KeyKind, Request
+from kmsnode.wire.responses import Response, sealed_aad
+from testnet._control import statuses, wait_healthy
+from testnet._launcher import Testnet
+
+try:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+except ImportError:  # the bench extra is not installed: a plain stderr line instead
+    Progress = None  # type: ignore[assignment,misc]
+
+CONTEXT = {"app": "bench"}
+PLAINTEXT = b"a 32-byte data key for the bench"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+# -- progress -------------------------------------------------------------------------------------
+class Bar:
+    """A time-based progress bar (rich if installed, else a stderr line)."""
+
+    def __init__(self, label: str, seconds: float) -> None:
+        self.label, self.seconds = label, seconds
+        self.t0 = time.monotonic()
+        self._last = 0.0
+        self._progress: Any = None
+
+    def __enter__(self) -> Bar:
+        if Progress is not None:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=self.seconds, info="")
+        return self
+
+    def update(self, info: str) -> None:
+        elapsed = min(self.seconds, time.monotonic() - self.t0)
+        if self._progress is not None:
+            self._progress.update(self._task, completed=elapsed, info=info)
+        elif time.monotonic() - self._last > 1.0:
+            self._last = time.monotonic()
+            print(f"\r{self.label}: {elapsed:5.1f}/{self.seconds:.0f}s {info}    ",
+                  end="", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.seconds)
+            self._progress.stop()
+        else:
+            print(file=sys.stderr)
+
+
+# -- memory ---------------------------------------------------------------------------------------
+def proc_mem(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MB (nan when it is gone)."""
+    rss = hwm = math.nan
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+    return rss, hwm
+
+
+@dataclass
+class MemWatch:
+    pids: dict[int, int]
+    samples: list[tuple[float, dict[int, float]]] = field(default_factory=list)
+    peak: dict[int, float] = field(default_factory=dict)
+
+    def sample(self) -> dict[int, float]:
+        now: dict[int, float] = {}
+        for node, pid in self.pids.items():
+            rss, hwm = proc_mem(pid)
+            now[node] = rss
+            self.peak[node] = max(self.peak.get(node, 0.0), hwm if hwm == hwm else 0.0)
+        self.samples.append((time.monotonic(), now))
+        return now
+
+    async def run(self, every: float) -> None:
+        while True:
+            self.sample()
+            await trio.sleep(every)
+
+
+def slope_mb_per_min(points: list[tuple[float, float]]) -> float:
+    if len(points) < 3:
+        return math.nan
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return 60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else math.nan
+
+
+# -- the ceiling ----------------------------------------------------------------------------------
+def _best(fn: Callable[[], Any], reps: int) -> float:
+    """Median seconds per call of ``fn`` (after one warm-up)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+@dataclass
+class Ceiling:
+    steps: list[tuple[str, int, float]]  # (step, times per decrypt, seconds each)
+    pipeline_s: float
+    profile_top: list[str]
+
+    @property
+    def crypto_s(self) -> float:
+        return sum(k * s for _, k, s in self.steps)
+
+
+def measure_ceiling(reps: int, pipeline_n: int) -> Ceiling:
+    """See the module docstring (step 1); one thread, this process."""
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-ceiling-") as d:
+        net = LocalNetwork(Path(d))
+        try:
+            core = net.client
+            res = net.run(core.prepare(CreateKey(KeyKind.ENCRYPT, "bench"), now_ms=net.time_ms))
+            assert res.done, "the in-process DKG did not produce a key"
+            key_id = res.result["key_id"]
+            meta = net.run(core.prepare(DescribeKey(key_id), now_ms=net.time_ms)).result
+            v = meta["versions"][-1]
+            public_key = bytes.fromhex(v["public_key"])
+            vks = {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()}
+            material = (public_key, vks)
+            ct = tdh2.encrypt(public_key, PLAINTEXT, key_id=key_id, key_version=v["version"],
+                              context=CONTEXT)
+            n, t = net.n, net.t
+            g = RISTRETTO255
+
+            # The real objects of one decrypt, built once, each step then timed on its own.
+            prepared = core.prepare(Decrypt(ct, dict(CONTEXT)), now_ms=net.time_ms)
+            req = prepared.request
+            reply_pub = SealingPublicKey.decode(req.reply_key)  # type: ignore[arg-type]
+            ex = net.executors[1]
+            record = share_record(key_id, v["version"], 0)
+            share = Share(1, g.decode_scalar(ex.keystore.get(record)))
+            vk = g.base_mul(share.value)
+            partial = tdh2.partial_decrypt(share, public_key, ct, CONTEXT, verification_key=vk)
+            aad = sealed_aad(req.request_id, 1)
+            sealed = seal(reply_pub, partial.encode(g), aad)
+            resp = Response(net.genesis.chain_id, req.request_id, 1, 1, "decrypt",
+                            result={"key_id": key_id, "version": v["version"]}, sealed=sealed)
+            signed = resp.signed(net.identities[1].signing_key)
+            node_pub = net.genesis.node(1).signing_key
+            # t real partials for the combination step.
+            partials = []
+            for i in range(1, t + 1):
+                sh = Share(i, g.decode_scalar(net.executors[i].keystore.get(record)))
+                partials.append(tdh2.partial_decrypt(sh, public_key, ct, CONTEXT,
+                                                     verification_key=g.base_mul(sh.value)))
+            reply_key = prepared.reply_key
+            assert reply_key is not None
+
+            def sign_request() -> None:
+                Request(req.chain_id, req.client, req.nonce, req.op,
+                        req.reply_key).signed(net.admin)
+
+            steps: list[tuple[str, int, Callable[[], Any]]] = [
+                ("client: ephemeral reply key (X25519 + ML-KEM-768)", 1,
+                 SealingPrivateKey.generate),
+                ("client: request signature (Ed25519)", 1, sign_request),
+                ("node: request signature check", n, req.verify),
+                ("node: share read (keystore AES-GCM)", n, lambda: ex.keystore.get(record)),
+                ("node: ciphertext check + partial + DLEQ proof", n,
+                 lambda: tdh2.partial_decrypt(share, public_key, ct, CONTEXT,
+                                              verification_key=vk)),
+                ("node: seal partial to reply key", n,
+                 lambda: seal(reply_pub, partial.encode(g), aad)),
+                ("node: response signature", n,
+                 lambda: resp.signed(net.identities[1].signing_key)),
+                ("client: response signature check", t, lambda: signed.verify(node_pub)),
+                ("client: open sealed partial", t, lambda: open_sealed(reply_key, sealed, aad)),
+                ("client: verify partials + combine + DEM", 1,
+                 lambda: tdh2.combine(public_key, ct, partials, vks, t, CONTEXT)),
+            ]
+            timed = [(name, k, _best(fn, reps)) for name, k, fn in steps]
+
+            # The whole pipeline (crypto + state machines + encodings), with its profile.
+            def one() -> None:
+                c = net.run(core.prepare(Decrypt(ct, dict(CONTEXT)), now_ms=net.time_ms), material)
+                assert c.done and c.result == PLAINTEXT
+
+            one()
+            t0 = time.perf_counter()
+            for _ in range(pipeline_n):
+                one()
+            pipeline_s = (time.perf_counter() - t0) / pipeline_n
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(max(20, pipeline_n // 4)):
+                one()
+            prof.disable()
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(8)
+            top = [ln for ln in buf.getvalue().splitlines()
+                   if ln.strip()[:1].isdigit() and "function calls" not in ln][:8]
+            return Ceiling(timed, pipeline_s, top)
+        finally:
+            net.close()
+
+
+# -- the testnet ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def fresh_testnet(n: int, keep: bool) -> Iterator[Testnet]:
+    d = Path(tempfile.mkdtemp(prefix="bench-e2e-testnet-"))
+    tn = Testnet(d)
+    try:
+        tn.generate(n, scrypt_log2_n=12)
+        for i in tn.nodes():
+            tn.start(i)
+        yield tn
+    finally:
+        with contextlib.suppress(Exception):
+            tn.stop_all()
+        with contextlib.suppress(Exception):
+            for i in tn.nodes():
+                if tn.alive(i):
+                    tn.kill(i)
+        if keep:
+            log(f"testnet kept in {d}")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def pids(tn: Testnet) -> dict[int, int]:
+    return {int(k): int(v["pid"]) for k, v in tn.record()["nodes"].items() if v["pid"]}
+
+
+# -- load -----------------------------------------------------------------------------------------
+@dataclass
+class Phase:
+    name: str
+    concurrency: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    wall: tuple[float, float] = (0.0, 0.0)
+    status0: dict[int, Any] = field(default_factory=dict)
+    status1: dict[int, Any] = field(default_factory=dict)
+    rss_end: dict[int, float] = field(default_factory=dict)
+    offered: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        err = f"  errors {dict(self.errors)}" if self.errors else ""
+        return (f"{self.name:<22} conc {self.concurrency:>3}  {self.rate:7.1f} dec/s  "
+                f"p50 {1000 * pct(self.latencies, .5):7.1f} ms  "
+                f"p99 {1000 * pct(self.latencies, .99):7.1f} ms  n={len(self.latencies)}{err}")
+
+
+class Driver:
+    """Several clients, a set of ciphertexts, closed- and open-loop decrypt load."""
+
+    def __init__(self, clients: list[AsyncDistributedKMS], cts: list[bytes],
+                 genesis: Any, mem: MemWatch) -> None:
+        self.clients, self.cts, self.genesis, self.mem = clients, cts, genesis, mem
+        self._i = 0
+
+    async def _one(self, phase: Phase, k: int, record: bool) -> None:
+        kms = self.clients[k % len(self.clients)]
+        ct = self.cts[k % len(self.cts)]
+        t = time.perf_counter()
+        try:
+            pt = await kms.decrypt(ct, CONTEXT)
+            assert pt == PLAINTEXT
+            if record:
+                phase.latencies.append(time.perf_counter() - t)
+        except Exception as exc:  # counted and shown; the load goes on
+            if record:
+                phase.errors[type(exc).__name__] += 1
+
+    async def closed(self, name: str, conc: int, seconds: float, warmup: float) -> Phase:
+        phase = Phase(name, conc)
+        start = time.monotonic()
+        measure_from, stop = start + warmup, start + warmup + seconds
+        with Bar(f"{name} (conc {conc})", warmup + seconds) as bar:
+
+            async def worker(w: int) -> None:
+                k = w
+                while time.monotonic() < stop:
+                    await self._one(phase, k, time.monotonic() >= measure_from)
+                    k += conc
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._mark, phase, measure_from, stop)
+                for w in range(conc):
+                    nursery.start_soon(worker, w)
+                while time.monotonic() < stop:
+                    bar.update(f"{len(phase.latencies)} done")
+                    await trio.sleep(0.25)
+        return phase
+
+    async def open(self, name: str, rate: float, seconds: float, cap: int) -> Phase:
+        """Open loop: one request every 1/rate s, at most ``cap`` in flight (excess counted)."""
+        phase = Phase(name, cap, offered=rate)
+        start = time.monotonic()
+        stop = start + seconds
+        in_flight = 0
+
+        async def one(k: int) -> None:
+            nonlocal in_flight
+            in_flight += 1
+            try:
+                await self._one(phase, k, True)
+            finally:
+                in_flight -= 1
+
+        with Bar(f"{name} ({rate:.1f}/s offered)", seconds) as bar:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._mark, phase, start, stop)
+                k = 0
+                next_at = start
+                while next_at < stop:
+                    await trio.sleep_until(trio.current_time() + max(0.0, next_at - time.monotonic()))
+                    if in_flight < cap:
+                        nursery.start_soon(one, k)
+                    else:
+                        phase.errors["skipped (cap)"] += 1
+                    k += 1
+                    next_at = start + k / rate
+                    if k % max(1, int(rate / 4)) == 0:
+                        bar.update(f"{len(phase.latencies)} done, {in_flight} in flight")
+        return phase
+
+    async def _mark(self, phase: Phase, t_from: float, t_to: float) -> None:
+        await trio.sleep(max(0.0, t_from - time.monotonic()))
+        ids = list(self.mem.pids)
+        phase.status0 = await statuses(self.genesis, ids)
+        w0 = time.time()
+        await trio.sleep(max(0.0, t_to - time.monotonic()))
+        phase.seconds = t_to - t_from
+        phase.wall = (w0, time.time())
+        phase.status1 = await statuses(self.genesis, ids)
+        phase.rss_end = self.mem.sample()
+
+
+# -- profiling ------------------------------------------------------------------------------------
+PYSPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
+def start_pyspy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    if not Path(PYSPY).exists():
+        return None
+    return subprocess.Popen(
+        [PYSPY, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+         "--rate", "100", "--format", "raw", "--nonblocking", "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+_GROUPS = [
+    ("crypto (kmsnode.crypto, cryptography, sodium)",
+     ("kmsnode/crypto", "cryptography/", "nacl/", "_sodium", "mlkem")),
+    ("consensus (replica, rules, storage)", ("consensus/",)),
+    ("libp2p (noise, yamux, multiselect, streams)", ("libp2p/",)),
+    ("kmsnode state/executor/wire", ("kmsnode/state", "kmsnode/executor", "kmsnode/wire",
+                                     "kmsnode/keystore")),
+    ("kmsnode net (mesh, framing, reqresp)", ("kmsnode/net",)),
+    ("client core", ("kmsnode/client",)),
+    ("msgpack", ("msgpack",)),
+    ("sqlite", ("sqlite3",)),
+    ("trio scheduler / I/O", ("trio/",)),
+]
+
+
+def summarize_pyspy(path: Path, top: int = 8) -> list[str]:
+    """Self time by function and inclusive time by layer, from py-spy's raw collapsed stacks."""
+    if not path.exists():
+        return ["  (no py-spy output)"]
+    leaf: Counter[str] = Counter()
+    layer: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        c = int(count)
+        total += c
+        frames = stack.split(";")
+        leaf[frames[-1]] += c
+        seen = set()
+        for name, keys in _GROUPS:
+            if any(k in stack for k in keys) and name not in seen:
+                seen.add(name)
+                layer[name] += c
+    if not total:
+        return ["  (no samples: the process was idle)"]
+    out = [f"  {total} samples; inclusive by layer (a stack counts in every layer it crosses):"]
+    out += [f"    {100 * c / total:5.1f}%  {name}" for name, c in layer.most_common()]
+    out.append("  hottest functions (self time):")
+    out += [f"    {100 * c / total:5.1f}%  {name[:110]}" for name, c in leaf.most_common(top)]
+    return out
+
+
+# -- consensus payloads ---------------------------------------------------------------------------
+def read_log(tn: Testnet, node: int = 1) -> list[tuple[float, Counter[str]]]:
+    """(block wall time s, payload kinds) for node ``node``'s committed log (nodes stopped)."""
+    chain = consensus.ChainId(tn.record()["chain_id"].encode())
+    store = consensus.SQLiteStore(str(tn.dir / f"node{node}" / "consensus.db"), chain)
+    out = []
+    h = 1
+    while True:
+        page = store.committed_log(consensus.Height(h), 512)
+        if not page:
+            break
+        for b in page:
+            kinds: Counter[str] = Counter()
+            for p in b.payloads:
+                try:
+                    kinds[type(decode_payload(p)).__name__] += 1
+                except Exception:
+                    kinds["malformed"] += 1
+            out.append((b.timestamp_ms / 1000, kinds))
+        h = page[-1].height + 1
+    return out
+
+
+def payload_rate(blocks: list[tuple[float, Counter[str]]], w: tuple[float, float]) -> tuple[float, float, float]:
+    """(payloads/s, blocks/s, payloads per block) in one node's log within wall window ``w``."""
+    inside = [k for t, k in blocks if w[0] <= t < w[1]]
+    secs = max(1e-9, w[1] - w[0])
+    p = sum(sum(k.values()) for k in inside)
+    return p / secs, len(inside) / secs, p / max(1, len(inside))
+
+
+# -- main -----------------------------------------------------------------------------------------
+async def bench(args: argparse.Namespace, tn: Testnet, report: dict[str, Any]) -> None:
+    from kmsnode.client import ClientConfig
+
+    cfg = ClientConfig.load(tn.dir / "client.json")
+    mem = MemWatch(pids(tn))
+    report["mem"] = mem
+    async with trio.open_nursery() as root:
+        root.start_soon(mem.run, 1.0)
+        clients = []
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(args.clients):
+                clients.append(await stack.enter_async_context(
+                    AsyncDistributedKMS(genesis=cfg.genesis, identity=cfg.identity, timeout=30)))
+            kms = clients[0]
+            t = time.perf_counter()
+            key = await kms.create_key(description="bench")
+            report["dkg_first_s"] = time.perf_counter() - t
+            key_id = key["key_id"]
+            log(f"key {key_id} enabled after {report['dkg_first_s']:.2f}s (one DKG over the testnet)")
+            cts: list[bytes] = []
+
+            async def enc() -> None:
+                cts.append(await kms.encrypt(key_id, PLAINTEXT, CONTEXT))
+
+            t = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                for _ in range(args.ciphertexts):
+                    nursery.start_soon(enc)
+            log(f"{len(cts)} ciphertexts encrypted in {time.perf_counter() - t:.2f}s")
+            for c in clients:  # warm each client's key material cache and connections
+                assert await c.decrypt(cts[0], CONTEXT) == PLAINTEXT
+            drv = Driver(clients, cts, cfg.genesis, mem)
+            report["rss_before_load"] = mem.sample()
+
+            sweep = []
+            for conc in args.conc:
+                ph = await drv.closed("sweep", conc, args.sweep_seconds, warmup=1.5)
+                log(ph.line())
+                sweep.append(ph)
+            report["sweep"] = sweep
+            best = max(sweep, key=lambda p: p.rate).concurrency
+            prof_secs = min(10.0, args.duration)
+            spies: list[tuple[str, Path, Any]] = []
+            if args.profile:
+                for who, pid in (("node 1", mem.pids[1]), ("client process", os.getpid())):
+                    out = tn.dir / f"pyspy-{who.split()[0]}.txt"
+                    spies.append((who, out, start_pyspy(pid, prof_secs, out)))
+            sustained = await drv.closed("sustained", best, args.duration, warmup=2.0)
+            log(sustained.line())
+            report["sustained"] = sustained
+            for _, _, proc in spies:
+                if proc is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=30)
+            report["pyspy"] = [(who, summarize_pyspy(out)) for who, out, _ in spies]
+
+            half = await drv.open("half load", sustained.rate / 2, args.duration, cap=4 * best)
+            log(half.line())
+            report["half"] = half
+
+            # -- many keys: RSS growth per key --------------------------------------------------
+            rss0 = mem.sample()
+            created = 1
+            t = time.perf_counter()
+            deadline = time.monotonic() + args.key_budget
+            key_times: list[float] = []
+            if args.keys > 0:
+                with Bar("keys (DKG each)", args.key_budget) as bar:
+                    async def maker(w: int) -> None:
+                        nonlocal created
+                        while created < args.keys + 1 and time.monotonic() < deadline:
+                            created += 1
+                            s = time.perf_counter()
+                            try:
+                                await clients[w % len(clients)].create_key(description="bulk")
+                                key_times.append(time.perf_counter() - s)
+                            except Exception as exc:
+                                report.setdefault("key_errors", Counter())[type(exc).__name__] += 1
+                            bar.update(f"{len(key_times)}/{args.keys} keys")
+
+                    with trio.move_on_after(args.key_budget + 60):
+                        async with trio.open_nursery() as nursery:
+                            for w in range(args.key_conc):
+                                nursery.start_soon(maker, w)
+            key_secs = time.perf_counter() - t
+            rss1 = mem.sample()
+            report["keys"] = (len(key_times), key_secs, rss0, rss1, key_times)
+
+            if args.soak > 0:
+                soak_start = len(mem.samples)
+                mem_every = max(2.0, args.soak / 100)
+                soak = await drv.open("soak (half load)", sustained.rate / 2, args.soak, cap=4 * best)
+                log(soak.line())
+                pts: dict[int, list[tuple[float, float]]] = defaultdict(list)
+                for ts, rss in mem.samples[soak_start:]:
+                    for node, v in rss.items():
+                        pts[node].append((ts, v))
+                # Thin to about one sample every mem_every seconds for the report.
+                report["soak"] = (soak, pts, mem_every)
+        root.cancel_scope.cancel()
+
+
+def print_report(args: argparse.Namespace, ceiling: Ceiling, r: dict[str, Any],
+                 blocks: list[tuple[float, Counter[str]]]) -> None:
+    sus: Phase = r["sustained"]
+    half: Phase = r["half"]
+    mem: MemWatch = r["mem"]
+    crypto_rate = 1 / ceiling.crypto_s
+    pipe_rate = 1 / ceiling.pipeline_s
+    p_rate, b_rate, per_block = payload_rate(blocks, sus.wall)
+    hp_rate, hb_rate, _ = payload_rate(blocks, half.wall)
+    print()
+    print("=" * 92)
+    print("Crypto per decrypt (n = 4, t = 3), one core, no network, no consensus:")
+    for name, k, s in ceiling.steps:
+        print(f"  {name:<52} x{k}  {1e6 * s:8.1f} us  = {1e6 * k * s:8.1f} us")
+    print(f"  {'total':<52}     {'':>8}     {1e6 * ceiling.crypto_s:8.1f} us"
+          f"  -> {crypto_rate:6.1f} decrypts/s")
+    print(f"  LocalNetwork pipeline (crypto + state machines + encodings): "
+          f"{1e6 * ceiling.pipeline_s:8.1f} us -> {pipe_rate:6.1f} decrypts/s")
+    print()
+    print("Concurrency sweep (closed loop, "
+          f"{args.clients} AsyncDistributedKMS clients, {args.sweep_seconds:.0f}s each):")
+    for ph in r["sweep"]:
+        print("  " + ph.line())
+    print()
+    rows: list[tuple[str, str, str, str]] = []
+
+    def row(what: str, ours: str, ceil: str = "", ratio: str = "") -> None:
+        rows.append((what, ours, ceil, ratio))
+
+    row("sustained decrypts/s (conc %d)" % sus.concurrency, f"{sus.rate:.1f}",
+        f"{crypto_rate:.1f}", f"{100 * sus.rate / crypto_rate:.0f}%  (target >= 50%)")
+    row("  vs LocalNetwork pipeline", "", f"{pipe_rate:.1f}", f"{100 * sus.rate / pipe_rate:.0f}%")
+    row("  p50 / p99 latency at that load",
+        f"{1000 * pct(sus.latencies, .5):.0f} / {1000 * pct(sus.latencies, .99):.0f} ms",
+        f"{1000 * ceiling.crypto_s:.1f} ms", "")
+    row(f"half load ({half.offered:.1f}/s offered, {half.rate:.1f}/s done)",
+        f"{1000 * pct(half.latencies, .5):.0f} / {1000 * pct(half.latencies, .99):.0f} ms",
+        "", "p50 " + ("OK" if pct(half.latencies, .5) < 0.05 else "MISSES") + " (target < 50 ms)")
+    row("errors (sustained / half)", f"{sum(sus.errors.values())} / {sum(half.errors.values())}")
+    row("consensus payloads/s, one log (sustained)", f"{p_rate:.1f}", "",
+        f"{b_rate:.1f} blocks/s, {per_block:.1f}/block")
+    row("  delivered x 4 processes (sustained)", f"{4 * p_rate:.1f}")
+    row("consensus payloads/s, one log (half load)", f"{hp_rate:.1f}", "", f"{hb_rate:.1f} blocks/s")
+    ex0 = {i: s["executor"] for i, s in sus.status0.items() if s}
+    ex1 = {i: s["executor"] for i, s in sus.status1.items() if s}
+    for i in sorted(ex1):
+        if i in ex0:
+            d = {k: ex1[i][k] - ex0[i][k] for k in ("partials", "replies", "partials_refused")}
+            row(f"  node {i} executor /s (sustained)",
+                f"{d['partials'] / sus.seconds:.1f} partials", "",
+                f"{d['replies'] / sus.seconds:.1f} replies, {d['partials_refused']} refused")
+    for i in sorted(mem.peak):
+        row(f"node {i} peak RSS (VmHWM, whole run)", f"{mem.peak[i]:.0f} MB", "", "target < 200 MB")
+    n_keys, key_secs, rss0, rss1, key_times = r["keys"]
+    row("one DKG over the testnet (first key)", f"{r['dkg_first_s']:.2f} s")
+    if n_keys:
+        row(f"keys created ({args.key_conc} at a time)",
+            f"{n_keys} in {key_secs:.0f} s", "", f"{n_keys / key_secs:.2f} keys/s, "
+            f"p50 {statistics.median(key_times):.2f} s each")
+        for i in sorted(rss1):
+            growth = (rss1[i] - rss0[i]) / n_keys
+            row(f"node {i} RSS before/after {n_keys} keys",
+                f"{rss0[i]:.0f} -> {rss1[i]:.0f} MB", "",
+                f"{1024 * growth:+.1f} KB/key; 10,000 keys ~ {rss1[i] + growth * (10_000 - n_keys - 1):.0f} MB"
+                " (EXTRAPOLATED)")
+        row("time for 10,000 keys at this rate", f"~{10_000 / (n_keys / key_secs) / 3600:.1f} h"
+            " (EXTRAPOLATED)")
+    if "soak" in r:
+        soak, pts, every = r["soak"]
+        row(f"soak {args.soak:.0f}s half load", f"{soak.rate:.1f}/s",
+            "", f"p50 {1000 * pct(soak.latencies, .5):.0f} ms, p99 {1000 * pct(soak.latencies, .99):.0f} ms")
+        for i in sorted(pts):
+            s = slope_mb_per_min(pts[i])
+            first, last = pts[i][0][1], pts[i][-1][1]
+            row(f"  node {i} RSS trend", f"{first:.0f} -> {last:.0f} MB", "",
+                f"{s:+.2f} MB/min (least squares, {len(pts[i])} samples)")
+    w = [max(len(x[c]) for x in rows + [("", "ours", "ceiling (1 core)", "ratio / note")])
+         for c in range(4)]
+    hdr = ("", "ours", "ceiling (1 core)", "ratio / note")
+    print("  ".join(h.ljust(w[c]) for c, h in enumerate(hdr)))
+    print("  ".join("-" * w[c] for c in range(4)))
+    for x in rows:
+        print("  ".join(x[c].ljust(w[c]) for c in range(4)))
+    print()
+    print("What limits it")
+    for who, lines in r.get("pyspy", []):
+        print(f" py-spy, {who}, during the sustained run:")
+        for ln in lines:
+            print(ln)
+    print(" cProfile of the in-process pipeline (LocalNetwork), top by self time:")
+    for ln in ceiling.profile_top:
+        print("   " + ln.strip()[:120])
+    print("=" * 92)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=20.0, help="sustained and half-load seconds")
+    ap.add_argument("--sweep-seconds", type=float, default=8.0)
+    ap.add_argument("--conc", type=int, nargs="+", default=[8, 16, 32, 64])
+    ap.add_argument("--clients", type=int, default=4, help="AsyncDistributedKMS instances")
+    ap.add_argument("--ciphertexts", type=int, default=16)
+    ap.add_argument("--keys", type=int, default=30, help="keys (DKGs) to create for the RSS figures")
+    ap.add_argument("--key-budget", type=float, default=60.0, help="seconds allowed for --keys")
+    ap.add_argument("--key-conc", type=int, default=4, help="key creations in flight")
+    ap.add_argument("--soak", type=float, default=0.0, help="seconds of half load with RSS samples")
+    ap.add_argument("--reps", type=int, default=200, help="repetitions per ceiling step")
+    ap.add_argument("--pipeline", type=int, default=100, help="decrypts through LocalNetwork")
+    ap.add_argument("--no-profile", dest="profile", action="store_false")
+    ap.add_argument("--keep", action="store_true", help="keep the testnet directory")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    # SIGTERM tears down like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    log("measuring the crypto-bound ceiling (one core, in process) ...")
+    ceiling = measure_ceiling(args.reps, args.pipeline)
+    log(f"  crypto {1e3 * ceiling.crypto_s:.2f} ms/decrypt -> {1 / ceiling.crypto_s:.1f}/s; "
+        f"pipeline {1e3 * ceiling.pipeline_s:.2f} ms -> {1 / ceiling.pipeline_s:.1f}/s")
+    report: dict[str, Any] = {}
+    with fresh_testnet(4, args.keep) as tn:
+        log(f"starting a 4-node testnet in {tn.dir} ...")
+        t = time.perf_counter()
+        wait_healthy(tn, 120)
+        log(f"  healthy after {time.perf_counter() - t:.1f}s")
+        trio.run(bench, args, tn, report)
+        tn.stop_all()
+        blocks = read_log(tn)
+        print_report(args, ceiling, report, blocks)
+        print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
