@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -128,7 +128,7 @@ class Simulation:
         drop: float = 0.0,
         gst: float = 0.0,
         encode: bool = True,
-        byzantine: dict[int, Wrap] | None = None,
+        byzantine: Mapping[int, Wrap] | None = None,
         twins: Iterable[int] = (),
         store_factory: Callable[[str], Store] | None = None,
         pacemaker: Pacemaker | None = None,

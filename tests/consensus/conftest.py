@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from consensus.testing import Simulation
 
 
@@ -9,7 +11,7 @@ def submit_workload(sim: Simulation, count: int, *, every: float = 0.01, tag: st
     """Schedule ``count`` distinct payloads, one every ``every`` seconds, to every node."""
     for i in range(count):
         payload = f"{tag}-{sim.seed}-{i}".encode()
-        sim.at(sim.now + every * i, lambda p=payload: sim.submit(p))
+        sim.at(sim.now + every * i, functools.partial(sim.submit, payload))
 
 
 def run_and_check(sim: Simulation, *, timeout: float = 120.0, after: float = 0.0) -> None:

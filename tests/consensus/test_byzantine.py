@@ -7,6 +7,7 @@ import pytest
 
 from consensus.testing import (
     BadQcLeader,
+    Byzantine,
     Equivocator,
     Replayer,
     Silent,
@@ -16,7 +17,7 @@ from consensus.testing import (
 
 from .conftest import run_and_check, submit_workload
 
-WRAPPERS = {
+WRAPPERS: dict[str, type[Byzantine]] = {
     "equivocating-leader": Equivocator,
     "silent": Silent,
     "forged-and-duplicate-votes": VoteForger,
@@ -49,23 +50,11 @@ def test_equivocation_is_seen_by_no_honest_double_vote() -> None:
 @pytest.mark.parametrize("seed", range(2))
 def test_amnesia_replica(seed: int) -> None:
     # A replica that loses its safety data and rejoins from scratch (byzantine by definition).
-    sim = Simulation(4, seed, byzantine={3: lambda r, s: _Amnesiac(r)})
+    # The identity wrapper marks node 3 byzantine: losing safety data is not honest.
+    sim = Simulation(4, seed, byzantine={3: Byzantine})
     sim.start()
     submit_workload(sim, 50, every=0.03)
     victim = sim.node("n3")
     for t in (0.5, 1.0, 1.5):
         sim.at(t, lambda: sim.restart(victim, amnesia=True))
     run_and_check(sim, after=1.5)
-
-
-class _Amnesiac:
-    """An honest replica whose store the test wipes (marks the node byzantine)."""
-
-    def __init__(self, replica: object) -> None:
-        from consensus import Replica
-
-        assert isinstance(replica, Replica)
-        self.replica = replica
-
-    def handle(self, event: object, now: float) -> list[object]:
-        return self.replica.handle(event, now)  # type: ignore[arg-type,return-value]

@@ -10,6 +10,7 @@ from consensus import (
     ChainId,
     Committee,
     Height,
+    Message,
     NodeId,
     Proposal,
     QuorumCert,
@@ -59,7 +60,7 @@ def test_round_trips() -> None:
     b = block()
     qc = qc_for(b, [0, 1, 2])
     tc = tc_for(3, qc, [0, 1, 3])
-    msgs = [
+    msgs: list[Message] = [
         Proposal(b),
         Proposal(b, tc),
         Vote.create(CHAIN, b.round, b.id, NodeId(2), SIGNERS[2]),

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from consensus.testing import Equivocator, Silent, Simulation, VoteForger
+from consensus.testing import Byzantine, Equivocator, Silent, Simulation, VoteForger
 
-BYZANTINE = [None, Equivocator, Silent, VoteForger]
+BYZANTINE: list[type[Byzantine] | None] = [None, Equivocator, Silent, VoteForger]
 
 
 class ConsensusMachine(RuleBasedStateMachine):
@@ -18,9 +18,9 @@ class ConsensusMachine(RuleBasedStateMachine):
     sim: Simulation
 
     @initialize(seed=st.integers(0, 2**16), byz=st.sampled_from(BYZANTINE))
-    def setup(self, seed: int, byz: object) -> None:
+    def setup(self, seed: int, byz: type[Byzantine] | None) -> None:
         byzantine = {} if byz is None else {3: byz}
-        self.sim = Simulation(4, seed, byzantine=byzantine)  # type: ignore[dict-item]
+        self.sim = Simulation(4, seed, byzantine=byzantine)
         self.sim.start()
         self.down: str | None = None
         self.count = 0
