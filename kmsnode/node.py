@@ -213,6 +213,8 @@ class KMSNode:
                 yield net.Envelope("resp", data)
         elif env.kind == "status":
             yield net.Envelope("status", self.status())
+        elif env.kind == "audit":
+            yield net.Envelope("audit", self.audit(env.body))
         else:
             yield net.Envelope("err", {"reason": f"unknown kind {env.kind[:32]}"})
 
@@ -245,6 +247,20 @@ class KMSNode:
             yield net.Envelope("err", {"reason": "timeout"})
         else:
             yield net.Envelope("resp", data)
+
+    def audit(self, query: Any) -> dict[str, Any]:
+        """A page of the audit trail (public: who asked what, and the outcome)."""
+        start = query.get("from", 0) if isinstance(query, dict) else 0
+        limit = query.get("limit", 100) if isinstance(query, dict) else 100
+        if not isinstance(start, int) or not isinstance(limit, int):
+            start, limit = 0, 100
+        limit = max(0, min(limit, 1000))
+        entries = self.state.audit.entries[max(0, start) : max(0, start) + limit]
+        return {
+            "total": len(self.state.audit.entries),
+            "head": self.state.audit.head.hex(),
+            "entries": [e.to_json() for e in entries],
+        }
 
     def status(self) -> dict[str, Any]:
         """What ``kmsnode status`` and the testnet show (nothing secret)."""

@@ -14,6 +14,28 @@ from kmsnode.genesis import Genesis
 from ._launcher import Testnet
 
 
+async def node_query(
+    genesis: Genesis, node: int, kind: str, body: Any = None, timeout: float = 5.0
+) -> Any:
+    """One request/response exchange with a node over the client protocol (status, audit)."""
+    host = net.Host(net.NetworkIdentity.generate())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        info = genesis.node(node)
+        answers = await net.request(
+            host,
+            net.parse_peer_id(info.peer_id),
+            info.addrs,
+            net.Envelope(kind, body),
+            timeout=timeout,
+        )
+        nursery.cancel_scope.cancel()
+    for env in answers:
+        if env.kind == kind:
+            return env.body
+    raise net.RequestFailed(info.peer_id, f"no {kind} answer: {answers}")
+
+
 async def statuses(genesis: Genesis, nodes: list[int], timeout: float = 3.0) -> dict[int, Any]:
     """Each node's status dict, or None when it does not answer in time."""
     out: dict[int, Any] = {}

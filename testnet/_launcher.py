@@ -46,6 +46,7 @@ def _free_port() -> int:
 class Testnet:
     """A testnet directory and what is recorded about its processes."""
 
+    __test__ = False  # not a pytest test class, despite its name
     dir: Path
 
     @property

@@ -2,6 +2,7 @@
 
 from ._audit import AuditEntry as AuditEntry
 from ._audit import AuditTrail as AuditTrail
+from ._audit import entry_from_json as entry_from_json
 from ._audit import verify_chain as verify_chain
 from ._effects import ComputePartial as ComputePartial
 from ._effects import DeliverDkg as DeliverDkg
@@ -35,5 +36,6 @@ __all__ = [
     "Reply",
     "StartDkg",
     "VersionState",
+    "entry_from_json",
     "verify_chain",
 ]

@@ -55,8 +55,25 @@ class AuditEntry:
             "op": self.op,
             "key_id": self.key_id,
             "outcome": self.outcome,
+            "prev_hash": self.prev_hash.hex(),
             "hash": self.hash.hex(),
         }
+
+
+def entry_from_json(x: dict[str, object]) -> AuditEntry:
+    """Rebuild an entry from ``to_json`` (e.g. fetched from a node) to verify the chain."""
+    return AuditEntry(
+        index=int(x["index"]),  # type: ignore[call-overload]
+        height=int(x["height"]),  # type: ignore[call-overload]
+        timestamp_ms=int(x["timestamp_ms"]),  # type: ignore[call-overload]
+        request_id=bytes.fromhex(str(x["request_id"])),
+        client=bytes.fromhex(str(x["client"])),
+        op=str(x["op"]),
+        key_id=str(x["key_id"]),
+        outcome=str(x["outcome"]),
+        prev_hash=bytes.fromhex(str(x["prev_hash"])),
+        hash=bytes.fromhex(str(x["hash"])),
+    )
 
 
 def chain_hash(prev: bytes, body: bytes) -> bytes:

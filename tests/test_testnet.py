@@ -1,0 +1,290 @@
+"""A real 4-node testnet: node processes, libp2p on loopback, SQLite, SIGKILL and restarts.
+
+One network serves the whole module (start-up and DKGs cost seconds); the tests run in order
+and each says what it leaves behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kmsnode import net
+from kmsnode.client import AccessDenied, DistributedKMS, InvalidCiphertextError
+from kmsnode.client._core import ClientCore
+from kmsnode.genesis import Genesis
+from kmsnode.keystore import Keystore
+from kmsnode.state import entry_from_json, verify_chain
+from kmsnode.wire.requests import Decrypt
+from testnet._control import node_query, statuses, wait_healthy
+from testnet._launcher import Testnet
+
+pytestmark = pytest.mark.slow
+
+CTX = {"app": "payroll", "tenant": "acme"}
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def tn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testnet]:
+    network = Testnet(tmp_path_factory.mktemp("testnet"))
+    network.generate(4, scrypt_log2_n=12)
+    for i in network.nodes():
+        network.start(i)
+    try:
+        wait_healthy(network, timeout=120)
+        yield network
+    finally:
+        for i in network.nodes():
+            network.kill(i)
+        for i in network.nodes():
+            log = network.dir / f"node{i}" / "node.log"
+            if log.exists():
+                sys.stderr.write(f"--- node{i}.log (tail) ---\n{log.read_text()[-3000:]}\n")
+
+
+@pytest.fixture(scope="module")
+def kms(tn: Testnet) -> Iterator[DistributedKMS]:
+    with DistributedKMS.from_config(tn.dir / "client.json", timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def key_id(kms: DistributedKMS) -> str:
+    meta = kms.create_key("encrypt", "testnet test key")
+    assert meta["state"] == "enabled"
+    return str(meta["key_id"])
+
+
+def genesis(tn: Testnet) -> Genesis:
+    return Genesis.load(tn.dir / "genesis.json")
+
+
+def status(tn: Testnet) -> dict[int, Any]:
+    return trio.run(statuses, genesis(tn), tn.nodes())
+
+
+def partials_released(tn: Testnet) -> int:
+    return sum(s["executor"]["partials"] for s in status(tn).values() if s)
+
+
+def test_dkg_completes_and_every_node_agrees(tn: Testnet, kms: DistributedKMS, key_id: str) -> None:
+    meta = kms.describe_key(key_id)
+    version = meta["versions"][0]
+    assert version["state"] == "active"
+    assert sorted(version["verification_keys"]) == ["1", "2", "3", "4"]
+    heads = {s["audit_head"] for s in status(tn).values()}
+    wait_for(lambda: len({s["audit_head"] for s in status(tn).values()}) == 1, 20, "same audit")
+    assert heads
+
+
+def test_encrypt_decrypt_round_trip_with_context(kms: DistributedKMS, key_id: str) -> None:
+    for message in (b"", b"hello", os.urandom(10_000)):
+        ct = kms.encrypt(key_id, message, CTX)
+        assert kms.decrypt(ct, CTX) == message
+    data_key, wrapped = kms.generate_data_key(key_id, CTX)
+    assert kms.decrypt(wrapped, CTX) == data_key
+
+
+def test_wrong_context_and_tampering_release_no_partial(
+    tn: Testnet, kms: DistributedKMS, key_id: str
+) -> None:
+    ct = kms.encrypt(key_id, b"secret", CTX)
+    before = partials_released(tn)
+    with pytest.raises(InvalidCiphertextError):
+        kms.decrypt(ct, {**CTX, "tenant": "evil"})
+    tampered = bytearray(ct)
+    tampered[-3] ^= 0x10
+    with pytest.raises(InvalidCiphertextError):
+        kms.decrypt(bytes(tampered), CTX)
+    assert partials_released(tn) == before
+
+
+def test_unauthorized_client_refused_by_every_node_and_audited(tn: Testnet, key_id: str) -> None:
+    stranger = Ed25519PrivateKey.generate()
+    with (
+        DistributedKMS(genesis=genesis(tn), identity=stranger, timeout=30) as other,
+        pytest.raises(AccessDenied),
+    ):
+        other.encrypt(key_id, b"x")
+    who = stranger.public_key().public_bytes_raw().hex()
+
+    def refused_everywhere() -> bool:
+        for i in tn.nodes():
+            audit = trio.run(node_query, genesis(tn), i, "audit", {"from": 0, "limit": 1000})
+            if not any(
+                e["client"] == who and e["outcome"] == "access_denied" for e in audit["entries"]
+            ):
+                return False
+        return True
+
+    wait_for(refused_everywhere, 20, "the refusal in every node's audit trail")
+    audit = trio.run(node_query, genesis(tn), 1, "audit", {"from": 0, "limit": 1000})
+    head = verify_chain([entry_from_json(e) for e in audit["entries"]])
+    assert head.hex() == audit["head"]
+
+
+def test_replayed_request_is_not_served_twice(
+    tn: Testnet, kms: DistributedKMS, key_id: str
+) -> None:
+    ct = kms.encrypt(key_id, b"once", CTX)
+    g = genesis(tn)
+    client = ClientCore(
+        g,
+        Ed25519PrivateKey.from_private_bytes(
+            bytes.fromhex((tn.dir / "admin.key").read_text().strip())
+        ),
+    )
+    prepared = client.prepare(Decrypt(ct, CTX))
+
+    async def submit_to_all() -> list[bytes]:
+        host = net.Host(net.NetworkIdentity.generate())
+        out: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(host.run)
+            for i in tn.nodes():
+                info = g.node(i)
+                answers = await net.request(
+                    host,
+                    net.parse_peer_id(info.peer_id),
+                    info.addrs,
+                    net.Envelope("submit", prepared.payload),
+                    timeout=30,
+                )
+                out.extend(e.body for e in answers if e.kind == "resp")
+            nursery.cancel_scope.cancel()
+        return out
+
+    first = trio.run(submit_to_all)
+    assert len(first) == 4
+    released = partials_released(tn)
+    again = trio.run(submit_to_all)
+    assert again == first  # the cached answers, nothing recomputed
+    assert partials_released(tn) == released
+
+
+def test_malformed_and_oversized_frames_do_not_crash_a_node(tn: Testnet) -> None:
+    g = genesis(tn)
+    info = g.node(2)
+
+    async def abuse() -> None:
+        host = net.Host(net.NetworkIdentity.generate())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(host.run)
+            peer = net.parse_peer_id(info.peer_id)
+            await host.connect(peer, info.addrs)
+            for junk in (b"\xff\xff\xff\xff" + b"x" * 100, b"\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1"):
+                stream = await host.libp2p.new_stream(peer, [net.CLIENT_PROTOCOL])  # type: ignore[list-item]
+                await stream.write(junk)
+                # The node answers with a reset (or an error frame): either way, not a crash.
+                with trio.move_on_after(5), contextlib.suppress(Exception):
+                    await stream.read(100)
+                with contextlib.suppress(Exception):
+                    await stream.close()
+            nursery.cancel_scope.cancel()
+
+    trio.run(abuse)
+    assert trio.run(node_query, g, 2, "status")["node"] == 2
+    assert tn.alive(2)
+
+
+def test_kill_one_node_decrypt_still_works_then_it_catches_up(
+    tn: Testnet, kms: DistributedKMS, key_id: str
+) -> None:
+    ct = kms.encrypt(key_id, b"survives a crash", CTX)
+    tn.kill(4)  # SIGKILL
+    assert kms.decrypt(ct, CTX) == b"survives a crash"
+    kms.encrypt(key_id, b"more traffic while node 4 is down", CTX)
+    tn.start(4)
+
+    def caught_up() -> bool:
+        st = status(tn)
+        return (
+            all(s is not None for s in st.values())
+            and len({s["state_height"] for s in st.values()}) == 1
+        )
+
+    wait_for(caught_up, 60, "node 4 to catch up")
+    # Node 4 must now serve: with node 1 down, t = 3 needs nodes 2, 3 and 4.
+    tn.kill(1)
+    try:
+        assert kms.decrypt(ct, CTX) == b"survives a crash"
+    finally:
+        tn.start(1)
+        wait_for(caught_up, 60, "node 1 to catch up")
+
+
+def test_keystores_hold_no_share_in_the_clear(tn: Testnet, key_id: str) -> None:
+    for i in tn.nodes():
+        d = tn.dir / f"node{i}"
+        passphrase = (d / "passphrase").read_text().strip().encode()
+        with Keystore.open(d / "keystore.db", passphrase, i) as ks:
+            shares = [ks.get(name) for name in ks.names("share")]
+            identity = [ks.get(name) for name in ks.names("identity")]
+        assert shares
+        blobs = b"".join(p.read_bytes() for p in d.iterdir() if p.is_file())
+        for secret in shares + identity:
+            assert secret not in blobs
+            assert secret.hex().encode() not in blobs
+
+
+def test_flipped_bit_in_a_keystore_refuses_to_start(
+    tn: Testnet, key_id: str, tmp_path: Path
+) -> None:
+    import shutil
+    import sqlite3
+
+    src = tn.dir / "node3"
+    d = tmp_path / "node3"
+    d.mkdir()
+    for name in ("node.toml", "passphrase"):
+        shutil.copy(src / name, d / name)
+    lines = (d / "node.toml").read_text().splitlines()
+    lines = [
+        f'genesis = "{tn.dir / "genesis.json"}"' if x.startswith("genesis") else x for x in lines
+    ]
+    (d / "node.toml").write_text("\n".join(lines) + "\n")
+    # A consistent copy of a live SQLite database: the backup API, not a file copy.
+    with sqlite3.connect(src / "keystore.db") as live, sqlite3.connect(d / "keystore.db") as copy:
+        live.backup(copy)
+    db = sqlite3.connect(d / "keystore.db")
+    (sealed,) = db.execute("SELECT sealed FROM records WHERE kind='share'").fetchone()
+    db.close()
+    data = bytearray((d / "keystore.db").read_bytes())
+    pos = data.find(sealed)
+    assert pos >= 0
+    data[pos + 17] ^= 0x01
+    (d / "keystore.db").write_bytes(bytes(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "kmsnode", "run", "--config", str(d / "node.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "failed authentication" in proc.stderr
+    assert "share/" in proc.stderr
+
+
+def test_status_reports_consensus_progress(tn: Testnet) -> None:
+    st = status(tn)
+    assert all(s["height"] > 0 and s["round"] > 0 for s in st.values())
+    assert {s["leader"] for s in st.values()} <= {1, 2, 3, 4}
