@@ -15,6 +15,8 @@ directly over ``/kms/client/1``.
 
 from __future__ import annotations
 
+import logging as _logging
+
 from .committee import Committee as Committee
 from .committee import Member as Member
 from .committee import NodeId as NodeId
@@ -52,6 +54,10 @@ from .reqresp import Request as Request
 from .reqresp import RequestHandler as RequestHandler
 from .reqresp import RequestServer as RequestServer
 from .reqresp import request as request
+
+# py-libp2p logs routine dial failures at ERROR level. Applications that configure logging
+# (the node does) still see them; a library user's program is not spammed on stderr.
+_logging.getLogger("libp2p").addHandler(_logging.NullHandler())
 
 __all__ = [
     "CLIENT_PROTOCOL",
