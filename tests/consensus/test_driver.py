@@ -17,9 +17,14 @@ from consensus import (
     Node,
     NodeId,
     Pacemaker,
+    Persist,
     SQLiteStore,
     Store,
+    TimeoutMsg,
+    Vote,
+    decode_message,
 )
+from consensus._driver import MemoryTransport
 from consensus.errors import MempoolFull, PayloadTooLarge
 from consensus.testing import make_committee
 
@@ -139,3 +144,54 @@ async def test_restart_from_sqlite_resumes(tmp_path: Path) -> None:
     )
     for s in stores:
         s.close()
+
+
+class RecordingStore(SQLiteStore):
+    """An SQLite store that notes the highest round its durable safety data covers."""
+
+    durable_round = 0
+
+    def persist(self, p: Persist) -> None:
+        super().persist(p)
+        if p.safety is not None:
+            self.durable_round = max(self.durable_round, p.safety.last_voted_round)
+
+
+class CheckingTransport(MemoryTransport):
+    """Fails the test if a vote or timeout leaves before its safety data is on disk."""
+
+    store: RecordingStore
+    violations: list[str]
+
+    async def send(self, to: NodeId, data: bytes) -> None:
+        msg = decode_message(data, CHAIN)
+        rnd = msg.round if isinstance(msg, (Vote, TimeoutMsg)) else None
+        if rnd is not None and self.store.durable_round < rnd:
+            self.violations.append(f"{type(msg).__name__} r{rnd} left before persist")
+        await super().send(to, data)
+
+
+async def test_driver_persists_before_votes_leave(tmp_path: Path) -> None:
+    net = MemoryNetwork(4)
+    violations: list[str] = []
+    nodes = []
+    for i in range(4):
+        store = RecordingStore(tmp_path / f"{i}.db", CHAIN)
+        transport = CheckingTransport(net, NodeId(i))
+        transport.store, transport.violations = store, violations
+        net.transports[i] = transport
+        cfg = Config(chain_id=CHAIN, me=NodeId(i), public_keys=KEYS)
+        nodes.append(Node(cfg, SIGNERS[i], store, transport))
+    want = {b"q-%d" % i for i in range(50)}
+    log: list[CommittedBlock] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            async with trio.open_nursery() as waiters:
+                waiters.start_soon(collect, nodes[0], want, log)
+                for node in nodes:
+                    await node.submit_many(sorted(want))
+            nursery.cancel_scope.cancel()
+    assert not violations, violations[:3]
+    assert sum(n.replica.stats.votes_sent for n in nodes) > 0
