@@ -23,71 +23,25 @@ from __future__ import annotations
 from .._sodium import ffi, lib
 from ..encoding import expand_message_xmd
 from ..errors import InvalidEncoding
-from ._base import Group
+from ._sodium_group import L as _L
+from ._sodium_group import SodiumGroup
 
 _P = 2**255 - 19
-_L = 2**252 + 27742317777372353535851937790883648493
 _IDENTITY = (1).to_bytes(32, "little")
 _L_BYTES = _L.to_bytes(32, "little")
 
 
-class Ed25519(Group[bytes]):
+class Ed25519(SodiumGroup):
     """The order-``L`` subgroup of edwards25519; scalars little-endian, hashing with SHA-512."""
 
     name = "ed25519"
-    order = _L
-    element_size = 32
-    scalar_size = 32
-
-    def __init__(self) -> None:
-        self._generator = self.base_mul(1)
-
-    # -- arithmetic -------------------------------------------------------------------------
-    def identity(self) -> bytes:
-        return _IDENTITY
-
-    def generator(self) -> bytes:
-        return self._generator
-
-    def base_mul(self, k: int) -> bytes:
-        k %= _L
-        if k == 0:
-            return _IDENTITY
-        out = ffi.new("unsigned char[32]")
-        if lib.crypto_scalarmult_ed25519_base_noclamp(out, k.to_bytes(32, "little")) != 0:
-            raise AssertionError("ed25519 base multiplication failed")  # unreachable: k != 0
-        return bytes(out)
-
-    def mul(self, element: bytes, k: int) -> bytes:
-        k %= _L
-        if k == 0 or element == _IDENTITY:
-            return _IDENTITY
-        out = ffi.new("unsigned char[32]")
-        if lib.crypto_scalarmult_ed25519_noclamp(out, k.to_bytes(32, "little"), element) != 0:
-            # Unreachable for a validated element: prime order, k != 0 mod L.
-            raise InvalidEncoding("ed25519: not a valid element")
-        return bytes(out)
-
-    def add(self, a: bytes, b: bytes) -> bytes:
-        out = ffi.new("unsigned char[32]")
-        if lib.crypto_core_ed25519_add(out, a, b) != 0:
-            raise InvalidEncoding("ed25519: not a valid element")
-        return bytes(out)
-
-    def sub(self, a: bytes, b: bytes) -> bytes:
-        out = ffi.new("unsigned char[32]")
-        if lib.crypto_core_ed25519_sub(out, a, b) != 0:
-            raise InvalidEncoding("ed25519: not a valid element")
-        return bytes(out)
-
-    def eq(self, a: bytes, b: bytes) -> bool:
-        # Elements are canonical encodings, so equal points have equal bytes.
-        return a == b
+    _identity = _IDENTITY
+    _base_mul_fn = lib.crypto_scalarmult_ed25519_base_noclamp
+    _mul_fn = lib.crypto_scalarmult_ed25519_noclamp
+    _add_fn = lib.crypto_core_ed25519_add
+    _sub_fn = lib.crypto_core_ed25519_sub
 
     # -- encodings --------------------------------------------------------------------------
-    def encode(self, element: bytes) -> bytes:
-        return element
-
     def decode(self, data: bytes, *, allow_identity: bool = False) -> bytes:
         self._check_length(data, 32, "an element")
         data = bytes(data)
@@ -112,16 +66,6 @@ class Ed25519(Group[bytes]):
         if bytes(out) != _IDENTITY:
             raise InvalidEncoding("ed25519: not a valid point of the prime-order subgroup")
         return data
-
-    def encode_scalar(self, k: int) -> bytes:
-        return (k % _L).to_bytes(32, "little")
-
-    def decode_scalar(self, data: bytes) -> int:
-        self._check_length(data, 32, "a scalar")
-        k = int.from_bytes(data, "little")
-        if k >= _L:
-            raise InvalidEncoding("ed25519: scalar is not below the group order")
-        return k
 
     # -- hashing ------------------------------------------------------------------------------
     def hash_to_scalar(self, dst: bytes, msg: bytes) -> int:
