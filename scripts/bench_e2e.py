@@ -127,8 +127,12 @@ class Bar:
             self._progress.update(self._task, completed=elapsed, info=info)
         elif time.monotonic() - self._last > 1.0:
             self._last = time.monotonic()
-            print(f"\r{self.label}: {elapsed:5.1f}/{self.seconds:.0f}s {info}    ",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\r{self.label}: {elapsed:5.1f}/{self.seconds:.0f}s {info}    ",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
@@ -136,6 +140,33 @@ class Bar:
             self._progress.stop()
         else:
             print(file=sys.stderr)
+
+
+# -- CPU ----------------------------------------------------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (nan when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, all cores (from /proc/stat)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = v[3] + v[4]
+    return (sum(v) - idle) / _TICK, sum(v) / _TICK
+
+
+def cpu_snapshot(node_pids: dict[int, int]) -> dict[str, float]:
+    snap = {f"node {i}": proc_cpu(pid) for i, pid in node_pids.items()}
+    snap["client"] = proc_cpu(os.getpid())
+    snap["_busy"], snap["_total"] = machine_cpu()
+    return snap
 
 
 # -- memory ---------------------------------------------------------------------------------------
@@ -179,7 +210,11 @@ def slope_mb_per_min(points: list[tuple[float, float]]) -> float:
     ys = [p[1] for p in points]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     den = sum((x - mx) ** 2 for x in xs)
-    return 60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else math.nan
+    return (
+        60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
+        if den
+        else math.nan
+    )
 
 
 # -- the ceiling ----------------------------------------------------------------------------------
@@ -219,8 +254,9 @@ def measure_ceiling(reps: int, pipeline_n: int) -> Ceiling:
             public_key = bytes.fromhex(v["public_key"])
             vks = {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()}
             material = (public_key, vks)
-            ct = tdh2.encrypt(public_key, PLAINTEXT, key_id=key_id, key_version=v["version"],
-                              context=CONTEXT)
+            ct = tdh2.encrypt(
+                public_key, PLAINTEXT, key_id=key_id, key_version=v["version"], context=CONTEXT
+            )
             n, t = net.n, net.t
             g = RISTRETTO255
 
@@ -235,40 +271,63 @@ def measure_ceiling(reps: int, pipeline_n: int) -> Ceiling:
             partial = tdh2.partial_decrypt(share, public_key, ct, CONTEXT, verification_key=vk)
             aad = sealed_aad(req.request_id, 1)
             sealed = seal(reply_pub, partial.encode(g), aad)
-            resp = Response(net.genesis.chain_id, req.request_id, 1, 1, "decrypt",
-                            result={"key_id": key_id, "version": v["version"]}, sealed=sealed)
+            resp = Response(
+                net.genesis.chain_id,
+                req.request_id,
+                1,
+                1,
+                "decrypt",
+                result={"key_id": key_id, "version": v["version"]},
+                sealed=sealed,
+            )
             signed = resp.signed(net.identities[1].signing_key)
             node_pub = net.genesis.node(1).signing_key
             # t real partials for the combination step.
             partials = []
             for i in range(1, t + 1):
                 sh = Share(i, g.decode_scalar(net.executors[i].keystore.get(record)))
-                partials.append(tdh2.partial_decrypt(sh, public_key, ct, CONTEXT,
-                                                     verification_key=g.base_mul(sh.value)))
+                partials.append(
+                    tdh2.partial_decrypt(
+                        sh, public_key, ct, CONTEXT, verification_key=g.base_mul(sh.value)
+                    )
+                )
             reply_key = prepared.reply_key
             assert reply_key is not None
 
             def sign_request() -> None:
-                Request(req.chain_id, req.client, req.nonce, req.op,
-                        req.reply_key).signed(net.admin)
+                Request(req.chain_id, req.client, req.nonce, req.op, req.reply_key).signed(
+                    net.admin
+                )
 
             steps: list[tuple[str, int, Callable[[], Any]]] = [
-                ("client: ephemeral reply key (X25519 + ML-KEM-768)", 1,
-                 SealingPrivateKey.generate),
+                (
+                    "client: ephemeral reply key (X25519 + ML-KEM-768)",
+                    1,
+                    SealingPrivateKey.generate,
+                ),
                 ("client: request signature (Ed25519)", 1, sign_request),
                 ("node: request signature check", n, req.verify),
                 ("node: share read (keystore AES-GCM)", n, lambda: ex.keystore.get(record)),
-                ("node: ciphertext check + partial + DLEQ proof", n,
-                 lambda: tdh2.partial_decrypt(share, public_key, ct, CONTEXT,
-                                              verification_key=vk)),
-                ("node: seal partial to reply key", n,
-                 lambda: seal(reply_pub, partial.encode(g), aad)),
-                ("node: response signature", n,
-                 lambda: resp.signed(net.identities[1].signing_key)),
+                (
+                    "node: ciphertext check + partial + DLEQ proof",
+                    n,
+                    lambda: tdh2.partial_decrypt(
+                        share, public_key, ct, CONTEXT, verification_key=vk
+                    ),
+                ),
+                (
+                    "node: seal partial to reply key",
+                    n,
+                    lambda: seal(reply_pub, partial.encode(g), aad),
+                ),
+                ("node: response signature", n, lambda: resp.signed(net.identities[1].signing_key)),
                 ("client: response signature check", t, lambda: signed.verify(node_pub)),
                 ("client: open sealed partial", t, lambda: open_sealed(reply_key, sealed, aad)),
-                ("client: verify partials + combine + DEM", 1,
-                 lambda: tdh2.combine(public_key, ct, partials, vks, t, CONTEXT)),
+                (
+                    "client: verify partials + combine + DEM",
+                    1,
+                    lambda: tdh2.combine(public_key, ct, partials, vks, t, CONTEXT),
+                ),
             ]
             timed = [(name, k, _best(fn, reps)) for name, k, fn in steps]
 
@@ -289,8 +348,11 @@ def measure_ceiling(reps: int, pipeline_n: int) -> Ceiling:
             prof.disable()
             buf = io.StringIO()
             pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(8)
-            top = [ln for ln in buf.getvalue().splitlines()
-                   if ln.strip()[:1].isdigit() and "function calls" not in ln][:8]
+            top = [
+                ln
+                for ln in buf.getvalue().splitlines()
+                if ln.strip()[:1].isdigit() and "function calls" not in ln
+            ][:8]
             return Ceiling(timed, pipeline_s, top)
         finally:
             net.close()
@@ -336,6 +398,8 @@ class Phase:
     status1: dict[int, Any] = field(default_factory=dict)
     rss_end: dict[int, float] = field(default_factory=dict)
     offered: float = 0.0
+    cpu0: dict[str, float] = field(default_factory=dict)
+    cpu1: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -343,16 +407,19 @@ class Phase:
 
     def line(self) -> str:
         err = f"  errors {dict(self.errors)}" if self.errors else ""
-        return (f"{self.name:<22} conc {self.concurrency:>3}  {self.rate:7.1f} dec/s  "
-                f"p50 {1000 * pct(self.latencies, .5):7.1f} ms  "
-                f"p99 {1000 * pct(self.latencies, .99):7.1f} ms  n={len(self.latencies)}{err}")
+        return (
+            f"{self.name:<22} conc {self.concurrency:>3}  {self.rate:7.1f} dec/s  "
+            f"p50 {1000 * pct(self.latencies, 0.5):7.1f} ms  "
+            f"p99 {1000 * pct(self.latencies, 0.99):7.1f} ms  n={len(self.latencies)}{err}"
+        )
 
 
 class Driver:
     """Several clients, a set of ciphertexts, closed- and open-loop decrypt load."""
 
-    def __init__(self, clients: list[AsyncDistributedKMS], cts: list[bytes],
-                 genesis: Any, mem: MemWatch) -> None:
+    def __init__(
+        self, clients: list[AsyncDistributedKMS], cts: list[bytes], genesis: Any, mem: MemWatch
+    ) -> None:
         self.clients, self.cts, self.genesis, self.mem = clients, cts, genesis, mem
         self._i = 0
 
@@ -411,7 +478,9 @@ class Driver:
                 k = 0
                 next_at = start
                 while next_at < stop:
-                    await trio.sleep_until(trio.current_time() + max(0.0, next_at - time.monotonic()))
+                    await trio.sleep_until(
+                        trio.current_time() + max(0.0, next_at - time.monotonic())
+                    )
                     if in_flight < cap:
                         nursery.start_soon(one, k)
                     else:
@@ -426,10 +495,12 @@ class Driver:
         await trio.sleep(max(0.0, t_from - time.monotonic()))
         ids = list(self.mem.pids)
         phase.status0 = await statuses(self.genesis, ids)
+        phase.cpu0 = cpu_snapshot(self.mem.pids)
         w0 = time.time()
         await trio.sleep(max(0.0, t_to - time.monotonic()))
         phase.seconds = t_to - t_from
         phase.wall = (w0, time.time())
+        phase.cpu1 = cpu_snapshot(self.mem.pids)
         phase.status1 = await statuses(self.genesis, ids)
         phase.rss_end = self.mem.sample()
 
@@ -442,18 +513,37 @@ def start_pyspy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] 
     if not Path(PYSPY).exists():
         return None
     return subprocess.Popen(
-        [PYSPY, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-         "--rate", "100", "--format", "raw", "--nonblocking", "-o", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            PYSPY,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 _GROUPS = [
-    ("crypto (kmsnode.crypto, cryptography, sodium)",
-     ("kmsnode/crypto", "cryptography/", "nacl/", "_sodium", "mlkem")),
+    (
+        "crypto (kmsnode.crypto, cryptography, sodium)",
+        ("kmsnode/crypto", "cryptography/", "nacl/", "_sodium", "mlkem"),
+    ),
     ("consensus (replica, rules, storage)", ("consensus/",)),
     ("libp2p (noise, yamux, multiselect, streams)", ("libp2p/",)),
-    ("kmsnode state/executor/wire", ("kmsnode/state", "kmsnode/executor", "kmsnode/wire",
-                                     "kmsnode/keystore")),
+    (
+        "kmsnode state/executor/wire",
+        ("kmsnode/state", "kmsnode/executor", "kmsnode/wire", "kmsnode/keystore"),
+    ),
     ("kmsnode net (mesh, framing, reqresp)", ("kmsnode/net",)),
     ("client core", ("kmsnode/client",)),
     ("msgpack", ("msgpack",)),
@@ -514,7 +604,9 @@ def read_log(tn: Testnet, node: int = 1) -> list[tuple[float, Counter[str]]]:
     return out
 
 
-def payload_rate(blocks: list[tuple[float, Counter[str]]], w: tuple[float, float]) -> tuple[float, float, float]:
+def payload_rate(
+    blocks: list[tuple[float, Counter[str]]], w: tuple[float, float]
+) -> tuple[float, float, float]:
     """(payloads/s, blocks/s, payloads per block) in one node's log within wall window ``w``."""
     inside = [k for t, k in blocks if w[0] <= t < w[1]]
     secs = max(1e-9, w[1] - w[0])
@@ -534,14 +626,17 @@ async def bench(args: argparse.Namespace, tn: Testnet, report: dict[str, Any]) -
         clients = []
         async with contextlib.AsyncExitStack() as stack:
             for _ in range(args.clients):
-                clients.append(await stack.enter_async_context(
-                    AsyncDistributedKMS(genesis=cfg.genesis, identity=cfg.identity, timeout=30)))
+                clients.append(
+                    await stack.enter_async_context(
+                        AsyncDistributedKMS(genesis=cfg.genesis, identity=cfg.identity, timeout=30)
+                    )
+                )
             kms = clients[0]
             t = time.perf_counter()
             key = await kms.create_key(description="bench")
             report["dkg_first_s"] = time.perf_counter() - t
             key_id = key["key_id"]
-            log(f"key {key_id} enabled after {report['dkg_first_s']:.2f}s (one DKG over the testnet)")
+            log(f"key {key_id} enabled after {report['dkg_first_s']:.2f}s (one DKG, testnet)")
             cts: list[bytes] = []
 
             async def enc() -> None:
@@ -591,6 +686,7 @@ async def bench(args: argparse.Namespace, tn: Testnet, report: dict[str, Any]) -
             key_times: list[float] = []
             if args.keys > 0:
                 with Bar("keys (DKG each)", args.key_budget) as bar:
+
                     async def maker(w: int) -> None:
                         nonlocal created
                         while created < args.keys + 1 and time.monotonic() < deadline:
@@ -613,20 +709,25 @@ async def bench(args: argparse.Namespace, tn: Testnet, report: dict[str, Any]) -
 
             if args.soak > 0:
                 soak_start = len(mem.samples)
-                mem_every = max(2.0, args.soak / 100)
-                soak = await drv.open("soak (half load)", sustained.rate / 2, args.soak, cap=4 * best)
+                mem_every = 1.0  # MemWatch samples each node once a second
+                soak = await drv.open(
+                    "soak (half load)", sustained.rate / 2, args.soak, cap=4 * best
+                )
                 log(soak.line())
                 pts: dict[int, list[tuple[float, float]]] = defaultdict(list)
                 for ts, rss in mem.samples[soak_start:]:
                     for node, v in rss.items():
                         pts[node].append((ts, v))
-                # Thin to about one sample every mem_every seconds for the report.
                 report["soak"] = (soak, pts, mem_every)
         root.cancel_scope.cancel()
 
 
-def print_report(args: argparse.Namespace, ceiling: Ceiling, r: dict[str, Any],
-                 blocks: list[tuple[float, Counter[str]]]) -> None:
+def print_report(
+    args: argparse.Namespace,
+    ceiling: Ceiling,
+    r: dict[str, Any],
+    blocks: list[tuple[float, Counter[str]]],
+) -> None:
     sus: Phase = r["sustained"]
     half: Phase = r["half"]
     mem: MemWatch = r["mem"]
@@ -639,13 +740,19 @@ def print_report(args: argparse.Namespace, ceiling: Ceiling, r: dict[str, Any],
     print("Crypto per decrypt (n = 4, t = 3), one core, no network, no consensus:")
     for name, k, s in ceiling.steps:
         print(f"  {name:<52} x{k}  {1e6 * s:8.1f} us  = {1e6 * k * s:8.1f} us")
-    print(f"  {'total':<52}     {'':>8}     {1e6 * ceiling.crypto_s:8.1f} us"
-          f"  -> {crypto_rate:6.1f} decrypts/s")
-    print(f"  LocalNetwork pipeline (crypto + state machines + encodings): "
-          f"{1e6 * ceiling.pipeline_s:8.1f} us -> {pipe_rate:6.1f} decrypts/s")
+    print(
+        f"  {'total':<52}     {'':>8}     {1e6 * ceiling.crypto_s:8.1f} us"
+        f"  -> {crypto_rate:6.1f} decrypts/s"
+    )
+    print(
+        f"  LocalNetwork pipeline (crypto + state machines + encodings): "
+        f"{1e6 * ceiling.pipeline_s:8.1f} us -> {pipe_rate:6.1f} decrypts/s"
+    )
     print()
-    print("Concurrency sweep (closed loop, "
-          f"{args.clients} AsyncDistributedKMS clients, {args.sweep_seconds:.0f}s each):")
+    print(
+        "Concurrency sweep (closed loop, "
+        f"{args.clients} AsyncDistributedKMS clients, {args.sweep_seconds:.0f}s each):"
+    )
     for ph in r["sweep"]:
         print("  " + ph.line())
     print()
@@ -654,55 +761,93 @@ def print_report(args: argparse.Namespace, ceiling: Ceiling, r: dict[str, Any],
     def row(what: str, ours: str, ceil: str = "", ratio: str = "") -> None:
         rows.append((what, ours, ceil, ratio))
 
-    row("sustained decrypts/s (conc %d)" % sus.concurrency, f"{sus.rate:.1f}",
-        f"{crypto_rate:.1f}", f"{100 * sus.rate / crypto_rate:.0f}%  (target >= 50%)")
+    row(
+        f"sustained decrypts/s (conc {sus.concurrency})",
+        f"{sus.rate:.1f}",
+        f"{crypto_rate:.1f}",
+        f"{100 * sus.rate / crypto_rate:.0f}%  (target >= 50%)",
+    )
     row("  vs LocalNetwork pipeline", "", f"{pipe_rate:.1f}", f"{100 * sus.rate / pipe_rate:.0f}%")
-    row("  p50 / p99 latency at that load",
-        f"{1000 * pct(sus.latencies, .5):.0f} / {1000 * pct(sus.latencies, .99):.0f} ms",
-        f"{1000 * ceiling.crypto_s:.1f} ms", "")
-    row(f"half load ({half.offered:.1f}/s offered, {half.rate:.1f}/s done)",
-        f"{1000 * pct(half.latencies, .5):.0f} / {1000 * pct(half.latencies, .99):.0f} ms",
-        "", "p50 " + ("OK" if pct(half.latencies, .5) < 0.05 else "MISSES") + " (target < 50 ms)")
+    row(
+        "  p50 / p99 latency at that load",
+        f"{1000 * pct(sus.latencies, 0.5):.0f} / {1000 * pct(sus.latencies, 0.99):.0f} ms",
+        f"{1000 * ceiling.crypto_s:.1f} ms",
+        "",
+    )
+    row(
+        f"half load ({half.offered:.1f}/s offered, {half.rate:.1f}/s done)",
+        f"{1000 * pct(half.latencies, 0.5):.0f} / {1000 * pct(half.latencies, 0.99):.0f} ms",
+        "",
+        "p50 " + ("OK" if pct(half.latencies, 0.5) < 0.05 else "MISSES") + " (target < 50 ms)",
+    )
     row("errors (sustained / half)", f"{sum(sus.errors.values())} / {sum(half.errors.values())}")
-    row("consensus payloads/s, one log (sustained)", f"{p_rate:.1f}", "",
-        f"{b_rate:.1f} blocks/s, {per_block:.1f}/block")
+    row(
+        "consensus payloads/s, one log (sustained)",
+        f"{p_rate:.1f}",
+        "",
+        f"{b_rate:.1f} blocks/s, {per_block:.1f}/block",
+    )
     row("  delivered x 4 processes (sustained)", f"{4 * p_rate:.1f}")
-    row("consensus payloads/s, one log (half load)", f"{hp_rate:.1f}", "", f"{hb_rate:.1f} blocks/s")
+    row(
+        "consensus payloads/s, one log (half load)", f"{hp_rate:.1f}", "", f"{hb_rate:.1f} blocks/s"
+    )
     ex0 = {i: s["executor"] for i, s in sus.status0.items() if s}
     ex1 = {i: s["executor"] for i, s in sus.status1.items() if s}
     for i in sorted(ex1):
         if i in ex0:
             d = {k: ex1[i][k] - ex0[i][k] for k in ("partials", "replies", "partials_refused")}
-            row(f"  node {i} executor /s (sustained)",
-                f"{d['partials'] / sus.seconds:.1f} partials", "",
-                f"{d['replies'] / sus.seconds:.1f} replies, {d['partials_refused']} refused")
+            row(
+                f"  node {i} executor /s (sustained)",
+                f"{d['partials'] / sus.seconds:.1f} partials",
+                "",
+                f"{d['replies'] / sus.seconds:.1f} replies, {d['partials_refused']} refused",
+            )
     for i in sorted(mem.peak):
         row(f"node {i} peak RSS (VmHWM, whole run)", f"{mem.peak[i]:.0f} MB", "", "target < 200 MB")
     n_keys, key_secs, rss0, rss1, key_times = r["keys"]
     row("one DKG over the testnet (first key)", f"{r['dkg_first_s']:.2f} s")
     if n_keys:
-        row(f"keys created ({args.key_conc} at a time)",
-            f"{n_keys} in {key_secs:.0f} s", "", f"{n_keys / key_secs:.2f} keys/s, "
-            f"p50 {statistics.median(key_times):.2f} s each")
+        row(
+            f"keys created ({args.key_conc} at a time)",
+            f"{n_keys} in {key_secs:.0f} s",
+            "",
+            f"{n_keys / key_secs:.2f} keys/s, p50 {statistics.median(key_times):.2f} s each",
+        )
         for i in sorted(rss1):
             growth = (rss1[i] - rss0[i]) / n_keys
-            row(f"node {i} RSS before/after {n_keys} keys",
-                f"{rss0[i]:.0f} -> {rss1[i]:.0f} MB", "",
-                f"{1024 * growth:+.1f} KB/key; 10,000 keys ~ {rss1[i] + growth * (10_000 - n_keys - 1):.0f} MB"
-                " (EXTRAPOLATED)")
-        row("time for 10,000 keys at this rate", f"~{10_000 / (n_keys / key_secs) / 3600:.1f} h"
-            " (EXTRAPOLATED)")
+            row(
+                f"node {i} RSS before/after {n_keys} keys",
+                f"{rss0[i]:.0f} -> {rss1[i]:.0f} MB",
+                "",
+                f"{1024 * growth:+.1f} KB/key; 10,000 keys ~ "
+                f"{rss1[i] + growth * (10_000 - n_keys - 1):.0f} MB (EXTRAPOLATED)",
+            )
+        row(
+            "time for 10,000 keys at this rate",
+            f"~{10_000 / (n_keys / key_secs) / 3600:.1f} h (EXTRAPOLATED)",
+        )
     if "soak" in r:
-        soak, pts, every = r["soak"]
-        row(f"soak {args.soak:.0f}s half load", f"{soak.rate:.1f}/s",
-            "", f"p50 {1000 * pct(soak.latencies, .5):.0f} ms, p99 {1000 * pct(soak.latencies, .99):.0f} ms")
+        soak, pts, _every = r["soak"]
+        row(
+            f"soak {args.soak:.0f}s half load",
+            f"{soak.rate:.1f}/s",
+            "",
+            f"p50 {1000 * pct(soak.latencies, 0.5):.0f} ms, "
+            f"p99 {1000 * pct(soak.latencies, 0.99):.0f} ms",
+        )
         for i in sorted(pts):
             s = slope_mb_per_min(pts[i])
             first, last = pts[i][0][1], pts[i][-1][1]
-            row(f"  node {i} RSS trend", f"{first:.0f} -> {last:.0f} MB", "",
-                f"{s:+.2f} MB/min (least squares, {len(pts[i])} samples)")
-    w = [max(len(x[c]) for x in rows + [("", "ours", "ceiling (1 core)", "ratio / note")])
-         for c in range(4)]
+            row(
+                f"  node {i} RSS trend",
+                f"{first:.0f} -> {last:.0f} MB",
+                "",
+                f"{s:+.2f} MB/min (least squares, {len(pts[i])} samples)",
+            )
+    w = [
+        max(len(x[c]) for x in [*rows, ("", "ours", "ceiling (1 core)", "ratio / note")])
+        for c in range(4)
+    ]
     hdr = ("", "ours", "ceiling (1 core)", "ratio / note")
     print("  ".join(h.ljust(w[c]) for c, h in enumerate(hdr)))
     print("  ".join("-" * w[c] for c in range(4)))
@@ -710,6 +855,32 @@ def print_report(args: argparse.Namespace, ceiling: Ceiling, r: dict[str, Any],
         print("  ".join(x[c].ljust(w[c]) for c in range(4)))
     print()
     print("What limits it")
+    c0, c1 = sus.cpu0, sus.cpu1
+    if c0 and c1 and sus.latencies:
+        done = len(sus.latencies)
+        wall = c1["_total"] - c0["_total"]  # core-seconds of the whole machine
+        busy = c1["_busy"] - c0["_busy"]
+        ours = 0.0
+        print(
+            f" CPU during the sustained run ({sus.seconds:.0f}s, {os.cpu_count()} cores; "
+            "ms of CPU per completed decrypt):"
+        )
+        for k in sorted(x for x in c1 if not x.startswith("_")):
+            used = c1[k] - c0[k]
+            ours += used
+            print(
+                f"   {k:<8} {100 * used / sus.seconds:5.1f}% of a core   "
+                f"{1000 * used / done:6.1f} ms/decrypt"
+            )
+        print(
+            f"   ours     {100 * ours / sus.seconds:5.1f}% of a core   "
+            f"{1000 * ours / done:6.1f} ms/decrypt  (crypto ceiling: "
+            f"{1000 * ceiling.crypto_s:.1f} ms/decrypt)"
+        )
+        print(
+            f"   machine busy {100 * busy / wall:.0f}% of all cores; other processes "
+            f"(not this benchmark) {100 * max(0.0, busy - ours) / sus.seconds:.0f}% of a core"
+        )
     for who, lines in r.get("pyspy", []):
         print(f" py-spy, {who}, during the sustained run:")
         for ln in lines:
@@ -727,7 +898,9 @@ def main() -> int:
     ap.add_argument("--conc", type=int, nargs="+", default=[8, 16, 32, 64])
     ap.add_argument("--clients", type=int, default=4, help="AsyncDistributedKMS instances")
     ap.add_argument("--ciphertexts", type=int, default=16)
-    ap.add_argument("--keys", type=int, default=30, help="keys (DKGs) to create for the RSS figures")
+    ap.add_argument(
+        "--keys", type=int, default=30, help="keys (DKGs) to create for the RSS figures"
+    )
     ap.add_argument("--key-budget", type=float, default=60.0, help="seconds allowed for --keys")
     ap.add_argument("--key-conc", type=int, default=4, help="key creations in flight")
     ap.add_argument("--soak", type=float, default=0.0, help="seconds of half load with RSS samples")
@@ -743,8 +916,10 @@ def main() -> int:
 
     log("measuring the crypto-bound ceiling (one core, in process) ...")
     ceiling = measure_ceiling(args.reps, args.pipeline)
-    log(f"  crypto {1e3 * ceiling.crypto_s:.2f} ms/decrypt -> {1 / ceiling.crypto_s:.1f}/s; "
-        f"pipeline {1e3 * ceiling.pipeline_s:.2f} ms -> {1 / ceiling.pipeline_s:.1f}/s")
+    log(
+        f"  crypto {1e3 * ceiling.crypto_s:.2f} ms/decrypt -> {1 / ceiling.crypto_s:.1f}/s; "
+        f"pipeline {1e3 * ceiling.pipeline_s:.2f} ms -> {1 / ceiling.pipeline_s:.1f}/s"
+    )
     report: dict[str, Any] = {}
     with fresh_testnet(4, args.keep) as tn:
         log(f"starting a 4-node testnet in {tn.dir} ...")
