@@ -307,7 +307,7 @@ class Replica:
     # ---- proposing -----------------------------------------------------------------------
 
     def _in_flight(self, tip: Block) -> set[bytes]:
-        """Digests of payloads in uncommitted blocks from ``tip`` back to the root."""
+        """Payloads in uncommitted blocks from ``tip`` back to the root (not to re-propose)."""
         out: set[bytes] = set()
         b: Block | None = tip
         while b is not None and b.height > self.root.height:
@@ -649,6 +649,9 @@ class Replica:
         for r in sorted(waiting):
             if r >= self.round:
                 src, p = waiting[r]
-                self._on_proposal(src, p)
+                try:
+                    self._on_proposal(src, p)
+                except InvalidMessage:
+                    self.stats.invalid_messages += 1
         if self.high_qc.block_id not in self.blocks:
             self._request_sync(sender)
