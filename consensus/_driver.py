@@ -34,8 +34,8 @@ from ._events import (
     TimerFired,
     coalesce,
 )
-from ._messages import Message, TimeoutMsg, Vote, decode_message, encode_message
-from ._prewarm import prewarm
+from ._messages import TimeoutMsg, Vote, decode_message, encode_message
+from ._prewarm import prewarm, signature_count
 from ._replica import Replica, Status
 from ._storage import SQLiteStore, Store
 from ._sync import serve_sync
@@ -126,23 +126,21 @@ class Node:
         while True:
             sender, data = await self.transport.receive()
             try:
-                if self.verify_in_threads and len(data) > 2048:
-                    # Big messages (proposals, sync): hashing and signature checks release
-                    # the GIL, so decode and pre-verify off the event loop.
-                    msg = await trio.to_thread.run_sync(self._decode_and_prewarm, data)
-                else:
-                    msg = self._decode_and_prewarm(data, prewarm_sigs=False)
+                msg = decode_message(data, self.config.chain_id)
             except DecodeError:
                 self.replica.stats.invalid_messages += 1
                 continue
+            if self.verify_in_threads and signature_count(msg) > 2:
+                # OpenSSL releases the GIL for much of each verification: check certificate
+                # signatures on a second core, in a pool no bigger than the cores.
+                await trio.to_thread.run_sync(
+                    prewarm,
+                    self.replica.committee,
+                    msg,
+                    self.config.chain_id,
+                    limiter=_verify_limiter(),
+                )
             await self._dispatch(MessageReceived(sender, msg))
-
-    def _decode_and_prewarm(self, data: bytes, prewarm_sigs: bool = True) -> Message:
-        chain_id = self.config.chain_id
-        msg = decode_message(data, chain_id)
-        if prewarm_sigs:
-            prewarm(self.replica.committee, msg, chain_id)
-        return msg
 
     # ---- application API -----------------------------------------------------------------
 
@@ -284,6 +282,22 @@ class Node:
         with scope:
             await trio.sleep_until(deadline)
             await self._dispatch(TimerFired(round))
+
+
+_VERIFY_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
+    "consensus_verify_limiter"
+)
+
+
+def _verify_limiter() -> trio.CapacityLimiter:
+    """One small thread pool for signature checks shared by all nodes in a trio run: more
+    threads than cores only fight over the GIL."""
+    try:
+        return _VERIFY_LIMITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(2)
+        _VERIFY_LIMITER.set(limiter)
+        return limiter
 
 
 def _ordered(a: Action) -> bool:
