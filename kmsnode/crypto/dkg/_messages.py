@@ -13,6 +13,7 @@ bytes must re-encode identically (so a signed message has exactly one encoding).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
@@ -47,7 +48,7 @@ def u16b(value: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class _Signed(Generic[E]):
+class _Signed(ABC, Generic[E]):
     """Fields and signing shared by the three messages."""
 
     TYPE: ClassVar[int]
@@ -55,8 +56,9 @@ class _Signed(Generic[E]):
     session_id: bytes
     sender: int
 
+    @abstractmethod
     def _body(self) -> list[Any]:
-        raise NotImplementedError
+        """The message-specific fields, after the shared header."""
 
     def _payload(self) -> list[Any]:
         return [
@@ -86,8 +88,9 @@ class _Signed(Generic[E]):
             raise InvalidSignature() from exc
 
     @property
+    @abstractmethod
     def signature(self) -> bytes:
-        raise NotImplementedError
+        """The sender's Ed25519 signature over ``signed_bytes``."""
 
     def encode(self) -> bytes:
         """The canonical wire bytes, signature included."""
