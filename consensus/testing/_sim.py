@@ -213,7 +213,8 @@ class Simulation:
 
     def submit(self, payload: bytes, to: Iterable[SimNode] | None = None) -> None:
         """A client submits ``payload`` to ``to`` (default: every node, like gossip)."""
-        self.submitted.append(payload)
+        if payload not in self.submitted:
+            self.submitted.append(payload)
         for node in list(to) if to is not None else self.nodes:
             if node.up:
                 self._feed(node, PayloadSubmitted((payload,)))

@@ -8,9 +8,13 @@ from consensus.testing import Simulation
 
 
 def submit_workload(sim: Simulation, count: int, *, every: float = 0.01, tag: str = "p") -> None:
-    """Schedule ``count`` distinct payloads, one every ``every`` seconds, to every node."""
+    """Schedule ``count`` distinct payloads, one every ``every`` seconds, to every node.
+
+    They count as submitted at once, so ``all_committed`` waits for all of them.
+    """
     for i in range(count):
         payload = f"{tag}-{sim.seed}-{i}".encode()
+        sim.submitted.append(payload)
         sim.at(sim.now + every * i, functools.partial(sim.submit, payload))
 
 

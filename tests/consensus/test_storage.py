@@ -1,0 +1,88 @@
+"""Stores: round trips of everything a replica reloads, and refusals of unusable state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consensus import (
+    ChainId,
+    Config,
+    MemoryStore,
+    NodeId,
+    SQLiteStore,
+    Store,
+)
+from consensus.errors import ConfigurationError, StorageError
+from consensus.testing import SIM_CHAIN_ID, Simulation
+
+from .conftest import submit_workload
+
+
+def run_with(store_factory: object, seed: int = 11) -> Simulation:
+    sim = Simulation(4, seed, store_factory=store_factory)  # type: ignore[arg-type]
+    sim.start()
+    submit_workload(sim, 25, every=0.02)
+    assert sim.run_until(sim.all_committed, 60), f"seed={seed}"
+    return sim
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_reload_matches_what_the_replica_had(kind: str, tmp_path: Path) -> None:
+    def factory(name: str) -> Store:
+        if kind == "memory":
+            return MemoryStore()
+        return SQLiteStore(tmp_path / f"{name}.db", SIM_CHAIN_ID)
+
+    sim = run_with(factory)
+    node = sim.node("n2")
+    r = node.replica
+    st = node.store.load(1_000_000)
+    assert st.root is not None and st.root[0].id == r.root.id
+    assert st.safety == r.safety
+    assert st.witness is not None and st.witness[0].parent_id == r.root.id
+    delivered = [p for block in st.recent_delivered for p in block]
+    assert set(delivered) == {p for c in node.log for p in c.payloads}
+    log = node.store.committed_log(1, 1000)  # type: ignore[arg-type]
+    assert [c.block_id for c in log] == [c.block_id for c in node.log]
+    assert [c.payloads for c in log] == [c.payloads for c in node.log]
+    rows = node.store.committed_range(2, 3)  # type: ignore[arg-type]
+    assert [b.height for b, _ in rows] == [2, 3, 4][: len(rows)]
+    for b, qc in rows:
+        assert qc.block_id == b.id
+
+
+def test_window_reload_is_bounded_by_whole_blocks(tmp_path: Path) -> None:
+    sim = run_with(lambda name: SQLiteStore(tmp_path / f"{name}.db", SIM_CHAIN_ID))
+    node = sim.node("n0")
+    st = node.store.load(3)
+    assert st.recent_delivered, "at least the newest block is kept"
+    sizes = [len(b) for b in st.recent_delivered]
+    assert sum(sizes) <= 3 or len(sizes) == 1
+
+
+def test_sqlite_store_refuses_another_chain(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "x.db", ChainId(b"one")).close()
+    with pytest.raises(StorageError, match="another chain"):
+        SQLiteStore(tmp_path / "x.db", ChainId(b"two"))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"me": NodeId(4)},
+        {"public_keys": ()},
+        {"max_block_payloads": 0},
+        {"chain_id": ChainId(b"")},
+    ],
+)
+def test_config_rejects_what_cannot_work(kwargs: dict[str, object]) -> None:
+    base: dict[str, object] = {
+        "chain_id": ChainId(b"c"),
+        "me": NodeId(0),
+        "public_keys": tuple(bytes([i]) * 32 for i in range(4)),
+    }
+    base.update(kwargs)
+    with pytest.raises(ConfigurationError):
+        Config(**base)  # type: ignore[arg-type]
