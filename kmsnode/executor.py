@@ -122,6 +122,10 @@ class Executor:
             )
 
         try:
+            reply_key = SealingPublicKey.decode(e.reply_key)
+        except CryptoError:
+            return refuse("invalid_reply_key", "the request's reply key is not usable")
+        try:
             value = self.keystore.get(share_record(e.key_id, e.version, e.epoch))
         except KeystoreRecordMissing:
             return refuse("share_unavailable", f"node {self.node_id} holds no share of this key")
@@ -138,10 +142,6 @@ class Executor:
         except InvalidCiphertext:
             # No partial for an invalid ciphertext: this is what makes TDH2 CCA-secure.
             return refuse("invalid_ciphertext", "invalid ciphertext")
-        try:
-            reply_key = SealingPublicKey.decode(e.reply_key)
-        except CryptoError:
-            return refuse("invalid_reply_key", "the request's reply key is not usable")
         sealed = seal(reply_key, partial.encode(group), sealed_aad(e.request_id, self.node_id))
         self.stats.partials += 1
         return self._respond(

@@ -111,3 +111,24 @@ def test_unauthorised_client(net: LocalNetwork) -> None:
         net.run(net.client.prepare(Encrypt("key-missing"), now_ms=net.time_ms))
     outcomes = [e.outcome for e in net.states[1].audit.entries]
     assert "access_denied" in outcomes
+
+
+def test_small_order_reply_key_gets_no_partial(net: LocalNetwork) -> None:
+    from kmsnode.client._core import Prepared
+    from kmsnode.client.errors import RequestRejected
+    from kmsnode.crypto.sealing import SealingPrivateKey
+    from kmsnode.wire.requests import Request
+
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"x")
+    km = key_material(net, key_id)
+    mlkem = SealingPrivateKey.generate().public_key.mlkem768
+    bad_key = bytes(32) + mlkem  # X25519 point 0: small order
+    req = Request(
+        net.genesis.chain_id, net.client.client_id, net.time_ms << 16, Decrypt(ct, CTX), bad_key
+    ).signed(net.admin)
+    prepared = Prepared(req, SealingPrivateKey.generate(), req.encode())
+    with pytest.raises(RequestRejected) as info:
+        net.run(prepared, km)
+    assert info.value.code == "invalid_reply_key"
+    assert sum(e.stats.partials for e in net.executors.values()) == 0
