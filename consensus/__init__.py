@@ -7,6 +7,11 @@ Tiers:
 - low level (sans-I/O): ``Replica`` with its events, actions, messages and rules;
 - ``consensus.testing``: the seeded simulator, byzantine wrappers and Twins scenarios.
 
+Where things live: ``_rules`` (vote, timeout, commit and propose rules of DESIGN §5),
+``_replica`` (the sans-I/O state machine), ``_messages`` (wire types and strict codecs),
+``_events`` (events in, actions out), ``_mempool``, ``_pacemaker``, ``_leader``, ``_sync``
+(catch-up checks), ``_storage`` (SQLite and in-memory stores), ``_driver`` (trio).
+
 ``consensus`` never imports ``kmsnode``: the log knows nothing about keys.
 """
 

@@ -316,8 +316,11 @@ class Replica:
         return out
 
     def _chain_has_payloads(self, tip: Block) -> bool:
+        # The root counts too: when this leader's QC has just committed a block with payloads,
+        # only this replica knows it; one more (empty) proposal carries that QC to the others,
+        # who would otherwise learn of the commit only at the next payload or round timeout.
         b: Block | None = tip
-        while b is not None and b.height > self.root.height:
+        while b is not None and b.height >= self.root.height:
             if b.payloads:
                 return True
             b = self.blocks.get(b.parent_id)

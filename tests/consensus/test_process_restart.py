@@ -36,11 +36,12 @@ def free_base_port() -> int:
 
 
 def spawn(tmp: Path, i: int, base: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "proc_node.py"), str(tmp), str(i), str(N), str(base)],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / f"stderr-{i}.log", "ab"),
-    )
+    with open(tmp / f"stderr-{i}.log", "ab") as err:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, str(HERE / "proc_node.py"), str(tmp), str(i), str(N), str(base)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
 
 
 def lines(path: Path) -> list[str]:

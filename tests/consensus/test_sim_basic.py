@@ -18,3 +18,18 @@ def test_honest_replicas_commit_every_payload(n: int, seed: int) -> None:
     assert sim.run_until(lambda: sim.now > 0.5 and sim.all_committed(), 60), f"seed={seed}"
     sim.check_safety()
     assert len(sim.committed_payloads()) == 40
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_lone_payload_commits_on_every_node_without_waiting_for_a_timeout(seed: int) -> None:
+    # The leader that forms the QC committing a block must propose once more (an empty block
+    # carrying that QC): otherwise only it learns of the commit and every other replica waits
+    # for a round timeout (0.5 s here) or for the next payload.
+    sim = Simulation(4, seed)
+    sim.start()
+    sim.run_for(0.2)
+    sim.submit(b"lone payload")
+    start = sim.now
+    assert sim.run_until(lambda: sim.all_committed(), 5), f"seed={seed}"
+    assert sim.now - start < 0.3, f"took {sim.now - start:.3f}s of simulated time (seed={seed})"
+    sim.check_safety()
