@@ -279,8 +279,11 @@ class Node:
         self._nursery.start_soon(self._timer, scope, round, deadline)
 
     async def _timer(self, scope: trio.CancelScope, round: Round, deadline: float) -> None:
+        # Only the wait is cancellable: re-arming (which the dispatch itself may do) must
+        # not cancel the dispatch half-way through its actions.
         with scope:
             await trio.sleep_until(deadline)
+        if not scope.cancel_called:
             await self._dispatch(TimerFired(round))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
 from typing import Any, ClassVar
 
 from ._codec import as_bytes, as_int, as_list, pack, unpack
@@ -156,7 +157,8 @@ class Block:
         payloads: tuple[bytes, ...],
     ) -> BlockId:
         """SHA-256 over the domain tag and the canonical header."""
-        payload_root = _digest(pack(list(payloads)))
+        # The lengths, then the bytes back to back: unambiguous, and cheap to build.
+        payload_root = _digest(pack(list(map(len, payloads))), b"".join(payloads))
         header = pack(
             [chain_id, round, height, qc.block_id, qc.round, timestamp_ms, proposer, payload_root]
         )
@@ -206,9 +208,9 @@ class Block:
         ts = as_int(f[3], "block.timestamp_ms")
         proposer = NodeId(as_int(f[4], "block.proposer", hi=MAX_COMMITTEE - 1))
         raw = as_list(f[5], "block.payloads", max_length=MAX_PAYLOADS_PER_BLOCK)
-        for p in raw:
-            if type(p) is not bytes:
-                raise DecodeError("block.payloads: every payload must be bytes")
+        # msgpack yields exact ``bytes`` for bin, so isinstance is exact here (and C-fast).
+        if not all(map(isinstance, raw, repeat(bytes))):
+            raise DecodeError("block.payloads: every payload must be bytes")
         payloads = tuple(raw)
         sig = as_bytes(f[6], "block.signature", size=SIGNATURE_BYTES)
         bid = cls.compute_id(chain_id, rnd, height, qc, ts, proposer, payloads)
