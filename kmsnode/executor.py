@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .crypto import dkg, tdh2
-from .crypto.errors import CryptoError, InvalidCiphertext
+from .crypto.errors import CryptoError
 from .crypto.groups import Group
 from .crypto.sealing import SealingPublicKey, seal
 from .crypto.shamir import Share
@@ -135,13 +135,7 @@ class Executor:
         vk = self._vk_cache.get(cache_key)
         if vk is None:
             vk = self._vk_cache[cache_key] = group.base_mul(share.value)
-        try:
-            partial = tdh2.partial_decrypt(
-                share, e.public_key, e.ciphertext, e.context, verification_key=vk
-            )
-        except InvalidCiphertext:
-            # No partial for an invalid ciphertext: this is what makes TDH2 CCA-secure.
-            return refuse("invalid_ciphertext", "invalid ciphertext")
+        partial = tdh2.partial_decrypt_valid(share, e.ciphertext, verification_key=vk)
         sealed = seal(reply_key, partial.encode(group), sealed_aad(e.request_id, self.node_id))
         self.stats.partials += 1
         return self._respond(

@@ -76,9 +76,12 @@ def test_wrong_context_and_tampering_get_the_opaque_error_and_no_partial(net: Lo
     tampered[-5] ^= 1
     with pytest.raises(InvalidCiphertextError):
         net.run(net.client.prepare(Decrypt(bytes(tampered), CTX), now_ms=net.time_ms), km)
-    refused = sum(e.stats.partials_refused for e in net.executors.values()) - refused_before
-    assert refused == 2 * net.n  # every node refused both; none released a partial
+    # Every node's state machine refused both before any partial existed, and audited it.
     assert sum(e.stats.partials for e in net.executors.values()) == 0
+    assert sum(e.stats.partials_refused for e in net.executors.values()) == refused_before
+    for state in net.states.values():
+        outcomes = [a.outcome for a in state.audit.entries if a.op == "decrypt"]
+        assert outcomes == ["invalid_ciphertext", "invalid_ciphertext"]
 
 
 def test_a_lying_node_is_named_and_decryption_still_works(net: LocalNetwork) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from cryptography.exceptions import InvalidTag
@@ -230,9 +230,23 @@ def parse(ciphertext: bytes) -> Ciphertext[bytes]:
     return Ciphertext(key_id, key_version, u, u_bar, e, f, nonce, sealed, data)
 
 
+@dataclass(frozen=True)
+class ValidCiphertext:
+    """A ciphertext whose proof verified under ``public_key`` and ``context``.
+
+    Only ``check`` makes one; ``partial_decrypt_valid`` takes one, so a partial can never be
+    computed for a ciphertext that was not checked (the replicated state checks once, the
+    executor computes the partial without repeating the work).
+    """
+
+    ct: Ciphertext[bytes]
+    public_key: bytes
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
 def check(
     public_key: bytes, ct: Ciphertext[bytes], context: Mapping[str, str] | None = None
-) -> None:
+) -> ValidCiphertext:
     """Check the ciphertext's validity proof under this key and encryption context.
 
     Raises:
@@ -249,6 +263,7 @@ def check(
     digest = hashlib.sha512(ct.nonce + ct.sealed).digest()
     if _challenge(group, public_key, label, digest, ct.u, w, ct.u_bar, w_bar) != ct.e:
         raise InvalidCiphertext()
+    return ValidCiphertext(ct, public_key, dict(context or {}))
 
 
 def _partial_context(ct: Ciphertext[bytes], context: Mapping[str, str] | None) -> bytes:
@@ -271,9 +286,20 @@ def partial_decrypt(
     Raises:
         InvalidCiphertext: the ciphertext is malformed or its proof fails; nothing is computed.
     """
+    valid = check(public_key, parse(ciphertext), context)
+    return partial_decrypt_valid(share, valid, verification_key=verification_key, rng=rng)
+
+
+def partial_decrypt_valid(
+    share: Share,
+    valid: ValidCiphertext,
+    *,
+    verification_key: bytes | None = None,
+    rng: Rng = default_rng,
+) -> PartialDecryption[bytes]:
+    """``partial_decrypt`` for a ciphertext ``check`` already accepted."""
     group = RISTRETTO255
-    ct = parse(ciphertext)
-    check(public_key, ct, context)
+    ct = valid.ct
     validate_ids([share.id], group.order)
     value = group.mul(ct.u, share.value)
     vk = verification_key if verification_key is not None else group.base_mul(share.value)
@@ -285,7 +311,7 @@ def partial_decrypt(
         vk,
         value,
         prover=share.id,
-        context=_partial_context(ct, context),
+        context=_partial_context(ct, valid.context),
         rng=rng,
     )
     return PartialDecryption(share.id, value, proof)

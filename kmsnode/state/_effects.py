@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..crypto import dkg
+from ..crypto import dkg, tdh2
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,8 @@ class ComputePartial:
     key_id: str
     version: int
     epoch: int
-    public_key: bytes
-    ciphertext: bytes = field(repr=False)
-    context: dict[str, str]
+    ciphertext: tdh2.ValidCiphertext = field(repr=False)
+    """Already checked by the state machine (proof valid under this key and context)."""
     reply_key: bytes = field(repr=False)
 
 

@@ -291,8 +291,14 @@ class KMSState:
         if request.reply_key is None:
             raise Denied("missing_reply_key", "decrypt needs a reply key to seal partials to")
         version = self._usable_version(record, parsed.key_version)
-        self._audit(request, record.key_id, "ok")
         assert version.public_key is not None
+        try:
+            # Every node checks the ciphertext's proof itself before any partial exists:
+            # this is what makes TDH2 chosen-ciphertext secure, and the audit says so.
+            valid = tdh2.check(version.public_key, parsed, op.context)
+        except InvalidCiphertext as exc:
+            raise Denied("invalid_ciphertext", "invalid ciphertext") from exc
+        self._audit(request, record.key_id, "ok")
         return [
             ComputePartial(
                 request_id=request.request_id,
@@ -301,9 +307,7 @@ class KMSState:
                 key_id=record.key_id,
                 version=version.version,
                 epoch=version.epoch,
-                public_key=version.public_key,
-                ciphertext=op.ciphertext,
-                context=op.context,
+                ciphertext=valid,
                 reply_key=request.reply_key,
             )
         ]

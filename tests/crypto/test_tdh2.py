@@ -227,3 +227,12 @@ def test_bad_encrypt_inputs(key: Key) -> None:
         tdh2.encrypt(G.identity(), b"x", key_id="k", key_version=1)
     with pytest.raises(InvalidEncoding):
         tdh2.encrypt(b"\xff" * 32, b"x", key_id="k", key_version=1)
+
+
+def test_checked_ciphertext_gives_the_same_verifiable_partial(key: Key) -> None:
+    ct = key.encrypt()
+    valid = tdh2.check(key.public, tdh2.parse(ct), CTX)
+    partial = tdh2.partial_decrypt_valid(key.shares[0], valid)
+    tdh2.verify_partial(partial, key.vks[1], ct, CTX)
+    partials = [partial] + [tdh2.partial_decrypt_valid(s, valid) for s in key.shares[1:3]]
+    assert tdh2.combine(key.public, ct, partials, key.vks, 3, CTX)[0] == b"attack at dawn"
