@@ -8,13 +8,15 @@ synchronous and does no network I/O: it returns responses to deliver and payload
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from .crypto import dkg, tdh2
 from .crypto.errors import CryptoError
-from .crypto.groups import Group
+from .crypto.groups import Group, Rng
 from .crypto.sealing import SealingPublicKey, seal
 from .crypto.shamir import Share
 from .errors import KeystoreRecordMissing
@@ -31,6 +33,27 @@ log = logging.getLogger(__name__)
 def share_record(key_id: str, version: int, epoch: int) -> RecordName:
     """Where a key version's share lives in the keystore."""
     return RecordName("share", key_id, version, epoch)
+
+
+def seed_record(key_id: str, version: int, epoch: int) -> RecordName:
+    """Where an open DKG session's randomness seed lives (erased when the session ends)."""
+    return RecordName("dkg-seed", key_id, version, epoch)
+
+
+def seeded_rng(seed: bytes) -> Rng:
+    """A deterministic byte stream from a 32-byte secret seed (SHAKE-256 in counter mode).
+
+    Security: the DKG participant's polynomial, proof nonces and batch-check weights come from
+    it; the seed is as secret as the polynomial and lives only in the keystore.
+    """
+    counter = 0
+
+    def rng(n: int) -> bytes:
+        nonlocal counter
+        counter += 1
+        return hashlib.shake_256(seed + counter.to_bytes(8, "big")).digest(n)
+
+    return rng
 
 
 @dataclass
@@ -151,19 +174,43 @@ class Executor:
         )
 
     # -- DKG ------------------------------------------------------------------------------------
-    def _start_dkg(self, e: StartDkg) -> Output:
+    def _start_dkg(self, e: StartDkg, *, replaying: bool = False) -> Output:
         s = e.session
         if self.node_id not in s.committee:
             return Output()
+        name = seed_record(s.key_id, s.version, s.epoch)
+        try:
+            seed = self.keystore.get(name)
+        except KeystoreRecordMissing:
+            if replaying:
+                return Output()  # finished (seed erased) or never started here
+            seed = secrets.token_bytes(32)
+            # Durable before the deal leaves: a restarted node rebuilds the same polynomial
+            # from it, so it can still justify its deal against its committed commitments.
+            self.keystore.put(name, seed)
         participant = dkg.Participant(
             s,
             signing_key=self.identity.signing_key,
             sealing_key=self.identity.sealing_key,
             id=self.node_id,
+            rng=seeded_rng(seed),
         )
         self.participants[(s.key_id, s.version, s.epoch)] = participant
         self.stats.dkg_started += 1
         return self._dkg_actions(s, participant.handle(dkg.Start()))
+
+    def replay(self, effect: Effect) -> None:
+        """Re-run what an already executed block's effect did to this node's DKG sessions.
+
+        After a restart the node replays its log: replies and partials of executed blocks
+        are not sent again, and DKG messages are not posted again, but a session that was
+        still open gets its participant back (same polynomial, from the stored seed) and
+        sees every committed message again, so it finishes as if the node never stopped.
+        """
+        if isinstance(effect, StartDkg):
+            self._start_dkg(effect, replaying=True)
+        elif isinstance(effect, DeliverDkg):
+            self._deliver_dkg(effect)
 
     def _deliver_dkg(self, e: DeliverDkg) -> Output:
         participant = self.participants.get((e.key_id, e.version, e.epoch))
@@ -202,12 +249,14 @@ class Executor:
                     )
                 self.stats.dkg_completed += 1
                 self.participants.pop(key, None)
+                self.keystore.delete(seed_record(s.key_id, s.version, s.epoch))
             elif isinstance(action, dkg.EraseShare):
                 self.keystore.delete(share_record(action.key_id, action.version, action.epoch))
             elif isinstance(action, dkg.Failed):
                 log.warning("DKG %s v%d failed: %s", s.key_id, s.version, action.reason)
                 self.stats.dkg_failed += 1
                 self.participants.pop(key, None)
+                self.keystore.delete(seed_record(s.key_id, s.version, s.epoch))
             elif isinstance(action, dkg.Rejected):
                 self.stats.dkg_rejected_messages += 1
                 log.info("DKG %s: rejected a message: %s", s.key_id, action.reason)

@@ -133,6 +133,9 @@ class KMSNode:
                 # (posting deals again is harmless: the first committed deal counts).
                 backlog.extend(self._execute(effects))
                 self.keystore.set_executed_height(block.height)
+            else:
+                for effect in effects:
+                    self.executor.replay(effect)
         return backlog
 
     def _stored_blocks(self, start: int, stop: int | None) -> Any:

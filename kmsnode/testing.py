@@ -87,6 +87,7 @@ class LocalNetwork:
             self.states[i] = KMSState(self.genesis)
             self.executors[i] = Executor(i, self.genesis, ident, ks)
         self.height = 0
+        self.log: list[_Block] = []
         self.pending: list[bytes] = []
         self.outbox: dict[bytes, dict[int, bytes]] = {}
         self._ticks = itertools.count()
@@ -101,6 +102,7 @@ class LocalNetwork:
         self.height += 1
         self.time_ms += 50
         block = _Block(self.height, self.time_ms, (*self.pending, *payloads))
+        self.log.append(block)
         self.pending = []
         for i, state in self.states.items():
             for effect in state.apply(block):
@@ -109,6 +111,20 @@ class LocalNetwork:
                 for response in out.responses:
                     data = self.byzantine[i](response) if i in self.byzantine else response.encode()
                     self.outbox.setdefault(response.request_id, {})[i] = data
+
+    def restart(self, node: int) -> None:
+        """Crash and restart ``node``: fresh state machine and executor, keystore reopened, the
+        committed log replayed as ``KMSNode`` does (every block counted as executed)."""
+        old = self.executors[node]
+        old.keystore.close()
+        ks = Keystore.open(self.directory / f"node{node}.db", PASSPHRASE, node)
+        state = KMSState(self.genesis)
+        executor = Executor(node, self.genesis, NodeIdentity.load(ks), ks)
+        for block in self.log:
+            for effect in state.apply(block):
+                executor.replay(effect)
+        self.states[node] = state
+        self.executors[node] = executor
 
     def settle(self, max_blocks: int = 500) -> None:
         """Commit ticks until no node waits for the log (DKG sessions finished)."""

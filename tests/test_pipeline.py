@@ -135,3 +135,84 @@ def test_small_order_reply_key_gets_no_partial(net: LocalNetwork) -> None:
         net.run(prepared, km)
     assert info.value.code == "invalid_reply_key"
     assert sum(e.stats.partials for e in net.executors.values()) == 0
+
+
+def test_a_node_restarted_mid_dkg_finishes_it_with_the_same_polynomial(net: LocalNetwork) -> None:
+    from kmsnode.executor import seed_record, share_record
+
+    prepared = net.client.prepare(CreateKey(KeyKind.ENCRYPT, "restart"), now_ms=net.time_ms)
+    from kmsnode.wire.payload import client_payload
+
+    net.commit(client_payload(prepared.request))  # StartDkg everywhere: deals are queued
+    net.commit()  # the deals are committed
+    key_id = next(iter(net.states[1].keys))
+    assert net.executors[4].keystore.names("dkg-seed") == [seed_record(key_id, 1, 0)]
+    net.restart(4)  # its participant is rebuilt from the seed and the replayed log
+    assert net.executors[4].participants, "the open session was not resumed"
+    net.settle()
+    record = net.states[4].keys[key_id]
+    assert record.state.value == "enabled"
+    assert record.current is not None and len(record.current.verification_keys) == 4
+    ks = net.executors[4].keystore
+    assert ks.names("dkg-seed") == []  # erased once the session ended
+    assert ks.get(share_record(key_id, 1, 0))
+    # Node 4's share works: decrypt with nodes 2, 3 and 4 only.
+    ct = encrypt(net, key_id, b"after a restart")
+    km = key_material(net, key_id)
+    net.byzantine[1] = lambda response: b"\x00"  # node 1 answers garbage
+    c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km)
+    assert c.done and c.result == b"after a restart"
+    assert c.misbehaving == {1}
+
+
+def test_a_dealer_restarted_after_a_complaint_justifies_with_the_same_polynomial(
+    net: LocalNetwork,
+) -> None:
+    # Node 4's sealed share to node 2 is unreadable (garbled in flight): node 2 complains,
+    # node 4 restarts before the complaint arrives, and must still justify correctly.
+    from kmsnode.crypto import dkg
+    from kmsnode.wire.payload import DkgPayload, client_payload, decode_payload
+
+    prepared = net.client.prepare(CreateKey(KeyKind.ENCRYPT, "complaint"), now_ms=net.time_ms)
+    net.commit(client_payload(prepared.request))
+    garbled = []
+    group = net.states[1].sessions[next(iter(net.states[1].sessions))].observer.session.group
+    for raw in net.pending:
+        payload = decode_payload(raw)
+        assert isinstance(payload, DkgPayload)
+        msg = dkg.decode_message(group, payload.message)
+        if isinstance(msg, dkg.Deal) and msg.dealer == 4:
+            sealed = tuple((j, b"\x01" + bytes(40) if j == 2 else s) for j, s in msg.sealed_shares)
+            forged = dkg.Deal.create(
+                group,
+                msg.session_id,
+                4,
+                msg.commitments,
+                msg.proof,
+                sealed,
+                net.identities[4].signing_key,
+            )
+            raw = DkgPayload(
+                payload.key_id, payload.version, payload.epoch, forged.encode()
+            ).encode()
+        garbled.append(raw)
+    net.pending = garbled
+    net.commit()  # deals committed; node 2 queues a complaint against dealer 4
+    net.restart(4)
+    net.settle()
+    key_id = next(iter(net.states[1].keys))
+    record = net.states[1].keys[key_id]
+    assert record.state.value == "enabled"
+    complaints = [
+        m
+        for block in net.log
+        for raw in block.payloads
+        if isinstance(p := decode_payload(raw), DkgPayload)
+        and isinstance(m := dkg.decode_message(group, p.message), dkg.Complaint)
+    ]
+    assert [(c.complainer, c.dealer) for c in complaints] == [(2, 4)]
+    # Dealer 4 justified correctly after its restart, so it stays qualified (without the
+    # stored seed it would have come back with another polynomial, or none, and been cut).
+    assert record.current is not None
+    assert record.current.qualified == (1, 2, 3, 4)
+    assert record.current.disqualified == {}

@@ -38,6 +38,10 @@ class KeyVersion:
     created_height: int
     public_key: bytes | None = None
     verification_keys: dict[int, bytes] = field(default_factory=dict)
+    qualified: tuple[int, ...] = ()
+    """Dealers whose dealings make up this version (QUAL)."""
+    disqualified: dict[int, str] = field(default_factory=dict)
+    """Dealers left out, with the reason every node agreed on."""
     failure: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -47,6 +51,8 @@ class KeyVersion:
             "state": self.state.value,
             "public_key": self.public_key.hex() if self.public_key else None,
             "verification_keys": {str(i): vk.hex() for i, vk in self.verification_keys.items()},
+            "qualified": list(self.qualified),
+            "disqualified": {str(i): why for i, why in self.disqualified.items()},
             "failure": self.failure,
         }
 

@@ -365,6 +365,8 @@ class KMSState:
                 version.verification_keys = {
                     i: group.encode(vk) for i, vk in result.verification_keys.items()
                 }
+                version.qualified = tuple(result.qualified)
+                version.disqualified = dict(result.disqualified)
                 if record.state is KeyState.CREATING:
                     record.state = KeyState.ENABLED
                 del self.sessions[(entry.key_id, entry.version, entry.epoch)]
@@ -372,6 +374,7 @@ class KMSState:
             if isinstance(action, dkg.Failed):
                 version.state = VersionState.FAILED
                 version.failure = action.reason
+                version.disqualified = dict(action.disqualified)
                 if record.state is KeyState.CREATING:
                     record.state = KeyState.FAILED
                 del self.sessions[(entry.key_id, entry.version, entry.epoch)]
