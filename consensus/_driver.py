@@ -76,6 +76,8 @@ class Node:
         wall_clock: seconds since the epoch, for block timestamps (injectable for tests).
         verify_in_threads: check certificate signatures in worker threads before the
             replica sees a message (uses a second core; the replica re-checks via the cache).
+            Turn it off under ``trio.testing.MockClock`` with autojump, which takes a
+            worker thread's work for idleness and jumps to the next timeout.
     """
 
     def __init__(

@@ -32,7 +32,9 @@ CHAIN = ChainId(b"driver")
 SIGNERS, KEYS = make_committee(4, b"driver")
 
 
-def make_node(i: int, net: MemoryNetwork, store: Store, **kw: object) -> Node:
+def make_node(
+    i: int, net: MemoryNetwork, store: Store, *, threads: bool = True, **kw: object
+) -> Node:
     cfg = Config(
         chain_id=CHAIN,
         me=NodeId(i),
@@ -40,7 +42,7 @@ def make_node(i: int, net: MemoryNetwork, store: Store, **kw: object) -> Node:
         pacemaker=Pacemaker(base=0.2, backoff=2.0, max_timeout=2.0),
         **kw,  # type: ignore[arg-type]
     )
-    return Node(cfg, SIGNERS[i], store, net.transport(NodeId(i)))
+    return Node(cfg, SIGNERS[i], store, net.transport(NodeId(i)), verify_in_threads=threads)
 
 
 async def collect(node: Node, want: set[bytes], out: list[CommittedBlock]) -> None:
@@ -97,7 +99,9 @@ async def test_back_pressure_when_nothing_commits() -> None:
 async def test_view_change_when_the_leader_is_down(autojump_clock: trio.testing.MockClock) -> None:
     net = MemoryNetwork(4)
     net.down = {NodeId(1)}  # the leader of round 1 never speaks
-    nodes = [make_node(i, net, MemoryStore()) for i in (0, 2, 3)]
+    # No worker threads: an autojump clock would read a thread's work as idleness and
+    # leap to the next timeout.
+    nodes = [make_node(i, net, MemoryStore(), threads=False) for i in (0, 2, 3)]
     log: list[CommittedBlock] = []
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
