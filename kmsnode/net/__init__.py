@@ -4,13 +4,14 @@ Tiers:
 
 - everyday API: ``Host`` (TCP + Noise only + yamux), ``NetworkIdentity``, ``Committee`` /
   ``Member`` / ``NodeId``, ``Mesh`` with ``ProtocolSpec`` (committee protocols over
-  long-lived streams), ``RequestServer`` / ``request`` (the client protocol shape),
+  long-lived streams), ``RequestServer`` / ``request`` / ``Session`` (the client protocol
+  shape: one stream per request, or one long-lived tagged session stream per node),
   ``ConsensusTransport`` (``consensus.Transport`` over the mesh);
 - framing (sans-I/O): ``Envelope``, ``FrameFormat``, ``FrameDecoder``, ``encode_frame``;
 - errors: ``kmsnode.net.errors`` (the tree is drawn there).
 
 Gossip (gossipsub) for client requests is not wired yet: clients send to several nodes
-directly over ``/kms/client/1``.
+directly over ``/kms/client-session/1`` (``/kms/client/1`` for one-off requests).
 """
 
 from __future__ import annotations
@@ -50,9 +51,12 @@ from .mesh import MeshStatistics as MeshStatistics
 from .mesh import PeerStatistics as PeerStatistics
 from .mesh import ProtocolSpec as ProtocolSpec
 from .reqresp import CLIENT_PROTOCOL as CLIENT_PROTOCOL
+from .reqresp import SESSION_PROTOCOL as SESSION_PROTOCOL
 from .reqresp import Request as Request
 from .reqresp import RequestHandler as RequestHandler
 from .reqresp import RequestServer as RequestServer
+from .reqresp import Session as Session
+from .reqresp import SessionStatistics as SessionStatistics
 from .reqresp import request as request
 
 # py-libp2p logs routine dial failures at ERROR level. Applications that configure logging
@@ -63,6 +67,7 @@ __all__ = [
     "CLIENT_PROTOCOL",
     "CONSENSUS_PROTOCOL",
     "DEFAULT_MAX_FRAME_BYTES",
+    "SESSION_PROTOCOL",
     "SYNC_PROTOCOL",
     "Backoff",
     "Committee",
@@ -89,6 +94,8 @@ __all__ = [
     "RequestFailed",
     "RequestHandler",
     "RequestServer",
+    "Session",
+    "SessionStatistics",
     "UnexpectedShape",
     "UnknownNode",
     "UnsupportedVersion",

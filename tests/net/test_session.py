@@ -1,0 +1,226 @@
+"""Session mode of the client protocol (``/kms/client-session/1``) on real hosts."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+from libp2p.custom_types import TProtocol
+
+from kmsnode.net import (
+    SESSION_PROTOCOL,
+    Backoff,
+    Envelope,
+    FrameFormat,
+    Host,
+    NetworkIdentity,
+    Request,
+    RequestFailed,
+    RequestServer,
+    Session,
+    encode_frame,
+)
+
+from .conftest import wait_for
+
+FAST = Backoff(initial=0.02, maximum=0.2)
+
+
+async def handler(req: Request) -> AsyncIterator[Envelope]:
+    kind, body = req.envelope.kind, req.envelope.body
+    if kind == "boom":
+        raise RuntimeError("secret key material would be here")
+    if kind == "hang":
+        await trio.sleep_forever()
+    if kind == "refuse":
+        yield Envelope("err", {"reason": "no"})
+        yield Envelope("res", "never sent")
+        return
+    if kind == "slow":
+        await trio.sleep(body)
+    for i in range(2):
+        yield Envelope("res", {"i": i, "echo": body, "from": req.peer_id})
+
+
+@asynccontextmanager
+async def server_and_session(
+    **server_kw: object,
+) -> AsyncIterator[tuple[RequestServer, Session, list[str], trio.Nursery]]:
+    server, client = Host(NetworkIdentity.generate()), Host(NetworkIdentity.generate())
+    rs = RequestServer(server, handler, **server_kw)  # type: ignore[arg-type]
+    rs.install()
+    async with trio.open_nursery() as nursery:
+        addrs = await nursery.start(server.run)
+        await nursery.start(client.run)
+        session = Session(client, server.peer_id, addrs, backoff=FAST)
+        await nursery.start(session.run)
+        yield rs, session, addrs, nursery
+        nursery.cancel_scope.cancel()
+
+
+async def test_many_concurrent_requests_share_one_stream() -> None:
+    async with server_and_session() as (rs, session, _, _):
+        results: dict[int, list[Envelope]] = {}
+
+        async def one(i: int) -> None:
+            # Varied delays so answers come back out of order.
+            results[i] = await session.request(Envelope("slow", (i % 7) / 100), timeout=10)
+
+        async with trio.open_nursery() as n:
+            for i in range(60):
+                n.start_soon(one, i)
+        for i in range(60):
+            assert [e.body["i"] for e in results[i]] == [0, 1]
+            assert all(e.body["echo"] == (i % 7) / 100 for e in results[i])
+        assert results[0][0].body["from"] == session.host.identity.peer_id_str
+        assert session.stats.connects == 1 and session.stats.requests == 60
+        assert session.stats.outstanding == 0 and session.stats.unknown_tags == 0
+        assert rs.sessions == 1 and rs.served == 60
+
+
+async def test_server_pauses_reading_at_max_outstanding() -> None:
+    async with server_and_session(max_outstanding=2) as (rs, session, _, _):
+        got: list[list[Envelope]] = []
+
+        async def one() -> None:
+            got.append(await session.request(Envelope("slow", 0.05), timeout=10))
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as n:
+                for _ in range(8):
+                    n.start_soon(one)
+        assert len(got) == 8 and all(len(g) == 2 for g in got)
+        assert rs.served == 8
+
+
+async def test_handler_error_is_a_tagged_err_and_the_stream_lives_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="kmsnode.net")
+    async with server_and_session() as (_, session, _, _):
+        got = await session.request(Envelope("boom", b""), timeout=10)
+        assert got == [Envelope("err", {"reason": "internal"})]
+        assert "secret" not in caplog.text
+        # A handler's own err ends the request, as on the one-shot protocol.
+        assert await session.request(Envelope("refuse"), timeout=10) == [
+            Envelope("err", {"reason": "no"})
+        ]
+        got = await session.request(Envelope("echo", b"after"), timeout=10)
+        assert [e.body["echo"] for e in got] == [b"after", b"after"]
+        assert session.stats.connects == 1 and session.stats.breaks == 0
+
+
+async def test_busy_is_a_tagged_err() -> None:
+    async with server_and_session(max_concurrent=1) as (_, session, _, nursery):
+        nursery.start_soon(session.request, Envelope("slow", 0.5))
+        await wait_for(lambda: session.stats.outstanding == 1)
+        await trio.sleep(0.1)
+        assert await session.request(Envelope("echo"), timeout=10) == [
+            Envelope("err", {"reason": "busy"})
+        ]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        struct.pack(">I", 2) + b"\xc1\xc1",  # not msgpack
+        encode_frame(Envelope("req", {"tag": "x", "kind": "echo", "body": 1}), FrameFormat()),
+        encode_frame(Envelope("req", {"tag": 1, "kind": "", "body": 1}), FrameFormat()),
+        encode_frame(Envelope("rep", {"tag": 1, "kind": "echo", "body": 1}), FrameFormat()),
+        encode_frame(Envelope("req", [1, "echo", None]), FrameFormat()),
+        struct.pack(">I", 1 << 30),  # above the frame limit
+        # the same tag twice while the first is in flight
+        encode_frame(Envelope("req", {"tag": 5, "kind": "hang", "body": None}), FrameFormat())
+        + encode_frame(Envelope("req", {"tag": 5, "kind": "echo", "body": None}), FrameFormat()),
+    ],
+)
+async def test_a_bad_frame_closes_only_that_stream(
+    garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="kmsnode.net")
+    async with server_and_session() as (rs, session, _, _):
+        assert len(await session.request(Envelope("echo", 1), timeout=10)) == 2
+        client = session.host
+        stream = await client.libp2p.new_stream(rs.host.peer_id, [TProtocol(SESSION_PROTOCOL)])
+        await stream.write(garbage)
+        with trio.fail_after(10):
+            try:
+                while await stream.read(1024):
+                    pass
+            except Exception:
+                pass
+        await wait_for(lambda: rs.sessions_rejected == 1)
+        assert "closed session on a bad frame" in caplog.text
+        # The session stream next to it is untouched.
+        assert len(await session.request(Envelope("echo", 2), timeout=10)) == 2
+        assert session.stats.connects == 1 and rs.sessions == 1
+
+
+async def test_abandoned_requests_answers_are_ignored() -> None:
+    async with server_and_session() as (_, session, _, _):
+        await wait_for(lambda: session.stats.connected)
+        with trio.move_on_after(0.05):
+            await session.request(Envelope("slow", 0.2), timeout=10)
+        await wait_for(lambda: session.stats.unknown_tags == 3)  # two answers and the end
+        assert len(await session.request(Envelope("echo"), timeout=10)) == 2
+        assert session.stats.connects == 1
+
+
+async def test_reconnects_after_the_server_restarts() -> None:
+    server_id = NetworkIdentity.generate()
+    client = Host(NetworkIdentity.generate())
+
+    async def serve(
+        scope: trio.CancelScope,
+        stopped: trio.Event,
+        listen: list[str],
+        *,
+        task_status: trio.TaskStatus[list[str]],
+    ) -> None:
+        try:
+            with scope:
+                host = Host(server_id, listen=listen)
+                RequestServer(host, handler).install()
+                await host.run(task_status=task_status)
+        finally:
+            stopped.set()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.run)
+        scope, stopped = trio.CancelScope(), trio.Event()
+        addrs = await nursery.start(serve, scope, stopped, ["/ip4/127.0.0.1/tcp/0"])
+        session = Session(client, server_id.peer_id, addrs, backoff=FAST)
+        await nursery.start(session.run)
+        assert len(await session.request(Envelope("echo", 1), timeout=10)) == 2
+
+        # Stop the server with a request in flight: that request fails, to be resent.
+        failed: list[str] = []
+
+        async def hang() -> None:
+            try:
+                await session.request(Envelope("hang"), timeout=20)
+            except RequestFailed as exc:
+                failed.append(str(exc))
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(hang)
+            await wait_for(lambda: session.stats.outstanding == 1)
+            await trio.sleep(0.05)
+            scope.cancel()
+            await stopped.wait()
+        assert failed and session.stats.breaks == 1
+
+        # While it is down, requests wait for the session (and time out cleanly).
+        with pytest.raises(RequestFailed):
+            await session.request(Envelope("echo", 0), timeout=0.3)
+
+        scope, stopped = trio.CancelScope(), trio.Event()
+        await nursery.start(serve, scope, stopped, addrs)
+        got = await session.request(Envelope("echo", 2), timeout=20)
+        assert [e.body["echo"] for e in got] == [2, 2]
+        assert session.stats.connects == 2 and session.stats.failures >= 1
+        nursery.cancel_scope.cancel()
