@@ -82,9 +82,13 @@ class Mempool:
         items = self._items
         if isinstance(skip, CommittedWindow):
             skip = skip.members  # a plain set: membership tests stay in C
-        fresh = [p for p in dict.fromkeys(payloads) if p not in items and p not in skip]
-        too_big = [p for p in fresh if len(p) > self.max_payload_bytes]
-        if too_big:
+        unique = list(dict.fromkeys(payloads))
+        if items.keys().isdisjoint(unique) and (not skip or _disjoint(skip, unique)):
+            fresh = unique  # the usual case, checked without a Python-level loop
+        else:
+            fresh = [p for p in unique if p not in items and p not in skip]
+        if fresh and max(map(len, fresh)) > self.max_payload_bytes:
+            too_big = [p for p in fresh if len(p) > self.max_payload_bytes]
             big = set(too_big)
             fresh = [p for p in fresh if p not in big]
         room = max(0, self.max_payloads - len(items))
@@ -124,14 +128,20 @@ class Mempool:
         """Drop committed payloads (those we do not hold are ignored)."""
         if not self._items:
             return
-        pop = self._items.pop
-        # Values are None, so pop(p, 0) is None exactly when p was present.
-        removed = [p for p in payloads if pop(p, 0) is None]
-        self._bytes -= sum(map(len, removed))
+        present = self._items.keys() & set(payloads)
+        # Drain map() through a zero-length deque: the loop runs in C.
+        deque(map(self._items.pop, present), maxlen=0)
+        self._bytes -= sum(map(len, present))
 
     def stats(self) -> MempoolStats:
         """Counters for status pages."""
         return MempoolStats(len(self._items), self._bytes, self._rejected_full, self._duplicates)
+
+
+def _disjoint(skip: Collection[bytes], payloads: list[bytes]) -> bool:
+    if isinstance(skip, (set, frozenset)):
+        return skip.isdisjoint(payloads)
+    return not any(p in skip for p in payloads)
 
 
 class CommittedWindow:
