@@ -83,6 +83,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         self._host = net.Host(net.NetworkIdentity.generate(), listen=["/ip4/127.0.0.1/tcp/0"])
         self._nursery_cm: Any = None
         self._nursery: trio.Nursery | None = None
+        self._sessions: dict[int, net.Session] = {}
         self._key_cache: dict[tuple[str, int], tuple[bytes, dict[int, bytes]]] = {}
         self.last_misbehaving: tuple[int, ...] = ()
 
@@ -97,6 +98,13 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         self._nursery_cm = trio.open_nursery()
         self._nursery = await self._nursery_cm.__aenter__()
         await self._nursery.start(self._host.run)
+        # One long-lived session stream per node, kept (and redialled) while the client lives:
+        # a new stream per request costs a protocol negotiation on both sides.
+        for node_id in self.nodes:
+            info = self.genesis.node(node_id)
+            session = net.Session(self._host, net.parse_peer_id(info.peer_id), info.addrs)
+            self._sessions[node_id] = session
+            await self._nursery.start(session.run)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -104,6 +112,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
         await self._nursery_cm.__aexit__(None, None, None)
+        self._sessions.clear()
 
     # -- the API --------------------------------------------------------------------------------
     async def create_key(
@@ -214,17 +223,12 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         done: trio.CancelScope,
         errors: list[BaseException],
     ) -> None:
-        info = self.genesis.node(node_id)
-        peer = net.parse_peer_id(info.peer_id)
+        session = self._sessions[node_id]
         delay = 0.2
         while True:
             try:
-                answers = await net.request(
-                    self._host,
-                    peer,
-                    info.addrs,
-                    net.Envelope("submit", payload),
-                    timeout=self.timeout,
+                answers = await session.request(
+                    net.Envelope("submit", payload), timeout=self.timeout
                 )
             except net.RequestFailed:
                 await trio.sleep(delay)  # silent or unreachable: try again until the deadline
