@@ -128,10 +128,10 @@ class Mempool:
         """Drop committed payloads (those we do not hold are ignored)."""
         if not self._items:
             return
-        present = self._items.keys() & set(payloads)
-        # Drain map() through a zero-length deque: the loop runs in C.
-        deque(map(self._items.pop, present), maxlen=0)
-        self._bytes -= sum(map(len, present))
+        pop = self._items.pop
+        # Values are None, so pop(p, 0) is None exactly when p was present.
+        removed = [p for p in payloads if pop(p, 0) is None]
+        self._bytes -= sum(map(len, removed))
 
     def stats(self) -> MempoolStats:
         """Counters for status pages."""
