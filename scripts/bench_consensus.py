@@ -103,7 +103,7 @@ async def run_one(
             await trio.sleep(seconds)
             c1, t1 = committed, time.perf_counter()
             stats = nodes[0].replica.stats
-            blocks = stats.blocks_committed
+            blocks, payloads = stats.blocks_committed, stats.payloads_committed
             lat = sorted(latencies[l0:])
             done.set()
             nursery.cancel_scope.cancel()
@@ -118,7 +118,7 @@ async def run_one(
         "p50": p50 * 1000,
         "p99": p99 * 1000,
         "blocks": blocks,
-        "per_block": stats.payloads_committed / max(1, blocks),
+        "per_block": payloads / max(1, blocks),
         "timeouts": stats.timeouts_sent,
     }
 
