@@ -34,6 +34,8 @@ class Config:
     dedup_window: int = 200_000
     """How many recently delivered payloads are remembered (whole blocks at a time) to drop
     re-proposed duplicates; they are held in memory, so this bounds memory too."""
+    dedup_window_bytes: int = 64 * 1024 * 1024
+    """The same window's bound in payload bytes (whichever bound is reached first evicts)."""
     sync_batch: int = 32
     """Most blocks in one ``SyncResponse`` served from the store."""
     sync_retry: float = 0.2

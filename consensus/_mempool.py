@@ -145,19 +145,21 @@ def _disjoint(skip: Collection[bytes], payloads: list[bytes]) -> bool:
 
 
 class CommittedWindow:
-    """The payloads of the most recent committed blocks, at most ``capacity`` of them (but
-    always the newest block), evicted a whole block at a time.
+    """The payloads of the most recent committed blocks, at most ``capacity`` of them and
+    ``max_bytes`` in all (but always the newest block), evicted a whole block at a time.
 
     It is a deterministic function of the committed log, so every honest replica filters the
     same duplicates out of a committed block and delivers the same payloads; a restarted
     replica rebuilds it from the store with ``restore``.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._set: set[bytes] = set()
         self._blocks: deque[tuple[bytes, ...]] = deque()
         self._count = 0
+        self._bytes = 0
 
     def __contains__(self, payload: object) -> bool:
         return payload in self._set
@@ -190,10 +192,16 @@ class CommittedWindow:
         self._set.update(delivered)
         self._blocks.append(delivered)
         self._count += len(delivered)
-        while self._count > self.capacity and len(self._blocks) > 1:
+        self._bytes += sum(map(len, delivered))
+        # Bounded by count and by bytes: the window holds whole payloads, and a count alone
+        # would let large payloads (DKG deals are kilobytes) grow it without limit.
+        while (self._count > self.capacity or self._bytes > self.max_bytes) and len(
+            self._blocks
+        ) > 1:
             old = self._blocks.popleft()
             self._set.difference_update(old)
             self._count -= len(old)
+            self._bytes -= sum(map(len, old))
 
     def restore(self, blocks: Sequence[tuple[bytes, ...]]) -> None:
         """Rebuild from delivered payloads of the last committed blocks, oldest first."""

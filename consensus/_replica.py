@@ -124,7 +124,7 @@ class Replica:
         self.mempool = Mempool(
             config.mempool_max_payloads, config.mempool_max_bytes, config.max_payload_bytes
         )
-        self.window = CommittedWindow(config.dedup_window)
+        self.window = CommittedWindow(config.dedup_window, config.dedup_window_bytes)
         st = stored or StoredState()
         if st.root is None:
             self.root, self.root_qc = genesis_block(self.chain_id), genesis_qc(self.chain_id)

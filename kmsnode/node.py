@@ -37,6 +37,7 @@ RESPONSE_CACHE = 20_000
 """Answers kept for late fetches (by request id)."""
 ANSWER_TIMEOUT = 30.0
 TICK_INTERVAL = 0.05
+DEDUP_WINDOW_BYTES = 16 * 1024 * 1024
 EXECUTED_MARK_EVERY = 64
 """Blocks between durable "executed up to" marks. Re-running the effects of a few blocks after
 a crash is harmless (answers are recomputed; a re-posted deal is ignored: the first committed
@@ -88,6 +89,8 @@ class KMSNode:
             chain_id=consensus.ChainId(self.genesis.chain_id.encode()),
             me=consensus.NodeId(ids.index(self.me)),
             public_keys=tuple(i.signing_key for i in self.genesis.nodes),
+            # The dedup window holds whole payloads in memory (DKG deals are kilobytes).
+            dedup_window_bytes=DEDUP_WINDOW_BYTES,
         )
         self.store = consensus.SQLiteStore(str(config.consensus_db), self.consensus_config.chain_id)
         transport = net.ConsensusTransport(self.mesh, self.consensus_config)

@@ -60,3 +60,17 @@ def test_committed_window_filters_duplicates_and_evicts_whole_blocks() -> None:
     rebuilt = CommittedWindow(3)
     rebuilt.restore([(b"f", b"g", b"h", b"i")])
     assert len(rebuilt) == 4 and b"f" in rebuilt
+
+
+def test_committed_window_is_bounded_in_bytes_too() -> None:
+    w = CommittedWindow(1_000, max_bytes=100)
+    w.add_block((b"a" * 60,))
+    w.add_block((b"b" * 30,))
+    assert b"a" * 60 in w and len(w) == 2  # 90 bytes: both stay
+    w.add_block((b"c" * 30,))  # 120 bytes > 100: the oldest block goes
+    assert b"a" * 60 not in w and b"b" * 30 in w and b"c" * 30 in w
+    w.add_block((b"d" * 500,))  # one block over the bound: only it stays
+    assert len(w) == 1 and b"d" * 500 in w
+    rebuilt = CommittedWindow(1_000, max_bytes=100)
+    rebuilt.restore([(b"a" * 60,), (b"b" * 30,), (b"c" * 30,)])
+    assert b"a" * 60 not in rebuilt and len(rebuilt) == 2
