@@ -21,6 +21,7 @@ import consensus
 from consensus.errors import MempoolFull
 
 from . import net
+from .audit_store import AuditStore
 from .config import NodeConfig
 from .errors import MalformedMessage
 from .executor import Executor
@@ -69,6 +70,7 @@ class KMSNode:
                 f"this keystore's signing key is not node {self.me}'s in the genesis file"
             )
         self.state = KMSState(self.genesis)
+        self.audit_store = AuditStore(config.data_dir / "audit.db")
         self.executor = Executor(self.me, self.genesis, self.identity, self.keystore)
         self.stats = NodeStats()
         self._answers: OrderedDict[bytes, bytes] = OrderedDict()
@@ -123,6 +125,7 @@ class KMSNode:
                 task_status.started()
         finally:
             self.keystore.close()
+            self.audit_store.close()
 
     def _replay(self) -> list[bytes]:
         """Re-apply the committed log from the store; returns payloads still to post."""
@@ -130,6 +133,7 @@ class KMSNode:
         backlog: list[bytes] = []
         for block in self._stored_blocks(1, None):
             effects = self.state.apply(block)
+            self.audit_store.append(self.state.audit.drain())
             self.stats.replayed_blocks += 1
             if block.height > executed:
                 # Committed but not executed before the crash: do this node's part now
@@ -172,6 +176,7 @@ class KMSNode:
 
     async def _apply(self, block: Any) -> None:
         effects = self.state.apply(block)
+        self.audit_store.append(self.state.audit.drain())
         self.stats.blocks_applied += 1
         posts = self._execute(effects)
         if block.height % EXECUTED_MARK_EVERY == 0 or any(
@@ -268,11 +273,10 @@ class KMSNode:
         if not isinstance(start, int) or not isinstance(limit, int):
             start, limit = 0, 100
         limit = max(0, min(limit, 1000))
-        entries = self.state.audit.entries[max(0, start) : max(0, start) + limit]
         return {
-            "total": len(self.state.audit.entries),
+            "total": self.state.audit.total,
             "head": self.state.audit.head.hex(),
-            "entries": [e.to_json() for e in entries],
+            "entries": self.audit_store.page(max(0, start), limit),
         }
 
     def status(self) -> dict[str, Any]:

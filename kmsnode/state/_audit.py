@@ -7,6 +7,7 @@ be verified by anyone holding it, and two nodes agree on it exactly when their h
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -81,11 +82,23 @@ def chain_hash(prev: bytes, body: bytes) -> bytes:
 
 
 class AuditTrail:
-    """The trail in memory; ``head`` is the hash of the last entry."""
+    """The trail's head, its length, and its most recent entries in memory.
 
-    def __init__(self) -> None:
-        self.entries: list[AuditEntry] = []
+    The full trail is the node's to store (``drain`` hands over new entries, which the node
+    writes to its audit database); memory holds only the last ``keep`` entries, so a node that
+    serves requests for months does not grow without bound. The head hash always covers all.
+    """
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self.recent: deque[AuditEntry] = deque(maxlen=keep)
+        self.total = 0
         self.head = GENESIS_HASH
+        self._pending: list[AuditEntry] = []
+
+    @property
+    def entries(self) -> list[AuditEntry]:
+        """The most recent entries (all of them while fewer than ``keep``)."""
+        return list(self.recent)
 
     def append(
         self,
@@ -99,7 +112,7 @@ class AuditTrail:
         outcome: str,
     ) -> AuditEntry:
         partial = AuditEntry(
-            len(self.entries),
+            self.total,
             height,
             timestamp_ms,
             request_id,
@@ -112,20 +125,35 @@ class AuditTrail:
         )
         h = chain_hash(self.head, partial.body())
         entry = AuditEntry(**{**partial.__dict__, "hash": h})
-        self.entries.append(entry)
+        self.recent.append(entry)
+        self._pending.append(entry)
+        self.total += 1
         self.head = h
         return entry
 
+    def drain(self) -> list[AuditEntry]:
+        """Entries appended since the last ``drain`` (for the node to store)."""
+        out, self._pending = self._pending, []
+        return out
 
-def verify_chain(entries: Iterable[AuditEntry]) -> bytes:
+
+def verify_chain(entries: Iterable[AuditEntry], prev: bytes | None = None) -> bytes:
     """Recompute the chain; returns the head hash.
+
+    A page that does not start at entry 0 is checked from its first entry's link (pass
+    ``prev``, the hash of the entry before it, to pin that link too).
 
     Raises:
         ValueError: an entry's index, link or hash does not match (names the entry).
     """
-    prev = GENESIS_HASH
-    for i, e in enumerate(entries):
-        if e.index != i or e.prev_hash != prev or chain_hash(prev, e.body()) != e.hash:
-            raise ValueError(f"audit entry {i} does not match the chain")
+    expected_index: int | None = None
+    for e in entries:
+        if expected_index is None:
+            expected_index = e.index
+            if prev is None:
+                prev = GENESIS_HASH if e.index == 0 else e.prev_hash
+        if e.index != expected_index or e.prev_hash != prev or chain_hash(prev, e.body()) != e.hash:
+            raise ValueError(f"audit entry {e.index} does not match the chain")
         prev = e.hash
-    return prev
+        expected_index += 1
+    return prev if prev is not None else GENESIS_HASH
