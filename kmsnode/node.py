@@ -34,7 +34,7 @@ from .wire.requests import Request
 
 log = logging.getLogger(__name__)
 
-RESPONSE_CACHE = 20_000
+RESPONSE_CACHE = 4096
 """Answers kept for late fetches (by request id)."""
 ANSWER_TIMEOUT = 30.0
 TICK_INTERVAL = 0.05
