@@ -635,7 +635,7 @@ async def bench(args: argparse.Namespace, tn: Testnet, report: dict[str, Any]) -
             t = time.perf_counter()
             key = await kms.create_key(description="bench")
             report["dkg_first_s"] = time.perf_counter() - t
-            key_id = key["key_id"]
+            key_id = key.key_id
             log(f"key {key_id} enabled after {report['dkg_first_s']:.2f}s (one DKG, testnet)")
             cts: list[bytes] = []
 

@@ -49,12 +49,14 @@ def main() -> None:
             step("create a key: the nodes run a DKG over the BFT log; no one ever holds it")
             t0 = time.monotonic()
             meta = kms.create_key("encrypt", "demo key")
-            key_id = meta["key_id"]
-            version = meta["versions"][0]
+            key_id = meta.key_id
+            version = meta.versions[0]
+            assert version.public_key is not None
             print(f"key {key_id} enabled in {time.monotonic() - t0:.1f}s")
-            print(f"public key       {version['public_key']}")
-            for node, vk in sorted(version["verification_keys"].items()):
-                print(f"node {node} verif. key {vk[:32]}...")
+            print(f"public key       {version.public_key.hex()}")
+            for node, vk in sorted(version.verification_keys.items()):
+                print(f"node {node} verif. key {vk.hex()[:32]}...")
+            print(f"dealers in QUAL  {list(version.qualified)}")
 
             step("encrypt locally with an encryption context (ordered and audited)")
             context = {"app": "payroll", "tenant": "acme"}

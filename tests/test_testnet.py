@@ -70,8 +70,8 @@ def kms(tn: Testnet) -> Iterator[DistributedKMS]:
 @pytest.fixture(scope="module")
 def key_id(kms: DistributedKMS) -> str:
     meta = kms.create_key("encrypt", "testnet test key")
-    assert meta["state"] == "enabled"
-    return str(meta["key_id"])
+    assert meta.state == "enabled"
+    return meta.key_id
 
 
 def genesis(tn: Testnet) -> Genesis:
@@ -88,9 +88,10 @@ def partials_released(tn: Testnet) -> int:
 
 def test_dkg_completes_and_every_node_agrees(tn: Testnet, kms: DistributedKMS, key_id: str) -> None:
     meta = kms.describe_key(key_id)
-    version = meta["versions"][0]
-    assert version["state"] == "active"
-    assert sorted(version["verification_keys"]) == ["1", "2", "3", "4"]
+    version = meta.versions[0]
+    assert meta.current is version and version.state == "active"
+    assert sorted(version.verification_keys) == [1, 2, 3, 4]
+    assert version.qualified == (1, 2, 3, 4) and version.disqualified == {}
     heads = {s["audit_head"] for s in status(tn).values()}
     wait_for(lambda: len({s["audit_head"] for s in status(tn).values()}) == 1, 20, "same audit")
     assert heads

@@ -2,6 +2,8 @@
 
 from ._async import AsyncDistributedKMS as AsyncDistributedKMS
 from ._async import ClientConfig as ClientConfig
+from ._results import KeyMetadata as KeyMetadata
+from ._results import KeyVersionInfo as KeyVersionInfo
 from ._sync import DistributedKMS as DistributedKMS
 from .errors import AccessDenied as AccessDenied
 from .errors import ClientError as ClientError
@@ -18,8 +20,10 @@ __all__ = [
     "ClientError",
     "DistributedKMS",
     "InvalidCiphertextError",
+    "KeyMetadata",
     "KeyNotFound",
     "KeyUnavailable",
+    "KeyVersionInfo",
     "QuorumUnavailable",
     "RequestRejected",
 ]

@@ -36,6 +36,7 @@ from ..wire.requests import (
     SetPolicy,
 )
 from ._core import ClientCore, Collector
+from ._results import KeyMetadata
 from .errors import KeyUnavailable, QuorumUnavailable
 
 DEFAULT_TIMEOUT = 30.0
@@ -117,28 +118,29 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
     # -- the API --------------------------------------------------------------------------------
     async def create_key(
         self, kind: str = "encrypt", description: str = "", *, wait: bool = True
-    ) -> dict[str, Any]:
-        """Create a key by DKG; with ``wait``, return once it is enabled (its metadata)."""
+    ) -> KeyMetadata:
+        """Create a key by DKG; with ``wait``, return once it is enabled."""
         result = await self._call(CreateKey(KeyKind(kind), description))
-        key_id = result["key_id"]
+        key_id = str(result["key_id"])
         if not wait:
-            return dict(result)
+            return await self.describe_key(key_id)
         return await self.wait_for_key(key_id)
 
-    async def wait_for_key(self, key_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    async def wait_for_key(self, key_id: str, timeout: float = 60.0) -> KeyMetadata:
         """Poll ``describe_key`` until the key is enabled (or failed: ``KeyUnavailable``)."""
         with trio.fail_after(timeout):
             while True:
                 meta = await self.describe_key(key_id)
-                if meta["state"] == "enabled":
+                if meta.state == "enabled":
                     return meta
-                if meta["state"] == "failed":
-                    raise KeyUnavailable("key_failed", f"the DKG for {key_id} failed")
+                if meta.state == "failed":
+                    failure = meta.versions[0].failure if meta.versions else ""
+                    raise KeyUnavailable("key_failed", f"the DKG for {key_id} failed: {failure}")
                 await trio.sleep(0.2)
 
-    async def describe_key(self, key_id: str) -> dict[str, Any]:
+    async def describe_key(self, key_id: str) -> KeyMetadata:
         """Public metadata of a key: kind, state, versions with public and verification keys."""
-        return dict(await self._call(DescribeKey(key_id)))
+        return KeyMetadata.from_result(dict(await self._call(DescribeKey(key_id))))
 
     async def list_keys(self) -> list[str]:
         """Ids of the keys this client may use or see."""
@@ -181,14 +183,11 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         if cached is not None:
             return cached
         meta = await self.describe_key(key_id)
-        for v in meta["versions"]:
-            if v["version"] == version and v["public_key"]:
-                material = (
-                    bytes.fromhex(v["public_key"]),
-                    {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()},
-                )
-                self._key_cache[(key_id, version)] = material
-                return material
+        v = meta.version(version)
+        if v is not None and v.public_key is not None and v.state == "active":
+            material = (v.public_key, dict(v.verification_keys))
+            self._key_cache[(key_id, version)] = material
+            return material
         raise KeyUnavailable("key_unavailable", f"{key_id} has no active version {version}")
 
     async def _call(

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..genesis import Genesis
 from ._async import AsyncDistributedKMS, ClientConfig
+from ._results import KeyMetadata
 
 T = TypeVar("T")
 
@@ -84,7 +85,7 @@ class DistributedKMS:
     ) -> dict[str, Any]:
         return self._run(lambda: self._async.create_key(kind, description, wait=wait))  # type: ignore[no-any-return]
 
-    def describe_key(self, key_id: str) -> dict[str, Any]:
+    def describe_key(self, key_id: str) -> KeyMetadata:
         return self._run(self._async.describe_key, key_id)  # type: ignore[no-any-return]
 
     def list_keys(self) -> list[str]:

@@ -74,9 +74,9 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "create-key":
         meta = kms.create_key(args.kind, args.description)
-        _emit(args, meta, meta["key_id"])
+        _emit(args, meta.to_json(), meta.key_id)
     elif cmd == "describe-key":
-        meta = kms.describe_key(args.key_id)
+        meta = kms.describe_key(args.key_id).to_json()
         _emit(args, meta, json.dumps(meta, indent=2))
     elif cmd == "list-keys":
         keys = kms.list_keys()

@@ -89,7 +89,7 @@ class AuditTrail:
     serves requests for months does not grow without bound. The head hash always covers all.
     """
 
-    def __init__(self, keep: int = 10_000) -> None:
+    def __init__(self, keep: int = 4096) -> None:
         self.recent: deque[AuditEntry] = deque(maxlen=keep)
         self.total = 0
         self.head = GENESIS_HASH

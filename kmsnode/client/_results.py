@@ -1,0 +1,112 @@
+"""Typed results of the client API (what ``describe_key`` and ``create_key`` return)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import RequestRejected
+
+
+@dataclass(frozen=True)
+class KeyVersionInfo:
+    """One version of a key: the outcome of one DKG."""
+
+    version: int
+    epoch: int
+    state: str
+    """``pending`` (DKG running), ``active`` or ``failed``."""
+    public_key: bytes | None
+    verification_keys: dict[int, bytes]
+    qualified: tuple[int, ...]
+    disqualified: dict[int, str]
+    failure: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "epoch": self.epoch,
+            "state": self.state,
+            "public_key": self.public_key.hex() if self.public_key else None,
+            "verification_keys": {str(i): k.hex() for i, k in self.verification_keys.items()},
+            "qualified": list(self.qualified),
+            "disqualified": {str(i): why for i, why in self.disqualified.items()},
+            "failure": self.failure,
+        }
+
+
+@dataclass(frozen=True)
+class KeyMetadata:
+    """Everything public about a key, as f + 1 nodes reported it."""
+
+    key_id: str
+    kind: str
+    description: str
+    state: str
+    """``creating``, ``enabled`` or ``failed``."""
+    current_version: int | None
+    created_height: int
+    created_ms: int
+    versions: tuple[KeyVersionInfo, ...]
+
+    @property
+    def current(self) -> KeyVersionInfo | None:
+        """The version new encryptions use."""
+        for v in self.versions:
+            if v.version == self.current_version:
+                return v
+        return None
+
+    def version(self, number: int) -> KeyVersionInfo | None:
+        for v in self.versions:
+            if v.version == number:
+                return v
+        return None
+
+    @classmethod
+    def from_result(cls, d: dict[str, Any]) -> KeyMetadata:
+        """Parse a ``describe_key`` result.
+
+        Raises:
+            RequestRejected: the nodes' (agreed) answer is not a key description.
+        """
+        try:
+            versions = tuple(
+                KeyVersionInfo(
+                    version=int(v["version"]),
+                    epoch=int(v["epoch"]),
+                    state=str(v["state"]),
+                    public_key=bytes.fromhex(v["public_key"]) if v["public_key"] else None,
+                    verification_keys={
+                        int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()
+                    },
+                    qualified=tuple(int(i) for i in v.get("qualified", ())),
+                    disqualified={int(i): str(w) for i, w in v.get("disqualified", {}).items()},
+                    failure=str(v.get("failure", "")),
+                )
+                for v in d["versions"]
+            )
+            return cls(
+                key_id=str(d["key_id"]),
+                kind=str(d["kind"]),
+                description=str(d["description"]),
+                state=str(d["state"]),
+                current_version=None if d["current_version"] is None else int(d["current_version"]),
+                created_height=int(d["created_height"]),
+                created_ms=int(d["created_ms"]),
+                versions=versions,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RequestRejected("malformed_answer", f"not a key description: {exc}") from exc
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "kind": self.kind,
+            "description": self.description,
+            "state": self.state,
+            "current_version": self.current_version,
+            "created_height": self.created_height,
+            "created_ms": self.created_ms,
+            "versions": [v.to_json() for v in self.versions],
+        }
