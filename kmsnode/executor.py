@@ -111,38 +111,40 @@ class Executor:
         raise AssertionError(f"unknown effect {type(effect).__name__}")
 
     # -- replies and partials -------------------------------------------------------------------
-    def _respond(self, response: Response) -> Output:
+    def _respond(
+        self,
+        request_id: bytes,
+        height: int,
+        op: str,
+        *,
+        error: str | None = None,
+        message: str = "",
+        result: dict[str, Any] | None = None,
+        sealed: bytes | None = None,
+    ) -> Output:
+        response = Response(
+            self.genesis.chain_id,
+            request_id,
+            self.node_id,
+            height,
+            op,
+            error,
+            message,
+            result,
+            sealed,
+        )
         return Output(responses=[response.signed(self.identity.signing_key)])
 
     def _reply(self, e: Reply) -> Output:
         self.stats.replies += 1
         return self._respond(
-            Response(
-                self.genesis.chain_id,
-                e.request_id,
-                self.node_id,
-                e.height,
-                e.op,
-                e.error,
-                e.message,
-                e.result,
-            )
+            e.request_id, e.height, e.op, error=e.error, message=e.message, result=e.result
         )
 
     def _partial(self, e: ComputePartial) -> Output:
         def refuse(code: str, message: str) -> Output:
             self.stats.partials_refused += 1
-            return self._respond(
-                Response(
-                    self.genesis.chain_id,
-                    e.request_id,
-                    self.node_id,
-                    e.height,
-                    "decrypt",
-                    code,
-                    message,
-                )
-            )
+            return self._respond(e.request_id, e.height, "decrypt", error=code, message=message)
 
         try:
             reply_key = SealingPublicKey.decode(e.reply_key)
@@ -162,15 +164,11 @@ class Executor:
         sealed = seal(reply_key, partial.encode(group), sealed_aad(e.request_id, self.node_id))
         self.stats.partials += 1
         return self._respond(
-            Response(
-                self.genesis.chain_id,
-                e.request_id,
-                self.node_id,
-                e.height,
-                "decrypt",
-                result={"key_id": e.key_id, "version": e.version},
-                sealed=sealed,
-            )
+            e.request_id,
+            e.height,
+            "decrypt",
+            result={"key_id": e.key_id, "version": e.version},
+            sealed=sealed,
         )
 
     # -- DKG ------------------------------------------------------------------------------------

@@ -201,10 +201,7 @@ class Keystore:
             KeystoreRecordMissing: no such record.
             KeystoreCorrupted: the record fails authentication.
         """
-        row = self._db.execute(
-            "SELECT sealed FROM records WHERE kind=? AND key_id=? AND version=? AND epoch=?",
-            (name.kind, name.key_id, name.version, name.epoch),
-        ).fetchone()
+        row = self._db.execute(f"SELECT sealed FROM records WHERE {_WHERE}", _key(name)).fetchone()
         if row is None:
             raise KeystoreRecordMissing(f"no keystore record {_describe(name)}")
         return self._open(name, row[0])
@@ -212,10 +209,7 @@ class Keystore:
     def delete(self, name: RecordName) -> bool:
         """Erase a secret durably; returns whether it existed."""
         with self._db:
-            cur = self._db.execute(
-                "DELETE FROM records WHERE kind=? AND key_id=? AND version=? AND epoch=?",
-                (name.kind, name.key_id, name.version, name.epoch),
-            )
+            cur = self._db.execute(f"DELETE FROM records WHERE {_WHERE}", _key(name))
         return cur.rowcount > 0
 
     def take(self, name: RecordName) -> bytes:
@@ -226,16 +220,12 @@ class Keystore:
         """
         with self._db:
             row = self._db.execute(
-                "SELECT sealed FROM records WHERE kind=? AND key_id=? AND version=? AND epoch=?",
-                (name.kind, name.key_id, name.version, name.epoch),
+                f"SELECT sealed FROM records WHERE {_WHERE}", _key(name)
             ).fetchone()
             if row is None:
                 raise KeystoreRecordMissing(f"no keystore record {_describe(name)}")
             secret = self._open(name, row[0])
-            self._db.execute(
-                "DELETE FROM records WHERE kind=? AND key_id=? AND version=? AND epoch=?",
-                (name.kind, name.key_id, name.version, name.epoch),
-            )
+            self._db.execute(f"DELETE FROM records WHERE {_WHERE}", _key(name))
         return secret
 
     def names(self, kind: str | None = None) -> list[RecordName]:
@@ -295,6 +285,13 @@ class Keystore:
                 f"keystore record {_describe(name)} in {self.path} failed authentication: "
                 "the file was modified or damaged; restore it from a backup"
             ) from exc
+
+
+_WHERE = "kind=? AND key_id=? AND version=? AND epoch=?"
+
+
+def _key(name: RecordName) -> tuple[str, str, int, int]:
+    return (name.kind, name.key_id, name.version, name.epoch)
 
 
 def _describe(name: RecordName) -> str:
