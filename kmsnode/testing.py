@@ -105,7 +105,9 @@ class LocalNetwork:
         self.log.append(block)
         self.pending = []
         for i, state in self.states.items():
-            for effect in state.apply(block):
+            effects = state.apply(block)
+            state.audit.drain()  # a node stores these; here the recent ones in memory suffice
+            for effect in effects:
                 out = self.executors[i].run(effect)
                 self.pending.extend(out.posts)
                 for response in out.responses:

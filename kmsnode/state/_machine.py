@@ -8,6 +8,7 @@ on its own (signature, replay window, policy), so no node has to trust another's
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -82,7 +83,9 @@ class KMSState:
         self.keys: dict[str, KeyRecord] = {}
         self.audit = AuditTrail()
         self.sessions: dict[tuple[str, int, int], _Session] = {}
-        self._seen: dict[tuple[bytes, int], int] = {}  # (client, nonce) -> nonce time
+        # Served (client, nonce) pairs inside the replay window, and the order they came in.
+        self._seen: set[tuple[bytes, int]] = set()
+        self._seen_order: deque[tuple[int, tuple[bytes, int]]] = deque()
         self._members = {
             info.id: dkg.Member(info.signing_key, info.sealing_key) for info in genesis.nodes
         }
@@ -170,12 +173,16 @@ class KMSState:
         seen_key = (request.client, request.nonce)
         if seen_key in self._seen:
             raise Denied("replay", "this request was already served")
-        self._seen[seen_key] = nonce_ms
+        self._seen.add(seen_key)
+        self._seen_order.append((nonce_ms, seen_key))
 
     def _prune_seen(self) -> None:
+        # Arrival order is nearly nonce-time order; an entry stuck behind a newer one is kept
+        # a little longer, which only makes replay protection stricter.
         horizon = self.timestamp_ms - NONCE_WINDOW_MS
-        if len(self._seen) > 1024 and any(t < horizon for t in self._seen.values()):
-            self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+        order = self._seen_order
+        while order and order[0][0] < horizon:
+            self._seen.discard(order.popleft()[1])
 
     # -- policy -------------------------------------------------------------------------------
     def is_admin(self, client: bytes) -> bool:

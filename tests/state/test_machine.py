@@ -272,3 +272,14 @@ def test_audit_store_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert [e.index for e in page] == [1, 2, 3]
     assert verify_chain(page) == trail.head
     store.close()
+
+
+def test_replay_memory_is_pruned_after_the_window(net: Network) -> None:
+    key_id = create_key(net)
+    for _ in range(5):
+        net.send(net.admin.request(DescribeKey(key_id), at_ms=net.time_ms))
+    state = net.states[1]
+    assert len(state._seen) >= 5
+    net.time_ms += NONCE_WINDOW_MS + 1000
+    net.tick()
+    assert len(state._seen) == 0 and len(state._seen_order) == 0
