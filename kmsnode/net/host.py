@@ -120,7 +120,9 @@ class Host:
         return [str(p) for p in upgrader.muxer_multistream.transports]
 
     async def run(
-        self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED  # type: ignore[name-defined,unused-ignore]
+        self,
+        *,
+        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,  # type: ignore[name-defined,unused-ignore]
     ) -> None:
         """Listen until cancelled; reports the listen addresses once they are bound."""
         async with self.libp2p.run(self._listen):

@@ -77,9 +77,7 @@ class Reader:
             raise MalformedMessage(f"{self._what}.{name}: expected a string of 1..{max_len} chars")
         return v
 
-    def blob(
-        self, i: int, name: str, size: int | None = None, max_len: int = MAX_MESSAGE
-    ) -> bytes:
+    def blob(self, i: int, name: str, size: int | None = None, max_len: int = MAX_MESSAGE) -> bytes:
         v = self._items[i]
         if not isinstance(v, bytes) or len(v) > max_len or (size is not None and len(v) != size):
             want = f"{size} bytes" if size is not None else f"at most {max_len} bytes"
