@@ -40,6 +40,24 @@ _NONCE_SIZE = 12
 _TAG_SIZE = 16
 _SUITE = b"kmsnode/seal/x25519-mlkem768/hkdf-sha256/aes-256-gcm/v1"
 PUBLIC_KEY_SIZE = X25519_SIZE + MLKEM768_PUBLIC_SIZE
+_P25519 = 2**255 - 19
+_SMALL_ORDER_U = frozenset(
+    {
+        0,
+        1,
+        _P25519 - 1,
+        # The two points of order 8 (RFC 7748 §6.1's blocklist, as libsodium keeps it).
+        int.from_bytes(
+            bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+            "little",
+        ),
+        int.from_bytes(
+            bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+            "little",
+        ),
+    }
+)
+"""u-coordinates (mod p, top bit ignored as X25519 does) of every small-order point."""
 OVERHEAD = 1 + X25519_SIZE + MLKEM768_CIPHERTEXT_SIZE + _NONCE_SIZE + _TAG_SIZE
 
 
@@ -78,12 +96,11 @@ class SealingPublicKey:
             mpk = mlkem.MLKEM768PublicKey.from_public_bytes(self.mlkem768)
         except ValueError as exc:
             raise InvalidEncoding("invalid sealing public key") from exc
-        # A small-order X25519 key gives an all-zero shared secret; OpenSSL refuses the
-        # exchange, and we refuse the key up front so a bad key is reported where it arrives.
-        try:
-            X25519PrivateKey.generate().exchange(xpk)
-        except ValueError as exc:
-            raise InvalidEncoding("X25519 public key has small order") from exc
+        # A small-order X25519 key gives an all-zero shared secret. Refuse it up front, so a
+        # bad key is reported where it arrives (``seal`` also refuses the exchange itself).
+        u = (int.from_bytes(self.x25519, "little") & ((1 << 255) - 1)) % _P25519
+        if u in _SMALL_ORDER_U:
+            raise InvalidEncoding("X25519 public key has small order")
         return xpk, mpk
 
     def fingerprint(self) -> bytes:
@@ -144,7 +161,10 @@ def seal(recipient: SealingPublicKey, plaintext: bytes, aad: bytes = b"") -> byt
     xpk, mpk = recipient._load()
     eph = X25519PrivateKey.generate()
     ephemeral = eph.public_key().public_bytes_raw()
-    ss_x = eph.exchange(xpk)
+    try:
+        ss_x = eph.exchange(xpk)
+    except ValueError as exc:  # OpenSSL refuses an all-zero shared secret
+        raise InvalidEncoding("X25519 public key has small order") from exc
     ss_m, kem_ct = mpk.encapsulate()
     key = _aead_key(recipient, ephemeral, kem_ct, ss_x, ss_m)
     nonce = os.urandom(_NONCE_SIZE)

@@ -17,6 +17,10 @@ from kmsnode.crypto.sealing import (
 SMALL_ORDER_X25519 = [
     bytes(32),
     (1).to_bytes(32, "little"),
+    (2**255 - 20).to_bytes(32, "little"),  # p - 1
+    (2**255 - 19).to_bytes(32, "little"),  # p: a non-canonical 0
+    (2**255 - 18).to_bytes(32, "little"),  # p + 1: a non-canonical 1
+    (1 | 1 << 255).to_bytes(32, "little"),  # 1 with the (ignored) top bit set
     bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
     bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
 ]
@@ -78,3 +82,15 @@ def test_wrong_length_mlkem_rejected(recipient: SealingPrivateKey) -> None:
 def test_private_key_repr_redacted(recipient: SealingPrivateKey) -> None:
     assert "redacted" in repr(recipient)
     assert recipient.to_bytes().hex() not in repr(recipient)
+
+
+def test_every_listed_small_order_point_gives_openssl_an_all_zero_secret() -> None:
+    # Independent check of the blocklist: OpenSSL refuses the exchange for each of them.
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+
+    for point in SMALL_ORDER_X25519:
+        with pytest.raises(ValueError):
+            X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(point))
