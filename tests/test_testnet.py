@@ -289,3 +289,107 @@ def test_status_reports_consensus_progress(tn: Testnet) -> None:
     st = status(tn)
     assert all(s["height"] > 0 and s["round"] > 0 for s in st.values())
     assert {s["leader"] for s in st.values()} <= {1, 2, 3, 4}
+
+
+def _kms(tn: Testnet, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "KMS_CONFIG": str(tn.dir / "client.json")}
+    return subprocess.run(
+        [sys.executable, "-m", "kmsnode.client.cli", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_kms_cli_round_trip(tn: Testnet, key_id: str) -> None:
+    import json
+
+    enc = _kms(tn, "encrypt", "--key", key_id, "--context", "app=cli", stdin=b"from the cli")
+    assert enc.returncode == 0, enc.stderr
+    dec = _kms(tn, "decrypt", "--context", "app=cli", stdin=enc.stdout)
+    assert dec.returncode == 0 and dec.stdout == b"from the cli"
+    wrong = _kms(tn, "decrypt", "--context", "app=other", stdin=enc.stdout)
+    assert wrong.returncode == 1 and b"invalid ciphertext" in wrong.stderr
+    meta = json.loads(_kms(tn, "--json", "describe-key", key_id).stdout)
+    assert meta["key_id"] == key_id and meta["state"] == "enabled"
+    listed = json.loads(_kms(tn, "--json", "list-keys").stdout)
+    assert key_id in listed["keys"]
+    b64 = _kms(tn, "encrypt", "--key", key_id, "--base64", stdin=b"text")
+    assert _kms(tn, "decrypt", "--base64", stdin=b64.stdout).stdout == b"text"
+    missing = _kms(tn, "describe-key", "key-doesnotexist")
+    assert missing.returncode == 1 and b"key_not_found" in missing.stderr
+
+
+def test_kmsnode_init_and_genesis(tmp_path: Path) -> None:
+    import json
+
+    env = {**os.environ, "KMSNODE_PASSPHRASE": "operator passphrase"}
+    publics = []
+    for i in (1, 2, 3, 4):
+        d = tmp_path / f"n{i}"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kmsnode",
+                "init",
+                "--dir",
+                str(d),
+                "--node-id",
+                str(i),
+                "--listen",
+                f"/ip4/127.0.0.1/tcp/{20000 + i}",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        publics.append(str(d / "public.json"))
+        with Keystore.open(d / "keystore.db", b"operator passphrase", i) as ks:
+            assert [n.key_id for n in ks.names("identity")] == ["network", "sealing", "signing"]
+    admin = Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex()
+    out = tmp_path / "genesis.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kmsnode",
+            "genesis",
+            *publics,
+            "--out",
+            str(out),
+            "--chain-id",
+            "ops-test",
+            "--admin",
+            admin,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    g = Genesis.load(out)
+    assert (g.n, g.f, g.t, g.chain_id) == (4, 1, 3, "ops-test")
+    assert json.loads(out.read_text())["admins"] == [admin]
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kmsnode",
+            "init",
+            "--dir",
+            str(tmp_path / "n1"),
+            "--node-id",
+            "1",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/20001",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert again.returncode == 2 and "refusing to overwrite" in again.stderr
