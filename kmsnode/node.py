@@ -253,13 +253,19 @@ class KMSNode:
         if rid not in self._answers:
             event = self._waiters.setdefault(rid, trio.Event())
             try:
-                await self.consensus.submit(client_payload(req), wait=False)
-            except MempoolFull:
-                yield net.Envelope("err", {"reason": "busy"})
-                return
-            self.stats.submitted += 1
-            with trio.move_on_after(ANSWER_TIMEOUT):
-                await event.wait()
+                try:
+                    await self.consensus.submit(client_payload(req), wait=False)
+                except MempoolFull:
+                    yield net.Envelope("err", {"reason": "busy"})
+                    return
+                self.stats.submitted += 1
+                with trio.move_on_after(ANSWER_TIMEOUT):
+                    await event.wait()
+            finally:
+                # A request that is never answered (refused as a replay, or lost) must not
+                # leave its waiter behind; the answer, if it comes, is cached anyway.
+                if self._waiters.get(rid) is event and not event.is_set():
+                    del self._waiters[rid]
         data = self._answers.get(rid)
         if data is None:
             yield net.Envelope("err", {"reason": "timeout"})
