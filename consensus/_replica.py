@@ -444,7 +444,7 @@ class Replica:
         next_leader = self.leader(Round(b.round + 1))
         if s.last_vote is not None and s.last_vote.round == b.round:
             if s.last_vote.block_id == b.id:
-                self._send(next_leader, s.last_vote)  # asked again: the identical vote
+                self._send_vote(next_leader, s.last_vote)  # asked again: the identical vote
             return
         tc_round = tc.round if tc is not None else None
         tc_hqc = tc.max_hqc_round if tc is not None else None
@@ -454,12 +454,20 @@ class Replica:
         self.safety = s.after_vote(vote, b.qc.round)
         self._persist(blocks=(b,), safety=self.safety)  # durable before the vote leaves
         self.stats.votes_sent += 1
-        self._send(next_leader, vote)
+        self._send_vote(next_leader, vote)
+
+    def _send_vote(self, next_leader: NodeId, vote: Vote) -> None:
+        # With ``broadcast_votes`` every replica forms the QC itself and commits one message
+        # delay sooner than when it waits for the next leader's proposal to carry the QC.
+        if self.config.broadcast_votes:
+            self._broadcast(vote)
+        else:
+            self._send(next_leader, vote)
 
     def _on_vote(self, sender: NodeId, v: Vote) -> None:
         if v.voter != sender:
             raise InvalidMessage("vote signed by another node than its sender")
-        if self.leader(Round(v.round + 1)) != self.me:
+        if not self.config.broadcast_votes and self.leader(Round(v.round + 1)) != self.me:
             return
         if v.round <= self.high_qc.round or v.round > self.round + self.config.max_future_rounds:
             return

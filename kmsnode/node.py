@@ -39,6 +39,7 @@ RESPONSE_CACHE = 4096
 ANSWER_TIMEOUT = 30.0
 TICK_INTERVAL = 0.05
 DEDUP_WINDOW_BYTES = 16 * 1024 * 1024
+BROADCAST_VOTES_UP_TO = 16
 EXECUTED_MARK_EVERY = 64
 """Blocks between durable "executed up to" marks. Re-running the effects of a few blocks after
 a crash is harmless (answers are recomputed; a re-posted deal is ignored: the first committed
@@ -93,6 +94,9 @@ class KMSNode:
             public_keys=tuple(i.signing_key for i in self.genesis.nodes),
             # The dedup window holds whole payloads in memory (DKG deals are kilobytes).
             dedup_window_bytes=DEDUP_WINDOW_BYTES,
+            # Every node forms QCs itself and commits one message delay sooner; the price,
+            # n^2 votes and signature checks per round, is small for committees this size.
+            broadcast_votes=len(ids) <= BROADCAST_VOTES_UP_TO,
         )
         self.store = consensus.SQLiteStore(str(config.consensus_db), self.consensus_config.chain_id)
         transport = net.ConsensusTransport(self.mesh, self.consensus_config)

@@ -30,6 +30,8 @@ class TwinsScenario:
     """How many identities get a twin (at most f for the safety claim to apply)."""
     heal_at: float = 5.0
     """Virtual time after which the per-round partitions stop applying (the network heals)."""
+    broadcast_votes: bool = False
+    """Run the replicas with ``Config.broadcast_votes``."""
 
     def partitions(self, names: list[str]) -> dict[int, list[set[str]]]:
         """Round -> groups of node names, drawn from the seed."""
@@ -63,7 +65,13 @@ def run_twins(scenario: TwinsScenario, *, timeout: float = 120.0) -> TwinsResult
     """
     rng = random.Random(scenario.seed)
     twinned = rng.sample(range(scenario.n), scenario.twins)
-    sim = Simulation(scenario.n, scenario.seed, twins=twinned, delay=(0.001, 0.01))
+    sim = Simulation(
+        scenario.n,
+        scenario.seed,
+        twins=twinned,
+        delay=(0.001, 0.01),
+        broadcast_votes=scenario.broadcast_votes,
+    )
     sim.round_partitions = scenario.partitions([x.name for x in sim.nodes])
     sim.round_heal = scenario.heal_at
     sim.start()
