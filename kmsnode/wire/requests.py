@@ -14,12 +14,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..crypto.encoding import transcript
-from ..crypto.errors import InvalidSignature
 from ..crypto.sealing import PUBLIC_KEY_SIZE as SEALING_KEY_SIZE
+from ..crypto.signatures import verify_ed25519
 from ..errors import MalformedMessage
 from ._codec import Reader, pack, unpack
 
@@ -277,11 +276,6 @@ class Request:
             InvalidSignature: the signature does not verify.
             MalformedMessage: the client key is not an Ed25519 public key.
         """
-        try:
-            pk = Ed25519PublicKey.from_public_bytes(self.client)
-        except ValueError as exc:
-            raise MalformedMessage("request.client is not an Ed25519 public key") from exc
-        try:
-            pk.verify(self.signature, self.signing_bytes())
-        except _CryptoInvalidSignature as exc:
-            raise InvalidSignature() from exc
+        if len(self.client) != 32:
+            raise MalformedMessage("request.client is not an Ed25519 public key")
+        verify_ed25519(self.client, self.signature, self.signing_bytes())

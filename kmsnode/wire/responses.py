@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..crypto.encoding import transcript, u16
-from ..crypto.errors import InvalidSignature
+from ..crypto.signatures import verify_ed25519
 from ..errors import MalformedMessage
 from ._codec import Reader, pack, unpack
 
@@ -120,12 +119,7 @@ class Response:
         Raises:
             InvalidSignature: it does not verify.
         """
-        try:
-            Ed25519PublicKey.from_public_bytes(node_key).verify(
-                self.signature, self.signing_bytes()
-            )
-        except (_CryptoInvalidSignature, ValueError) as exc:
-            raise InvalidSignature() from exc
+        verify_ed25519(node_key, self.signature, self.signing_bytes())
 
     def agreement_key(self) -> bytes:
         """What must match across nodes for a public answer to count (not node, not sealed)."""

@@ -16,16 +16,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import msgpack
-from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..encoding import transcript
-from ..errors import InvalidEncoding, InvalidSignature
+from ..errors import InvalidEncoding
 from ..groups import Group
 from ..pok import SchnorrProof
+from ..signatures import verify_ed25519
 
 E = TypeVar("E")
 _S = TypeVar("_S", bound="_Signed[Any]")
@@ -80,12 +80,7 @@ class _Signed(ABC, Generic[E]):
         Raises:
             InvalidSignature: it does not verify (opaque).
         """
-        try:
-            Ed25519PublicKey.from_public_bytes(public_key).verify(
-                self.signature, self.signed_bytes()
-            )
-        except (_CryptographyInvalidSignature, ValueError) as exc:
-            raise InvalidSignature() from exc
+        verify_ed25519(public_key, self.signature, self.signed_bytes())
 
     @property
     @abstractmethod
@@ -95,6 +90,18 @@ class _Signed(ABC, Generic[E]):
     def encode(self) -> bytes:
         """The canonical wire bytes, signature included."""
         return _pack([*self._payload(), self.signature])
+
+    @classmethod
+    def decode(cls, group: Group[E], data: bytes) -> Self:
+        """Strictly decode one message of this type (the state machine checks the signature).
+
+        Raises:
+            InvalidEncoding: any structural defect, named in the message, or another type.
+        """
+        msg = decode_message(group, data)
+        if not isinstance(msg, cls):
+            raise InvalidEncoding(f"not a {cls.__name__}")
+        return msg
 
 
 @dataclass(frozen=True)
@@ -146,18 +153,6 @@ class Deal(_Signed[E]):
         )
         return _sign(unsigned, signing_key)
 
-    @classmethod
-    def decode(cls, group: Group[E], data: bytes) -> Deal[E]:
-        """Strictly decode a deal (the signature is checked by the state machine).
-
-        Raises:
-            InvalidEncoding: any structural defect, named in the message.
-        """
-        msg = decode_message(group, data)
-        if not isinstance(msg, Deal):
-            raise InvalidEncoding("not a Deal")
-        return msg
-
 
 @dataclass(frozen=True)
 class Complaint(_Signed[E]):
@@ -190,18 +185,6 @@ class Complaint(_Signed[E]):
     ) -> Complaint[E]:
         """Build and sign a complaint."""
         return _sign(cls(group, session_id, complainer, dealer, b""), signing_key)
-
-    @classmethod
-    def decode(cls, group: Group[E], data: bytes) -> Complaint[E]:
-        """Strictly decode a complaint.
-
-        Raises:
-            InvalidEncoding: any structural defect.
-        """
-        msg = decode_message(group, data)
-        if not isinstance(msg, Complaint):
-            raise InvalidEncoding("not a Complaint")
-        return msg
 
 
 @dataclass(frozen=True)
@@ -241,18 +224,6 @@ class Justification(_Signed[E]):
     ) -> Justification[E]:
         """Build and sign a justification."""
         return _sign(cls(group, session_id, dealer, complainer, share, b""), signing_key)
-
-    @classmethod
-    def decode(cls, group: Group[E], data: bytes) -> Justification[E]:
-        """Strictly decode a justification.
-
-        Raises:
-            InvalidEncoding: any structural defect.
-        """
-        msg = decode_message(group, data)
-        if not isinstance(msg, Justification):
-            raise InvalidEncoding("not a Justification")
-        return msg
 
 
 Message = Deal[E] | Complaint[E] | Justification[E]
