@@ -14,6 +14,7 @@ dials (``allow_redial``): a committee member that restarts must be reachable aga
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Literal
 
@@ -37,6 +38,13 @@ from .identity import NetworkIdentity
 __all__ = ["DEFAULT_LISTEN", "Host"]
 
 _log = logging.getLogger("kmsnode.net.host")
+
+# py-libp2p's yamux sends a WINDOW_UPDATE frame after every read by default (its
+# ``PY_YAMUX_RELEASE_ON_READ`` knob, read at call time): one extra frame, Noise message and
+# syscall per message each way. With it off, credit is returned in batches at half the window
+# (go-yamux's rule); measured ~10% less CPU per request on the testnet. An explicit setting in
+# the environment wins.
+os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 """Loopback on an ephemeral port: tests and the local testnet."""

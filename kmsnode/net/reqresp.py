@@ -294,14 +294,20 @@ class RequestServer:
             room.release()
 
     async def _run_handler(self, out: _SessionWriter, tag: int, req: Request) -> None:
+        # Each answer is held until the next one (or the end) is known, so the last answer
+        # and the terminal frame leave in one write: one Noise message and one yamux frame
+        # fewer per request (most requests have exactly one answer).
         terminal = Envelope(END)
+        held: Envelope | None = None
         responses = self.handler(req)
         try:
             async for response in responses:
                 if response.kind == ERROR:
                     terminal = response  # an err ends the request, as on the one-shot protocol
                     break
-                await out.send(tag, response)
+                if held is not None:
+                    await out.send(tag, held)
+                held = response
         except _StreamBroken:
             raise
         except Exception as exc:
@@ -318,7 +324,7 @@ class RequestServer:
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
-        await out.send(tag, terminal)
+        await out.send(tag, *(() if held is None else (held,)), terminal)
         if terminal.kind == END:
             self.served += 1
 
@@ -338,10 +344,12 @@ class _SessionWriter:
         self.broken = False
         self._lock = trio.Lock()
 
-    async def send(self, tag: int, envelope: Envelope) -> None:
+    async def send(self, tag: int, *envelopes: Envelope) -> None:
+        """Write ``envelopes`` as consecutive frames of request ``tag``, in one write."""
         # Encoding errors (a response above the frame limit) are the handler's: raised as is.
-        frame = encode_frame(
-            Envelope(REP, {"tag": tag, "kind": envelope.kind, "body": envelope.body}), self.fmt
+        frame = b"".join(
+            encode_frame(Envelope(REP, {"tag": tag, "kind": e.kind, "body": e.body}), self.fmt)
+            for e in envelopes
         )
         if self.broken:
             raise _StreamBroken
