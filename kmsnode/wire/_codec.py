@@ -17,11 +17,16 @@ from ..errors import MalformedMessage
 MAX_MESSAGE = 4 * 1024 * 1024
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _canonical(value: Any) -> Any:
+    # Leaves are returned untouched without a call each (this runs on every message, twice
+    # for a decoded one: strict decoding re-encodes to check canonicity).
     if isinstance(value, dict):
         return {k: _canonical(value[k]) for k in sorted(value)}
     if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
+        return [_canonical(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -195,6 +196,11 @@ def _decode_op(value: Any) -> Operation:
     return cls.parse(Reader(value, value[0], length))  # type: ignore[no-any-return]
 
 
+_VERIFIED: dict[bytes, None] = {}
+"""Requests whose signature verified (insertion-ordered; the oldest is evicted first)."""
+_VERIFIED_MAX = 16_384
+
+
 @dataclass(frozen=True)
 class Request:
     """A client's signed request (see the module docstring for the layout)."""
@@ -208,18 +214,26 @@ class Request:
 
     def signing_bytes(self) -> bytes:
         """What the client signs: everything but the signature, under a domain tag."""
+        return self._signing_bytes
+
+    @cached_property
+    def _signing_bytes(self) -> bytes:
         body = pack(
             [VERSION, self.chain_id, self.client, self.nonce, _encode_op(self.op), self.reply_key]
         )
         return transcript(_SIGN_DST, self.chain_id.encode(), body)
 
-    @property
+    @cached_property
     def request_id(self) -> bytes:
         """32 bytes naming this request (the hash of what was signed)."""
-        return hashlib.sha256(self.signing_bytes()).digest()
+        return hashlib.sha256(self._signing_bytes).digest()
 
     def encode(self) -> bytes:
         """Canonical bytes, signature included."""
+        return self._encoded
+
+    @cached_property
+    def _encoded(self) -> bytes:
         return pack(
             [
                 VERSION,
@@ -243,7 +257,7 @@ class Request:
         if r.integer(0, "version") != VERSION:
             raise MalformedMessage(f"request.version: only version {VERSION} is supported")
         reply_key = r.optional_blob(5, "reply_key", SEALING_KEY_SIZE)
-        return cls(
+        request = cls(
             chain_id=r.text(1, "chain_id", 64),
             client=r.blob(2, "client", 32),
             nonce=r.integer(3, "nonce"),
@@ -251,6 +265,10 @@ class Request:
             reply_key=reply_key,
             signature=r.blob(6, "signature", 64),
         )
+        if request.encode() != bytes(data):
+            # ``unpack`` checked the msgpack is canonical; this checks the fields round-trip.
+            raise MalformedMessage("request does not re-encode to the same bytes")
+        return request
 
     def signed(self, key: Ed25519PrivateKey) -> Request:
         """This request signed by ``key`` (whose public key must be ``client``)."""
@@ -278,4 +296,13 @@ class Request:
         """
         if len(self.client) != 32:
             raise MalformedMessage("request.client is not an Ed25519 public key")
+        # A node checks each request twice (on arrival, and when the log applies it): the
+        # second time is answered from a bounded memo of signatures that verified, keyed by
+        # the hash of everything signed (client key included) and the signature itself.
+        memo_key = self.request_id + self.signature
+        if memo_key in _VERIFIED:
+            return
         verify_ed25519(self.client, self.signature, self.signing_bytes())
+        _VERIFIED[memo_key] = None
+        if len(_VERIFIED) > _VERIFIED_MAX:
+            del _VERIFIED[next(iter(_VERIFIED))]

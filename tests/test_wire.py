@@ -1,0 +1,76 @@
+"""Client request encoding: canonical round trips, strict decoding, and the signature memo."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kmsnode.crypto.errors import CryptoError
+from kmsnode.errors import MalformedMessage
+from kmsnode.wire.payload import client_payload, decode_payload
+from kmsnode.wire.requests import Decrypt, DescribeKey, Request
+
+KEY = Ed25519PrivateKey.generate()
+CLIENT = KEY.public_key().public_bytes_raw()
+
+
+def _request(nonce: int = 7, op: object = None) -> Request:
+    return Request("chain", CLIENT, nonce, op or DescribeKey("key-1"), None).signed(KEY)
+
+
+def test_round_trip_is_byte_exact() -> None:
+    req = Request("chain", CLIENT, 9, Decrypt(b"ct" * 40, {"b": "2", "a": "1"}), b"k" * 1216)
+    req = req.signed(KEY)
+    data = req.encode()
+    back = Request.decode(data)
+    assert back == req
+    assert back.encode() == data
+    assert back.request_id == req.request_id
+    back.verify()
+    payload = decode_payload(client_payload(back))
+    assert payload.request == req  # type: ignore[union-attr]
+
+
+def test_non_canonical_bytes_are_refused() -> None:
+    req = _request(nonce=7)
+    fields = msgpack.unpackb(req.encode())
+
+    def encode(nonce: bytes) -> bytes:
+        parts = [msgpack.packb(v, use_bin_type=True) for v in fields]
+        parts[3] = nonce
+        return b"\x97" + b"".join(parts)
+
+    assert Request.decode(encode(b"\x07")) == req  # canonical: a positive fixint
+    with pytest.raises(MalformedMessage, match="canonical"):
+        Request.decode(encode(b"\xcf" + (7).to_bytes(8, "big")))  # the same 7 as a uint64
+
+
+def test_forged_signature_fails_even_after_the_genuine_request_verified() -> None:
+    genuine = _request(nonce=11)
+    genuine.verify()
+    forged_sig = bytes([genuine.signature[0] ^ 1]) + genuine.signature[1:]
+    forged = Request(genuine.chain_id, genuine.client, genuine.nonce, genuine.op, None, forged_sig)
+    assert forged.request_id == genuine.request_id  # same content, other signature
+    with pytest.raises((InvalidSignature, CryptoError)):
+        forged.verify()
+    genuine.verify()  # still fine (answered from the memo)
+
+
+def test_changed_field_with_the_old_signature_fails() -> None:
+    genuine = _request(nonce=12)
+    genuine.verify()
+    moved = Request(genuine.chain_id, genuine.client, 13, genuine.op, None, genuine.signature)
+    with pytest.raises((InvalidSignature, CryptoError)):
+        moved.verify()
+
+
+def test_request_from_another_key_fails() -> None:
+    other = Ed25519PrivateKey.generate()
+    req = Request("chain", CLIENT, 14, DescribeKey("key-1"), None)
+    signed_by_other = Request(
+        req.chain_id, req.client, req.nonce, req.op, None, other.sign(req.signing_bytes())
+    )
+    with pytest.raises((InvalidSignature, CryptoError)):
+        signed_by_other.verify()
