@@ -168,6 +168,11 @@ class CommittedWindow:
         return self._count
 
     @property
+    def payload_bytes(self) -> int:
+        """Bytes of payload held (the ``max_bytes`` bound counts these)."""
+        return self._bytes
+
+    @property
     def members(self) -> set[bytes]:
         """The payloads in the window (read-only view for fast bulk membership tests)."""
         return self._set

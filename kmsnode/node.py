@@ -307,4 +307,35 @@ class KMSNode:
             },
             "executor": self.executor.stats.__dict__,
             "node_stats": self.stats.__dict__,
+            "memory": self.memory(),
         }
+
+    def memory(self) -> dict[str, int]:
+        """Sizes of what this node keeps in memory (every one bounded), and its resident set."""
+        window = self.consensus.replica.window
+        mempool = self.consensus.replica.mempool.stats()
+        return {
+            "rss_kb": _rss_kb(),
+            "keys": len(self.state.keys),
+            "replay_window": self.state.replay_window_size,
+            "audit_recent": len(self.state.audit.recent),
+            "answers_cached": len(self._answers),
+            "waiters": len(self._waiters),
+            "dkg_participants": len(self.executor.participants),
+            "dedup_window_payloads": len(window),
+            "dedup_window_bytes": window.payload_bytes,
+            "mempool_payloads": mempool.pending,
+            "mempool_bytes": mempool.pending_bytes,
+        }
+
+
+def _rss_kb() -> int:
+    """This process's resident set in KiB (0 where /proc is not available)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -75,7 +75,6 @@ except ImportError:  # the bench extra is not installed: a plain stderr line ins
     Progress = None  # type: ignore[assignment,misc]
 
 
-
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -686,12 +685,26 @@ def print_report(
         )
         for i in sorted(pts):
             s = slope_mb_per_min(pts[i])
+            half = len(pts[i]) // 2
+            s1, s2 = slope_mb_per_min(pts[i][:half]), slope_mb_per_min(pts[i][half:])
             first, last = pts[i][0][1], pts[i][-1][1]
             row(
                 f"  node {i} RSS trend",
                 f"{first:.0f} -> {last:.0f} MB",
                 "",
-                f"{s:+.2f} MB/min (least squares, {len(pts[i])} samples)",
+                f"{s:+.2f} MB/min (1st half {s1:+.2f}, 2nd half {s2:+.2f}; "
+                f"least squares, {len(pts[i])} samples)",
+            )
+        # Bounded caches fill first (answer cache, dedup window, and the replay window, which
+        # holds every request of the last 10 minutes): the series shows when growth stops.
+        for i in sorted(pts)[:1]:
+            t0 = pts[i][0][0]
+            marks = [p for k, p in enumerate(pts[i]) if k % 120 == 0 or k == len(pts[i]) - 1]
+            row(
+                f"  node {i} RSS every 2 min",
+                " ".join(f"{v:.0f}" for _, v in marks),
+                "",
+                f"MB at {', '.join(f'{(ts - t0) / 60:.0f}' for ts, _ in marks)} min",
             )
     w = [
         max(len(x[c]) for x in [*rows, ("", "ours", "ceiling (1 core)", "ratio / note")])

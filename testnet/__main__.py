@@ -65,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"node {i}: {state}")
             else:
                 peers = sum(1 for v in s["peers"].values() if v)
+                rss = s.get("memory", {}).get("rss_kb", 0) / 1024
                 print(
                     f"node {i}: up  round {s['round']}  height {s['height']}  "
-                    f"leader {s['leader']}  peers {peers}/{len(s['peers'])}  keys {s['keys']}"
+                    f"leader {s['leader']}  peers {peers}/{len(s['peers'])}  keys {s['keys']}  "
+                    f"rss {rss:.0f} MB"
                 )
         return 0
     if args.command == "kill":

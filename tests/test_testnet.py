@@ -291,6 +291,20 @@ def test_status_reports_consensus_progress(tn: Testnet) -> None:
     assert {s["leader"] for s in st.values()} <= {1, 2, 3, 4}
 
 
+def test_status_reports_what_each_node_holds_in_memory(
+    tn: Testnet, kms: DistributedKMS, key_id: str
+) -> None:
+    kms.describe_key(key_id)
+    for s in status(tn).values():
+        mem = s["memory"]
+        assert 20_000 < mem["rss_kb"] < 1_000_000
+        assert mem["keys"] == s["keys"] >= 1
+        assert mem["replay_window"] >= 2  # at least the create and the describe
+        assert mem["answers_cached"] >= 1
+        assert mem["dedup_window_payloads"] >= 2 and mem["dedup_window_bytes"] > 0
+        assert mem["dkg_participants"] == 0  # finished DKGs are not kept
+
+
 def _kms(tn: Testnet, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "KMS_CONFIG": str(tn.dir / "client.json")}
     return subprocess.run(

@@ -127,7 +127,12 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         return await self.wait_for_key(key_id)
 
     async def wait_for_key(self, key_id: str, timeout: float = 60.0) -> KeyMetadata:
-        """Poll ``describe_key`` until the key is enabled (or failed: ``KeyUnavailable``)."""
+        """Poll ``describe_key`` until the key is enabled (or failed: ``KeyUnavailable``).
+
+        Each poll is a request through the log, so the polls back off (0.25 s growing to 1 s):
+        a DKG takes about a second or two, and many clients waiting must not flood the log.
+        """
+        delay = 0.25
         with trio.fail_after(timeout):
             while True:
                 meta = await self.describe_key(key_id)
@@ -136,7 +141,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                 if meta.state == "failed":
                     failure = meta.versions[0].failure if meta.versions else ""
                     raise KeyUnavailable("key_failed", f"the DKG for {key_id} failed: {failure}")
-                await trio.sleep(0.2)
+                await trio.sleep(delay)
+                delay = min(1.0, delay * 1.5)
 
     async def describe_key(self, key_id: str) -> KeyMetadata:
         """Public metadata of a key: kind, state, versions with public and verification keys."""

@@ -83,9 +83,11 @@ class KMSState:
         self.keys: dict[str, KeyRecord] = {}
         self.audit = AuditTrail()
         self.sessions: dict[tuple[str, int, int], _Session] = {}
-        # Served (client, nonce) pairs inside the replay window, and the order they came in.
-        self._seen: set[tuple[bytes, int]] = set()
-        self._seen_order: deque[tuple[int, tuple[bytes, int]]] = deque()
+        # Served requests inside the replay window (client key + 8-byte nonce, one bytes
+        # object per request: the window holds every request of the last NONCE_WINDOW_MS, so
+        # each entry's size matters), and the order they came in.
+        self._seen: set[bytes] = set()
+        self._seen_order: deque[bytes] = deque()
         self._members = {
             info.id: dkg.Member(info.signing_key, info.sealing_key) for info in genesis.nodes
         }
@@ -170,19 +172,24 @@ class KMSState:
                 "stale_request",
                 "the request's nonce time is outside the accepted window; check the client clock",
             )
-        seen_key = (request.client, request.nonce)
+        seen_key = request.client + request.nonce.to_bytes(8, "big")
         if seen_key in self._seen:
             raise Denied("replay", "this request was already served")
         self._seen.add(seen_key)
-        self._seen_order.append((nonce_ms, seen_key))
+        self._seen_order.append(seen_key)
+
+    @property
+    def replay_window_size(self) -> int:
+        """Requests remembered for replay protection (those of the last NONCE_WINDOW_MS)."""
+        return len(self._seen)
 
     def _prune_seen(self) -> None:
         # Arrival order is nearly nonce-time order; an entry stuck behind a newer one is kept
         # a little longer, which only makes replay protection stricter.
         horizon = self.timestamp_ms - NONCE_WINDOW_MS
         order = self._seen_order
-        while order and order[0][0] < horizon:
-            self._seen.discard(order.popleft()[1])
+        while order and int.from_bytes(order[0][32:], "big") >> 16 < horizon:
+            self._seen.discard(order.popleft())
 
     # -- policy -------------------------------------------------------------------------------
     def is_admin(self, client: bytes) -> bool:
