@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 import consensus
-from consensus.errors import MempoolFull
+from consensus.errors import MempoolFull, PayloadTooLarge
 
 from . import net
 from .audit_store import AuditStore
@@ -45,12 +45,19 @@ a crash is harmless (answers are recomputed; a re-posted deal is ignored: the fi
 deal counts), so the mark need not cost an fsync per block."""
 
 
+RELAY_KIND = "req"
+"""Envelope kind of a relayed client request (its body: the request's bytes)."""
+
+
 @dataclass
 class NodeStats:
     """Counters for status and metrics."""
 
     submitted: int = 0
     refused_before_log: int = 0
+    relayed_out: int = 0
+    relayed_in: int = 0
+    relays_refused: int = 0
     blocks_applied: int = 0
     replayed_blocks: int = 0
 
@@ -100,6 +107,12 @@ class KMSNode:
         )
         self.store = consensus.SQLiteStore(str(config.consensus_db), self.consensus_config.chain_id)
         transport = net.ConsensusTransport(self.mesh, self.consensus_config)
+        self._relay_inbox = self.mesh.add_protocol(
+            net.ProtocolSpec(
+                net.RELAY_PROTOCOL,
+                fmt=net.FrameFormat(max_frame_bytes=self.consensus_config.max_payload_bytes + 1024),
+            )
+        )
         self.consensus = consensus.Node(
             self.consensus_config,
             consensus.Signer(self.identity.signing_key),
@@ -125,6 +138,7 @@ class KMSNode:
                 backlog = self._replay()
                 nursery.start_soon(self._follow, blocks, backlog)
                 nursery.start_soon(self._ticker)
+                nursery.start_soon(self._relayed)
                 log.info("node %d running, listening on %s", self.me, self.host.addrs())
                 task_status.started()
         finally:
@@ -240,15 +254,33 @@ class KMSNode:
         else:
             yield net.Envelope("err", {"reason": f"unknown kind {env.kind[:32]}"})
 
+    def _admit(self, data: Any) -> Request:
+        """Decode a client request and check its chain and signature (before the log).
+
+        Raises:
+            Exception: a malformed, foreign or badly signed request.
+        """
+        if not isinstance(data, bytes):
+            raise MalformedMessage("a request must be bytes")
+        req = Request.decode(data)
+        if req.chain_id != self.genesis.chain_id:
+            raise MalformedMessage("request for another chain")
+        req.verify()
+        return req
+
     async def _submit(self, body: Any) -> Any:
+        # The body is the request's bytes, or {"request": bytes, "relay": true} from a client
+        # that reaches only some nodes: this node then passes the request on to the others,
+        # so that whichever node leads next can propose it.
+        relay = False
+        if isinstance(body, dict) and set(body) == {"request", "relay"}:
+            relay = body["relay"] is True
+            body = body["request"]
         if not isinstance(body, bytes):
             yield net.Envelope("err", {"reason": "submit needs the request bytes"})
             return
         try:
-            req = Request.decode(body)
-            if req.chain_id != self.genesis.chain_id:
-                raise MalformedMessage("request for another chain")
-            req.verify()
+            req = self._admit(body)
         except Exception as exc:
             self.stats.refused_before_log += 1
             yield net.Envelope("err", {"reason": f"refused: {type(exc).__name__}"})
@@ -262,7 +294,13 @@ class KMSNode:
                 except MempoolFull:
                     yield net.Envelope("err", {"reason": "busy"})
                     return
+                except PayloadTooLarge:
+                    yield net.Envelope("err", {"reason": "refused: request too large"})
+                    return
                 self.stats.submitted += 1
+                if relay:
+                    self.mesh.broadcast(net.RELAY_PROTOCOL, net.Envelope(RELAY_KIND, body))
+                    self.stats.relayed_out += 1
                 with trio.move_on_after(ANSWER_TIMEOUT):
                     await event.wait()
             finally:
@@ -275,6 +313,22 @@ class KMSNode:
             yield net.Envelope("err", {"reason": "timeout"})
         else:
             yield net.Envelope("resp", data)
+
+    async def _relayed(self) -> None:
+        """Requests other committee members pass on: checked like a client's, then queued."""
+        async for _sender, envelope in self._relay_inbox:
+            try:
+                if envelope.kind != RELAY_KIND:
+                    raise MalformedMessage("not a relayed request")
+                req = self._admit(envelope.body)
+            except Exception:
+                self.stats.relays_refused += 1
+                continue
+            if req.request_id in self._answers:
+                continue  # already committed and answered here
+            with contextlib.suppress(MempoolFull, PayloadTooLarge):  # best effort, as gossip is
+                await self.consensus.submit(client_payload(req), wait=False)
+                self.stats.relayed_in += 1
 
     def audit(self, query: Any) -> dict[str, Any]:
         """A page of the audit trail (public: who asked what, and the outcome)."""

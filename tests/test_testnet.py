@@ -291,6 +291,24 @@ def test_status_reports_consensus_progress(tn: Testnet) -> None:
     assert {s["leader"] for s in st.values()} <= {1, 2, 3, 4}
 
 
+def test_a_client_reaching_some_nodes_gets_its_requests_relayed_to_the_rest(
+    tn: Testnet, key_id: str
+) -> None:
+    before = status(tn)
+    with DistributedKMS.from_config(tn.dir / "client.json", nodes=[1, 2, 3], timeout=30) as c:
+        ct = c.encrypt(key_id, b"relayed", {"app": "relay"})
+        assert c.decrypt(ct, {"app": "relay"}) == b"relayed"
+    after = status(tn)
+    # Nodes 1-3 passed every request on (encrypt; describe, for the key material; decrypt);
+    # node 4, which the client never contacted, took them into its mempool.
+    for i in (1, 2, 3):
+        out = after[i]["node_stats"]["relayed_out"] - before[i]["node_stats"]["relayed_out"]
+        assert out == 3
+    got = after[4]["node_stats"]["relayed_in"] - before[4]["node_stats"]["relayed_in"]
+    assert got >= 1
+    assert after[4]["node_stats"]["relays_refused"] == 0
+
+
 def test_status_reports_what_each_node_holds_in_memory(
     tn: Testnet, kms: DistributedKMS, key_id: str
 ) -> None:

@@ -202,13 +202,20 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         prepared = self.core.prepare(op)
         collector = self.core.collector(prepared, key_material)
         errors: list[BaseException] = []
+        # Asking every node reaches every mempool, so whichever node leads next proposes the
+        # request. A client configured with fewer nodes, or missing a connection, asks the
+        # nodes it does reach to relay the request to the rest.
+        relay = len(self.nodes) < len(self.genesis.ids) or not all(
+            s.stats.connected for s in self._sessions.values()
+        )
+        body: Any = {"request": prepared.payload, "relay": True} if relay else prepared.payload
         with trio.move_on_after(self.timeout):
             async with trio.open_nursery() as nursery:
                 for node_id in self.nodes:
                     nursery.start_soon(
                         self._ask,
                         node_id,
-                        prepared.payload,
+                        body,
                         collector,
                         nursery.cancel_scope,
                         errors,
@@ -223,7 +230,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
     async def _ask(
         self,
         node_id: int,
-        payload: bytes,
+        payload: Any,
         collector: Collector,
         done: trio.CancelScope,
         errors: list[BaseException],

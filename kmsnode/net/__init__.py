@@ -44,6 +44,7 @@ from .identity import NetworkIdentity as NetworkIdentity
 from .identity import parse_peer_id as parse_peer_id
 from .identity import peer_id_from_public_key as peer_id_from_public_key
 from .mesh import CONSENSUS_PROTOCOL as CONSENSUS_PROTOCOL
+from .mesh import RELAY_PROTOCOL as RELAY_PROTOCOL
 from .mesh import SYNC_PROTOCOL as SYNC_PROTOCOL
 from .mesh import Backoff as Backoff
 from .mesh import Mesh as Mesh
@@ -67,6 +68,7 @@ __all__ = [
     "CLIENT_PROTOCOL",
     "CONSENSUS_PROTOCOL",
     "DEFAULT_MAX_FRAME_BYTES",
+    "RELAY_PROTOCOL",
     "SESSION_PROTOCOL",
     "SYNC_PROTOCOL",
     "Backoff",
