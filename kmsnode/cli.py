@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import memtrace
 from .config import NodeConfig
 from .crypto.sealing import SealingPublicKey
 from .errors import KMSError
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     cfg = NodeConfig.load(args.config)
+    memtrace.install(cfg.data_dir)
     passphrase = _passphrase(str(cfg.passphrase_file) if cfg.passphrase_file else None)
     node = KMSNode(cfg, passphrase)
 
