@@ -28,7 +28,7 @@ class VersionState(enum.Enum):
     FAILED = "failed"
 
 
-@dataclass
+@dataclass(slots=True)  # one per key version held in memory: no per-instance __dict__
 class KeyVersion:
     """One version of a key: the output of one DKG."""
 
@@ -57,7 +57,7 @@ class KeyVersion:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class KeyRecord:
     """Everything public about a key."""
 
@@ -69,7 +69,7 @@ class KeyRecord:
     created_ms: int
     state: KeyState
     versions: list[KeyVersion]
-    policy: dict[bytes, set[Permission]] = field(default_factory=dict)
+    policy: dict[bytes, frozenset[Permission]] = field(default_factory=dict)
 
     @property
     def current(self) -> KeyVersion | None:

@@ -64,6 +64,12 @@ class _Session:
     observer: dkg.Participant[Any]
 
 
+# Policies hold immutable permission sets, shared where equal (one per key for its creator).
+_ALL_PERMISSIONS = frozenset(Permission)
+_NO_PERMISSIONS: frozenset[Permission] = frozenset()
+_ADMIN_ONLY = frozenset({Permission.ADMIN})
+
+
 class Denied(Exception):
     """A request the log committed but the policy or the key's state refuses (an error reply)."""
 
@@ -195,10 +201,10 @@ class KMSState:
     def is_admin(self, client: bytes) -> bool:
         return client in self.genesis.admins
 
-    def _permissions(self, client: bytes, record: KeyRecord) -> set[Permission]:
+    def _permissions(self, client: bytes, record: KeyRecord) -> frozenset[Permission]:
         if self.is_admin(client):
-            return set(Permission)
-        return record.policy.get(client, set())
+            return _ALL_PERMISSIONS
+        return record.policy.get(client, _NO_PERMISSIONS)
 
     def _require(self, client: bytes, record: KeyRecord, permission: Permission | None) -> None:
         perms = self._permissions(client, record)
@@ -234,7 +240,7 @@ class KMSState:
             created_ms=self.timestamp_ms,
             state=KeyState.CREATING,
             versions=[version],
-            policy={request.client: {Permission.ADMIN}},
+            policy={request.client: _ADMIN_ONLY},
         )
         self.keys[key_id] = record
         session = self._open_session(record, version)
@@ -330,7 +336,7 @@ class KMSState:
         record = self._key(op.key_id)
         self._require(request.client, record, Permission.ADMIN)
         if op.permissions:
-            record.policy[op.client] = set(op.permissions)
+            record.policy[op.client] = frozenset(op.permissions)
         else:
             record.policy.pop(op.client, None)
         self._audit(request, op.key_id, "ok")
