@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,33 @@ RELAY_KIND = "req"
 """Envelope kind of a relayed client request (its body: the request's bytes)."""
 
 
+class RequestTimings:
+    """Where the time of the last requests clients submitted here went, in two legs.
+
+    ``ordering``: from arrival to the moment the block holding the request was delivered
+    to this node (mempool wait + consensus rounds); ``execution``: from then to the answer
+    being ready (applying the block, computing and sealing the node's part). Kept for the
+    last ``keep`` requests; ``summary`` gives medians and 99th percentiles in ms.
+    """
+
+    def __init__(self, keep: int = 2048) -> None:
+        self.ordering: deque[float] = deque(maxlen=keep)
+        self.execution: deque[float] = deque(maxlen=keep)
+
+    def add(self, arrived: float, delivered: float, answered: float) -> None:
+        self.ordering.append(max(0.0, delivered - arrived))
+        self.execution.append(max(0.0, answered - max(arrived, delivered)))
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {"samples": len(self.ordering)}
+        for name, values in (("ordering", self.ordering), ("execution", self.execution)):
+            ordered = sorted(values)
+            for q, label in ((0.5, "p50"), (0.99, "p99")):
+                v = ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+                out[f"{name}_{label}"] = round(1000 * v, 2)
+        return out
+
+
 @dataclass
 class NodeStats:
     """Counters for status and metrics."""
@@ -82,6 +109,9 @@ class KMSNode:
         self.stats = NodeStats()
         self._answers: OrderedDict[bytes, bytes] = OrderedDict()
         self._waiters: dict[bytes, trio.Event] = {}
+        self._arrived: dict[bytes, float] = {}  # request id -> when a client submitted it here
+        self._applying_since = 0.0  # when the block being applied was delivered
+        self.timings = RequestTimings()
         self._tick_seq = int(time.time() * 1000)
 
         net_identity = net.NetworkIdentity.from_private_bytes(
@@ -193,6 +223,7 @@ class KMSNode:
             await self._apply(block)
 
     async def _apply(self, block: Any) -> None:
+        self._applying_since = time.monotonic()
         effects = self.state.apply(block)
         self.audit_store.append(self.state.audit.drain())
         self.stats.blocks_applied += 1
@@ -231,6 +262,9 @@ class KMSNode:
         self._answers.move_to_end(request_id)
         while len(self._answers) > RESPONSE_CACHE:
             self._answers.popitem(last=False)
+        arrived = self._arrived.pop(request_id, None)
+        if arrived is not None:
+            self.timings.add(arrived, self._applying_since, time.monotonic())
         event = self._waiters.pop(request_id, None)
         if event is not None:
             event.set()
@@ -288,6 +322,7 @@ class KMSNode:
         rid = req.request_id
         if rid not in self._answers:
             event = self._waiters.setdefault(rid, trio.Event())
+            self._arrived.setdefault(rid, time.monotonic())
             try:
                 try:
                     await self.consensus.submit(client_payload(req), wait=False)
@@ -308,6 +343,7 @@ class KMSNode:
                 # leave its waiter behind; the answer, if it comes, is cached anyway.
                 if self._waiters.get(rid) is event and not event.is_set():
                     del self._waiters[rid]
+                    self._arrived.pop(rid, None)
         data = self._answers.get(rid)
         if data is None:
             yield net.Envelope("err", {"reason": "timeout"})
@@ -362,6 +398,7 @@ class KMSNode:
             "executor": self.executor.stats.__dict__,
             "node_stats": self.stats.__dict__,
             "memory": self.memory(),
+            "latency_ms": self.timings.summary(),
         }
 
     def memory(self) -> dict[str, int]:

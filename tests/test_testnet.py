@@ -309,6 +309,18 @@ def test_a_client_reaching_some_nodes_gets_its_requests_relayed_to_the_rest(
     assert after[4]["node_stats"]["relays_refused"] == 0
 
 
+def test_status_reports_where_request_time_goes(
+    tn: Testnet, kms: DistributedKMS, key_id: str
+) -> None:
+    kms.describe_key(key_id)
+    for s in status(tn).values():
+        lat = s["latency_ms"]
+        assert lat["samples"] >= 1
+        # Ordering (mempool + consensus) takes at least a round trip; both legs are finite.
+        assert 0 < lat["ordering_p50"] <= lat["ordering_p99"] < 30_000
+        assert 0 <= lat["execution_p50"] <= lat["execution_p99"] < 30_000
+
+
 def test_status_reports_what_each_node_holds_in_memory(
     tn: Testnet, kms: DistributedKMS, key_id: str
 ) -> None:
