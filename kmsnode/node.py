@@ -50,26 +50,27 @@ RELAY_KIND = "req"
 
 
 class RequestTimings:
-    """Where the time of the last requests clients submitted here went, in two legs.
+    """Where the time of recent requests clients submitted here went, in two legs.
 
     ``ordering``: from arrival to the moment the block holding the request was delivered
     to this node (mempool wait + consensus rounds); ``execution``: from then to the answer
-    being ready (applying the block, computing and sealing the node's part). Kept for the
-    last ``keep`` requests; ``summary`` gives medians and 99th percentiles in ms.
+    being ready (applying the block, computing and sealing the node's part). ``summary``
+    gives medians and 99th percentiles in ms over the requests answered in a time window.
     """
 
-    def __init__(self, keep: int = 2048) -> None:
-        self.ordering: deque[float] = deque(maxlen=keep)
-        self.execution: deque[float] = deque(maxlen=keep)
+    def __init__(self, keep: int = 8192) -> None:
+        self._samples: deque[tuple[float, float, float]] = deque(maxlen=keep)
 
     def add(self, arrived: float, delivered: float, answered: float) -> None:
-        self.ordering.append(max(0.0, delivered - arrived))
-        self.execution.append(max(0.0, answered - max(arrived, delivered)))
+        ordering = max(0.0, delivered - arrived)
+        self._samples.append((answered, ordering, max(0.0, answered - max(arrived, delivered))))
 
-    def summary(self) -> dict[str, float]:
-        out: dict[str, float] = {"samples": len(self.ordering)}
-        for name, values in (("ordering", self.ordering), ("execution", self.execution)):
-            ordered = sorted(values)
+    def summary(self, window: float = 60.0) -> dict[str, float]:
+        since = time.monotonic() - window
+        recent = [s for s in self._samples if s[0] >= since]
+        out: dict[str, float] = {"window_s": window, "samples": len(recent)}
+        for name, col in (("ordering", 1), ("execution", 2)):
+            ordered = sorted(s[col] for s in recent)
             for q, label in ((0.5, "p50"), (0.99, "p99")):
                 v = ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
                 out[f"{name}_{label}"] = round(1000 * v, 2)
@@ -282,7 +283,11 @@ class KMSNode:
             else:
                 yield net.Envelope("resp", data)
         elif env.kind == "status":
-            yield net.Envelope("status", self.status())
+            body = env.body if isinstance(env.body, dict) else {}
+            window = body.get("latency_window", 60.0)
+            if not isinstance(window, (int, float)) or not 1 <= window <= 3600:
+                window = 60.0
+            yield net.Envelope("status", self.status(float(window)))
         elif env.kind == "audit":
             yield net.Envelope("audit", self.audit(env.body))
         else:
@@ -379,8 +384,9 @@ class KMSNode:
             "entries": self.audit_store.page(max(0, start), limit),
         }
 
-    def status(self) -> dict[str, Any]:
-        """What ``kmsnode status`` and the testnet show (nothing secret)."""
+    def status(self, latency_window: float = 60.0) -> dict[str, Any]:
+        """What ``kmsnode status`` and the testnet show (nothing secret); request timings
+        cover the last ``latency_window`` seconds."""
         cs = self.consensus.status()
         mesh = self.mesh.statistics()
         return {
@@ -398,7 +404,7 @@ class KMSNode:
             "executor": self.executor.stats.__dict__,
             "node_stats": self.stats.__dict__,
             "memory": self.memory(),
-            "latency_ms": self.timings.summary(),
+            "latency_ms": self.timings.summary(latency_window),
         }
 
     def memory(self) -> dict[str, int]:

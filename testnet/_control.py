@@ -36,8 +36,11 @@ async def node_query(
     raise net.RequestFailed(info.peer_id, f"no {kind} answer: {answers}")
 
 
-async def statuses(genesis: Genesis, nodes: list[int], timeout: float = 3.0) -> dict[int, Any]:
-    """Each node's status dict, or None when it does not answer in time."""
+async def statuses(
+    genesis: Genesis, nodes: list[int], timeout: float = 3.0, body: Any = None
+) -> dict[int, Any]:
+    """Each node's status dict, or None when it does not answer in time (``body``: options,
+    e.g. ``{"latency_window": seconds}``)."""
     out: dict[int, Any] = {}
     host = net.Host(net.NetworkIdentity.generate())
     async with trio.open_nursery() as nursery:
@@ -50,7 +53,7 @@ async def statuses(genesis: Genesis, nodes: list[int], timeout: float = 3.0) -> 
                     host,
                     net.parse_peer_id(info.peer_id),
                     info.addrs,
-                    net.Envelope("status"),
+                    net.Envelope("status", body),
                     timeout=timeout,
                 )
                 out[i] = next((e.body for e in answers if e.kind == "status"), None)
