@@ -2,8 +2,9 @@
 
 With ``KMSNODE_TRACEMALLOC=1`` in its environment a node traces allocations (Python's
 ``tracemalloc``, at roughly twice the CPU cost, so off by default) and, on ``SIGUSR1``, writes
-the allocation sites holding the most memory to ``memtrace-<n>.txt`` in its data directory.
-Two dumps taken some way apart show what grows. The dump names code locations and sizes only:
+the allocation sites holding the most memory to ``memtrace-<n>.txt`` in its data directory,
+with the whole snapshot beside it (``memtrace-<n>.snap``, for ``Snapshot.load`` and
+``compare_to``): two dumps taken some way apart show what grows. The dump names code locations and sizes only:
 no values, so nothing secret.
 """
 
@@ -45,6 +46,7 @@ def write_dump(path: Path, top: int = TOP) -> None:
     snapshot = tracemalloc.take_snapshot().filter_traces(
         [tracemalloc.Filter(False, tracemalloc.__file__)]
     )
+    snapshot.dump(str(path.with_suffix(".snap")))
     stats = snapshot.statistics("traceback")
     total = sum(s.size for s in stats)
     lines = [f"traced {total / 1024:.0f} KiB in {sum(s.count for s in stats)} blocks"]

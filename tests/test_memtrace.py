@@ -34,6 +34,8 @@ def test_sigusr1_writes_a_dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert text.startswith("traced ")
         assert "test_memtrace.py" in text  # the site of the allocation above
         assert secret.hex()[:32] not in text
+        snap = tracemalloc.Snapshot.load(str(tmp_path / "memtrace-1.snap"))
+        assert snap.statistics("filename")
     finally:
         tracemalloc.stop()
         signal.signal(signal.SIGUSR1, previous)
