@@ -35,7 +35,8 @@ class Config:
     """How many recently delivered payloads are remembered (whole blocks at a time) to drop
     re-proposed duplicates; they are held in memory, so this bounds memory too."""
     dedup_window_bytes: int = 64 * 1024 * 1024
-    """The same window's bound in payload bytes (whichever bound is reached first evicts)."""
+    """The same window's bound in bytes of memory: payload bytes plus a fixed overhead per
+    payload (whichever bound is reached first evicts)."""
     sync_batch: int = 32
     """Most blocks in one ``SyncResponse`` served from the store."""
     sync_retry: float = 0.2

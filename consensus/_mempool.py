@@ -144,9 +144,15 @@ def _disjoint(skip: Collection[bytes], payloads: list[bytes]) -> bool:
     return not any(p in skip for p in payloads)
 
 
+ENTRY_OVERHEAD = 100
+"""Bytes of memory a payload costs the window beyond its own length (its bytes object header
+and its set slot), counted in the byte bound so that many tiny payloads are bounded too."""
+
+
 class CommittedWindow:
     """The payloads of the most recent committed blocks, at most ``capacity`` of them and
-    ``max_bytes`` in all (but always the newest block), evicted a whole block at a time.
+    ``max_bytes`` in all, ``ENTRY_OVERHEAD`` per payload included (but always the newest
+    block), evicted a whole block at a time.
 
     It is a deterministic function of the committed log, so every honest replica filters the
     same duplicates out of a committed block and delivers the same payloads; a restarted
@@ -169,7 +175,7 @@ class CommittedWindow:
 
     @property
     def payload_bytes(self) -> int:
-        """Bytes of payload held (the ``max_bytes`` bound counts these)."""
+        """Bytes held as the ``max_bytes`` bound counts them (payloads + per-entry overhead)."""
         return self._bytes
 
     @property
@@ -197,7 +203,7 @@ class CommittedWindow:
         self._set.update(delivered)
         self._blocks.append(delivered)
         self._count += len(delivered)
-        self._bytes += sum(map(len, delivered))
+        self._bytes += sum(map(len, delivered)) + ENTRY_OVERHEAD * len(delivered)
         # Bounded by count and by bytes: the window holds whole payloads, and a count alone
         # would let large payloads (DKG deals are kilobytes) grow it without limit.
         while (self._count > self.capacity or self._bytes > self.max_bytes) and len(
@@ -206,7 +212,7 @@ class CommittedWindow:
             old = self._blocks.popleft()
             self._set.difference_update(old)
             self._count -= len(old)
-            self._bytes -= sum(map(len, old))
+            self._bytes -= sum(map(len, old)) + ENTRY_OVERHEAD * len(old)
 
     def restore(self, blocks: Sequence[tuple[bytes, ...]]) -> None:
         """Rebuild from delivered payloads of the last committed blocks, oldest first."""

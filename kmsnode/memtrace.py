@@ -4,8 +4,8 @@ With ``KMSNODE_TRACEMALLOC=1`` in its environment a node traces allocations (Pyt
 ``tracemalloc``, at roughly twice the CPU cost, so off by default) and, on ``SIGUSR1``, writes
 the allocation sites holding the most memory to ``memtrace-<n>.txt`` in its data directory,
 with the whole snapshot beside it (``memtrace-<n>.snap``, for ``Snapshot.load`` and
-``compare_to``): two dumps taken some way apart show what grows. The dump names code locations and sizes only:
-no values, so nothing secret.
+``compare_to``): two dumps taken some way apart show what grows. A dump names code locations
+and sizes only, no values: nothing secret.
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ def _decode_op(value: Any) -> Operation:
 
 _VERIFIED: dict[bytes, None] = {}
 """Requests whose signature verified (insertion-ordered; the oldest is evicted first)."""
-_VERIFIED_MAX = 16_384
+_VERIFIED_MAX = 4_096
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consensus import Mempool
-from consensus._mempool import CommittedWindow
+from consensus._mempool import ENTRY_OVERHEAD, CommittedWindow
 from consensus.errors import MempoolFull, PayloadTooLarge
 
 
@@ -63,14 +63,23 @@ def test_committed_window_filters_duplicates_and_evicts_whole_blocks() -> None:
 
 
 def test_committed_window_is_bounded_in_bytes_too() -> None:
-    w = CommittedWindow(1_000, max_bytes=100)
+    o = ENTRY_OVERHEAD  # what each payload costs beyond its length
+    w = CommittedWindow(1_000, max_bytes=100 + 2 * o)
     w.add_block((b"a" * 60,))
     w.add_block((b"b" * 30,))
-    assert b"a" * 60 in w and len(w) == 2  # 90 bytes: both stay
-    w.add_block((b"c" * 30,))  # 120 bytes > 100: the oldest block goes
+    assert b"a" * 60 in w and len(w) == 2  # 90 bytes + 2 entries: both stay
+    w.add_block((b"c" * 30,))  # 120 bytes + 3 entries > the bound: the oldest block goes
     assert b"a" * 60 not in w and b"b" * 30 in w and b"c" * 30 in w
     w.add_block((b"d" * 500,))  # one block over the bound: only it stays
     assert len(w) == 1 and b"d" * 500 in w
-    rebuilt = CommittedWindow(1_000, max_bytes=100)
+    rebuilt = CommittedWindow(1_000, max_bytes=100 + 2 * o)
     rebuilt.restore([(b"a" * 60,), (b"b" * 30,), (b"c" * 30,)])
     assert b"a" * 60 not in rebuilt and len(rebuilt) == 2
+
+
+def test_committed_window_bounds_many_tiny_payloads_by_their_overhead() -> None:
+    w = CommittedWindow(1_000_000, max_bytes=1_000 * (ENTRY_OVERHEAD + 1))
+    for i in range(5_000):
+        w.add_block((bytes([i % 256]) + i.to_bytes(3, "big"),))
+    assert len(w) <= 1_000 * (ENTRY_OVERHEAD + 1) // (ENTRY_OVERHEAD + 4)
+    assert w.payload_bytes <= 1_000 * (ENTRY_OVERHEAD + 1)
