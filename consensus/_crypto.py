@@ -26,7 +26,12 @@ __all__ = [
 ]
 
 SIGNATURE_BYTES = 64
-_VERIFY_CACHE_LIMIT = 200_000
+_VERIFY_CACHE_LIMIT = 8_192
+"""Verified signatures remembered (oldest evicted first). The cache only has to span a few
+rounds: a QC's signatures were checked as votes moments before, and the driver's thread
+prewarm checks a message just before the replica does. At ~270 bytes an entry, 200,000 of
+them (the old bound, cleared all at once when reached) held ~50 MB per replica between
+clears, which a 20-minute soak showed as steady RSS growth."""
 
 
 def vote_signing_message(chain_id: ChainId, round: Round, block_id: BlockId) -> bytes:
@@ -88,7 +93,7 @@ class Committee:
             raise ConfigurationError("committee public keys must be distinct")
         self.public_keys: tuple[bytes, ...] = tuple(public_keys)
         self._keys = [Ed25519PublicKey.from_public_bytes(k) for k in public_keys]
-        self._verified: set[tuple[int, bytes, bytes]] = set()
+        self._verified: dict[tuple[int, bytes, bytes], None] = {}  # insertion-ordered
         self.verifications = 0
         """Ed25519 verifications actually performed (cache misses); for statistics."""
 
@@ -128,7 +133,7 @@ class Committee:
             return False
         finally:
             self.verifications += 1
-        if len(self._verified) >= _VERIFY_CACHE_LIMIT:
-            self._verified.clear()
-        self._verified.add(key)
+        self._verified[key] = None
+        if len(self._verified) > _VERIFY_CACHE_LIMIT:
+            del self._verified[next(iter(self._verified))]
         return True
