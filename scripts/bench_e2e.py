@@ -66,17 +66,8 @@ from testnet._control import statuses, wait_healthy
 from testnet._launcher import Testnet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import Bar, log, proc_mem
 from _bench_e2e_ceiling import CONTEXT, PLAINTEXT, Ceiling, measure_ceiling
-
-try:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-except ImportError:  # the bench extra is not installed: a plain stderr line instead
-    Progress = None  # type: ignore[assignment,misc]
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -84,51 +75,6 @@ def pct(values: list[float], q: float) -> float:
         return math.nan
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
-
-
-# -- progress -------------------------------------------------------------------------------------
-class Bar:
-    """A time-based progress bar (rich if installed, else a stderr line)."""
-
-    def __init__(self, label: str, seconds: float) -> None:
-        self.label, self.seconds = label, seconds
-        self.t0 = time.monotonic()
-        self._last = 0.0
-        self._progress: Any = None
-
-    def __enter__(self) -> Bar:
-        if Progress is not None:
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=self.seconds, info="")
-        return self
-
-    def update(self, info: str) -> None:
-        elapsed = min(self.seconds, time.monotonic() - self.t0)
-        if self._progress is not None:
-            self._progress.update(self._task, completed=elapsed, info=info)
-        elif time.monotonic() - self._last > 1.0:
-            self._last = time.monotonic()
-            print(
-                f"\r{self.label}: {elapsed:5.1f}/{self.seconds:.0f}s {info}    ",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=self.seconds)
-            self._progress.stop()
-        else:
-            print(file=sys.stderr)
 
 
 # -- CPU ----------------------------------------------------------------------------------------
@@ -159,18 +105,6 @@ def cpu_snapshot(node_pids: dict[int, int]) -> dict[str, float]:
 
 
 # -- memory ---------------------------------------------------------------------------------------
-def proc_mem(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MB (nan when it is gone)."""
-    rss = hwm = math.nan
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) / 1024
-            elif line.startswith("VmHWM:"):
-                hwm = int(line.split()[1]) / 1024
-    return rss, hwm
-
-
 @dataclass
 class MemWatch:
     pids: dict[int, int]
@@ -701,8 +635,8 @@ def print_report(
         )
         for i in sorted(pts):
             s = slope_mb_per_min(pts[i])
-            half = len(pts[i]) // 2
-            s1, s2 = slope_mb_per_min(pts[i][:half]), slope_mb_per_min(pts[i][half:])
+            mid = len(pts[i]) // 2
+            s1, s2 = slope_mb_per_min(pts[i][:mid]), slope_mb_per_min(pts[i][mid:])
             first, last = pts[i][0][1], pts[i][-1][1]
             row(
                 f"  node {i} RSS trend",
@@ -743,11 +677,11 @@ def print_report(
             f" CPU during the sustained run ({sus.seconds:.0f}s, {os.cpu_count()} cores; "
             "ms of CPU per completed decrypt):"
         )
-        for k in sorted(x for x in c1 if not x.startswith("_")):
-            used = c1[k] - c0[k]
+        for proc in sorted(x for x in c1 if not x.startswith("_")):
+            used = c1[proc] - c0[proc]
             ours += used
             print(
-                f"   {k:<8} {100 * used / sus.seconds:5.1f}% of a core   "
+                f"   {proc:<8} {100 * used / sus.seconds:5.1f}% of a core   "
                 f"{1000 * used / done:6.1f} ms/decrypt"
             )
         print(

@@ -24,7 +24,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_e2e import Bar, fresh_testnet, log, pids, proc_mem
+from _bench_common import Bar, log, proc_mem
+from bench_e2e import fresh_testnet, pids
 
 from kmsnode.client._async import AsyncDistributedKMS, ClientConfig
 from kmsnode.genesis import Genesis
