@@ -1,4 +1,4 @@
-"""Opt-in heap tracing for operators: where a node's memory goes, on demand.
+"""Memory diagnostics: a process's resident set, and opt-in heap tracing for operators.
 
 With ``KMSNODE_TRACEMALLOC=1`` in its environment a node traces allocations (Python's
 ``tracemalloc``, at roughly twice the CPU cost, so off by default) and, on ``SIGUSR1``, writes
@@ -22,6 +22,21 @@ ENV = "KMSNODE_TRACEMALLOC"
 TOP = 40
 
 log = logging.getLogger(__name__)
+
+
+def process_memory(pid: int | str = "self") -> tuple[int, int] | None:
+    """(resident set, its peak) of a process in KiB from ``/proc``; None if it is unreadable."""
+    rss = hwm = None
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+    except OSError:
+        return None
+    return None if rss is None or hwm is None else (rss, hwm)
 
 
 def install(directory: Path) -> bool:

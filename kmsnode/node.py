@@ -20,7 +20,7 @@ import trio
 import consensus
 from consensus.errors import MempoolFull, PayloadTooLarge
 
-from . import net
+from . import memtrace, net
 from .audit_store import AuditStore
 from .config import NodeConfig
 from .errors import MalformedMessage
@@ -415,7 +415,7 @@ class KMSNode:
         window = self.consensus.replica.window
         mempool = self.consensus.replica.mempool.stats()
         return {
-            "rss_kb": _rss_kb(),
+            "rss_kb": (memtrace.process_memory() or (0, 0))[0],
             "keys": len(self.state.keys),
             "replay_window": self.state.replay_window_size,
             "audit_recent": len(self.state.audit.recent),
@@ -427,15 +427,3 @@ class KMSNode:
             "mempool_payloads": mempool.pending,
             "mempool_bytes": mempool.pending_bytes,
         }
-
-
-def _rss_kb() -> int:
-    """This process's resident set in KiB (0 where /proc is not available)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
+import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from kmsnode.memtrace import process_memory
 
 try:
     from rich.console import Console
@@ -67,11 +68,15 @@ class Bar:
 
 def proc_mem(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) of a process in MB (nan when it is gone)."""
-    rss = hwm = math.nan
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) / 1024
-            elif line.startswith("VmHWM:"):
-                hwm = int(line.split()[1]) / 1024
-    return rss, hwm
+    kib = process_memory(pid)
+    return (kib[0] / 1024, kib[1] / 1024) if kib else (math.nan, math.nan)
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y against x (nan for fewer than two distinct x)."""
+    if len(points) < 2:
+        return math.nan
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else math.nan

@@ -66,7 +66,7 @@ from testnet._control import statuses, wait_healthy
 from testnet._launcher import Testnet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import Bar, log, proc_mem
+from _bench_common import Bar, log, proc_mem, slope
 from _bench_e2e_ceiling import CONTEXT, PLAINTEXT, Ceiling, measure_ceiling
 
 
@@ -127,17 +127,8 @@ class MemWatch:
 
 
 def slope_mb_per_min(points: list[tuple[float, float]]) -> float:
-    if len(points) < 3:
-        return math.nan
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    den = sum((x - mx) ** 2 for x in xs)
-    return (
-        60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
-        if den
-        else math.nan
-    )
+    """RSS trend in MB per minute from (seconds, MB) samples (nan for fewer than three)."""
+    return math.nan if len(points) < 3 else 60 * slope(points)
 
 
 # -- the ceiling ----------------------------------------------------------------------------------

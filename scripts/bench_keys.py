@@ -14,6 +14,7 @@ Run: ``python scripts/bench_keys.py [--keys 10000] [--conc 24] [--every 500]``.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -24,7 +25,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_common import Bar, log, proc_mem
+from _bench_common import Bar, log, proc_mem, slope
 from bench_e2e import fresh_testnet, pids
 
 from kmsnode.client._async import AsyncDistributedKMS, ClientConfig
@@ -75,13 +76,9 @@ async def create_keys(
 def per_thousand(points: list[tuple[int, float]]) -> float:
     """Least-squares slope of RSS (MB) against keys, per 1,000 keys."""
     if len(points) < 2:
-        return float("nan")
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    den = sum((x - mx) ** 2 for x in xs)
-    return (
-        1000 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
-    )
+        return math.nan
+    s = slope([(float(k), mb) for k, mb in points])
+    return 0.0 if math.isnan(s) else 1000 * s
 
 
 def report(

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 
+from ._streams import read_some
 from .committee import Committee, NodeId
 from .errors import FrameError, MeshNotRunning, UnknownNode
 from .framing import Envelope, FrameDecoder, FrameFormat, encode_frame
@@ -457,10 +457,7 @@ class Mesh:
         decoder = FrameDecoder(spec.fmt)
         try:
             while True:
-                try:
-                    data = await stream.read(READ_CHUNK)
-                except StreamEOF:
-                    data = b""
+                data = await read_some(stream, READ_CHUNK)
                 if not data:
                     decoder.eof()
                     await _close_quietly(stream)

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
 
+from ._streams import read_some
 from .committee import Committee, NodeId
 from .errors import FrameError, RequestFailed, UnexpectedShape
 from .framing import MAX_KIND_CHARS, Envelope, FrameDecoder, FrameFormat, encode_frame
@@ -252,10 +252,7 @@ class RequestServer:
         room = trio.Semaphore(self.max_outstanding)
         decoder = FrameDecoder(self.fmt)
         while True:
-            try:
-                data = await stream.read(_READ_CHUNK)
-            except StreamEOF:
-                data = b""
+            data = await read_some(stream, _READ_CHUNK)
             if not data:
                 decoder.eof()
                 return  # the client is done sending: answer what is in flight, then close
@@ -411,10 +408,7 @@ async def request(
                 decoder = FrameDecoder(fmt)
                 out: list[Envelope] = []
                 while True:
-                    try:
-                        data = await stream.read(_READ_CHUNK)
-                    except StreamEOF:
-                        data = b""
+                    data = await read_some(stream, _READ_CHUNK)
                     if not data:
                         decoder.eof()
                         raise RequestFailed(name, "stream ended before the terminal frame")
@@ -621,10 +615,7 @@ class Session:
         decoder = FrameDecoder(self.fmt)
         try:
             while True:
-                try:
-                    data = await conn.stream.read(_READ_CHUNK)
-                except StreamEOF:
-                    data = b""
+                data = await read_some(conn.stream, _READ_CHUNK)
                 if not data:
                     decoder.eof()
                     return "closed by the node"
@@ -663,10 +654,7 @@ class Session:
 
 async def _read_one(stream: INetStream, decoder: FrameDecoder) -> Envelope:
     while True:
-        try:
-            data = await stream.read(_READ_CHUNK)
-        except StreamEOF:
-            data = b""
+        data = await read_some(stream, _READ_CHUNK)
         if not data:
             decoder.eof()
             raise FrameError("stream ended before a request frame")

@@ -35,8 +35,11 @@ def pack(value: Any) -> bytes:
     return msgpack.packb(_canonical(value), use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def unpack(data: bytes, *, max_size: int = MAX_MESSAGE) -> Any:
+def unpack(data: bytes, *, max_size: int = MAX_MESSAGE, canonical: bool = True) -> Any:
     """Strictly decode canonical msgpack.
+
+    ``canonical=False`` skips the re-encoding check, for a caller that re-encodes the typed
+    message it builds and compares that with ``data`` (a stronger check, paid for once).
 
     Raises:
         MalformedMessage: too large, not msgpack, trailing bytes, or not canonical.
@@ -56,7 +59,7 @@ def unpack(data: bytes, *, max_size: int = MAX_MESSAGE) -> Any:
         raise MalformedMessage(f"not a msgpack message: {type(exc).__name__}") from exc
     except Exception as exc:  # msgpack raises assorted types on garbage; none may escape
         raise MalformedMessage(f"not a msgpack message: {type(exc).__name__}") from exc
-    if pack(value) != bytes(data):
+    if canonical and pack(value) != bytes(data):
         raise MalformedMessage("message is not canonically encoded")
     return value
 
