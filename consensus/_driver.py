@@ -2,9 +2,9 @@
 
 Events are handled one at a time under a lock. Persists, and the votes and timeouts they
 make safe, go through one ordered lane (a task that runs them strictly in order), so a
-``Persist`` (fsync'd; in a worker thread only if asked) always completes before the vote or
-timeout that follows it is handed to the transport, while the replica goes on handling other
-events and proposals leave at once.
+``Persist`` (fsync'd if it carries safety data; in a worker thread only if asked) always
+completes before the vote or timeout that follows it is handed to the transport, while the
+replica goes on handling other events and proposals leave at once.
 """
 
 from __future__ import annotations
@@ -249,8 +249,21 @@ class Node:
     async def _executor(self) -> None:
         # The ordered lane: persists, the votes/timeouts they make safe, deliveries and
         # store reads, one at a time in order. Meanwhile the replica keeps handling events.
-        async for a in self._outbox_recv:
-            await self._execute(a)
+        # Whatever has queued up meanwhile runs as one batch, its persists merged into one
+        # transaction (group commit: one fsync for the votes of several events).
+        while True:
+            batch = [await self._outbox_recv.receive()]
+            while True:
+                try:
+                    batch.append(self._outbox_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            for a in coalesce(batch):
+                if isinstance(a, Persist) and a.must_sync:
+                    # An fsync blocks the event loop for a millisecond or more: let the tasks
+                    # already woken (writers carrying a proposal, readers) go first.
+                    await trio.lowlevel.checkpoint()
+                await self._execute(a)
 
     async def _execute(self, a: Action) -> None:
         if isinstance(a, Persist):

@@ -1,9 +1,9 @@
 """The replica's typed inputs (events) and outputs (actions).
 
 The driver (trio or the simulator) feeds events to ``Replica.handle`` and executes the
-returned actions **in order**: a ``Persist`` must be durable before any later ``Send`` or
-``Broadcast`` in the same list leaves the process. That ordering is how safety data reaches
-disk before a vote or timeout does.
+returned actions **in order**: a ``Persist`` must be written (and, when it carries safety
+data, fsync'd) before any later ``Send`` or ``Broadcast`` in the same list leaves the process.
+That ordering is how safety data reaches disk before a vote or timeout does.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class Broadcast:
 
 @dataclass(frozen=True)
 class Persist:
-    """Write atomically and durably before executing any later action.
+    """Write atomically before executing any later action; durably (fsync) if ``must_sync``.
 
     ``safety``/``high_qc``/``high_tc`` replace the stored ones when not None; ``blocks`` are
     added; ``commits`` are appended to the committed log.
@@ -120,6 +120,16 @@ class Persist:
     commits: tuple[CommittedBlock, ...] = ()
     witness: tuple[Block, QuorumCert] | None = None
     """The certified child that proves the last commit (kept to serve catch-up)."""
+
+    @property
+    def must_sync(self) -> bool:
+        """Whether this write must reach the disk (fsync) before the actions after it.
+
+        Only what guards safety must: the safety data a vote or timeout depends on. Blocks,
+        certificates and the committed log can be fetched again from peers (they are
+        certified), and a later synced write to the same log makes earlier ones durable too.
+        """
+        return self.safety is not None
 
 
 @dataclass(frozen=True)
@@ -154,23 +164,34 @@ Action = Send | Broadcast | Persist | SetTimer | Deliver | ServeSync
 
 
 def coalesce(actions: list[Action]) -> list[Action]:
-    """Merge runs of adjacent ``Persist`` actions into one (one transaction, one fsync).
+    """Merge every ``Persist`` in ``actions`` into the first one (one transaction, one fsync).
 
-    Order is otherwise preserved, so every ``Persist`` still completes before the actions
-    that followed it.
+    Writing a later ``Persist`` sooner is always safe: every action still runs after each
+    ``Persist`` that preceded it (the actions in between now also wait for the later writes,
+    which only makes them more conservative). A replica's event typically yields a commit's
+    ``Persist``, then a timer, then the vote's ``Persist`` and the vote: one transaction.
     """
+    first: int | None = None
     out: list[Action] = []
     for a in actions:
-        prev = out[-1] if out else None
-        if isinstance(a, Persist) and isinstance(prev, Persist):
-            out[-1] = Persist(
-                blocks=prev.blocks + a.blocks,
-                safety=a.safety if a.safety is not None else prev.safety,
-                high_qc=a.high_qc if a.high_qc is not None else prev.high_qc,
-                high_tc=a.high_tc if a.high_tc is not None else prev.high_tc,
-                commits=prev.commits + a.commits,
-                witness=a.witness if a.witness is not None else prev.witness,
-            )
+        if isinstance(a, Persist):
+            if first is None:
+                first = len(out)
+                out.append(a)
+            else:
+                out[first] = _merge(out[first], a)  # type: ignore[arg-type]
         else:
             out.append(a)
     return out
+
+
+def _merge(prev: Persist, a: Persist) -> Persist:
+    """``prev`` then ``a`` as one ``Persist`` (later values replace, lists append)."""
+    return Persist(
+        blocks=prev.blocks + a.blocks,
+        safety=a.safety if a.safety is not None else prev.safety,
+        high_qc=a.high_qc if a.high_qc is not None else prev.high_qc,
+        high_tc=a.high_tc if a.high_tc is not None else prev.high_tc,
+        commits=prev.commits + a.commits,
+        witness=a.witness if a.witness is not None else prev.witness,
+    )

@@ -25,6 +25,10 @@ from consensus import (
     decode_message,
 )
 from consensus._driver import MemoryTransport
+from consensus._events import Send, SetTimer, coalesce
+from consensus._messages import genesis_qc
+from consensus._rules import SafetyData
+from consensus._types import Round
 from consensus.errors import MempoolFull, PayloadTooLarge
 from consensus.testing import make_committee
 
@@ -151,13 +155,19 @@ async def test_restart_from_sqlite_resumes(tmp_path: Path) -> None:
 
 
 class RecordingStore(SQLiteStore):
-    """An SQLite store that notes the highest round its durable safety data covers."""
+    """An SQLite store that notes the highest round its durable safety data covers, and
+    how many of its transactions were fsync'd (SQLite's ``synchronous`` FULL is 2)."""
 
     durable_round = 0
+    synced = 0
+    needless_syncs = 0
 
     def persist(self, p: Persist) -> None:
         super().persist(p)
-        if p.safety is not None:
+        synchronous = self._db.execute("PRAGMA synchronous").fetchone()[0]
+        self.synced += synchronous == 2
+        self.needless_syncs += synchronous == 2 and p.safety is None
+        if p.safety is not None and synchronous == 2:
             self.durable_round = max(self.durable_round, p.safety.last_voted_round)
 
 
@@ -199,3 +209,24 @@ async def test_driver_persists_before_votes_leave(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
     assert not violations, violations[:3]
     assert sum(n.replica.stats.votes_sent for n in nodes) > 0
+    # Commits ride along with the votes' transactions or skip the fsync: at most one fsync
+    # per vote or timeout, none for a transaction without safety data.
+    stores = [n.store for n in nodes]
+    assert all(isinstance(s, RecordingStore) for s in stores)
+    assert sum(s.needless_syncs for s in stores) == 0  # type: ignore[attr-defined]
+    synced = sum(s.synced for s in stores)  # type: ignore[attr-defined]
+    assert synced <= sum(n.replica.stats.votes_sent + n.replica.stats.timeouts_sent for n in nodes)
+
+
+def test_coalesce_merges_every_persist_into_the_first() -> None:
+    qc = genesis_qc(CHAIN)
+    vote = Vote.create(CHAIN, Round(3), b"b" * 32, NodeId(1), SIGNERS[1])
+    safety = SafetyData().after_vote(vote, Round(2))
+    commit = Persist(high_qc=qc)
+    voted = Persist(safety=safety)
+    out = coalesce([commit, SetTimer(Round(3), 1.0), voted, Send(NodeId(2), vote)])
+    assert [type(a) for a in out] == [Persist, SetTimer, Send]
+    merged = out[0]
+    assert isinstance(merged, Persist)
+    assert merged.high_qc == qc and merged.safety == safety
+    assert merged.must_sync and voted.must_sync and not commit.must_sync
