@@ -28,7 +28,7 @@ from consensus._driver import MemoryTransport
 from consensus._events import Send, SetTimer, coalesce
 from consensus._messages import genesis_qc
 from consensus._rules import SafetyData
-from consensus._types import Round
+from consensus._types import BlockId, Round
 from consensus.errors import MempoolFull, PayloadTooLarge
 from consensus.testing import make_committee
 
@@ -220,7 +220,7 @@ async def test_driver_persists_before_votes_leave(tmp_path: Path) -> None:
 
 def test_coalesce_merges_every_persist_into_the_first() -> None:
     qc = genesis_qc(CHAIN)
-    vote = Vote.create(CHAIN, Round(3), b"b" * 32, NodeId(1), SIGNERS[1])
+    vote = Vote.create(CHAIN, Round(3), BlockId(b"b" * 32), NodeId(1), SIGNERS[1])
     safety = SafetyData().after_vote(vote, Round(2))
     commit = Persist(high_qc=qc)
     voted = Persist(safety=safety)
