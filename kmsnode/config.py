@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .console._token import parse_listen
 from .errors import ConfigError
 
 
@@ -66,8 +67,13 @@ class NodeConfig:
         if not isinstance(listen, str) or not listen.startswith("/ip"):
             raise ConfigError(f"{p}: 'listen' must be a multiaddr like /ip4/127.0.0.1/tcp/9101")
         console = data.get("console")
-        if console is not None and (not isinstance(console, str) or ":" not in console):
-            raise ConfigError(f"{p}: 'console' must be host:port")
+        if console is not None:
+            if not isinstance(console, str):
+                raise ConfigError(f"{p}: 'console' must be host:port")
+            try:
+                parse_listen(console)
+            except ConfigError as exc:
+                raise ConfigError(f"{p}: 'console': {exc}") from None
         return cls(
             path=p,
             node_id=node_id,

@@ -23,12 +23,20 @@ from consensus.errors import MempoolFull, PayloadTooLarge
 from . import memtrace, net
 from .audit_store import AuditStore
 from .config import NodeConfig
+from .console import Console, load_or_create_token, parse_listen
 from .errors import MalformedMessage
 from .executor import Executor
 from .genesis import Genesis
 from .identity import NodeIdentity
 from .keystore import Keystore
-from .state import KeyActivated, KMSState, StartDkg
+from .state import (
+    GENESIS_HASH,
+    KeyActivated,
+    KMSState,
+    StartDkg,
+    entry_from_json,
+    verify_chain,
+)
 from .wire.payload import TickPayload, client_payload
 from .wire.requests import Request
 
@@ -151,6 +159,12 @@ class KMSNode:
             transport,
         )
         self.server = net.RequestServer(self.host, self._handle, committee=self.committee)
+        self.chain_id = self.genesis.chain_id
+        self.console: Console | None = None
+        if config.console:
+            host, port = parse_listen(config.console)
+            token = load_or_create_token(config.data_dir)
+            self.console = Console(self, self.me, host, port, token)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(
@@ -170,6 +184,8 @@ class KMSNode:
                 nursery.start_soon(self._follow, blocks, backlog)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._relayed)
+                if self.console is not None:
+                    await nursery.start(self.console.run)
                 log.info("node %d running, listening on %s", self.me, self.host.addrs())
                 task_status.started()
         finally:
@@ -401,6 +417,7 @@ class KMSNode:
             "keys": len(self.state.keys),
             "dkg_sessions": len(self.state.sessions),
             "audit_head": self.state.audit.head.hex(),
+            "audit_total": self.state.audit.total,
             "peers": {
                 str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()
             },
@@ -409,6 +426,33 @@ class KMSNode:
             "memory": self.memory(),
             "latency_ms": self.timings.summary(latency_window),
         }
+
+    def key_summaries(self) -> list[dict[str, Any]]:
+        """Every key's public record (id, kind, state, versions and their public keys)."""
+        return [record.to_json() for record in self.state.keys.values()]
+
+    def dkg_summaries(self) -> list[dict[str, Any]]:
+        """Open DKG / refresh sessions as this node's observer of the log sees them."""
+        return [entry.observer.progress() for entry in self.state.sessions.values()]
+
+    async def verify_audit(self, page: int = 1000) -> dict[str, Any]:
+        """Recompute the stored audit trail's hash chain from entry 0 and compare it with the
+        head the state machine holds; yields to the event loop between pages."""
+        head, total = self.state.audit.head, self.state.audit.total
+        prev, checked = GENESIS_HASH, 0
+        try:
+            while checked < total:
+                rows = self.audit_store.page(checked, min(page, total - checked))
+                if not rows:
+                    raise ValueError(f"the stored trail ends at entry {checked} of {total}")
+                prev = verify_chain((entry_from_json(r) for r in rows), prev)
+                checked += len(rows)
+                await trio.lowlevel.checkpoint()
+            if prev != head:
+                raise ValueError("the recomputed chain does not end at the state's head")
+        except (ValueError, KeyError, TypeError) as exc:
+            return {"ok": False, "checked": checked, "head": head.hex(), "error": str(exc)}
+        return {"ok": True, "checked": checked, "head": head.hex(), "error": None}
 
     def memory(self) -> dict[str, int]:
         """Sizes of what this node keeps in memory (every one bounded), and its resident set."""

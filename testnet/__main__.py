@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         rec = tn.record()
         print(f"testnet up: n={rec['n']} f={rec['f']} t={rec['t']} chain={rec['chain_id']}")
         for i, s in sorted(st.items()):
-            print(f"  node {i}: height {s['height']} round {s['round']}")
+            console = tn.console(i)
+            where = f"  console {console[0]} (token in {console[1]})" if console else ""
+            print(f"  node {i}: height {s['height']} round {s['round']}{where}")
         print(f"client config: {tn.dir / 'client.json'}")
         print(f"  export KMS_CONFIG={tn.dir / 'client.json'}")
         return 0
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"leader {s['leader']}  peers {peers}/{len(s['peers'])}  keys {s['keys']}  "
                     f"rss {rss:.0f} MB"
                 )
+            console = tn.console(i)
+            if console is not None:
+                print(f"        console {console[0]} (token in {console[1]})")
         return 0
     if args.command == "kill":
         tn.kill(args.node)

@@ -85,6 +85,7 @@ class Testnet:
             d = self.dir / f"node{i}"
             d.mkdir(exist_ok=True)
             port = _free_port()
+            console_port = _free_port()
             passphrase = d / "passphrase"
             passphrase.write_text(secrets.token_hex(16) + "\n", encoding="utf-8")
             passphrase.chmod(0o600)
@@ -98,8 +99,9 @@ class Testnet:
             ident.save(ks)
             ks.close()
             listen = f"/ip4/127.0.0.1/tcp/{port}"
+            console = f"127.0.0.1:{console_port}"
             cfg = NodeConfig(
-                d / "node.toml", i, self.dir / "genesis.json", d, listen, None, passphrase
+                d / "node.toml", i, self.dir / "genesis.json", d, listen, console, passphrase
             )
             (d / "node.toml").write_text(cfg.dump(), encoding="utf-8")
             infos.append(
@@ -112,7 +114,7 @@ class Testnet:
                     network_key=ident.network_public,
                 )
             )
-            nodes[str(i)] = {"port": port, "pid": None}
+            nodes[str(i)] = {"port": port, "console_port": console_port, "pid": None}
         chain_id = f"testnet-{secrets.token_hex(4)}"
         genesis = Genesis(chain_id, f, t, tuple(infos), (admin.public_key().public_bytes_raw(),))
         genesis.validate()
@@ -181,3 +183,10 @@ class Testnet:
 
     def nodes(self) -> list[int]:
         return [int(k) for k in self.record()["nodes"]]
+
+    def console(self, node: int) -> tuple[str, Path] | None:
+        """Node ``node``'s console address and the file holding its token (None if off)."""
+        port = self.record()["nodes"][str(node)].get("console_port")
+        if not port:
+            return None
+        return f"http://127.0.0.1:{port}/", self.dir / f"node{node}" / "console.token"

@@ -7,10 +7,14 @@ and each says what it leaves behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -289,6 +293,41 @@ def test_status_reports_consensus_progress(tn: Testnet) -> None:
     st = status(tn)
     assert all(s["height"] > 0 and s["round"] > 0 for s in st.values())
     assert {s["leader"] for s in st.values()} <= {1, 2, 3, 4}
+
+
+def console_get(tn: Testnet, node: int, path: str, token: str | None = None) -> tuple[int, str]:
+    """GET ``path`` from a node's operator console (its own token unless ``token``)."""
+    console = tn.console(node)
+    assert console is not None, "the testnet configures a console for every node"
+    url, token_file = console
+    secret = token if token is not None else token_file.read_text().strip()
+    req = urllib.request.Request(
+        url + path.lstrip("/"), headers={"Authorization": f"Bearer {secret}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def test_operator_console_shows_metrics_and_verifies_the_audit_trail(
+    tn: Testnet, key_id: str
+) -> None:
+    st = status(tn)
+    code, metrics = console_get(tn, 2, "/metrics")
+    assert code == 200
+    height = int(re.search(r"^kms_consensus_committed_height (\d+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+    assert height >= st[2]["height"] > 0
+    assert re.search(r'^kms_node_info\{chain_id="testnet-[0-9a-f]+",node="2"\} 1$', metrics, re.M)
+    code, body = console_get(tn, 2, "/api/audit?verify=1")
+    verification = json.loads(body)
+    assert code == 200 and verification["ok"] and verification["checked"] > 0
+    code, keys = console_get(tn, 3, "/keys")
+    assert code == 200 and key_id in keys
+    # Another node's token does not open this node's console.
+    other = tn.console(1)[1].read_text().strip()  # type: ignore[index]
+    assert console_get(tn, 2, "/metrics", token=other)[0] == 401
 
 
 def test_a_client_reaching_some_nodes_gets_its_requests_relayed_to_the_rest(

@@ -82,7 +82,7 @@ class DistributedKMS:
 
     def create_key(
         self, kind: str = "encrypt", description: str = "", *, wait: bool = True
-    ) -> dict[str, Any]:
+    ) -> KeyMetadata:
         return self._run(lambda: self._async.create_key(kind, description, wait=wait))  # type: ignore[no-any-return]
 
     def describe_key(self, key_id: str) -> KeyMetadata:

@@ -1,5 +1,6 @@
 """The replicated KMS state machine (pure): keys, policies, DKG sessions, replay window, audit."""
 
+from ._audit import GENESIS_HASH as GENESIS_HASH
 from ._audit import AuditEntry as AuditEntry
 from ._audit import AuditTrail as AuditTrail
 from ._audit import entry_from_json as entry_from_json
@@ -20,6 +21,7 @@ from ._machine import CommittedBatch as CommittedBatch
 from ._machine import KMSState as KMSState
 
 __all__ = [
+    "GENESIS_HASH",
     "GROUPS",
     "NONCE_WINDOW_MS",
     "AuditEntry",

@@ -190,6 +190,25 @@ class Participant(Generic[E]):
         self.result: DkgResult[E] | None = None
         self.failure: str | None = None
 
+    def progress(self) -> dict[str, Any]:
+        """Public progress for operators: status, deals seen, who is out and why, deadlines."""
+        s = self.session
+        return {
+            "key_id": s.key_id,
+            "version": s.version,
+            "epoch": s.epoch,
+            "kind": s.kind.value,
+            "status": self.status.value,
+            "height": self._height,
+            "deals": len(self._deals),
+            "disqualified": {str(i): why for i, why in sorted(self._disqualified.items())},
+            "deadlines": {
+                "deal": s.deal_deadline,
+                "complaint": s.complaint_deadline,
+                "justification": s.justification_deadline,
+            },
+        }
+
     def __repr__(self) -> str:
         return (
             f"<Participant {self.id} ({self.session.kind.value} {self.session.key_id} "

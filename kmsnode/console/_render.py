@@ -1,0 +1,277 @@
+"""The console's pages and its Prometheus exposition, rendered from plain data (no I/O).
+
+Every value shown comes from the node's public status (nothing secret exists there) and is
+HTML-escaped; pages carry no script, so the response's CSP can forbid all of it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from typing import Any
+
+_NAV = (("/", "node"), ("/keys", "keys"), ("/dkg", "DKG sessions"), ("/audit", "audit trail"))
+_STYLE = (
+    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0 1.5em}"
+    "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}"
+    "th{background:#f3f3f3}code{font-size:12px}.bad{color:#b00;font-weight:bold}"
+    ".ok{color:#070;font-weight:bold}nav a{margin-right:1em}"
+)
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def page(title: str, node: object, body: str) -> str:
+    """A whole HTML document around ``body`` (already escaped)."""
+    nav = "".join(f'<a href="{href}">{_e(label)}</a>' for href, label in _NAV)
+    return (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        f"<title>{_e(title)} - kmsnode {_e(node)}</title><style>{_STYLE}</style></head>"
+        f"<body><nav>{nav}<a href=/metrics>metrics</a></nav>"
+        f"<h1>{_e(title)} <small>node {_e(node)}</small></h1>{body}</body></html>"
+    )
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], raw: bool = False) -> str:
+    """An HTML table; cells are escaped unless ``raw`` (for cells built here)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{c if raw else _e(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _pairs(data: Mapping[str, Any]) -> str:
+    return table(("name", "value"), sorted(data.items()))
+
+
+def overview(status: Mapping[str, Any]) -> str:
+    """The node page: health, consensus position, peers, requests, memory, timings."""
+    peers = status.get("peers", {})
+    up = sum(1 for v in peers.values() if v)
+    consensus = {
+        "round": status.get("round"),
+        "committed height": status.get("height"),
+        "applied height": status.get("state_height"),
+        "leader": status.get("leader"),
+        "peers connected": f"{up} of {len(peers)}",
+        "keys": status.get("keys"),
+        "open DKG sessions": status.get("dkg_sessions"),
+        "audit entries": status.get("audit_total", ""),
+        "audit head": status.get("audit_head"),
+    }
+    peer_rows = [
+        (p, '<span class="ok">connected</span>' if c else '<span class="bad">down</span>')
+        for p, c in sorted(peers.items(), key=lambda kv: int(kv[0]))
+    ]
+    body = (
+        "<h2>consensus and state</h2>"
+        + _pairs(consensus)
+        + "<h2>peers</h2>"
+        + table(("node", "consensus link"), peer_rows, raw=True)
+        + "<h2>requests</h2>"
+        + _pairs({**status.get("node_stats", {}), **status.get("executor", {})})
+        + "<h2>request timings (ms)</h2>"
+        + _pairs(status.get("latency_ms", {}))
+        + "<h2>memory</h2>"
+        + _pairs(status.get("memory", {}))
+    )
+    return page("node", status.get("node", "?"), body)
+
+
+def keys(node: object, records: Sequence[Mapping[str, Any]]) -> str:
+    """Keys with their versions: state, epoch, public key, who dealt."""
+    rows = []
+    for k in records:
+        versions = "<br>".join(
+            f"v{_e(v['version'])} e{_e(v['epoch'])} {_e(v['state'])}"
+            + (f" <code>{_e(v['public_key'][:16])}…</code>" if v.get("public_key") else "")
+            + (f" qualified {_e(v['qualified'])}" if v.get("qualified") else "")
+            + (f' <span class="bad">{_e(v["failure"])}</span>' if v.get("failure") else "")
+            for v in k.get("versions", [])
+        )
+        rows.append(
+            (_e(k["key_id"]), _e(k["kind"]), _e(k["state"]), _e(k["description"]), versions)
+        )
+    body = f"<p>{len(records)} keys</p>" + table(
+        ("key", "kind", "state", "description", "versions"), rows, raw=True
+    )
+    return page("keys", node, body)
+
+
+def dkg_sessions(node: object, sessions: Sequence[Mapping[str, Any]]) -> str:
+    """Open DKG / refresh sessions as this node's observer of the log sees them."""
+    headers = ("key", "version", "epoch", "kind", "status", "deals", "disqualified", "deadlines")
+    rows = [
+        (
+            s["key_id"],
+            s["version"],
+            s["epoch"],
+            s["kind"],
+            s["status"],
+            s["deals"],
+            ", ".join(f"{i}: {why}" for i, why in sorted(s["disqualified"].items())) or "-",
+            "deal {deal}, complaints {complaint}, justifications {justification}".format(
+                **s["deadlines"]
+            ),
+        )
+        for s in sessions
+    ]
+    body = f"<p>{len(sessions)} open sessions</p>" + table(headers, rows)
+    return page("DKG sessions", node, body)
+
+
+def audit(
+    node: object,
+    trail: Mapping[str, Any],
+    start: int,
+    limit: int,
+    verification: Mapping[str, Any] | None = None,
+) -> str:
+    """A page of the audit trail, its page-level chain check, and a full check if run."""
+    entries = trail["entries"]
+    headers = ("#", "height", "time (ms)", "client", "op", "key", "outcome", "hash")
+    rows = [
+        (
+            e["index"],
+            e["height"],
+            e["timestamp_ms"],
+            e["client"][:16],
+            e["op"],
+            e["key_id"],
+            e["outcome"],
+            e["hash"][:16],
+        )
+        for e in entries
+    ]
+    check = trail.get("page_check", "")
+    parts = [
+        f"<p>{_e(trail['total'])} entries, head <code>{_e(trail['head'])}</code></p>",
+        f"<p>this page's hash chain: {_status_span(check)}</p>",
+    ]
+    if verification is not None:
+        parts.append(
+            "<p>whole trail: "
+            + _status_span("ok" if verification["ok"] else verification["error"])
+            + f" ({_e(verification['checked'])} entries recomputed up to the head)</p>"
+        )
+    else:
+        parts.append('<p><a href="/audit/verify">verify the whole trail</a></p>')
+    prev_start = max(0, start - limit)
+    nav = f'<a href="/audit?from={prev_start}&limit={limit}">previous</a> ' + (
+        f'<a href="/audit?from={start + limit}&limit={limit}">next</a>'
+    )
+    parts += [table(headers, rows), f"<p>{nav}</p>"]
+    return page("audit trail", node, "".join(parts))
+
+
+def _status_span(text: str) -> str:
+    css = "ok" if text == "ok" else "bad"
+    return f'<span class="{css}">{_e(text or "empty")}</span>'
+
+
+def message(node: object, title: str, text: str) -> str:
+    """A short page with one message (errors, the sign-in hint)."""
+    return page(title, node, f"<p>{_e(text)}</p>")
+
+
+# -- Prometheus text exposition (format 0.0.4) ---------------------------------------------
+
+_NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def _metric_name(*parts: str) -> str:
+    return "_".join(_NAME_OK.sub("_", p) for p in parts if p)
+
+
+def _label_value(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: object) -> str | None:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+        return repr(value) if isinstance(value, float) else str(value)
+    return None
+
+
+class _Exposition:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._seen: set[str] = set()
+
+    def add(
+        self,
+        name: str,
+        kind: str,
+        help_text: str,
+        value: object,
+        labels: Mapping[str, object] | None = None,
+    ) -> None:
+        number = _number(value)
+        if number is None:
+            return
+        if name not in self._seen:
+            self._seen.add(name)
+            self.lines.append(f"# HELP {name} {help_text}")
+            self.lines.append(f"# TYPE {name} {kind}")
+        label_text = ""
+        if labels:
+            inner = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items()))
+            label_text = "{" + inner + "}"
+        self.lines.append(f"{name}{label_text} {number}")
+
+
+def metrics(status: Mapping[str, Any], chain_id: str) -> str:
+    """The node's status as Prometheus metrics (counters end in ``_total``)."""
+    out = _Exposition()
+    node = status.get("node", 0)
+    out.add("kms_node_info", "gauge", "Node identity.", 1, {"node": node, "chain_id": chain_id})
+    gauges = (
+        ("kms_consensus_round", "Current consensus round.", "round"),
+        ("kms_consensus_committed_height", "Height of the last committed block.", "height"),
+        ("kms_state_applied_height", "Height the KMS state machine applied.", "state_height"),
+        ("kms_consensus_leader", "Node id leading the current round.", "leader"),
+        ("kms_keys", "Keys in the replicated state.", "keys"),
+        ("kms_dkg_sessions_open", "DKG or refresh sessions in progress.", "dkg_sessions"),
+        ("kms_audit_entries", "Entries in the audit trail.", "audit_total"),
+    )
+    for name, help_text, field in gauges:
+        out.add(name, "gauge", help_text, status.get(field))
+    for peer, connected in sorted(status.get("peers", {}).items()):
+        out.add(
+            "kms_peer_connected",
+            "gauge",
+            "Consensus link to a peer is up.",
+            connected,
+            {"peer": peer},
+        )
+    for group, prefix in (("executor", "kms_executor"), ("node_stats", "kms_node")):
+        for key, value in sorted(status.get(group, {}).items()):
+            out.add(_metric_name(prefix, key, "total"), "counter", f"{group} counter {key}.", value)
+    memory = status.get("memory", {})
+    rss_kb = memory.get("rss_kb")
+    if isinstance(rss_kb, int):
+        out.add("process_resident_memory_bytes", "gauge", "Resident set size.", rss_kb * 1024)
+    for key, value in sorted(memory.items()):
+        if key != "rss_kb":
+            out.add(_metric_name("kms_memory", key), "gauge", f"Size of {key}.", value)
+    latency = status.get("latency_ms", {})
+    for leg in ("ordering", "execution"):
+        for q, label in (("0.5", "p50"), ("0.99", "p99")):
+            ms = latency.get(f"{leg}_{label}")
+            if isinstance(ms, (int, float)):
+                out.add(
+                    "kms_request_latency_seconds",
+                    "gauge",
+                    "Request latency by leg over the recent window.",
+                    ms / 1000.0,
+                    {"leg": leg, "quantile": q},
+                )
+    return "\n".join(out.lines) + "\n"
