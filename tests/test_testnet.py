@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -328,6 +329,23 @@ def test_operator_console_shows_metrics_and_verifies_the_audit_trail(
     # Another node's token does not open this node's console.
     other = tn.console(1)[1].read_text().strip()  # type: ignore[index]
     assert console_get(tn, 2, "/metrics", token=other)[0] == 401
+
+
+def test_console_notices_a_tampered_audit_store(tn: Testnet, key_id: str) -> None:
+    db = sqlite3.connect(tn.dir / "node3" / "audit.db")
+    (original,) = db.execute("SELECT entry FROM audit WHERE idx = 0").fetchone()
+    forged = json.loads(original)
+    forged["outcome"] = "access_denied" if forged["outcome"] == "ok" else "ok"
+    with db:
+        db.execute("UPDATE audit SET entry = ? WHERE idx = 0", (json.dumps(forged),))
+    try:
+        verification = json.loads(console_get(tn, 3, "/api/audit?verify=1")[1])
+        assert not verification["ok"] and "entry 0" in verification["error"]
+    finally:
+        with db:
+            db.execute("UPDATE audit SET entry = ? WHERE idx = 0", (original,))
+        db.close()
+    assert json.loads(console_get(tn, 3, "/api/audit?verify=1")[1])["ok"]
 
 
 def test_a_client_reaching_some_nodes_gets_its_requests_relayed_to_the_rest(

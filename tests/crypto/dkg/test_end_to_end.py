@@ -244,3 +244,16 @@ def test_reshare_rejects_a_dealer_that_changes_its_share() -> None:
     assert_agreement(g, new, 3)
     assert 2 in new[0].disqualified and "verification key" in new[0].disqualified[2]
     assert g.eq(new[0].public_key, old[0].public_key)
+
+
+def test_progress_reports_public_state_only() -> None:
+    sim, session, _ = run_dkg(RISTRETTO255, 4, 3)
+    p = sim.participants[2]
+    progress = p.progress()
+    assert progress["status"] == "completed" and progress["deals"] == 4
+    assert progress["disqualified"] == {}
+    assert (progress["key_id"], progress["version"], progress["epoch"]) == ("key-1", 1, 0)
+    assert progress["deadlines"]["deal"] == session.deal_deadline
+    # Nothing secret: the share value appears nowhere in what the console would show.
+    assert p.result is not None and p.result.share is not None
+    assert str(p.result.share.value) not in repr(progress)
