@@ -8,6 +8,7 @@
     listen = "/ip4/127.0.0.1/tcp/9101"
     console = "127.0.0.1:9201"         # operator console (token in data_dir/console.token)
     passphrase_file = "passphrase"     # optional; otherwise $KMSNODE_PASSPHRASE
+    fault_injection = false            # testnets only: obey data_dir/partition.json
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class NodeConfig:
     listen: str
     console: str | None
     passphrase_file: Path | None
+    fault_injection: bool = False
+    """Obey ``data_dir/partition.json`` (simulated partitions for drills); never in production."""
 
     @property
     def keystore(self) -> Path:
@@ -74,6 +77,9 @@ class NodeConfig:
                 parse_listen(console)
             except ConfigError as exc:
                 raise ConfigError(f"{p}: 'console': {exc}") from None
+        fault_injection = data.get("fault_injection", False)
+        if not isinstance(fault_injection, bool):
+            raise ConfigError(f"{p}: 'fault_injection' must be true or false")
         return cls(
             path=p,
             node_id=node_id,
@@ -82,6 +88,7 @@ class NodeConfig:
             listen=listen,
             console=console,
             passphrase_file=path_of("passphrase_file") if "passphrase_file" in data else None,
+            fault_injection=fault_injection,
         )
 
     def dump(self) -> str:
@@ -104,4 +111,6 @@ class NodeConfig:
             lines.append(f'console = "{self.console}"')
         if self.passphrase_file:
             lines.append(f'passphrase_file = "{rel(self.passphrase_file)}"')
+        if self.fault_injection:
+            lines.append("fault_injection = true")
         return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ machine (effects of already-executed heights are not run again), then follows ne
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections import OrderedDict, deque
@@ -52,6 +53,11 @@ EXECUTED_MARK_EVERY = 64
 a crash is harmless (answers are recomputed; a re-posted deal is ignored: the first committed
 deal counts), so the mark need not cost an fsync per block."""
 
+
+PARTITION_FILE = "partition.json"
+"""With ``fault_injection`` on: ``{"cut": [node ids]}`` in the data directory simulates a
+partition from those peers (``testnet partition``); read every ``PARTITION_POLL`` seconds."""
+PARTITION_POLL = 0.2
 
 RELAY_KIND = "req"
 """Envelope kind of a relayed client request (its body: the request's bytes)."""
@@ -186,6 +192,9 @@ class KMSNode:
                 nursery.start_soon(self._relayed)
                 if self.console is not None:
                     await nursery.start(self.console.run)
+                if self.config.fault_injection:
+                    log.warning("fault injection on: obeying %s (testnets only)", PARTITION_FILE)
+                    nursery.start_soon(self._follow_partition_file)
                 log.info("node %d running, listening on %s", self.me, self.host.addrs())
                 task_status.started()
         finally:
@@ -275,6 +284,28 @@ class KMSNode:
                     await self.consensus.submit(
                         TickPayload(self.me, self._tick_seq).encode(), wait=False
                     )
+
+    async def _follow_partition_file(self) -> None:
+        """Apply ``partition.json`` to the mesh whenever it changes (fault drills only)."""
+        path = self.config.data_dir / PARTITION_FILE
+        members = {i.id for i in self.genesis.nodes} - {self.me}
+        while True:
+            cut: frozenset[net.NodeId] = frozenset()
+            with contextlib.suppress(FileNotFoundError):
+                try:
+                    listed = json.loads(path.read_text(encoding="utf-8"))["cut"]
+                    if not isinstance(listed, list) or not all(
+                        type(i) is int and i in members for i in listed
+                    ):
+                        raise ValueError(f"'cut' must list peers among {sorted(members)}")
+                    cut = frozenset(net.NodeId(i) for i in listed)
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    log.error("ignoring %s: %s", path, exc)
+                    cut = self.mesh.cut
+            if cut != self.mesh.cut:
+                log.warning("simulated partition: cut off from %s", sorted(cut) or "nobody")
+                self.mesh.cut = cut
+            await trio.sleep(PARTITION_POLL)
 
     # -- answers ------------------------------------------------------------------------------
     def _answer(self, request_id: bytes, data: bytes) -> None:
@@ -418,6 +449,7 @@ class KMSNode:
             "dkg_sessions": len(self.state.sessions),
             "audit_head": self.state.audit.head.hex(),
             "audit_total": self.state.audit.total,
+            "partitioned_from": sorted(self.mesh.cut),
             "peers": {
                 str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()
             },

@@ -2,6 +2,7 @@
 
 python -m testnet up -n 4 [--dir DIR] [--f F] [--t T]
 python -m testnet status | kill NODE | restart NODE | down [--purge]
+python -m testnet partition 1,2 3,4 | partition 4 | heal     (fault drills)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ._control import statuses, wait_healthy
+from ._control import statuses, wait_healthy, wait_partitioned
 from ._launcher import DEFAULT_DIR, Testnet
 
 
@@ -30,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("node", type=int)
     p = sub.add_parser("restart", help="start a killed node again")
     p.add_argument("node", type=int)
+    p = sub.add_parser(
+        "partition",
+        help="cut the network between groups of nodes, e.g. `partition 1,2 3,4` or `partition 4`",
+    )
+    p.add_argument("groups", nargs="+", help="comma-separated node ids; the rest form a group")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p = sub.add_parser("heal", help="undo `partition`")
+    p.add_argument("--timeout", type=float, default=10.0)
     p = sub.add_parser("down", help="stop every node")
     p.add_argument("--purge", action="store_true", help="also delete the directory")
     args = parser.parse_args(argv)
@@ -72,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"node {i}: up  round {s['round']}  height {s['height']}  "
                     f"leader {s['leader']}  peers {peers}/{len(s['peers'])}  keys {s['keys']}  "
                     f"rss {rss:.0f} MB"
+                    + (
+                        f"  CUT OFF from {s['partitioned_from']}"
+                        if s.get("partitioned_from")
+                        else ""
+                    )
                 )
             console = tn.console(i)
             if console is not None:
@@ -85,6 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         if tn.alive(args.node):
             tn.kill(args.node)
         print(f"node {args.node} started (pid {tn.start(args.node)})")
+        return 0
+    if args.command in ("partition", "heal"):
+        if args.command == "partition":
+            groups = [{int(x) for x in g.split(",") if x} for g in args.groups]
+            cuts = tn.partition(groups)
+        else:
+            tn.heal()
+            cuts = {i: set() for i in tn.nodes()}
+        wait_partitioned(tn, cuts, args.timeout)
+        for i, cut in sorted(cuts.items()):
+            print(f"node {i}: cut off from {sorted(cut) or 'nobody'}")
         return 0
     if args.command == "down":
         if tn.record_path.exists():

@@ -97,3 +97,26 @@ def wait_healthy(tn: Testnet, timeout: float = 90.0) -> dict[int, Any]:
 
     trio.run(probe)
     return trio.run(statuses, genesis, running)
+
+
+def wait_partitioned(tn: Testnet, cuts: dict[int, set[int]], timeout: float = 10.0) -> None:
+    """Wait until every running node reports the cut it was given (``partitioned_from``).
+
+    Raises:
+        TimeoutError: with the nodes whose status does not show it yet.
+    """
+    genesis = Genesis.load(tn.dir / "genesis.json")
+    running = [i for i in tn.nodes() if tn.alive(i)]
+    deadline = time.monotonic() + timeout
+    while True:
+        st = trio.run(statuses, genesis, running)
+        pending = [
+            i
+            for i in running
+            if st.get(i) is None or set(st[i].get("partitioned_from", ())) != cuts.get(i, set())
+        ]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"nodes {pending} did not apply the partition in {timeout:.0f}s")
+        time.sleep(0.1)

@@ -101,7 +101,14 @@ class Testnet:
             listen = f"/ip4/127.0.0.1/tcp/{port}"
             console = f"127.0.0.1:{console_port}"
             cfg = NodeConfig(
-                d / "node.toml", i, self.dir / "genesis.json", d, listen, console, passphrase
+                d / "node.toml",
+                i,
+                self.dir / "genesis.json",
+                d,
+                listen,
+                console,
+                passphrase,
+                fault_injection=True,  # `testnet partition` drills
             )
             (d / "node.toml").write_text(cfg.dump(), encoding="utf-8")
             infos.append(
@@ -183,6 +190,32 @@ class Testnet:
 
     def nodes(self) -> list[int]:
         return [int(k) for k in self.record()["nodes"]]
+
+    def partition(self, groups: list[set[int]]) -> dict[int, set[int]]:
+        """Cut the network between ``groups`` (nodes in no group form one more); returns
+        each node's cut. Nodes apply it within a fraction of a second (``partitioned_from``
+        in their status says when)."""
+        nodes = set(self.nodes())
+        listed = set().union(*groups) if groups else set()
+        if not listed <= nodes or sum(len(g) for g in groups) != len(listed):
+            raise ValueError(f"groups must be disjoint sets of nodes among {sorted(nodes)}")
+        rest = nodes - listed
+        all_groups = [g for g in [*groups, rest] if g]
+        cuts = {i: nodes - next(g for g in all_groups if i in g) for i in nodes}
+        for i, cut in cuts.items():
+            self._write_partition(i, sorted(cut))
+        return cuts
+
+    def heal(self) -> None:
+        """Undo ``partition``: every node hears every other again."""
+        for i in self.nodes():
+            self._write_partition(i, [])
+
+    def _write_partition(self, node: int, cut: list[int]) -> None:
+        path = self.dir / f"node{node}" / "partition.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"cut": cut}) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
     def console(self, node: int) -> tuple[str, Path] | None:
         """Node ``node``'s console address and the file holding its token (None if off)."""

@@ -25,13 +25,13 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kmsnode import net
-from kmsnode.client import AccessDenied, DistributedKMS, InvalidCiphertextError
+from kmsnode.client import AccessDenied, DistributedKMS, InvalidCiphertextError, QuorumUnavailable
 from kmsnode.client._core import ClientCore
 from kmsnode.genesis import Genesis
 from kmsnode.keystore import Keystore
 from kmsnode.state import entry_from_json, verify_chain
 from kmsnode.wire.requests import Decrypt
-from testnet._control import node_query, statuses, wait_healthy
+from testnet._control import node_query, statuses, wait_healthy, wait_partitioned
 from testnet._launcher import Testnet
 
 pytestmark = pytest.mark.slow
@@ -236,6 +236,40 @@ def test_kill_one_node_decrypt_still_works_then_it_catches_up(
     finally:
         tn.start(1)
         wait_for(caught_up, 60, "node 1 to catch up")
+
+
+def test_partitions_stop_the_minority_and_a_split_halts_until_healed(
+    tn: Testnet, kms: DistributedKMS, key_id: str
+) -> None:
+    ct = kms.encrypt(key_id, b"across partitions", CTX)
+    # Node 4 alone on its side: nodes 1-3 are a quorum and t = 3 of them decrypt. (A block
+    # in flight when the cut lands may still arrive: heights may move by one, no more.)
+    wait_partitioned(tn, tn.partition([{4}]), 10)
+    try:
+        cut_off_at = status(tn)[4]["height"]
+        assert kms.decrypt(ct, CTX) == b"across partitions"
+        kms.encrypt(key_id, b"more blocks on the majority side", CTX)
+        st = status(tn)
+        assert st[4]["height"] <= cut_off_at + 1 < min(st[i]["height"] for i in (1, 2, 3))
+        # Two against two: no quorum on either side, nothing commits, the client gives up.
+        wait_partitioned(tn, tn.partition([{1, 2}, {3, 4}]), 10)
+        before = {i: s["height"] for i, s in status(tn).items()}
+        short = DistributedKMS.from_config(tn.dir / "client.json", timeout=4)
+        with short, pytest.raises(QuorumUnavailable):
+            short.decrypt(ct, CTX)
+        after = {i: s["height"] for i, s in status(tn).items()}
+        # Node 4 may catch up from node 3 on its side; the log itself does not grow.
+        assert max(after.values()) <= max(before.values()) + 1, (before, after)
+    finally:
+        tn.heal()
+        wait_partitioned(tn, {i: set() for i in tn.nodes()}, 10)
+
+    def caught_up() -> bool:
+        heights = {s["state_height"] for s in status(tn).values()}
+        return len(heights) == 1
+
+    assert kms.decrypt(ct, CTX) == b"across partitions"
+    wait_for(caught_up, 60, "every node to catch up after the partition healed")
 
 
 def test_keystores_hold_no_share_in_the_clear(tn: Testnet, key_id: str) -> None:

@@ -110,6 +110,8 @@ class PeerStatistics:
     frames_received: int = 0
     streams_rejected: int = 0
     """Inbound streams from this peer reset because of a bad frame."""
+    frames_cut: int = 0
+    """Frames to or from this peer discarded by a simulated partition (``Mesh.cut``)."""
 
 
 @dataclass
@@ -224,6 +226,9 @@ class Mesh:
         self._nursery: trio.Nursery | None = None
         self._refused = 0
         self._rejected = 0
+        self.cut: frozenset[NodeId] = frozenset()
+        """Peers this node neither sends to nor hears from: a simulated network partition
+        for fault drills (``testnet partition``); empty in normal operation."""
 
     # ---- set-up ----------------------------------------------------------------------------
 
@@ -313,6 +318,9 @@ class Mesh:
                 self._link(node_id, spec).stats.frames_dropped += 1
             return
         link = self._link(node_id, spec)
+        if node_id in self.cut:
+            link.stats.frames_cut += 1
+            return
         link.push(frame)
         if not link.started:
             self._start_link(link)
@@ -464,6 +472,9 @@ class Mesh:
                     return
                 for envelope in decoder.feed(data):
                     stats.frames_received += 1
+                    if node_id in self.cut:
+                        stats.frames_cut += 1
+                        continue
                     await channel.send((node_id, envelope))
         except FrameError as exc:
             self._rejected += 1

@@ -64,6 +64,29 @@ async def test_protocols_have_separate_channels_and_order_is_kept() -> None:
         assert stats.frames_sent == 200 and stats.connects == 1 and stats.frames_dropped == 0
 
 
+async def test_a_cut_drops_traffic_both_ways_until_lifted() -> None:
+    async with cluster(3) as c:
+        m1, m2 = c[1].mesh, c[2].mesh
+        assert m1 is not None and m2 is not None
+        m1.cut = frozenset({NodeId(2)})
+        m1.send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("c", "lost"))  # not sent at all
+        m2.send(NodeId(1), CONSENSUS_PROTOCOL, Envelope("c", "lost too"))  # dropped on arrival
+        m1.send(NodeId(3), CONSENSUS_PROTOCOL, Envelope("c", "to 3"))  # others unaffected
+        assert [e.body for _, e in await receive_n(c[3].channels[CONSENSUS_PROTOCOL], 1)] == [
+            "to 3"
+        ]
+
+        def cut_counted() -> bool:
+            links = m1.statistics().links[CONSENSUS_PROTOCOL]
+            return links[NodeId(2)].frames_cut == 2
+
+        await wait_for(cut_counted)
+        m1.cut = frozenset()
+        m2.send(NodeId(1), CONSENSUS_PROTOCOL, Envelope("c", "after"))
+        got = await receive_n(c[1].channels[CONSENSUS_PROTOCOL], 1)
+        assert [(s, e.body) for s, e in got] == [(2, "after")]
+
+
 async def test_send_to_self_unknown_node_and_oversized() -> None:
     async with cluster(2) as c:
         m1 = c[1].mesh
