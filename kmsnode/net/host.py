@@ -33,18 +33,19 @@ from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
+from . import _yamux
 from .identity import NetworkIdentity
 
 __all__ = ["DEFAULT_LISTEN", "Host"]
 
 _log = logging.getLogger("kmsnode.net.host")
 
-# py-libp2p's yamux sends a WINDOW_UPDATE frame after every read by default (its
-# ``PY_YAMUX_RELEASE_ON_READ`` knob, read at call time): one extra frame, Noise message and
-# syscall per message each way. With it off, credit is returned in batches at half the window
-# (go-yamux's rule); measured ~10% less CPU per request on the testnet. An explicit setting in
-# the environment wins.
+# py-libp2p's yamux credits the peer's send window after (almost) every read: one extra frame,
+# Noise message and syscall per message each way. Credit is returned in batches at half the
+# window instead (go-yamux's rule, see ``_yamux``); ``PY_YAMUX_RELEASE_ON_READ=0`` turns off
+# the other per-read path of the method it replaces, for any code that still reaches it.
 os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+_yamux.install()
 
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 """Loopback on an ephemeral port: tests and the local testnet."""

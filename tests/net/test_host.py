@@ -74,3 +74,47 @@ def _chain(exc: BaseException | None) -> str:
         parts.append(f"{type(exc).__name__}: {exc}")
         exc = exc.__cause__ or exc.__context__
     return " <- ".join(parts)
+
+
+async def test_yamux_credits_the_window_in_batches_and_bulk_transfers_flow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    from kmsnode.net._yamux import CREDIT_THRESHOLD
+
+    updates: list[int] = []
+    original = YamuxStream.send_window_update
+
+    async def counting(self: YamuxStream, delta: int, skip_lock: bool = False) -> None:
+        updates.append(delta)
+        await original(self, delta, skip_lock=skip_lock)
+
+    monkeypatch.setattr(YamuxStream, "send_window_update", counting)
+    proto = TProtocol("/kms/test-window/1")
+    received = bytearray()
+    done = trio.Event()
+    total = 200 * 1500 + 3 * 1024 * 1024  # many small messages, then a bulk transfer
+
+    async def reader(stream: object) -> None:
+        while len(received) < total:
+            received.extend(await stream.read(65536))  # type: ignore[attr-defined]
+        done.set()
+
+    a, b = Host(NetworkIdentity.generate()), Host(NetworkIdentity.generate())
+    b.libp2p.set_stream_handler(proto, reader)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.run)
+        b_addrs = await nursery.start(b.run)
+        with trio.fail_after(30):
+            await a.connect(b.peer_id, b_addrs)
+            stream = await a.libp2p.new_stream(b.peer_id, [proto])
+            for i in range(200):
+                await stream.write(bytes([i % 256]) * 1500)
+            await stream.write(b"\x07" * (3 * 1024 * 1024))  # 12x the initial window
+            await done.wait()
+        nursery.cancel_scope.cancel()
+    assert len(received) == total and received[:1500] == b"\x00" * 1500
+    # One update per half window consumed (not one per read), each for that much.
+    assert len(updates) <= total // CREDIT_THRESHOLD + 1
+    assert all(u >= CREDIT_THRESHOLD for u in updates)
