@@ -3,14 +3,17 @@
 Starts a fresh testnet in ``.testnet`` (or ``--dir``), creates a key by distributed key
 generation, encrypts with an encryption context, decrypts from sealed partials, kills one node
 with SIGKILL and decrypts again, shows a wrong context refused, restarts the node, prints the
-verified audit trail, and stops the network (``--keep`` leaves it running).
+verified audit trail and the operator console's metrics, and stops the network (``--keep``
+leaves it running).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
+import urllib.request
 from pathlib import Path
 
 import trio
@@ -95,6 +98,21 @@ def main() -> None:
                 f"{e.outcome:<14} client {e.client.hex()[:12]}..."
             )
         print(f"chain verified, head {head.hex()[:32]}... == node's {audit['head'][:32]}...")
+
+        console = tn.console(1)
+        if console is not None:
+            step("the operator console (node 1): Prometheus metrics and its own audit check")
+            url, token_file = console
+            auth = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+            with urllib.request.urlopen(urllib.request.Request(url + "metrics", headers=auth)) as r:
+                wanted = ("kms_consensus_committed_height", "kms_keys ", "kms_executor_partials")
+                for line in r.read().decode().splitlines():
+                    if line.startswith(wanted):
+                        print(f"  {line}")
+            verify = urllib.request.Request(url + "api/audit?verify=1", headers=auth)
+            with urllib.request.urlopen(verify) as r:
+                print(f"  /api/audit?verify=1 -> {json.loads(r.read())}")
+            print(f"console: {url} (token in {token_file})")
     finally:
         if args.keep:
             print(f"\ntestnet left running: export KMS_CONFIG={tn.dir / 'client.json'}")
