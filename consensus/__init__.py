@@ -52,6 +52,7 @@ from ._messages import decode_message as decode_message
 from ._messages import encode_message as encode_message
 from ._messages import genesis_block as genesis_block
 from ._messages import genesis_qc as genesis_qc
+from ._messages import is_catch_up as is_catch_up
 from ._pacemaker import Pacemaker as Pacemaker
 from ._replica import PeerStatus as PeerStatus
 from ._replica import Replica as Replica
@@ -127,4 +128,5 @@ __all__ = [
     "encode_message",
     "genesis_block",
     "genesis_qc",
+    "is_catch_up",
 ]

@@ -508,6 +508,19 @@ def encode_message(msg: Message) -> bytes:
     return pack([WIRE_VERSION, msg.TAG, msg.to_wire()])
 
 
+def is_catch_up(data: bytes) -> bool:
+    """Whether ``encode_message`` bytes are a ``SyncRequest``/``SyncResponse`` (catch-up),
+    read from the frame's header without decoding it: transports carry catch-up apart, so a
+    bulk response never queues ahead of proposals and votes."""
+    # ``[version, tag, body]`` packs as 0x93, then two positive fixints.
+    return (
+        len(data) > 3
+        and data[0] == 0x93
+        and data[1] == WIRE_VERSION
+        and data[2] in (SyncRequest.TAG, SyncResponse.TAG)
+    )
+
+
 def decode_message(data: bytes, chain_id: ChainId) -> Message:
     """Strictly decode a framed message; raises DecodeError naming the problem."""
     f = as_list(unpack(data, "message"), "message", length=3)

@@ -23,6 +23,7 @@ from .committee import Member as Member
 from .committee import NodeId as NodeId
 from .consensus_transport import ConsensusTransport as ConsensusTransport
 from .consensus_transport import consensus_frame_limit as consensus_frame_limit
+from .consensus_transport import sync_frame_limit as sync_frame_limit
 from .errors import CommitteeError as CommitteeError
 from .errors import FrameError as FrameError
 from .errors import FrameTooLarge as FrameTooLarge
@@ -106,4 +107,5 @@ __all__ = [
     "parse_peer_id",
     "peer_id_from_public_key",
     "request",
+    "sync_frame_limit",
 ]

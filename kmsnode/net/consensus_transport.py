@@ -9,25 +9,27 @@ Wire: each consensus message (``consensus.encode_message`` bytes, opaque here) t
 ``Envelope("c", data)`` on ``/kms/consensus/1``. The sender handed to consensus is the
 Noise-authenticated peer's index, never anything read from the data (DESIGN §9, last item).
 
-Catch-up traffic (``SyncRequest``/``SyncResponse``) also goes over ``/kms/consensus/1``:
-``consensus.Transport`` has one channel and the driver does not say which messages are sync.
-The frame limit is therefore sized for the largest ``SyncResponse`` the config allows
-(``consensus_frame_limit``), capped at the consensus codec's own 64 MiB.
+Catch-up traffic (``SyncRequest``/``SyncResponse``, told apart by ``consensus.is_catch_up``
+from the frame header) goes over ``/kms/sync/1``: its own stream per peer, so a response of
+many blocks never queues ahead of a proposal or a vote, and its own frame limit
+(``sync_frame_limit``, sized for the largest ``SyncResponse`` the config allows) while
+``/kms/consensus/1`` frames stay within one block (``consensus_frame_limit``). Both deliver
+into one inbound channel, read by ``receive``.
 """
 
 from __future__ import annotations
 
 import logging
 
-from consensus import Config
+from consensus import Config, is_catch_up
 from consensus import NodeId as ConsensusId
 
 from .committee import NodeId
 from .errors import FrameTooLarge
 from .framing import Envelope, FrameFormat
-from .mesh import CONSENSUS_PROTOCOL, Mesh, ProtocolSpec
+from .mesh import CONSENSUS_PROTOCOL, SYNC_PROTOCOL, Mesh, ProtocolSpec
 
-__all__ = ["CONSENSUS_KIND", "ConsensusTransport", "consensus_frame_limit"]
+__all__ = ["CONSENSUS_KIND", "ConsensusTransport", "consensus_frame_limit", "sync_frame_limit"]
 
 _log = logging.getLogger("kmsnode.net.consensus")
 
@@ -37,7 +39,12 @@ _OVERHEAD = 1024 * 1024  # QCs, TCs and headers around the block payloads
 
 
 def consensus_frame_limit(config: Config) -> int:
-    """The frame limit that fits the largest message ``config`` lets a replica send."""
+    """The frame limit of ``/kms/consensus/1``: the largest proposal (one block, certificates)."""
+    return min(config.max_block_bytes + _OVERHEAD, _CODEC_MAX)
+
+
+def sync_frame_limit(config: Config) -> int:
+    """The frame limit of ``/kms/sync/1``: the largest ``SyncResponse`` ``config`` allows."""
     largest = max(1, config.sync_batch) * config.max_block_bytes + _OVERHEAD
     return min(largest, _CODEC_MAX)
 
@@ -45,19 +52,28 @@ def consensus_frame_limit(config: Config) -> int:
 class ConsensusTransport:
     """``consensus.Transport`` over a ``Mesh``: authenticated, lossy, never stalling.
 
-    Registers ``/kms/consensus/1`` on the mesh when built, so build it before the mesh runs.
+    Registers ``/kms/consensus/1`` and ``/kms/sync/1`` on the mesh when built, so build it
+    before the mesh runs.
 
     Args:
         mesh: the committee mesh.
         config: the replica's consensus config (committee size and size limits).
-        protocol: the protocol id to use.
+        protocol: the protocol id for proposals, votes and timeouts.
+        sync_protocol: the protocol id for catch-up.
 
     Raises:
         ValueError: the consensus committee and the mesh committee differ in size, or
             ``config.me`` is not this node's index.
     """
 
-    def __init__(self, mesh: Mesh, config: Config, *, protocol: str = CONSENSUS_PROTOCOL) -> None:
+    def __init__(
+        self,
+        mesh: Mesh,
+        config: Config,
+        *,
+        protocol: str = CONSENSUS_PROTOCOL,
+        sync_protocol: str = SYNC_PROTOCOL,
+    ) -> None:
         ids = mesh.committee.node_ids()
         if len(ids) != len(config.public_keys):
             raise ValueError(
@@ -75,8 +91,11 @@ class ConsensusTransport:
             )
         self.mesh = mesh
         self.protocol = protocol
+        self.sync_protocol = sync_protocol
         self.fmt = FrameFormat(max_frame_bytes=consensus_frame_limit(config))
+        self.sync_fmt = FrameFormat(max_frame_bytes=sync_frame_limit(config))
         self._inbound = mesh.add_protocol(ProtocolSpec(protocol, fmt=self.fmt))
+        mesh.add_protocol(ProtocolSpec(sync_protocol, fmt=self.sync_fmt), inbound_of=protocol)
         self.dropped_oversized = 0
         self.dropped_invalid = 0
 
@@ -96,7 +115,8 @@ class ConsensusTransport:
         """
         node_id = self._to_mesh[to]
         try:
-            self.mesh.send(node_id, self.protocol, Envelope(CONSENSUS_KIND, data))
+            protocol = self.sync_protocol if is_catch_up(data) else self.protocol
+            self.mesh.send(node_id, protocol, Envelope(CONSENSUS_KIND, data))
         except FrameTooLarge as exc:
             self.dropped_oversized += 1
             _log.error(

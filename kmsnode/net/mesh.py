@@ -221,6 +221,7 @@ class Mesh:
         self._rng = rng or random.Random()
         self._specs: dict[str, ProtocolSpec] = {}
         self._inbound: dict[str, trio.MemorySendChannel[tuple[NodeId, Envelope]]] = {}
+        self._receivers: dict[str, trio.MemoryReceiveChannel[tuple[NodeId, Envelope]]] = {}
         self._links: dict[tuple[str, NodeId], _Link] = {}
         self._dial_locks: dict[NodeId, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
@@ -233,20 +234,29 @@ class Mesh:
     # ---- set-up ----------------------------------------------------------------------------
 
     def add_protocol(
-        self, spec: ProtocolSpec
+        self, spec: ProtocolSpec, *, inbound_of: str | None = None
     ) -> trio.MemoryReceiveChannel[tuple[NodeId, Envelope]]:
         """Speak ``spec.protocol`` with the committee; returns the channel of inbound messages.
 
-        Each item is ``(sender node id, envelope)``, the sender authenticated by Noise.
+        Each item is ``(sender node id, envelope)``, the sender authenticated by Noise. With
+        ``inbound_of`` (a protocol registered earlier) both deliver into that protocol's
+        channel: separate streams, limits and queues, one reader.
 
         Raises:
-            ValueError: the protocol is already registered.
+            ValueError: the protocol is already registered, or ``inbound_of`` is not.
         """
         if spec.protocol in self._specs:
             raise ValueError(f"protocol {spec.protocol} is already registered")
-        send, recv = trio.open_memory_channel[tuple[NodeId, Envelope]](spec.inbound_buffer)
+        if inbound_of is None:
+            send, recv = trio.open_memory_channel[tuple[NodeId, Envelope]](spec.inbound_buffer)
+            self._receivers[spec.protocol] = recv
+        elif inbound_of in self._specs:
+            send, recv = self._inbound[inbound_of], self._receivers[inbound_of]
+        else:
+            raise ValueError(f"protocol {inbound_of} is not registered")
         self._specs[spec.protocol] = spec
         self._inbound[spec.protocol] = send
+        self._receivers[spec.protocol] = recv
 
         async def handler(stream: INetStream) -> None:
             await self._serve_inbound(spec, send, stream)

@@ -24,6 +24,7 @@ from consensus import (
     encode_message,
     genesis_block,
     genesis_qc,
+    is_catch_up,
 )
 from consensus.errors import DecodeError, InvalidCertificate, InvalidSignature
 from consensus.testing import make_committee
@@ -72,6 +73,9 @@ def test_round_trips() -> None:
         data = encode_message(m)
         assert decode_message(data, CHAIN) == m
         assert encode_message(decode_message(data, CHAIN)) == data  # canonical
+        # Transports route catch-up by the header alone; it must agree with the decoding.
+        assert is_catch_up(data) == isinstance(m, (SyncRequest, SyncResponse))
+    assert not any(is_catch_up(d) for d in (b"", b"\x93\x01", b"\x93\x02\x04xx", b"\x92\x01\x05x"))
     assert QuorumCert.decode(qc.encode()) == qc
     assert Block.decode(b.encode(), CHAIN).id == b.id
 

@@ -79,9 +79,10 @@ class Cluster:
 
     async def _start_host(self, node: ClusterNode) -> None:
         node.stopped = trio.Event()
-        node.nursery = await self.outer.start(_service, node.stopped)
+        nursery: trio.Nursery = await self.outer.start(_service, node.stopped)
+        node.nursery = nursery
         node.host = Host(node.identity, listen=node.listen)
-        node.listen = await node.nursery.start(node.host.run)
+        node.listen = await nursery.start(node.host.run)
 
     async def _start_mesh(self, node: ClusterNode) -> None:
         assert self.committee is not None and node.host is not None and node.nursery
@@ -104,7 +105,11 @@ class Cluster:
         await self._start_mesh(node)
 
 
-async def _service(stopped: trio.Event, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+async def _service(
+    stopped: trio.Event,
+    *,
+    task_status: trio.TaskStatus[trio.Nursery],  # type: ignore[name-defined,unused-ignore]
+) -> None:
     try:
         async with trio.open_nursery() as nursery:
             task_status.started(nursery)

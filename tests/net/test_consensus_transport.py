@@ -5,17 +5,25 @@ from __future__ import annotations
 import pytest
 import trio
 
-from consensus import ChainId, Config, MemoryStore, Node, Pacemaker, Signer
+from consensus import ChainId, Config, Height, MemoryStore, Node, Pacemaker, Signer, Vote
 from consensus import NodeId as ConsensusId
+from consensus._messages import SyncRequest, encode_message
+from consensus._types import BlockId, Round
 from kmsnode.net import (
     CONSENSUS_PROTOCOL,
+    SYNC_PROTOCOL,
     ConsensusTransport,
     Envelope,
+    FrameTooLarge,
     NodeId,
     consensus_frame_limit,
+    sync_frame_limit,
 )
 
 from .conftest import cluster
+
+CHAIN = ChainId(b"net-test")
+SIGNER = Signer.from_seed(b"net-test/1")
 
 
 def configs(n: int) -> tuple[list[Signer], list[Config]]:
@@ -82,9 +90,10 @@ async def test_mismatched_committees_are_refused() -> None:
             ConsensusTransport(c[1].mesh, cfgs3[1])  # type: ignore[arg-type]
 
 
-def test_frame_limit_fits_sync_batches_but_is_capped() -> None:
+def test_frame_limits_fit_one_block_and_sync_batches_but_are_capped() -> None:
     _, cfgs = configs(1)
-    assert consensus_frame_limit(cfgs[0]) == 64 * 1024 * 1024  # 32 x 4 MiB blocks, capped
+    assert consensus_frame_limit(cfgs[0]) == 5 * 1024 * 1024  # one 4 MiB block + certificates
+    assert sync_frame_limit(cfgs[0]) == 64 * 1024 * 1024  # 32 x 4 MiB blocks, capped
     small = Config(
         chain_id=ChainId(b"x"),
         me=ConsensusId(0),
@@ -92,4 +101,35 @@ def test_frame_limit_fits_sync_batches_but_is_capped() -> None:
         max_block_bytes=64 * 1024,
         sync_batch=4,
     )
-    assert consensus_frame_limit(small) == 4 * 64 * 1024 + 1024 * 1024
+    assert sync_frame_limit(small) == 4 * 64 * 1024 + 1024 * 1024
+    assert consensus_frame_limit(small) == 64 * 1024 + 1024 * 1024
+
+
+async def test_catch_up_travels_on_its_own_protocol_and_limits() -> None:
+    _, cfgs = configs(3)
+    async with cluster(3, specs=[]) as c:
+        t1 = ConsensusTransport(c[1].mesh, cfgs[0])  # type: ignore[arg-type]
+        t2 = ConsensusTransport(c[2].mesh, cfgs[1])  # type: ignore[arg-type]
+        vote = encode_message(
+            Vote.create(CHAIN, Round(1), BlockId(b"b" * 32), ConsensusId(1), SIGNER)
+        )
+        request = encode_message(SyncRequest(Height(1), Height(5)))
+        await t2.send(ConsensusId(0), vote)
+        await t2.send(ConsensusId(0), request)
+        with trio.fail_after(10):
+            got = {(await t1.receive())[1] for _ in range(2)}
+        assert got == {vote, request}  # one inbound channel for both protocols
+        links = c[2].mesh.statistics().links  # type: ignore[union-attr]
+        assert links[CONSENSUS_PROTOCOL][NodeId(1)].frames_sent == 1
+        assert links[SYNC_PROTOCOL][NodeId(1)].frames_sent == 1
+        # A frame over one block is refused on /kms/consensus/1 (stream reset), but the same
+        # size is a normal catch-up response on /kms/sync/1.
+        big = b"\x93\x01\x05" + b"x" * (consensus_frame_limit(cfgs[1]) + 10)
+        m2 = c[2].mesh
+        assert m2 is not None
+        with pytest.raises(FrameTooLarge):
+            m2.send(NodeId(1), CONSENSUS_PROTOCOL, Envelope("c", big))
+        await t2.send(ConsensusId(0), big)
+        with trio.fail_after(20):
+            sender, data = await t1.receive()
+        assert (sender, len(data)) == (1, len(big))

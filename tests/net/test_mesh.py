@@ -251,7 +251,7 @@ async def test_recovers_when_a_connection_cannot_open_streams() -> None:
         await stream.read(100)  # type: ignore[attr-defined]
         await stream.read(100)  # type: ignore[attr-defined]  # StreamEOF escapes
 
-    hosts[1].libp2p.set_stream_handler(TProtocol("/test/raises/1"), raising_handler)  # type: ignore[arg-type]
+    hosts[1].libp2p.set_stream_handler(TProtocol("/test/raises/1"), raising_handler)
     async with trio.open_nursery() as nursery:
         addrs = [await nursery.start(h.run) for h in hosts]
         committee = Committee(

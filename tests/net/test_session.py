@@ -179,7 +179,7 @@ async def test_reconnects_after_the_server_restarts() -> None:
         stopped: trio.Event,
         listen: list[str],
         *,
-        task_status: trio.TaskStatus[list[str]],
+        task_status: trio.TaskStatus[list[str]],  # type: ignore[name-defined,unused-ignore]
     ) -> None:
         try:
             with scope:
