@@ -196,8 +196,16 @@ async def test_console_requires_the_token_and_serves_pages() -> None:
         assert status_of(signin) == 303 and b"location: /keys" in signin.lower()
         cookie = re.search(rb"set-cookie: (kms_console=[0-9a-f]+)", signin, re.I)
         assert cookie is not None and b"HttpOnly" in signin and b"SameSite=Strict" in signin
+        assert TOKEN.encode() not in signin  # the cookie is derived, not the token itself
         keys = await exchange(port, get("/keys", port, "Cookie: " + cookie.group(1).decode()))
         assert status_of(keys) == 200 and b"&lt;script&gt;" in keys
+        as_cookie = await exchange(port, get("/keys", port, f"Cookie: kms_console={TOKEN}"))
+        assert status_of(as_cookie) == 401
+        as_bearer = cookie.group(1).decode().split("=", 1)[1]
+        assert (
+            status_of(await exchange(port, get("/", port, f"Authorization: Bearer {as_bearer}")))
+            == 401
+        )
         nursery.cancel_scope.cancel()
 
 

@@ -8,6 +8,8 @@ drops the token from the address bar). Data comes from a ``ConsoleSource`` (the 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +34,7 @@ IDLE_TIMEOUT = 30.0
 MAX_CONNECTIONS = 16
 MAX_REQUESTS_PER_CONNECTION = 100
 COOKIE = "kms_console"
+_COOKIE_LABEL = b"kmsnode/console/cookie/v1"
 _SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'"),
     (b"x-content-type-options", b"nosniff"),
@@ -99,6 +102,7 @@ class Console:
         self.host = host
         self.port = port
         self._token = token
+        self._cookie = hmac.new(token.encode(), _COOKIE_LABEL, hashlib.sha256).hexdigest()
         self._limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
         self.requests_served = 0
         self.requests_refused = 0
@@ -230,14 +234,14 @@ class Console:
             if not token_matches(params["token"], self._token):
                 self.requests_refused += 1
                 return _html(401, _render.message(node, "unauthorized", "wrong token"))
-            cookie = f"{COOKIE}={self._token}; HttpOnly; SameSite=Strict; Path=/"
+            cookie = f"{COOKIE}={self._cookie}; HttpOnly; SameSite=Strict; Path=/"
             return Response(
                 303,
                 "text/plain",
                 b"signed in\n",
                 ((b"location", target.path.encode() or b"/"), (b"set-cookie", cookie.encode())),
             )
-        if not token_matches(self._presented_token(headers), self._token):
+        if not self._authorized(headers):
             self.requests_refused += 1
             hint = (
                 "Send 'Authorization: Bearer <token>' or open /?token=<token> once; the token is "
@@ -255,20 +259,20 @@ class Console:
             log.exception("console page failed path=%s", query.path)
             return _html(500, _render.message(node, "error", "the page failed; see the node log"))
 
-    @staticmethod
-    def _presented_token(headers: Mapping[bytes, bytes]) -> str | None:
+    def _authorized(self, headers: Mapping[bytes, bytes]) -> bool:
+        """The bearer token, or the sign-in cookie (derived from it, so the browser never
+        holds the token that also opens /metrics to scripts)."""
         auth = headers.get(b"authorization", b"")
         if auth[:7].lower() == b"bearer ":
-            return auth[7:].strip().decode("latin-1")
+            return token_matches(auth[7:].strip().decode("latin-1"), self._token)
         raw = headers.get(b"cookie")
-        if raw:
-            try:
-                jar: SimpleCookie = SimpleCookie(raw.decode("latin-1"))
-            except CookieError:
-                return None
-            morsel = jar.get(COOKIE)
-            return morsel.value if morsel is not None else None
-        return None
+        if not raw:
+            return False
+        try:
+            morsel = SimpleCookie(raw.decode("latin-1")).get(COOKIE)
+        except CookieError:
+            return False
+        return morsel is not None and token_matches(morsel.value, self._cookie)
 
     # -- routes ------------------------------------------------------------------------------------
     async def _overview(self, query: Query) -> Response:
