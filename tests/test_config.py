@@ -1,0 +1,47 @@
+"""``node.toml``: what a node accepts, with the field named when it refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kmsnode.config import NodeConfig
+from kmsnode.errors import ConfigError
+
+BASE = 'node_id = 1\ngenesis = "genesis.json"\nlisten = "/ip4/127.0.0.1/tcp/9101"\n'
+
+
+def load(tmp_path: Path, extra: str = "") -> NodeConfig:
+    path = tmp_path / "node.toml"
+    path.write_text(BASE + extra, encoding="utf-8")
+    return NodeConfig.load(path)
+
+
+def test_defaults_and_round_trip(tmp_path: Path) -> None:
+    cfg = load(tmp_path)
+    assert cfg.console is None and cfg.fault_injection is False
+    assert cfg.genesis == (tmp_path / "genesis.json").resolve()
+    full = load(tmp_path, 'console = "127.0.0.1:9201"\nfault_injection = true\n')
+    assert full.console == "127.0.0.1:9201" and full.fault_injection is True
+    (tmp_path / "again.toml").write_text(full.dump(), encoding="utf-8")
+    again = NodeConfig.load(tmp_path / "again.toml")
+    assert (again.console, again.fault_injection, again.listen) == (
+        full.console,
+        True,
+        full.listen,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ('console = "0.0.0.0:9201"\n', "loopback only"),
+        ('console = "127.0.0.1"\n', "host:port"),
+        ("console = 9201\n", "'console'"),
+        ('fault_injection = "yes"\n', "'fault_injection'"),
+    ],
+)
+def test_refusals_name_the_field(tmp_path: Path, extra: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load(tmp_path, extra)
