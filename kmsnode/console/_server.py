@@ -150,6 +150,8 @@ class Console:
             await self._serve(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+        except Exception as exc:  # one bad connection must never take the node down
+            log.warning("console connection failed: %s", type(exc).__name__)
         finally:
             self._limiter.release()
             await stream.aclose()
