@@ -11,6 +11,8 @@ What one run does (every phase is bounded by time and stops by itself):
      share read from the encrypted keystore, ciphertext check + partial + DLEQ proof, sealing
      to the reply key, response signature; client: t response signature checks, t openings of
      the sealed partials, partial verification + combination + DEM). This is *the* ceiling.
+     It is measured before and again after the testnet run, and the faster of the two is used
+     (this VM's speed drifts between runs).
    - ``pipeline``: the same requests through ``kmsnode.testing.LocalNetwork`` (the n state
      machines + executors + client core, one simulated log): crypto plus the deterministic
      state machine and encodings, as a cross-check of the sum above.
@@ -541,6 +543,14 @@ def print_report(
         f"{crypto_rate:.1f}",
         f"{100 * sus.rate / crypto_rate:.0f}%  (target >= 50%)",
     )
+    if "ceilings" in r:
+        before, after = r["ceilings"]
+        row(
+            "  ceiling measured before / after",
+            "",
+            f"{1 / before:.1f} / {1 / after:.1f}",
+            "the faster one is the ceiling above",
+        )
     row("  vs LocalNetwork pipeline", "", f"{pipe_rate:.1f}", f"{100 * sus.rate / pipe_rate:.0f}%")
     row(
         "  p50 / p99 latency at that load",
@@ -738,6 +748,12 @@ def main() -> int:
         trio.run(bench, args, tn, report)
         tn.stop_all()
         blocks = read_log(tn)
+        # The VM's speed drifts (the same crypto measured 3.9-6.8 ms per decrypt on one day):
+        # measure again after the run and hold ours against the faster of the two.
+        log("measuring the ceiling again (after the run) ...")
+        again = measure_ceiling(args.reps, args.pipeline)
+        report["ceilings"] = (ceiling.crypto_s, again.crypto_s)
+        ceiling = min(ceiling, again, key=lambda c: c.crypto_s)
         print_report(args, ceiling, report, blocks)
         print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     return 0

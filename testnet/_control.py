@@ -81,6 +81,13 @@ def wait_healthy(tn: Testnet, timeout: float = 90.0) -> dict[int, Any]:
         last = trio.run(statuses, genesis, running)
         if all(last.get(i) is not None for i in running):
             break
+        dead = [i for i in running if not tn.alive(i)]
+        if dead:
+            log = tn.dir / f"node{dead[0]}" / "node.log"
+            tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
+            raise TimeoutError(
+                f"node {dead[0]} exited while starting; {log} ends:\n" + "\n".join(tail)
+            )
         time.sleep(0.2)
     else:
         missing = [i for i in running if last.get(i) is None]

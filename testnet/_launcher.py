@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -36,10 +37,36 @@ from kmsnode.net import peer_id_from_public_key
 DEFAULT_DIR = Path(".testnet")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' source ports (Linux; a default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1, outside the ephemeral range.
+
+    A port picked by binding to 0 comes from the ephemeral range, and between picking it and a
+    node binding it, another process's outgoing connection can take it as its source port (a
+    node then fails to start). Ports below that range are never handed out that way.
+    """
+    low, _ = _ephemeral_range()
+    candidates = list(range(max(1024, low - 12_000), low))
+    random.SystemRandom().shuffle(candidates)
+    ports: list[int] = []
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise OSError(f"fewer than {count} free ports below {low} on 127.0.0.1")
 
 
 @dataclass
@@ -81,11 +108,11 @@ class Testnet:
         key_file.chmod(0o600)
         infos = []
         nodes: dict[str, Any] = {}
+        ports = _free_ports(2 * n)
         for i in range(1, n + 1):
             d = self.dir / f"node{i}"
             d.mkdir(exist_ok=True)
-            port = _free_port()
-            console_port = _free_port()
+            port, console_port = ports[2 * i - 2], ports[2 * i - 1]
             passphrase = d / "passphrase"
             passphrase.write_text(secrets.token_hex(16) + "\n", encoding="utf-8")
             passphrase.chmod(0o600)

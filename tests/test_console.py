@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from kmsnode.console import Console, _render, load_or_create_token, parse_listen, token_matches
 from kmsnode.errors import ConfigError
@@ -229,3 +231,24 @@ async def test_console_refuses_bad_requests_and_keeps_serving() -> None:
         assert status_of(await exchange(port, get("/", port, auth))) == 200
         assert console.requests_refused >= 5
         nursery.cancel_scope.cancel()
+
+
+async def test_a_taken_port_does_not_stop_the_node(autojump_clock: trio.testing.MockClock) -> None:
+    # The console starts (so the node goes on) and binds once the port is free.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        console = Console(FakeNode(), 2, "127.0.0.1", port, TOKEN)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(console.run)
+            holder.close()
+            with trio.fail_after(30):
+                while True:
+                    await trio.sleep(1)
+                    try:
+                        with socket.create_connection(("127.0.0.1", port), timeout=1):
+                            break
+                    except OSError:
+                        continue
+            nursery.cancel_scope.cancel()

@@ -33,6 +33,7 @@ REQUEST_TIMEOUT = 10.0
 IDLE_TIMEOUT = 30.0
 MAX_CONNECTIONS = 16
 MAX_REQUESTS_PER_CONNECTION = 100
+BIND_RETRY = 5.0
 COOKIE = "kms_console"
 _COOKIE_LABEL = b"kmsnode/console/cookie/v1"
 _SECURITY_HEADERS = [
@@ -132,11 +133,32 @@ class Console:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,  # type: ignore[name-defined,unused-ignore]
     ) -> None:
-        """Listen until cancelled; reports started once bound (``port`` 0 picks one)."""
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        """Listen until cancelled; reports started once bound (``port`` 0 picks one).
+
+        A port that is taken does not stop the node (the console is for operators, the node
+        serves clients without it): the error is logged and binding retried every few seconds.
+        """
+        started = False
+        while True:
+            try:
+                listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+                break
+            except OSError as exc:
+                log.error(
+                    "operator console cannot listen on %s:%d (%s); retrying in %.0f s",
+                    self.host,
+                    self.port,
+                    exc.strerror or type(exc).__name__,
+                    BIND_RETRY,
+                )
+                if not started:
+                    started = True
+                    task_status.started()
+                await trio.sleep(BIND_RETRY)
         self.port = listeners[0].socket.getsockname()[1]
         log.info("operator console on http://%s:%d/", self.host, self.port)
-        task_status.started()
+        if not started:
+            task_status.started()
         await trio.serve_listeners(self._connection, listeners)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
