@@ -14,6 +14,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -294,26 +295,37 @@ class KMSNode:
                     )
 
     async def _follow_partition_file(self) -> None:
-        """Apply ``partition.json`` to the mesh whenever it changes (fault drills only)."""
+        """Apply ``partition.json`` to the mesh whenever it changes (fault drills only); no
+        file means no cut, and a bad file is reported once and leaves the cut as it was."""
         path = self.config.data_dir / PARTITION_FILE
-        members = {i.id for i in self.genesis.nodes} - {self.me}
+        seen: tuple[int, int, int] | None = None  # (inode, mtime, size): a rewrite changes it
         while True:
-            cut: frozenset[net.NodeId] = frozenset()
-            with contextlib.suppress(FileNotFoundError):
-                try:
-                    listed = json.loads(path.read_text(encoding="utf-8"))["cut"]
-                    if not isinstance(listed, list) or not all(
-                        type(i) is int and i in members for i in listed
-                    ):
-                        raise ValueError(f"'cut' must list peers among {sorted(members)}")
-                    cut = frozenset(net.NodeId(i) for i in listed)
-                except (OSError, ValueError, KeyError, TypeError) as exc:
-                    log.error("ignoring %s: %s", path, exc)
-                    cut = self.mesh.cut
-            if cut != self.mesh.cut:
-                log.warning("simulated partition: cut off from %s", sorted(cut) or "nobody")
-                self.mesh.cut = cut
+            try:
+                st = path.stat()
+                version: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                version = None
+            if version != seen:
+                seen = version
+                cut = self._read_partition_file(path) if version is not None else frozenset()
+                if cut is not None and cut != self.mesh.cut:
+                    log.warning("simulated partition: cut off from %s", sorted(cut) or "nobody")
+                    self.mesh.cut = cut
             await trio.sleep(PARTITION_POLL)
+
+    def _read_partition_file(self, path: Path) -> frozenset[net.NodeId] | None:
+        """The peers ``path`` lists, or None (logged) when it is not a valid partition file."""
+        members = {i.id for i in self.genesis.nodes} - {self.me}
+        try:
+            listed = json.loads(path.read_text(encoding="utf-8"))["cut"]
+            if not isinstance(listed, list) or not all(
+                type(i) is int and i in members for i in listed
+            ):
+                raise ValueError(f"'cut' must list peers among {sorted(members)}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("ignoring %s: %s", path, exc)
+            return None
+        return frozenset(net.NodeId(i) for i in listed)
 
     # -- answers ------------------------------------------------------------------------------
     def _answer(self, request_id: bytes, data: bytes) -> None:

@@ -37,13 +37,13 @@ from kmsnode.net import peer_id_from_public_key
 DEFAULT_DIR = Path(".testnet")
 
 
-def _ephemeral_range() -> tuple[int, int]:
-    """The kernel's range for outgoing connections' source ports (Linux; a default elsewhere)."""
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections' source ports (Linux;
+    the usual default elsewhere)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _free_ports(count: int) -> list[int]:
@@ -53,7 +53,7 @@ def _free_ports(count: int) -> list[int]:
     node binding it, another process's outgoing connection can take it as its source port (a
     node then fails to start). Ports below that range are never handed out that way.
     """
-    low, _ = _ephemeral_range()
+    low = _ephemeral_low()
     candidates = list(range(max(1024, low - 12_000), low))
     random.SystemRandom().shuffle(candidates)
     ports: list[int] = []

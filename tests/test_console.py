@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -172,12 +174,22 @@ def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
 
 
-async def test_console_requires_the_token_and_serves_pages() -> None:
+@contextlib.asynccontextmanager
+async def running_console() -> AsyncIterator[Console]:
+    """A console over ``FakeNode`` on a free loopback port, stopped on exit."""
     console = Console(FakeNode(), 2, "127.0.0.1", 0, TOKEN)
-    auth = f"Authorization: Bearer {TOKEN}"
     async with trio.open_nursery() as nursery:
         await nursery.start(console.run)
-        port = console.port
+        yield console
+        nursery.cancel_scope.cancel()
+
+
+AUTH = f"Authorization: Bearer {TOKEN}"
+
+
+async def test_console_requires_the_token_and_serves_pages() -> None:
+    async with running_console() as console:
+        port, auth = console.port, AUTH
         assert status_of(await exchange(port, get("/", port))) == 401
         wrong = await exchange(port, get("/", port, "Authorization: Bearer " + "b" * 64))
         assert status_of(wrong) == 401
@@ -186,7 +198,7 @@ async def test_console_requires_the_token_and_serves_pages() -> None:
         metrics = await exchange(port, get("/metrics", port, auth))
         assert b"kms_consensus_round 17" in metrics
         audit = await exchange(port, get("/audit?from=0&limit=2", port, auth))
-        assert b"this page&#x27;s hash chain" in audit or b"hash chain" in audit
+        assert b"hash chain" in audit
         assert b'class="ok">ok<' in audit
         verified = await exchange(port, get("/api/audit?verify=1", port, auth))
         assert b'"ok": true' in verified
@@ -208,15 +220,11 @@ async def test_console_requires_the_token_and_serves_pages() -> None:
             status_of(await exchange(port, get("/", port, f"Authorization: Bearer {as_bearer}")))
             == 401
         )
-        nursery.cancel_scope.cancel()
 
 
 async def test_console_refuses_bad_requests_and_keeps_serving() -> None:
-    console = Console(FakeNode(), 2, "127.0.0.1", 0, TOKEN)
-    auth = f"Authorization: Bearer {TOKEN}"
-    async with trio.open_nursery() as nursery:
-        await nursery.start(console.run)
-        port = console.port
+    async with running_console() as console:
+        port, auth = console.port, AUTH
         rebinding = get("/", port, auth).replace(f"127.0.0.1:{port}".encode(), b"evil.example")
         assert status_of(await exchange(port, rebinding)) == 403
         assert status_of(await exchange(port, get("/", port, auth, method="POST"))) == 405
@@ -230,7 +238,6 @@ async def test_console_refuses_bad_requests_and_keeps_serving() -> None:
         assert await exchange(port, b"") == b""
         assert status_of(await exchange(port, get("/", port, auth))) == 200
         assert console.requests_refused >= 5
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_taken_port_does_not_stop_the_node(autojump_clock: trio.testing.MockClock) -> None:
