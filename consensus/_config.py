@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._leader import LeaderElection, RoundRobin
@@ -48,6 +49,10 @@ class Config:
     broadcast_votes: bool = False
     """Send votes to every replica, not only the next leader: all form the QC and commit one
     message delay sooner, for n times the vote traffic and signature checks (small n)."""
+    signature_verifier: Callable[[bytes, bytes, bytes], bool] | None = None
+    """``(public_key, message, signature) -> valid``: the Ed25519 check of votes, blocks and
+    timeouts; ``None`` is OpenSSL's (``cryptography``). Every replica must use one with the
+    same accept set (see ``Committee``)."""
 
     def __post_init__(self) -> None:
         n = len(self.public_keys)

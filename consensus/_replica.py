@@ -68,6 +68,10 @@ class ReplicaStats:
     equivocations_seen: int = 0
     sync_requests_sent: int = 0
     sync_blocks_received: int = 0
+    """Blocks received in ``SyncResponse``s, commit announcements included."""
+    commits_announced: int = 0
+    """Idle leaders' commit announcements sent (the 2-chain witness, instead of an empty
+    block)."""
     conflicting_commits: int = 0
     """Must stay 0: a commit that does not extend the committed root (a safety failure)."""
 
@@ -118,7 +122,7 @@ class Replica:
         self.me = config.me
         self.chain_id = config.chain_id
         self.signer = signer
-        self.committee = Committee(config.public_keys)
+        self.committee = Committee(config.public_keys, config.signature_verifier)
         self.leaders = config.leaders
         self.stats = ReplicaStats()
         self.mempool = Mempool(
@@ -131,6 +135,7 @@ class Replica:
         else:
             self.root, self.root_qc = st.root
         self.witness: tuple[Block, QuorumCert] | None = st.witness
+        self._announced: BlockId | None = None
         self.blocks: dict[BlockId, Block] = {self.root.id: self.root}
         for b in sorted(st.blocks, key=lambda b: b.height):
             if b.height > self.root.height:
@@ -316,15 +321,30 @@ class Replica:
         return out
 
     def _chain_has_payloads(self, tip: Block) -> bool:
-        # The root counts too: when this leader's QC has just committed a block with payloads,
-        # only this replica knows it; one more (empty) proposal carries that QC to the others,
-        # who would otherwise learn of the commit only at the next payload or round timeout.
+        """Whether an uncommitted block from ``tip`` back to the root carries payloads: then
+        the chain must grow until they commit."""
         b: Block | None = tip
-        while b is not None and b.height >= self.root.height:
+        while b is not None and b.height > self.root.height:
             if b.payloads:
                 return True
             b = self.blocks.get(b.parent_id)
         return False
+
+    def _announce_commit(self) -> None:
+        """Send the others the witness of the root's commit, once, if it carries payloads.
+
+        When this leader's QC has just committed a block, only this replica knows it; the
+        others would learn it from the next proposal, so an idle leader used to propose an
+        empty block for that alone (a whole round: signatures, an fsync per replica, votes).
+        The 2-chain witness (the certified child and its QC) proves the commit by itself, and
+        every replica already accepts it as a ``SyncResponse``.
+        """
+        w = self.witness
+        if w is None or not self.root.payloads or self._announced == self.root.id:
+            return
+        self._announced = self.root.id
+        self.stats.commits_announced += 1
+        self._out.append(Broadcast(SyncResponse((w[0],), w[1])))
 
     def _try_propose(self) -> None:
         rnd = self.round
@@ -335,6 +355,8 @@ class Replica:
             return
         in_flight = self._in_flight(parent)
         has_work = self.mempool.has_work(in_flight) or self._chain_has_payloads(parent)
+        if not has_work:
+            self._announce_commit()
         if not self.propose_rule.should_propose(True, rnd, self.proposed_round, has_work):
             return
         tc = None

@@ -180,3 +180,37 @@ def test_verification_cache_counts_each_signature_once() -> None:
     qc.verify(committee, CHAIN)
     qc.verify(committee, CHAIN)
     assert committee.verifications == 3
+
+
+def test_plugged_verifier_decides_and_is_cached() -> None:
+    """A committee with its own verifier uses it (not OpenSSL) for every signature, once."""
+    calls: list[bytes] = []
+
+    def counting(public_key: bytes, message: bytes, signature: bytes) -> bool:
+        calls.append(public_key)
+        return True  # accepts anything: proves OpenSSL is not consulted
+
+    lax = Committee(KEYS, counting)
+    forged = QuorumCert(
+        Round(1), block().id, tuple((NodeId(i), bytes(64)) for i in range(3))
+    )
+    forged.verify(lax, CHAIN)  # only the plugged verifier could accept zero signatures
+    forged.verify(lax, CHAIN)
+    assert calls == [KEYS[0], KEYS[1], KEYS[2]]
+    with pytest.raises(InvalidCertificate):
+        forged.verify(COMMITTEE, CHAIN)
+
+
+def test_libsodium_verifier_agrees_with_openssl_on_votes() -> None:
+    """The node's verifier (libsodium) accepts our votes and refuses what OpenSSL refuses."""
+    from kmsnode.crypto.groups.ed25519 import verify_signature
+
+    sodium = Committee(KEYS, verify_signature)
+    qc = qc_for(block(), [0, 1, 2])
+    qc.verify(sodium, CHAIN)
+    assert sodium.verifications == 3
+    v = Vote.create(CHAIN, Round(2), block().id, NodeId(1), SIGNERS[1])
+    bad = Vote(v.round, v.block_id, v.voter, v.signature[:-1] + bytes([v.signature[-1] ^ 1]))
+    for committee in (sodium, Committee(KEYS)):
+        with pytest.raises(InvalidSignature):
+            bad.verify(committee, CHAIN)
