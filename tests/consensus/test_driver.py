@@ -230,3 +230,27 @@ def test_coalesce_merges_every_persist_into_the_first() -> None:
     assert isinstance(merged, Persist)
     assert merged.high_qc == qc and merged.safety == safety
     assert merged.must_sync and voted.must_sync and not commit.must_sync
+
+
+async def test_one_timer_task_follows_every_rearm(autojump_clock: trio.testing.MockClock) -> None:
+    """Arming moves the single timer's deadline, earlier or later; only the last round
+    armed fires, once, at its own deadline."""
+    node = make_node(0, MemoryNetwork(4), MemoryStore(), threads=False)
+    fired: list[tuple[int, float]] = []
+
+    async def record(event: object) -> None:
+        fired.append((int(event.round), trio.current_time()))  # type: ignore[attr-defined]
+
+    node._dispatch = record  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(node._timer)
+        t0 = trio.current_time()
+        node._arm(Round(5), 10.0)
+        await trio.sleep(1)
+        node._arm(Round(6), 3.0)  # sooner than round 5's deadline: replaces it
+        await trio.sleep(20)
+        node._arm(Round(7), 2.0)
+        node._arm(Round(8), 50.0)  # later: moves the deadline out
+        await trio.sleep(100)
+        nursery.cancel_scope.cancel()
+    assert [(r, round(t - t0, 6)) for r, t in fired] == [(6, 4.0), (8, 71.0)]
