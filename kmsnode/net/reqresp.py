@@ -340,9 +340,11 @@ class _SessionWriter:
         self.scope: trio.CancelScope | None = None
         self.broken = False
         self._lock = trio.Lock()
+        self._outbox: list[bytes] = []
 
     async def send(self, tag: int, *envelopes: Envelope) -> None:
-        """Write ``envelopes`` as consecutive frames of request ``tag``, in one write."""
+        """Write ``envelopes`` as consecutive frames of request ``tag``, in one write with
+        whatever other requests' answers queued while the stream was busy."""
         # Encoding errors (a response above the frame limit) are the handler's: raised as is.
         frame = b"".join(
             encode_frame(Envelope(REP, {"tag": tag, "kind": e.kind, "body": e.body}), self.fmt)
@@ -350,10 +352,17 @@ class _SessionWriter:
         )
         if self.broken:
             raise _StreamBroken
+        self._outbox.append(frame)
         async with self._lock:
+            if self.broken:
+                raise _StreamBroken
+            batch = b"".join(self._outbox)  # empty if a previous holder wrote ours
+            self._outbox.clear()
+            if not batch:
+                return
             try:
                 with trio.fail_after(self.timeout):
-                    await self.stream.write(frame)
+                    await self.stream.write(batch)
             except Exception:
                 self.broken = True
                 if self.scope is not None:
@@ -460,6 +469,9 @@ class _Conn:
         self.stream = stream
         self.pending: dict[int, _Pending] = {}
         self.lock = trio.Lock()
+        self.outbox: list[bytes] = []
+        """Request frames queued while another caller held ``lock``: the next holder
+        writes them all at once (one yamux frame, one Noise message, one syscall)."""
         self.closed = False
 
     def fail_all(self, reason: str) -> None:
@@ -588,14 +600,18 @@ class Session:
         self.stats.requests += 1
         self.stats.outstanding += 1
         try:
+            conn.outbox.append(frame)
             async with conn.lock:
                 if conn.closed:
                     raise RequestFailed(self._name, "session stream broke")
+                batch = b"".join(conn.outbox)  # empty if a previous holder wrote ours
+                conn.outbox.clear()
                 try:
                     # Shielded: a caller cancelled mid-write (the client cancels the slower
                     # nodes' requests once it has a quorum) must not leave half a frame behind.
                     with trio.CancelScope(shield=True), trio.fail_after(self.connect_timeout):
-                        await conn.stream.write(frame)
+                        if batch:
+                            await conn.stream.write(batch)
                 except Exception as exc:
                     conn.fail_all("session stream broke")
                     # Wakes the reader (and so the redial) at once.

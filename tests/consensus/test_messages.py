@@ -191,9 +191,7 @@ def test_plugged_verifier_decides_and_is_cached() -> None:
         return True  # accepts anything: proves OpenSSL is not consulted
 
     lax = Committee(KEYS, counting)
-    forged = QuorumCert(
-        Round(1), block().id, tuple((NodeId(i), bytes(64)) for i in range(3))
-    )
+    forged = QuorumCert(Round(1), block().id, tuple((NodeId(i), bytes(64)) for i in range(3)))
     forged.verify(lax, CHAIN)  # only the plugged verifier could accept zero signatures
     forged.verify(lax, CHAIN)
     assert calls == [KEYS[0], KEYS[1], KEYS[2]]

@@ -82,6 +82,39 @@ async def test_many_concurrent_requests_share_one_stream() -> None:
         assert rs.sessions == 1 and rs.served == 60
 
 
+async def test_concurrent_requests_and_answers_share_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Frames queued while a stream is being written leave together in the next write: 60
+    requests at once cost a couple of writes, and their 120 answer frames fewer than 120."""
+    from libp2p.network.stream.net_stream import NetStream
+
+    requests: list[bytes] = []
+    answers: list[bytes] = []
+    real_write = NetStream.write
+
+    async def counting_write(self: NetStream, data: bytes) -> None:
+        (requests if b"\xa3req" in data else answers).append(data)
+        await real_write(self, data)
+
+    async with server_and_session() as (_, session, _, _):
+        await wait_for(lambda: session.stats.connected)
+        monkeypatch.setattr(NetStream, "write", counting_write)
+        results: dict[int, list[Envelope]] = {}
+
+        async def one(i: int) -> None:
+            results[i] = await session.request(Envelope("echo", i), timeout=10)
+
+        async with trio.open_nursery() as n:
+            for i in range(60):
+                n.start_soon(one, i)
+    assert all([e.body["echo"] for e in results[i]] == [i, i] for i in range(60))
+    assert sum(data.count(b"\xa3req") for data in requests) == 60
+    assert len(requests) <= 4, [len(d) for d in requests]
+    assert sum(data.count(b"\xa3rep") for data in answers) == 180  # 2 answers + end each
+    assert len(answers) < 100, len(answers)
+
+
 async def test_server_pauses_reading_at_max_outstanding() -> None:
     async with server_and_session(max_outstanding=2) as (rs, session, _, _):
         got: list[list[Envelope]] = []
