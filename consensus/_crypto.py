@@ -129,6 +129,13 @@ class Committee:
         """Whether ``node`` is a valid id in this committee."""
         return type(node) is int and 0 <= node < self.n
 
+    def remember(self, signer: NodeId, message: bytes, signature: bytes) -> None:
+        """Record a signature as valid without checking it: only for one this replica just
+        made itself (its vote comes back inside the next QC; no need to verify it then)."""
+        self._verified[(signer, message, signature)] = None
+        if len(self._verified) > _VERIFY_CACHE_LIMIT:
+            del self._verified[next(iter(self._verified))]
+
     def verify(self, signer: NodeId, message: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is ``signer``'s valid signature over ``message``."""
         if not self.is_member(signer) or len(signature) != SIGNATURE_BYTES:

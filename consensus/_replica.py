@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ._config import Config
-from ._crypto import Committee, Signer
+from ._crypto import Committee, Signer, vote_signing_message
 from ._events import (
     Action,
     Broadcast,
@@ -473,6 +473,9 @@ class Replica:
         if not self.vote_rule.allows(s, b.round, b.qc.round, tc_round, tc_hqc):
             return
         vote = Vote.create(self.chain_id, b.round, b.id, self.me, self.signer)
+        self.committee.remember(
+            self.me, vote_signing_message(self.chain_id, b.round, b.id), vote.signature
+        )
         self.safety = s.after_vote(vote, b.qc.round)
         self._persist(blocks=(b,), safety=self.safety)  # durable before the vote leaves
         self.stats.votes_sent += 1
