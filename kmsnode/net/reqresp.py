@@ -470,8 +470,8 @@ class _Conn:
         self.pending: dict[int, _Pending] = {}
         self.lock = trio.Lock()
         self.outbox: list[bytes] = []
-        """Request frames queued while another caller held ``lock``: the next holder
-        writes them all at once (one yamux frame, one Noise message, one syscall)."""
+        """Request frames waiting for the caller that queued the first of them to write them
+        all at once (one yamux frame, one Noise message, one syscall)."""
         self.closed = False
 
     def fail_all(self, reason: str) -> None:
@@ -600,23 +600,19 @@ class Session:
         self.stats.requests += 1
         self.stats.outstanding += 1
         try:
+            if conn.closed:
+                raise RequestFailed(self._name, "session stream broke")
             conn.outbox.append(frame)
-            async with conn.lock:
-                if conn.closed:
-                    raise RequestFailed(self._name, "session stream broke")
-                batch = b"".join(conn.outbox)  # empty if a previous holder wrote ours
-                conn.outbox.clear()
-                try:
-                    # Shielded: a caller cancelled mid-write (the client cancels the slower
-                    # nodes' requests once it has a quorum) must not leave half a frame behind.
-                    with trio.CancelScope(shield=True), trio.fail_after(self.connect_timeout):
-                        if batch:
-                            await conn.stream.write(batch)
-                except Exception as exc:
-                    conn.fail_all("session stream broke")
-                    # Wakes the reader (and so the redial) at once.
-                    await _reset(conn.stream)
-                    raise RequestFailed(self._name, type(exc).__name__) from None
+            if len(conn.outbox) == 1:
+                # The first frame into an empty outbox makes this caller the one that writes
+                # it, after one scheduler pass: requests started in the same pass (a burst of
+                # answers starts a burst of requests) queue theirs meanwhile and leave in the
+                # same write. Later callers only wait for their answers. Shielded, so no
+                # queued frame is orphaned by this caller's cancellation (the client cancels
+                # the slower nodes' requests once it has a quorum); bounded by the timeout.
+                with trio.CancelScope(shield=True):
+                    await trio.lowlevel.checkpoint()
+                    await self._flush(conn)
             await pending.done.wait()
             if pending.failure is not None:
                 raise RequestFailed(self._name, pending.failure)
@@ -625,6 +621,26 @@ class Session:
             self.stats.outstanding -= 1
             if conn.pending.get(tag) is pending:
                 del conn.pending[tag]
+
+    async def _flush(self, conn: _Conn) -> None:
+        """Write everything in ``conn.outbox`` in one write, after any write in progress.
+
+        Raises:
+            RequestFailed: the write failed; every request on ``conn`` has failed with it.
+        """
+        async with conn.lock:
+            if conn.closed:
+                raise RequestFailed(self._name, "session stream broke")
+            batch = b"".join(conn.outbox)
+            conn.outbox.clear()
+            try:
+                with trio.fail_after(self.connect_timeout):
+                    await conn.stream.write(batch)
+            except Exception as exc:
+                conn.fail_all("session stream broke")
+                # Wakes the reader (and so the redial) at once.
+                await _reset(conn.stream)
+                raise RequestFailed(self._name, type(exc).__name__) from None
 
     async def _read(self, conn: _Conn) -> str:
         """Dispatch replies to their waiters until the stream ends; returns why it ended."""
