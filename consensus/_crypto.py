@@ -152,7 +152,5 @@ class Committee:
                 self._keys[signer].verify(signature, message)
             except _CryptoInvalidSignature:
                 return False
-        self._verified[key] = None
-        if len(self._verified) > _VERIFY_CACHE_LIMIT:
-            del self._verified[next(iter(self._verified))]
+        self.remember(signer, message, signature)
         return True
