@@ -478,6 +478,10 @@ class KMSNode:
             },
             "executor": self.executor.stats.__dict__,
             "node_stats": self.stats.__dict__,
+            "consensus_stats": {
+                **cs.stats.__dict__,
+                "signature_checks": self.consensus.replica.committee.verifications,
+            },
             "memory": self.memory(),
             "latency_ms": self.timings.summary(latency_window),
         }

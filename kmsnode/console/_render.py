@@ -72,6 +72,8 @@ def overview(status: Mapping[str, Any]) -> str:
     body = (
         "<h2>consensus and state</h2>"
         + _pairs(consensus)
+        + "<h2>consensus counters</h2>"
+        + _pairs(status.get("consensus_stats", {}))
         + "<h2>peers</h2>"
         + table(("node", "consensus link"), peer_rows, raw=True)
         + "<h2>requests</h2>"
@@ -252,7 +254,11 @@ def metrics(status: Mapping[str, Any], chain_id: str) -> str:
             connected,
             {"peer": peer},
         )
-    for group, prefix in (("executor", "kms_executor"), ("node_stats", "kms_node")):
+    for group, prefix in (
+        ("executor", "kms_executor"),
+        ("node_stats", "kms_node"),
+        ("consensus_stats", "kms_consensus"),
+    ):
         for key, value in sorted(status.get(group, {}).items()):
             out.add(_metric_name(prefix, key, "total"), "counter", f"{group} counter {key}.", value)
     memory = status.get("memory", {})
