@@ -152,17 +152,8 @@ def print_ed25519_verify(reps: int) -> None:
     message = bytes(100)
     sig = key.sign(message)
 
-    def per_call_us(fn: Callable[[], object]) -> float:
-        best = float("inf")
-        for _ in range(5):  # best of five batches: this VM's speed drifts
-            start = time.perf_counter()
-            for _ in range(reps // 5):
-                fn()
-            best = min(best, (time.perf_counter() - start) / (reps // 5))
-        return best * 1e6
-
-    ours = per_call_us(lambda: verify_ed25519(raw, sig, message))
-    openssl = per_call_us(lambda: public.verify(sig, message))
+    ours = _time(lambda: verify_ed25519(raw, sig, message), reps) * 1000  # us
+    openssl = _time(lambda: public.verify(sig, message), reps) * 1000
     print(
         f"Ed25519 verify: ours (libsodium) {ours:.1f} us, OpenSSL {openssl:.1f} us "
         f"= {openssl / ours:.2f}x faster"
