@@ -178,6 +178,10 @@ CREATE TABLE IF NOT EXISTS committed (
 """
 
 
+_PAGE_SIZE = 4096
+_CHECKPOINT_BYTES = 1 << 20
+
+
 class SQLiteStore:
     """A ``Store`` in one SQLite file (WAL; fsync on every ``persist`` that ``must_sync``).
 
@@ -193,14 +197,19 @@ class SQLiteStore:
         self.chain_id = chain_id
         # The driver may run persist() in a worker thread, one call at a time.
         self._db = sqlite3.connect(os.fspath(path), isolation_level=None, check_same_thread=False)
-        # Blocks are large blobs: big pages keep them out of long overflow chains. (Only
-        # takes effect when the file is created.)
-        self._db.execute("PRAGMA page_size=65536")
+        # Small pages: every commit writes each page it touches whole into the WAL and
+        # checksums it, and the fsync'd ones flush it. With 64 KiB pages an fsync'd persist
+        # cost 0.9 ms (0.5 ms CPU), with 4 KiB 0.6 ms (0.35 ms CPU): four replicas, one disk.
+        # (Takes effect only when the file is created; older stores keep their page size.)
+        self._db.execute(f"PRAGMA page_size={_PAGE_SIZE}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._synchronous = True
-        # Checkpoint every ~16 MiB of WAL rather than every 1000 (64 KiB) pages.
-        self._db.execute("PRAGMA wal_autocheckpoint=256")
+        # Checkpoint (which blocks the writer while it copies pages and fsyncs the database)
+        # every ~1 MiB of WAL: measured, a WAL that stays small (overwritten in place) fsyncs
+        # faster than one that grows.
+        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self._db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_BYTES // page_size}")
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT v FROM meta WHERE k='chain_id'").fetchone()
         if row is None:

@@ -8,14 +8,23 @@ ratio isolates libp2p (Noise + yamux + multistream) and the mesh:
 * one-way messages/s through the ``Mesh`` (queued, batched writes) and over a raw TCP socket
   (one ``send_all`` per message, as a straightforward implementation would).
 
+The libp2p side runs twice: as the node runs it (with ``kmsnode.net._fastpath``) and, in a
+child process, with py-libp2p as shipped (``KMS_NET_FASTPATH=0``); the last column compares
+the two. CPU per mesh round trip counts both ends (one process).
+
 Usage: ``python scripts/bench_net.py [--rtt 2000] [--messages 20000] [--size 128]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from functools import partial
 
@@ -90,8 +99,16 @@ async def raw_tcp(rtt_n: int, msgs: int, size: int) -> tuple[list[float], float]
 # ---- libp2p ------------------------------------------------------------------------------------
 
 
-async def libp2p_side(rtt_n: int, msgs: int, size: int) -> tuple[list[float], list[float], float]:
-    """Stream round trips, mesh round trips and mesh one-way msgs/s between two hosts."""
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def libp2p_side(
+    rtt_n: int, msgs: int, size: int
+) -> tuple[list[float], list[float], float, float]:
+    """Stream round trips, mesh round trips, CPU seconds per mesh round trip, and mesh
+    one-way msgs/s between two hosts."""
     payload = b"x" * size
     ids = [NetworkIdentity.generate() for _ in range(2)]
     hosts = [Host(i) for i in ids]
@@ -147,11 +164,13 @@ async def libp2p_side(rtt_n: int, msgs: int, size: int) -> tuple[list[float], li
         meshes[0].send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("ping", payload))  # warm both links
         await chans[0].receive()
         mesh_rtts: list[float] = []
+        cpu0 = _cpu()
         for _ in range(rtt_n):
             t0 = time.perf_counter()
             meshes[0].send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("ping", payload))
             await chans[0].receive()
             mesh_rtts.append(time.perf_counter() - t0)
+        mesh_cpu = (_cpu() - cpu0) / rtt_n
         meshes[0].send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("last"))
         await trio.sleep(0.2)  # let the ponger finish before the one-way run takes the channel
 
@@ -167,7 +186,7 @@ async def libp2p_side(rtt_n: int, msgs: int, size: int) -> tuple[list[float], li
         dropped = meshes[0].statistics().links[CONSENSUS_PROTOCOL][NodeId(2)].frames_dropped
         assert dropped == 0, f"{dropped} frames dropped"
         nursery.cancel_scope.cancel()
-    return stream_rtts, mesh_rtts, rate
+    return stream_rtts, mesh_rtts, mesh_cpu, rate
 
 
 def ms(xs: list[float]) -> str:
@@ -178,38 +197,80 @@ def p99(xs: list[float]) -> str:
     return f"{sorted(xs)[int(len(xs) * 0.99) - 1] * 1000:.3f}"
 
 
+def _plain_libp2p(args: argparse.Namespace) -> dict[str, float]:
+    """The libp2p measurements in a child process running py-libp2p as shipped."""
+    cmd = [sys.executable, __file__, "--rtt", str(args.rtt), "--messages", str(args.messages)]
+    cmd += ["--size", str(args.size), "--libp2p-only"]
+    env = {**os.environ, "KMS_NET_FASTPATH": "0"}
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+async def libp2p_summary(args: argparse.Namespace) -> dict[str, float]:
+    """Medians of one libp2p run (what ``--libp2p-only`` prints)."""
+    stream_rtts, mesh_rtts, mesh_cpu, rate = await libp2p_side(args.rtt, args.messages, args.size)
+    from kmsnode.net import _fastpath
+
+    return {
+        "fastpath": float(_fastpath.installed()),
+        "stream_p50": statistics.median(stream_rtts),
+        "stream_p99": sorted(stream_rtts)[int(len(stream_rtts) * 0.99) - 1],
+        "mesh_p50": statistics.median(mesh_rtts),
+        "mesh_cpu": mesh_cpu,
+        "mesh_rate": rate,
+    }
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.libp2p_only:
+        print(json.dumps(await libp2p_summary(args)))
+        return
     raw_rtts, raw_rate = await raw_tcp(args.rtt, args.messages, args.size)
-    stream_rtts, mesh_rtts, mesh_rate = await libp2p_side(args.rtt, args.messages, args.size)
+    ours = await libp2p_summary(args)
+    plain = _plain_libp2p(args)
     raw_med = statistics.median(raw_rtts)
     print(
         f"loopback, {args.size}-byte payloads, {args.rtt} round trips, "
-        f"{args.messages} one-way messages"
+        f"{args.messages} one-way messages; 'ours' = py-libp2p with kmsnode.net._fastpath "
+        f"({'on' if ours['fastpath'] else 'NOT installed'}), 'shipped' = without it"
     )
-    print(f"{'measure':<44}{'libp2p':>12}{'raw trio TCP':>14}{'ratio':>9}")
-    rows = [
-        (
-            "RTT long-lived stream, p50 (ms)",
-            ms(stream_rtts),
-            ms(raw_rtts),
-            statistics.median(stream_rtts) / raw_med,
-        ),
-        ("RTT long-lived stream, p99 (ms)", p99(stream_rtts), p99(raw_rtts), None),
-        (
-            "RTT through the Mesh, p50 (ms)",
-            ms(mesh_rtts),
-            ms(raw_rtts),
-            statistics.median(mesh_rtts) / raw_med,
-        ),
-        (
-            "one-way msgs/s through the Mesh",
-            f"{mesh_rate:,.0f}",
-            f"{raw_rate:,.0f}",
-            mesh_rate / raw_rate,
-        ),
-    ]
-    for name, a, b, r in rows:
-        print(f"{name:<44}{a:>12}{b:>14}{'' if r is None else f'{r:.2f}x':>9}")
+    head = f"{'measure':<36}{'ours':>10}{'shipped':>10}{'raw TCP':>10}{'ours/raw':>10}"
+    print(head + f"{'ours/shipped':>14}")
+
+    def row(name: str, a: float, b: float, raw: float | None, fmt: str = "{:.3f}") -> None:
+        raw_s = "" if raw is None else fmt.format(raw)
+        vs_raw = "" if raw is None else f"{a / raw:.2f}x"
+        print(
+            f"{name:<36}{fmt.format(a):>10}{fmt.format(b):>10}{raw_s:>10}{vs_raw:>10}"
+            f"{a / b:>13.2f}x"
+        )
+
+    row(
+        "RTT long-lived stream, p50 (ms)",
+        ours["stream_p50"] * 1e3,
+        plain["stream_p50"] * 1e3,
+        raw_med * 1e3,
+    )
+    row(
+        "RTT long-lived stream, p99 (ms)",
+        ours["stream_p99"] * 1e3,
+        plain["stream_p99"] * 1e3,
+        sorted(raw_rtts)[int(len(raw_rtts) * 0.99) - 1] * 1e3,
+    )
+    row(
+        "RTT through the Mesh, p50 (ms)",
+        ours["mesh_p50"] * 1e3,
+        plain["mesh_p50"] * 1e3,
+        raw_med * 1e3,
+    )
+    row("CPU per Mesh round trip (ms)", ours["mesh_cpu"] * 1e3, plain["mesh_cpu"] * 1e3, None)
+    row(
+        "one-way msgs/s through the Mesh",
+        ours["mesh_rate"],
+        plain["mesh_rate"],
+        raw_rate,
+        "{:,.0f}",
+    )
 
 
 if __name__ == "__main__":
@@ -217,4 +278,5 @@ if __name__ == "__main__":
     p.add_argument("--rtt", type=int, default=2000, help="round trips per measurement")
     p.add_argument("--messages", type=int, default=20000, help="one-way messages")
     p.add_argument("--size", type=int, default=128, help="payload bytes")
+    p.add_argument("--libp2p-only", action="store_true", help=argparse.SUPPRESS)
     trio.run(main, p.parse_args())

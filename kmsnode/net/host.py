@@ -33,7 +33,7 @@ from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from . import _yamux
+from . import _fastpath, _yamux
 from .identity import NetworkIdentity
 
 __all__ = ["DEFAULT_LISTEN", "Host"]
@@ -46,6 +46,10 @@ _log = logging.getLogger("kmsnode.net.host")
 # the other per-read path of the method it replaces, for any code that still reaches it.
 os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 _yamux.install()
+# Fewer event-loop passes per message: locks that do not yield when free, one recv per Noise
+# frame (see ``_fastpath``). ``KMS_NET_FASTPATH=0`` keeps py-libp2p as shipped (to compare).
+if os.environ.get("KMS_NET_FASTPATH", "1") != "0":
+    _fastpath.install()
 
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 """Loopback on an ephemeral port: tests and the local testnet."""

@@ -68,6 +68,28 @@ def test_sqlite_store_refuses_another_chain(tmp_path: Path) -> None:
         SQLiteStore(tmp_path / "x.db", ChainId(b"two"))
 
 
+def test_sqlite_store_uses_small_pages_and_a_small_wal(tmp_path: Path) -> None:
+    """Each commit writes every page it touches whole into the WAL (and the fsync'd ones
+    flush it): a new store uses 4 KiB pages and checkpoints every ~1 MiB of WAL."""
+    import sqlite3
+
+    store = SQLiteStore(tmp_path / "x.db", ChainId(b"one"))
+    pragma = store._db.execute
+    assert pragma("PRAGMA page_size").fetchone()[0] == 4096
+    assert pragma("PRAGMA wal_autocheckpoint").fetchone()[0] == 256
+    assert pragma("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    # A store created with larger pages keeps them, and its checkpoint interval in bytes.
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.execute("PRAGMA page_size=65536")
+    old.execute("CREATE TABLE t (x)")
+    old.close()
+    store = SQLiteStore(tmp_path / "old.db", ChainId(b"one"))
+    assert store._db.execute("PRAGMA page_size").fetchone()[0] == 65536
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16
+    store.close()
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
