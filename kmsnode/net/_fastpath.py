@@ -6,8 +6,11 @@ two socket reads per Noise message (its 2-byte length, then its body). Each unco
 ``trio.Lock.acquire`` and each socket read yields to the scheduler once, and each yield is a
 whole event-loop pass. ``install`` changes two things, both invisible to the protocols:
 
-- those objects' locks become ``QuickLock``: still mutual exclusion with FIFO hand-off, but an
-  acquire that finds the lock free returns without yielding (only a contended one parks);
+- those objects' locks become ``QuickLock`` (and the yamux stream's writer semaphore a
+  ``QuickSemaphore``): still mutual exclusion with FIFO hand-off, but an acquire that finds
+  the lock free returns without yielding (only a contended one parks);
+- yamux's frame writer loses its per-frame debug formatting and a checkpoint that follows the
+  socket send, which is a checkpoint itself;
 - ``TrioTCPStream.read`` reads up to 64 KiB per ``recv`` and serves later reads from what is
   left over, so a Noise frame (or several queued ones) costs one ``recv`` instead of two each.
 
@@ -24,16 +27,17 @@ from typing import Any
 import trio
 from libp2p.io.trio import TrioTCPStream
 from libp2p.network.stream.net_stream import NetStream
+from libp2p.stream_muxer.rw_lock import ReadWriteLock
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 
-__all__ = ["READ_CHUNK", "QuickLock", "install", "installed"]
+__all__ = ["READ_CHUNK", "QuickLock", "QuickSemaphore", "install", "installed"]
 
 _log = logging.getLogger("kmsnode.net.fastpath")
 
 READ_CHUNK = 65536
 """Bytes asked of the socket per ``recv`` (a whole Noise message fits)."""
 
-_PATCHED = (TrioTCPStream, Yamux, YamuxStream, NetStream)
+_PATCHED = (TrioTCPStream, Yamux, YamuxStream, NetStream, ReadWriteLock)
 _installed = False
 
 
@@ -107,10 +111,65 @@ class QuickLock:
         )
 
 
+class QuickSemaphore:
+    """A counting semaphore like ``trio.Semaphore`` (no owner: any task may release), except
+    that acquiring an available unit is not a checkpoint. Waiters are served in FIFO order."""
+
+    __slots__ = ("_lot", "_value")
+
+    def __init__(self, value: int) -> None:
+        if value < 0:
+            raise ValueError("a semaphore's initial value must be >= 0")
+        self._value = value
+        self._lot = trio.lowlevel.ParkingLot()
+
+    @property
+    def value(self) -> int:
+        """Units available now."""
+        return self._value
+
+    def acquire_nowait(self) -> None:
+        """Take a unit if one is available and nobody waits.
+
+        Raises:
+            trio.WouldBlock: none is available, or others wait.
+        """
+        if self._value <= 0 or self._lot:
+            raise trio.WouldBlock
+        self._value -= 1
+
+    async def acquire(self) -> None:
+        """Take a unit, parking (a checkpoint) only when none is available."""
+        try:
+            self.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lot.park()  # ``release`` handed its unit to us before waking us
+
+    def release(self) -> None:
+        """Return a unit: to the longest waiter if there is one."""
+        if self._lot:
+            self._lot.unpark(count=1)
+        else:
+            self._value += 1
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
 def _swap_locks(obj: Any) -> None:
-    for name, value in vars(obj).items():
+    for name, value in list(vars(obj).items()):
         if type(value) is trio.Lock and not value.locked():
             setattr(obj, name, QuickLock())
+        elif type(value) is trio.Semaphore and value.max_value is None:
+            setattr(obj, name, QuickSemaphore(value.value))
 
 
 def _with_quick_locks(cls: type) -> None:
@@ -148,6 +207,13 @@ async def _buffered_read(self: TrioTCPStream, n: int | None = None) -> bytes:
     return data[:n]
 
 
+async def _write_frame(self: Yamux, data: bytes) -> None:
+    """Yamux's frame writer without its per-frame debug formatting and its extra checkpoint
+    (the socket send that every write ends in is a checkpoint already)."""
+    async with self._write_lock:
+        await self.secured_conn.write(data)
+
+
 def installed() -> bool:
     """Whether ``install`` has patched this process's py-libp2p."""
     return _installed
@@ -159,11 +225,12 @@ def install() -> bool:
     global _installed
     if _installed:
         return True
-    if not hasattr(TrioTCPStream, "read_lock") and "read_lock" not in TrioTCPStream.__annotations__:
-        _log.warning("py-libp2p's TrioTCPStream changed: keeping its own read path and locks")
+    if "read_lock" not in TrioTCPStream.__annotations__ or not hasattr(Yamux, "_write_frame"):
+        _log.warning("py-libp2p's TCP stream or yamux changed: keeping them as shipped")
         return False
     for cls in _PATCHED:
         _with_quick_locks(cls)
     TrioTCPStream.read = _buffered_read  # type: ignore[method-assign]
+    Yamux._write_frame = _write_frame  # type: ignore[method-assign]
     _installed = True
     return True

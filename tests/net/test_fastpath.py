@@ -12,7 +12,7 @@ from libp2p.io.trio import TrioTCPStream
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from kmsnode.net import _fastpath
-from kmsnode.net._fastpath import QuickLock
+from kmsnode.net._fastpath import QuickLock, QuickSemaphore
 
 
 def test_installed_by_the_host_module() -> None:
@@ -22,6 +22,7 @@ def test_installed_by_the_host_module() -> None:
     assert _fastpath.install()  # idempotent
     assert TrioTCPStream.read is _fastpath._buffered_read
     assert hasattr(Yamux.__init__, "__wrapped__")
+    assert Yamux._write_frame is _fastpath._write_frame
 
 
 async def test_a_free_lock_is_taken_without_yielding() -> None:
@@ -158,3 +159,58 @@ async def test_buffered_read_over_many_random_splits() -> None:
                     break
                 got += chunk
     assert bytes(got) == data
+
+
+async def test_semaphore_counts_hands_over_in_order_and_is_ownerless() -> None:
+    sem = QuickSemaphore(2)
+    ran: list[str] = []
+
+    async def other() -> None:
+        ran.append("other")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        await sem.acquire()
+        await sem.acquire()
+        assert sem.value == 0 and ran == []  # available units are taken without yielding
+        with pytest.raises(trio.WouldBlock):
+            sem.acquire_nowait()
+    order: list[int] = []
+
+    async def waiter(i: int) -> None:
+        await sem.acquire()
+        order.append(i)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(5):
+            nursery.start_soon(waiter, i)
+            await trio.testing.wait_all_tasks_blocked()
+        for _ in range(5):
+            sem.release()  # released by a task that never acquired: no owner
+            await trio.testing.wait_all_tasks_blocked()
+    assert order == list(range(5))
+    assert sem.value == 0
+    sem.release()
+    assert sem.value == 1
+    with pytest.raises(ValueError):
+        QuickSemaphore(-1)
+
+
+async def test_mesh_messages_still_arrive_in_order_both_ways() -> None:
+    """End to end through the patched classes: many interleaved messages, in order."""
+    from kmsnode.net import CONSENSUS_PROTOCOL, Envelope, NodeId
+
+    from .conftest import cluster
+
+    async with cluster(2) as c:
+        inbox = {1: c[1].channels[CONSENSUS_PROTOCOL], 2: c[2].channels[CONSENSUS_PROTOCOL]}
+        n = 400
+        for i in range(n):
+            c[1].mesh.send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("m", [i, b"x" * (i % 97)]))
+            c[2].mesh.send(NodeId(1), CONSENSUS_PROTOCOL, Envelope("m", [i, b"y" * (i % 89)]))
+            if i % 7 == 0:
+                await trio.sleep(0)
+        with trio.fail_after(20):
+            for me in (1, 2):
+                got = [(await inbox[me].receive())[1].body[0] for _ in range(n)]
+                assert got == list(range(n))
