@@ -38,6 +38,8 @@ from ._events import Start as Start
 from ._events import TimerFired as TimerFired
 from ._leader import LeaderElection as LeaderElection
 from ._leader import RoundRobin as RoundRobin
+from ._locks import QuickLock as QuickLock
+from ._locks import QuickSemaphore as QuickSemaphore
 from ._mempool import Mempool as Mempool
 from ._messages import Block as Block
 from ._messages import Message as Message
@@ -100,6 +102,8 @@ __all__ = [
     "Persist",
     "Proposal",
     "ProposeRule",
+    "QuickLock",
+    "QuickSemaphore",
     "QuorumCert",
     "Replica",
     "ReplicaStats",

@@ -34,6 +34,7 @@ from ._events import (
     TimerFired,
     coalesce,
 )
+from ._locks import QuickLock
 from ._messages import TimeoutMsg, Vote, decode_message, encode_message
 from ._prewarm import prewarm, signature_count
 from ._replica import Replica, Status
@@ -63,6 +64,9 @@ class Transport(Protocol):
 
 
 THREAD_VERIFY_MIN_SIGNATURES = 8
+
+FAIRNESS_BATCH = 32
+"""Messages the receive loop handles at most before it yields to the scheduler."""
 """Certificates with fewer signatures are checked on the event loop: a worker-thread hop costs
 more than a few Ed25519 verifications (~50 us each); larger committees' QCs go to threads."""
 
@@ -105,8 +109,9 @@ class Node:
         self.replica = Replica(config, signer, store.load(config.dedup_window))
         self._wall = wall_clock
         self.verify_in_threads = verify_in_threads
-        self._lock = trio.Lock()
-        self._store_lock = trio.Lock()  # one user of the store connection at a time
+        # Taking a free trio.Lock is a scheduler pass; these are taken for every message.
+        self._lock = QuickLock()
+        self._store_lock = QuickLock()  # one user of the store connection at a time
         self._subscribers: list[trio.MemorySendChannel[CommittedBlock]] = []
         self._committed_event = trio.Event()
         self._pending: list[bytes] = []
@@ -137,8 +142,14 @@ class Node:
             task_status.started()
 
     async def _receive_loop(self) -> None:
+        handled = 0
         while True:
             sender, data = await self.transport.receive()
+            handled += 1
+            if handled % FAIRNESS_BATCH == 0:
+                # A transport that hands over queued messages without a checkpoint, and a
+                # dispatch lock that is free, make no scheduler pass: let others run.
+                await trio.lowlevel.checkpoint()
             try:
                 msg = decode_message(data, self.config.chain_id)
             except DecodeError:

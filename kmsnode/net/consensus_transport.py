@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 
+import trio
+
 from consensus import Config, is_catch_up
 from consensus import NodeId as ConsensusId
 
@@ -130,7 +132,10 @@ class ConsensusTransport:
     async def receive(self) -> tuple[ConsensusId, bytes]:
         """The next consensus message and the index of its authenticated sender."""
         while True:
-            sender, envelope = await self._inbound.receive()
+            try:  # no scheduler pass when a message is already queued
+                sender, envelope = self._inbound.receive_nowait()
+            except trio.WouldBlock:
+                sender, envelope = await self._inbound.receive()
             if envelope.kind != CONSENSUS_KIND or type(envelope.body) is not bytes:
                 self.dropped_invalid += 1
                 _log.warning(

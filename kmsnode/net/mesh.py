@@ -485,7 +485,10 @@ class Mesh:
                     if node_id in self.cut:
                         stats.frames_cut += 1
                         continue
-                    await channel.send((node_id, envelope))
+                    try:  # no scheduler pass while the channel has room
+                        channel.send_nowait((node_id, envelope))
+                    except trio.WouldBlock:
+                        await channel.send((node_id, envelope))
         except FrameError as exc:
             self._rejected += 1
             stats.streams_rejected += 1

@@ -254,3 +254,44 @@ async def test_one_timer_task_follows_every_rearm(autojump_clock: trio.testing.M
         await trio.sleep(100)
         nursery.cancel_scope.cancel()
     assert [(r, round(t - t0, 6)) for r, t in fired] == [(6, 4.0), (8, 71.0)]
+
+
+class _FloodTransport:
+    """Hands over a queued message on every receive without a checkpoint (as the libp2p
+    transport does when messages are waiting), up to ``limit``, then fails."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.given = 0
+
+    async def send(self, to: NodeId, data: bytes) -> None:
+        """Drop."""
+
+    async def receive(self) -> tuple[NodeId, bytes]:
+        if self.given >= self.limit:
+            raise RuntimeError("flood over")
+        self.given += 1
+        return NodeId(1), b"\xc1 not a consensus message"
+
+
+async def test_receive_loop_yields_to_other_tasks_under_a_flood(tmp_path: Path) -> None:
+    """A backlog handed over without checkpoints must not starve the node's other tasks."""
+    cfg = Config(chain_id=CHAIN, me=NodeId(0), public_keys=KEYS)
+    flood = _FloodTransport(limit=5000)
+    node = Node(cfg, SIGNERS[0], MemoryStore(), flood)  # type: ignore[arg-type]
+    seen_at: list[int] = []
+
+    async def bystander() -> None:
+        while flood.given == 0:
+            await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()  # returns only if the flooded loop lets it
+        seen_at.append(flood.given)
+
+    with pytest.raises(BaseExceptionGroup) as info:  # the flood ends with an error
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            nursery.start_soon(bystander)
+            await trio.sleep_forever()
+    assert info.group_contains(RuntimeError, match="flood over")
+    assert seen_at and seen_at[0] < flood.limit, "the receive loop never yielded"
+    assert node.replica.stats.invalid_messages > 0
