@@ -65,10 +65,12 @@ from ._rules import ProposeRule as ProposeRule
 from ._rules import SafetyData as SafetyData
 from ._rules import TimeoutRule as TimeoutRule
 from ._rules import VoteRule as VoteRule
+from ._storage import SYNC_BUCKETS as SYNC_BUCKETS
 from ._storage import MemoryStore as MemoryStore
 from ._storage import SQLiteStore as SQLiteStore
 from ._storage import Store as Store
 from ._storage import StoredState as StoredState
+from ._storage import SyncTimings as SyncTimings
 from ._types import BlockId as BlockId
 from ._types import ChainId as ChainId
 from ._types import Height as Height
@@ -76,6 +78,7 @@ from ._types import NodeId as NodeId
 from ._types import Round as Round
 
 __all__ = [
+    "SYNC_BUCKETS",
     "Action",
     "Block",
     "BlockId",
@@ -121,6 +124,7 @@ __all__ = [
     "StoredState",
     "SyncRequest",
     "SyncResponse",
+    "SyncTimings",
     "TimeoutCert",
     "TimeoutMsg",
     "TimeoutRule",

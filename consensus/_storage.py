@@ -9,11 +9,14 @@ as the test keeps the object).
 
 from __future__ import annotations
 
+import bisect
+import math
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._codec import pack, unpack
 from ._events import CommittedBlock, Persist
@@ -22,7 +25,47 @@ from ._rules import SafetyData
 from ._types import ChainId, Height
 from .errors import ConsensusError, StorageError
 
-__all__ = ["MemoryStore", "SQLiteStore", "Store", "StoredState"]
+__all__ = ["SYNC_BUCKETS", "MemoryStore", "SQLiteStore", "Store", "StoredState", "SyncTimings"]
+
+SYNC_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024)
+"""Upper bounds (seconds) of the fsync-duration histogram, as etcd buckets its WAL fsyncs."""
+
+
+@dataclass
+class SyncTimings:
+    """How long the fsync'd persists took: what every vote and timeout waits for, so a slow
+    disk shows here first. A histogram over ``SYNC_BUCKETS`` with count and sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(SYNC_BUCKETS) + 1))
+    count: int = 0
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Record one fsync'd persist that took ``seconds``."""
+        self.counts[bisect.bisect_left(SYNC_BUCKETS, seconds)] += 1
+        self.count += 1
+        self.total += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"buckets": [[upper bound, cumulative count], ...], "count", "sum"}`` in
+        Prometheus's terms (finite bounds only: ``count`` is the ``+Inf`` bucket), so that it
+        stays plain JSON."""
+        cumulative, running = [], 0
+        for bound, n in zip(SYNC_BUCKETS, self.counts, strict=False):
+            running += n
+            cumulative.append([bound, running])
+        return {"buckets": cumulative, "count": self.count, "sum": self.total}
+
+    @staticmethod
+    def quantile(buckets: Sequence[Sequence[float]], count: int, q: float) -> float:
+        """The upper bound of the bucket holding quantile ``q`` (``inf`` above the last
+        bound, ``nan`` when ``count`` is 0): the quantile is at most this."""
+        if count <= 0:
+            return math.nan
+        for bound, cumulative in buckets:
+            if cumulative >= q * count:
+                return bound
+        return math.inf
 
 
 @dataclass
@@ -205,6 +248,7 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._synchronous = True
+        self.sync_timings = SyncTimings()
         # Checkpoint (which blocks the writer while it copies pages and fsyncs the database)
         # every ~1 MiB of WAL: measured, a WAL that stays small (overwritten in place) fsyncs
         # faster than one that grows.
@@ -275,7 +319,17 @@ class SQLiteStore:
             raise StorageError(f"corrupt consensus store: {exc}") from exc
 
     def persist(self, p: Persist) -> None:
-        """Apply ``p`` in one transaction, fsync'd when ``p.must_sync``."""
+        """Apply ``p`` in one transaction, fsync'd when ``p.must_sync`` (and timed then)."""
+        if not p.must_sync:
+            self._transaction(p)
+            return
+        start = time.perf_counter()
+        try:
+            self._transaction(p)
+        finally:
+            self.sync_timings.observe(time.perf_counter() - start)
+
+    def _transaction(self, p: Persist) -> None:
         db = self._db
         if p.must_sync != self._synchronous:
             # Per-connection and outside any transaction; WAL mode with NORMAL skips the

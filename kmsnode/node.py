@@ -482,6 +482,7 @@ class KMSNode:
                 **cs.stats.__dict__,
                 "signature_checks": self.consensus.replica.committee.verifications,
             },
+            "consensus_fsync": self.store.sync_timings.snapshot(),
             "memory": self.memory(),
             "latency_ms": self.timings.summary(latency_window),
         }

@@ -72,6 +72,26 @@ from _bench_common import Bar, log, proc_mem, slope
 from _bench_e2e_ceiling import CONTEXT, PLAINTEXT, Ceiling, measure_ceiling
 
 
+def _fsync_delta(
+    before: dict[str, Any], after: dict[str, Any]
+) -> tuple[int, float, float, float] | None:
+    """(count, mean ms, p50 bound ms, p90 bound ms) of the vote fsyncs between two statuses."""
+    b0, b1 = before.get("consensus_fsync"), after.get("consensus_fsync")
+    if not b0 or not b1:
+        return None
+    buckets = [[u, c1 - c0] for (u, c1), (_, c0) in zip(b1["buckets"], b0["buckets"], strict=True)]
+    count = b1["count"] - b0["count"]
+    if count <= 0:
+        return None
+    mean = 1000 * (b1["sum"] - b0["sum"]) / count
+    return (
+        count,
+        mean,
+        1000 * consensus.SyncTimings.quantile(buckets, count, 0.5),
+        1000 * consensus.SyncTimings.quantile(buckets, count, 0.9),
+    )
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return math.nan
@@ -600,6 +620,19 @@ def print_report(
                     "",
                     f"p99 {lat['ordering_p99']:.0f} / {lat['execution_p99']:.1f} ms, "
                     f"{lat['samples']} requests",
+                )
+    # Every round waits for one fsync (the vote's safety data) on each replica; four nodes on
+    # one disk flush at the same moment, so this is where a shared disk shows.
+    for phase in (sus, half):
+        for i, s1 in sorted(phase.status1.items()):
+            fs = _fsync_delta((phase.status0.get(i) or {}), (s1 or {}))
+            if fs is not None:
+                count, mean, p50, p90 = fs
+                row(
+                    f"  node {i} vote fsync ({phase.name})",
+                    f"{mean:.2f} ms mean",
+                    "",
+                    f"p50 <= {p50:g} ms, p90 <= {p90:g} ms, {count} fsyncs",
                 )
     for i in sorted(mem.peak):
         row(f"node {i} peak RSS (VmHWM, whole run)", f"{mem.peak[i]:.0f} MB", "", "target < 200 MB")

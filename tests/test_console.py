@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from consensus import SyncTimings
 from kmsnode.console import Console, _render, load_or_create_token, parse_listen, token_matches
 from kmsnode.errors import ConfigError
 from kmsnode.state import AuditTrail
@@ -40,7 +41,15 @@ def fake_status(chain: str = "test") -> dict[str, Any]:
         "consensus_stats": {"qcs_formed": 11, "commits_announced": 2},
         "memory": {"rss_kb": 1000, "keys": 1},
         "latency_ms": {"ordering_p50": 60.5, "ordering_p99": 90.0, "samples": 4},
+        "consensus_fsync": _fsync_snapshot([0.0003, 0.0007, 0.0015, 0.0015, 3.0]),
     }
+
+
+def _fsync_snapshot(seconds: list[float]) -> dict[str, object]:
+    timings = SyncTimings()
+    for x in seconds:
+        timings.observe(x)
+    return timings.snapshot()
 
 
 class FakeNode:
@@ -109,6 +118,24 @@ def test_metrics_are_valid_prometheus_text() -> None:
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
     assert all(kind == "counter" for name, kind in types.items() if name.endswith("_total"))
     assert len(re.findall(r"^# TYPE kms_peer_connected ", text, re.M)) == 1
+    # The vote-fsync histogram, cumulative, with +Inf, _sum and _count as Prometheus wants.
+    assert types["kms_consensus_fsync_seconds"] == "histogram"
+    assert 'kms_consensus_fsync_seconds_bucket{le="0.0005"} 1' in samples
+    assert 'kms_consensus_fsync_seconds_bucket{le="0.001"} 2' in samples
+    assert 'kms_consensus_fsync_seconds_bucket{le="0.002"} 4' in samples
+    assert 'kms_consensus_fsync_seconds_bucket{le="1.024"} 4' in samples
+    assert 'kms_consensus_fsync_seconds_bucket{le="+Inf"} 5' in samples
+    assert "kms_consensus_fsync_seconds_count 5" in samples
+    assert any(line.startswith("kms_consensus_fsync_seconds_sum 3.00") for line in samples)
+
+
+def test_fsync_summary_names_bucket_bounds() -> None:
+    summary = _render.fsync_summary(_fsync_snapshot([0.0003, 0.0007, 0.0015, 0.0015, 3.0]))
+    assert summary["count"] == "5"
+    assert summary["p50"] == "<= 2 ms" and summary["p90"] == "> 1024 ms"
+    assert _render.fsync_summary({}) == {"count": "0"}
+    html = _render.overview(fake_status())
+    assert "vote fsync" in html and "&lt;= 2 ms" in html
 
 
 def test_pages_escape_what_they_show() -> None:

@@ -357,6 +357,9 @@ def test_operator_console_shows_metrics_and_verifies_the_audit_trail(
     assert re.search(r'^kms_node_info\{chain_id="testnet-[0-9a-f]+",node="2"\} 1$', metrics, re.M)
     votes = re.search(r"^kms_consensus_votes_sent_total (\d+)$", metrics, re.M)
     assert votes is not None and int(votes.group(1)) > 0
+    fsyncs = re.search(r"^kms_consensus_fsync_seconds_count (\d+)$", metrics, re.M)
+    assert fsyncs is not None and int(fsyncs.group(1)) > 0
+    assert re.search(r'^kms_consensus_fsync_seconds_bucket\{le="\+Inf"\} \d+$', metrics, re.M)
     code, body = console_get(tn, 2, "/api/audit?verify=1")
     verification = json.loads(body)
     assert code == 200 and verification["ok"] and verification["checked"] > 0

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from consensus import SYNC_BUCKETS, SyncTimings
+
 _NAV = (("/", "node"), ("/keys", "keys"), ("/dkg", "DKG sessions"), ("/audit", "audit trail"))
 _STYLE = (
     "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}"
@@ -74,6 +76,8 @@ def overview(status: Mapping[str, Any]) -> str:
         + _pairs(consensus)
         + "<h2>consensus counters</h2>"
         + _pairs(status.get("consensus_stats", {}))
+        + "<h2>vote fsync (safety data on disk before a vote or timeout leaves)</h2>"
+        + _pairs(fsync_summary(status.get("consensus_fsync", {})))
         + "<h2>peers</h2>"
         + table(("node", "consensus link"), peer_rows, raw=True)
         + "<h2>requests</h2>"
@@ -208,6 +212,28 @@ class _Exposition:
         self.lines: list[str] = []
         self._seen: set[str] = set()
 
+    def add_histogram(
+        self,
+        name: str,
+        help_text: str,
+        buckets: Sequence[Sequence[float]],
+        count: object,
+        total: object,
+    ) -> None:
+        """A Prometheus histogram from cumulative ``[upper bound, count]`` pairs (finite
+        bounds) and the overall count and sum."""
+        rows = [(float(b), _number(c)) for b, c in buckets]
+        count_text, total_text = _number(count), _number(total)
+        if count_text is None or total_text is None or any(c is None for _, c in rows):
+            return
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} histogram")
+        for bound, cumulative in rows:
+            self.lines.append(f'{name}_bucket{{le="{bound!r}"}} {cumulative}')
+        self.lines.append(f'{name}_bucket{{le="+Inf"}} {count_text}')
+        self.lines.append(f"{name}_sum {total_text}")
+        self.lines.append(f"{name}_count {count_text}")
+
     def add(
         self,
         name: str,
@@ -228,6 +254,21 @@ class _Exposition:
             inner = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items()))
             label_text = "{" + inner + "}"
         self.lines.append(f"{name}{label_text} {number}")
+
+
+def fsync_summary(snapshot: Mapping[str, Any]) -> dict[str, str]:
+    """Count, mean and bucket bounds of the quantiles of an fsync histogram snapshot."""
+    buckets, count = snapshot.get("buckets") or [], snapshot.get("count") or 0
+    if not count:
+        return {"count": "0"}
+    out = {"count": str(count), "mean": f"{1000 * snapshot.get('sum', 0.0) / count:.2f} ms"}
+    for q in (0.5, 0.9, 0.99):
+        bound = SyncTimings.quantile(buckets, count, q)
+        if math.isfinite(bound):
+            out[f"p{round(q * 100)}"] = f"<= {1000 * bound:g} ms"
+        else:
+            out[f"p{round(q * 100)}"] = f"> {1000 * SYNC_BUCKETS[-1]:g} ms"
+    return out
 
 
 def metrics(status: Mapping[str, Any], chain_id: str) -> str:
@@ -268,6 +309,15 @@ def metrics(status: Mapping[str, Any], chain_id: str) -> str:
     for key, value in sorted(memory.items()):
         if key != "rss_kb":
             out.add(_metric_name("kms_memory", key), "gauge", f"Size of {key}.", value)
+    fsync = status.get("consensus_fsync", {})
+    if fsync.get("buckets"):
+        out.add_histogram(
+            "kms_consensus_fsync_seconds",
+            "Time a vote or timeout waited for its safety data to reach the disk.",
+            fsync["buckets"],
+            fsync.get("count"),
+            fsync.get("sum"),
+        )
     latency = status.get("latency_ms", {})
     for leg in ("ordering", "execution"):
         for q, label in (("0.5", "p50"), ("0.99", "p99")):

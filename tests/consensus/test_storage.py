@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
 from consensus import (
+    SYNC_BUCKETS,
     ChainId,
     Config,
     MemoryStore,
     NodeId,
     SQLiteStore,
     Store,
+    SyncTimings,
 )
 from consensus.errors import ConfigurationError, StorageError
 from consensus.testing import SIM_CHAIN_ID, Simulation
@@ -108,3 +111,30 @@ def test_config_rejects_what_cannot_work(kwargs: dict[str, object]) -> None:
     base.update(kwargs)
     with pytest.raises(ConfigurationError):
         Config(**base)  # type: ignore[arg-type]
+
+
+def test_sync_timings_histogram() -> None:
+    t = SyncTimings()
+    assert math.isnan(SyncTimings.quantile(t.snapshot()["buckets"], 0, 0.5))  # nothing yet
+    for x in (0.0001, 0.0005, 0.0006, 0.003, 0.003, 0.003, 2.0):
+        t.observe(x)
+    snap = t.snapshot()
+    assert snap["count"] == 7 and abs(snap["sum"] - 2.0102) < 1e-9
+    cumulative = dict((b, c) for b, c in snap["buckets"])
+    assert len(snap["buckets"]) == len(SYNC_BUCKETS)  # finite bounds only: plain JSON
+    assert cumulative[0.0005] == 2  # a bound is inclusive, as Prometheus's "le"
+    assert cumulative[0.001] == 3 and cumulative[0.004] == 6 and cumulative[1.024] == 6
+    assert SyncTimings.quantile(snap["buckets"], 7, 0.5) == 0.004
+    assert SyncTimings.quantile(snap["buckets"], 7, 0.25) == 0.0005  # 1.75 of 7: bucket 1
+    assert SyncTimings.quantile(snap["buckets"], 7, 0.4) == 0.001  # 2.8 of 7: bucket 2
+    assert SyncTimings.quantile(snap["buckets"], 7, 0.99) == math.inf
+
+
+def test_sqlite_store_times_only_fsynced_persists(tmp_path: Path) -> None:
+    sim = run_with(lambda name: SQLiteStore(tmp_path / f"{name}.db", SIM_CHAIN_ID))
+    for name in ("n0", "n1"):
+        store = sim.node(name).store
+        assert isinstance(store, SQLiteStore)
+        votes = sim.node(name).replica.stats.votes_sent + sim.node(name).replica.stats.timeouts_sent
+        assert 0 < store.sync_timings.count <= votes
+        assert store.sync_timings.total > 0
