@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import trio
@@ -51,7 +51,10 @@ class Transport(Protocol):
 
     ``send`` must not stall for long (queue, and drop when a peer is too slow: the protocol
     tolerates loss). ``receive`` yields ``(sender, data)`` where ``sender`` is the
-    *authenticated* peer, never a claim read from the data.
+    *authenticated* peer, never a claim read from the data. A transport that queues may also
+    have ``async def flush()`` (wait, briefly, until what was sent is on the wire): the driver
+    awaits it before an fsync, which blocks the event loop, so that a leader's proposal does
+    not wait behind its own vote's fsync.
     """
 
     async def send(self, to: NodeId, data: bytes) -> None:
@@ -123,6 +126,7 @@ class Node:
         self._timer_deadline = math.inf
         self._outbox_send, self._outbox_recv = trio.open_memory_channel[Action](math.inf)
         self._blocking_store = persist_in_thread and isinstance(store, SQLiteStore)
+        self._flush: Callable[[], Awaitable[None]] | None = getattr(transport, "flush", None)
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -275,8 +279,11 @@ class Node:
             for a in coalesce(batch):
                 if isinstance(a, Persist) and a.must_sync:
                     # An fsync blocks the event loop for a millisecond or more: let the tasks
-                    # already woken (writers carrying a proposal, readers) go first.
+                    # already woken (writers carrying a proposal, readers) go first, and the
+                    # messages just sent reach their sockets.
                     await trio.lowlevel.checkpoint()
+                    if self._flush is not None:
+                        await self._flush()
                 await self._execute(a)
 
     async def _execute(self, a: Action) -> None:

@@ -255,8 +255,11 @@ class KMSNode:
     async def _apply(self, block: Any) -> None:
         self._applying_since = time.monotonic()
         # The commit that delivered this block also queued this node's vote or proposal:
-        # let those writes (and any consensus message waiting) go before the crypto below.
+        # let those writes (and any consensus message waiting) go before the crypto below,
+        # which holds the event loop for a millisecond or more per request.
         await trio.lowlevel.checkpoint()
+        if block.payloads:
+            await self.mesh.flush()
         effects = self.state.apply(block)
         self.audit_store.append(self.state.audit.drain())
         self.stats.blocks_applied += 1

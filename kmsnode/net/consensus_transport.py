@@ -129,6 +129,10 @@ class ConsensusTransport:
                 extra={"event": "consensus_oversized", "node": node_id},
             )
 
+    async def flush(self) -> None:
+        """Let what was sent leave before the driver blocks the event loop (``Mesh.flush``)."""
+        await self.mesh.flush()
+
     async def receive(self) -> tuple[ConsensusId, bytes]:
         """The next consensus message and the index of its authenticated sender."""
         while True:

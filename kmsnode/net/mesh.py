@@ -60,6 +60,8 @@ READ_CHUNK = 256 * 1024
 """Bytes asked of libp2p per read; frames larger than this arrive over several reads."""
 WRITE_BATCH_BYTES = 1024 * 1024
 """Most queued bytes joined into a single stream write."""
+FLUSH_TIMEOUT = 0.005
+"""How long ``Mesh.flush`` waits for a slow peer's writes before giving up on it."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ class _Link:
         self.queue: deque[bytes] = deque()
         self.queued_bytes = 0
         self.wake = trio.Event()
+        self.drained = trio.Event()  # set while nothing is queued or being written
+        self.drained.set()
         self.started = False
         self.stats = PeerStatistics()
 
@@ -160,6 +164,8 @@ class _Link:
                     extra={"event": "queue_drop", "node": self.node_id},
                 )
         self.stats.queued = len(self.queue)
+        if self.drained.is_set():
+            self.drained = trio.Event()
         self.wake.set()
 
     def take_batch(self) -> list[bytes]:
@@ -314,6 +320,24 @@ class Mesh:
             if node_id != self.me:
                 self._enqueue(node_id, spec, envelope, frame)
 
+    async def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Wait, at most ``timeout`` seconds, until what is queued for connected peers has
+        been written to their streams; returns at once (no scheduler pass) when it has.
+
+        Call it before blocking the event loop (an fsync, a batch of crypto), so that the
+        messages just queued leave now rather than after it.
+        """
+        pending = [
+            link
+            for link in self._links.values()
+            if link.stats.connected and not link.drained.is_set()
+        ]
+        if not pending:
+            return
+        with trio.move_on_after(timeout):
+            for link in pending:
+                await link.drained.wait()
+
     def _check_running(self) -> None:
         if self._nursery is None:
             raise MeshNotRunning("start the mesh with `await nursery.start(mesh.run)` first")
@@ -419,6 +443,8 @@ class Mesh:
                     wrote = True
                     link.stats.frames_sent += len(batch)
                     link.stats.bytes_sent += len(data)
+                    if not link.queue:
+                        link.drained.set()
             finally:
                 nursery.cancel_scope.cancel()
                 await _reset_quietly(stream)

@@ -278,7 +278,7 @@ async def test_receive_loop_yields_to_other_tasks_under_a_flood(tmp_path: Path) 
     """A backlog handed over without checkpoints must not starve the node's other tasks."""
     cfg = Config(chain_id=CHAIN, me=NodeId(0), public_keys=KEYS)
     flood = _FloodTransport(limit=5000)
-    node = Node(cfg, SIGNERS[0], MemoryStore(), flood)  # type: ignore[arg-type]
+    node = Node(cfg, SIGNERS[0], MemoryStore(), flood)
     seen_at: list[int] = []
 
     async def bystander() -> None:
@@ -295,3 +295,63 @@ async def test_receive_loop_yields_to_other_tasks_under_a_flood(tmp_path: Path) 
     assert info.group_contains(RuntimeError, match="flood over")
     assert seen_at and seen_at[0] < flood.limit, "the receive loop never yielded"
     assert node.replica.stats.invalid_messages > 0
+
+
+class _FlushingTransport(MemoryTransport):
+    """Records sends, flushes and fsync'd persists, in order, into a shared ``events`` list."""
+
+    events: list[tuple[int, str]]
+
+    async def send(self, to: NodeId, data: bytes) -> None:
+        self.events.append((int(self.me), "send"))
+        await super().send(to, data)
+
+    async def flush(self) -> None:
+        self.events.append((int(self.me), "flush"))
+
+
+class _SyncLoggingStore(MemoryStore):
+    def __init__(self, me: int, events: list[tuple[int, str]]) -> None:
+        super().__init__()
+        self.me, self.events = me, events
+
+    def persist(self, p: Persist) -> None:
+        if p.must_sync:
+            self.events.append((self.me, "fsync"))
+        super().persist(p)
+
+
+async def test_driver_flushes_what_it_sent_before_an_fsync() -> None:
+    """A leader's proposal must reach the wire before its own vote's fsync blocks the loop:
+    every fsync'd persist that follows a send is preceded by a flush after that send."""
+    net = MemoryNetwork(4)
+    events: list[tuple[int, str]] = []
+    nodes = []
+    for i in range(4):
+        transport = _FlushingTransport(net, NodeId(i))
+        transport.events = events
+        net.transports[i] = transport
+        cfg = Config(chain_id=CHAIN, me=NodeId(i), public_keys=KEYS)
+        nodes.append(Node(cfg, SIGNERS[i], _SyncLoggingStore(i, events), transport))
+    want = {b"f-%d" % i for i in range(20)}
+    log: list[CommittedBlock] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            async with trio.open_nursery() as waiters:
+                waiters.start_soon(collect, nodes[0], want, log)
+                for node in nodes:
+                    await node.submit_many(sorted(want))
+            nursery.cancel_scope.cancel()
+    checked = 0
+    for me in range(4):
+        last = None
+        for who, what in events:
+            if who != me:
+                continue
+            if what == "fsync" and last == "send":
+                raise AssertionError(f"node {me}: fsync right after a send, with no flush")
+            checked += what == "fsync" and last == "flush"
+            last = what
+    assert checked > 0

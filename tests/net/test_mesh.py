@@ -8,6 +8,7 @@ import struct
 import msgpack
 import pytest
 import trio
+import trio.testing
 from libp2p.custom_types import TProtocol
 
 from kmsnode.net import (
@@ -272,3 +273,47 @@ async def test_recovers_when_a_connection_cannot_open_streams() -> None:
         meshes[0].send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("c", b"still arrives"))
         assert await receive_n(chans[1], 1, timeout=10) == [(1, Envelope("c", b"still arrives"))]
         nursery.cancel_scope.cancel()
+
+
+async def test_flush_returns_once_queued_frames_are_written() -> None:
+    """``flush`` is what the consensus driver awaits before an fsync: it must not return
+    while frames for a connected peer are still queued, and costs nothing when none are."""
+    async with cluster(2) as c:
+        m1 = c[1].mesh
+        assert m1 is not None
+        m1.send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("c", 0))
+        await receive_n(c[2].channels[CONSENSUS_PROTOCOL], 1)
+
+        def stats() -> object:
+            return m1.statistics().links[CONSENSUS_PROTOCOL][NodeId(2)]
+
+        await wait_for(lambda: stats().connected and stats().frames_sent == 1)  # type: ignore[attr-defined]
+        with trio.testing.assert_no_checkpoints():
+            await m1.flush()
+        for i in range(1, 201):
+            m1.send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("c", b"x" * 1000 + bytes([i % 256])))
+        assert stats().frames_sent == 1  # type: ignore[attr-defined]
+        await m1.flush(timeout=10)
+        assert stats().frames_sent == 201 and stats().queued == 0  # type: ignore[attr-defined]
+        got = await receive_n(c[2].channels[CONSENSUS_PROTOCOL], 200)
+        assert len(got) == 200
+
+
+async def test_flush_gives_up_on_a_peer_that_does_not_read() -> None:
+    # Node 2's application never reads: its inbound buffer (1) fills, the stream's flow
+    # control window closes, and node 1's writer stalls with frames queued.
+    spec = ProtocolSpec(CONSENSUS_PROTOCOL, inbound_buffer=1)
+    async with cluster(2, [spec]) as c:
+        m1 = c[1].mesh
+        assert m1 is not None
+        m1.send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("c", b"hello"))
+        await wait_for(lambda: m1.connected(NodeId(2), CONSENSUS_PROTOCOL))
+        for _ in range(64):
+            m1.send(NodeId(2), CONSENSUS_PROTOCOL, Envelope("c", b"y" * 60_000))
+        start = trio.current_time()
+        with trio.fail_after(5):
+            await m1.flush(timeout=0.3)
+        waited = trio.current_time() - start
+        stats = m1.statistics().links[CONSENSUS_PROTOCOL][NodeId(2)]
+        assert stats.frames_sent < 65  # still stuck: flush returned on its deadline
+        assert waited >= 0.3
