@@ -49,6 +49,9 @@ from .errors import InvalidMessage
 
 __all__ = ["PeerStatus", "Replica", "ReplicaStats", "Status"]
 
+MAX_WAITING_PROPOSALS = 64
+"""Verified proposals held for a missing parent, at most (one per round; oldest go first)."""
+
 
 @dataclass
 class ReplicaStats:
@@ -303,7 +306,7 @@ class Replica:
         if new <= self.round:
             return
         self.round = new
-        for table in (self.votes, self.timeouts, self.waiting):
+        for table in (self.votes, self.timeouts):
             for r in [r for r in table if r < new - 1]:
                 del table[r]
         self._arm_timer()
@@ -433,14 +436,44 @@ class Replica:
             raise InvalidMessage("proposal for a round its certificates do not justify")
         parent = self.blocks.get(b.parent_id)
         if parent is None:
-            if b.round == self.round:
-                self.waiting[b.round] = (sender, p)
+            self._wait_for_parent(sender, p)
             return
         if not self._valid_child(b, parent):
             raise InvalidMessage("block does not validly extend its parent")
         self._insert(b)
         if b.round == self.round:
             self._vote_on(b, p.tc)
+
+    def _wait_for_parent(self, sender: NodeId, p: Proposal) -> None:
+        """Hold a verified proposal until its parent arrives (by proposal or sync), whatever
+        its round: a leader that formed a QC from votes before the certified block and its
+        parent reached it needs that block to propose, and dropping it (as "not this
+        round") left the log waiting for a round timeout."""
+        if p.block.round <= self.root.round:
+            return
+        self.waiting[p.block.round] = (sender, p)
+        while len(self.waiting) > MAX_WAITING_PROPOSALS:
+            del self.waiting[min(self.waiting)]
+
+    def _resume_waiting(self, parent_id: BlockId | None = None) -> None:
+        """Handle the held proposals whose parent is here now (only ``parent_id``'s children
+        if given), oldest first; each may complete the chain for the next, and a cascade
+        may take entries this loop has not reached yet."""
+        for r in sorted(self.waiting):
+            entry = self.waiting.get(r)
+            if entry is None or entry[1].block.parent_id not in self.blocks:
+                continue
+            if parent_id is not None and entry[1].block.parent_id != parent_id:
+                continue
+            del self.waiting[r]
+            src, p = entry
+            if src == self.me:
+                self._inbox.append(p)
+                continue
+            try:
+                self._on_proposal(src, p)
+            except InvalidMessage:
+                self.stats.invalid_messages += 1
 
     def _insert(self, b: Block) -> None:
         """Add a validated block; it may complete a chain a QC was waiting for."""
@@ -453,13 +486,7 @@ class Replica:
             self._check_commit(b, qc)
         if b.id == self.high_qc.block_id:
             self._try_propose()
-        for r, (src, p) in list(self.waiting.items()):
-            if p.block.parent_id == b.id:
-                del self.waiting[r]
-                if src == self.me:
-                    self._inbox.append(p)
-                else:
-                    self._on_proposal(src, p)
+        self._resume_waiting(b.id)
 
     def _vote_on(self, b: Block, tc: TimeoutCert | None) -> None:
         s = self.safety
@@ -614,6 +641,7 @@ class Replica:
         self.last_commit_time = self._now
         root_h = target.height
         self.blocks = {k: v for k, v in self.blocks.items() if v.height > root_h or k == target.id}
+        self.waiting = {r: w for r, w in self.waiting.items() if r > target.round}
 
     # ---- catch-up ------------------------------------------------------------------------
 
@@ -681,13 +709,6 @@ class Replica:
                 self._hqc_dirty = True
         self._advance_round()
         self._try_propose()
-        waiting, self.waiting = self.waiting, {}
-        for r in sorted(waiting):
-            if r >= self.round:
-                src, p = waiting[r]
-                try:
-                    self._on_proposal(src, p)
-                except InvalidMessage:
-                    self.stats.invalid_messages += 1
+        self._resume_waiting()
         if self.high_qc.block_id not in self.blocks:
             self._request_sync(sender)

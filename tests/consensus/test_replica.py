@@ -13,6 +13,7 @@ from consensus import (
     PayloadSubmitted,
     Persist,
     Proposal,
+    QuorumCert,
     Replica,
     Round,
     Send,
@@ -23,6 +24,7 @@ from consensus import (
     genesis_qc,
 )
 from consensus._events import Action, Broadcast
+from consensus._replica import MAX_WAITING_PROPOSALS
 from consensus.testing import make_committee
 
 CHAIN = ChainId(b"unit")
@@ -124,3 +126,42 @@ def test_leader_proposes_when_payload_arrives_and_times_out_when_stuck() -> None
     status = r.status()
     assert status.round == 1 and status.leader == 1 and status.height == 0
     assert [p.node for p in status.peers] == [0, 2, 3]
+
+
+def certified_chain(length: int) -> list[Block]:
+    """Blocks of rounds 1..length, each extending the previous one under its QC."""
+    chain: list[Block] = []
+    qc = genesis_qc(CHAIN)
+    for rnd in range(1, length + 1):
+        leader = rnd % 4
+        b = Block.create(
+            CHAIN, Round(rnd), Height(rnd), qc, 5, NodeId(leader), (b"p%d" % rnd,), SIGNERS[leader]
+        )
+        chain.append(b)
+        votes = [Vote.create(CHAIN, b.round, b.id, NodeId(i), SIGNERS[i]) for i in (0, 1, 3)]
+        qc = QuorumCert(b.round, b.id, tuple(sorted((v.voter, v.signature) for v in votes)))
+    return chain
+
+
+def test_proposals_arriving_newest_first_are_all_kept_and_link_up() -> None:
+    # Reordered delivery (a stalled node catching up): each proposal's parent is missing
+    # when it arrives, and all but the newest are for a round already passed.
+    r = replica(me=0)  # rounds 1-3 are led by the others
+    r.handle(Start(), 0.0)
+    chain = certified_chain(3)
+    for b in reversed(chain):
+        r.handle(MessageReceived(NodeId(b.round % 4), Proposal(b)), 0.0)
+    assert all(b.id in r.blocks for b in chain)
+    assert r.root.id == chain[0].id  # B1 <- B2, certified by B3's QC: B1 commits
+    assert not r.waiting and r.stats.invalid_messages == 0
+
+
+def test_proposals_held_for_a_missing_parent_are_bounded() -> None:
+    r = replica(me=2)
+    r.handle(Start(), 0.0)
+    chain = certified_chain(2 * MAX_WAITING_PROPOSALS)
+    for b in reversed(chain[1:]):  # the first block never comes
+        r.handle(MessageReceived(NodeId(b.round % 4), Proposal(b)), 0.0)
+    assert len(r.waiting) == MAX_WAITING_PROPOSALS
+    others = [b.round for b in chain if b.round % 4 != 2]  # replica 2's own are not "received"
+    assert sorted(r.waiting) == others[-MAX_WAITING_PROPOSALS:]  # the newest are kept

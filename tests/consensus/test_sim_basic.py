@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consensus import Committee
+from consensus import Committee, Proposal
 from consensus.testing import Simulation
 
 from .conftest import submit_workload
@@ -80,3 +80,45 @@ def test_a_replica_never_verifies_its_own_vote_in_a_qc(monkeypatch: pytest.Monke
     assert same_votes == votes >= 8
     # Two QCs were formed and carried to the other three replicas, each holding its own vote.
     assert verified - remembered >= 6, (verified, remembered)
+
+
+class _LateProposalsToNextLeader(Simulation):
+    """Holds back the proposals of rounds ``r - 1`` and ``r`` to the leader of ``r + 1``
+    and delivers them newest first, after that leader has formed round ``r``'s QC from the
+    others' votes: it then holds a QC for a block whose parent it also lacks."""
+
+    def __init__(self, seed: int, late_round: int) -> None:
+        super().__init__(4, seed, delay=(0.001, 0.003))
+        self.late_round = late_round
+
+    def _transmit(self, src, dst, msg):  # type: ignore[no-untyped-def]
+        r = self.late_round
+        late = isinstance(msg, Proposal) and msg.block.round in (r - 1, r)
+        if late and dst.identity == (r + 1) % 4:
+            saved = self.delay
+            extra = 0.05 if msg.block.round == r else 0.06  # round r first, then its parent
+            self.delay = (extra, extra)
+            try:
+                super()._transmit(src, dst, msg)
+            finally:
+                self.delay = saved
+        else:
+            super()._transmit(src, dst, msg)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_leader_that_gets_a_certified_block_after_its_qc_proposes_without_a_timeout(
+    seed: int,
+) -> None:
+    # Seen on the 4-node testnet under load: a stalled leader received round r's proposal
+    # (whose parent it lacked) after forming round r's QC; the proposal was dropped as "not
+    # this round", the leader could not propose on a QC whose block it did not hold, and
+    # the log stood still for a round timeout (1 s there, 0.5 s here) and then another.
+    sim = _LateProposalsToNextLeader(seed, late_round=10)
+    sim.start()
+    submit_workload(sim, 60, every=0.004)
+    assert sim.run_until(lambda: sim.all_committed(), 10), f"seed={seed}"
+    sim.check_safety()
+    assert max(x.replica.round for x in sim.honest) > 12, f"seed={seed}"
+    timeouts = sum(x.replica.stats.timeouts_sent for x in sim.honest)
+    assert timeouts == 0, f"{timeouts} timeouts (seed={seed})"
