@@ -56,6 +56,7 @@ from ._messages import genesis_block as genesis_block
 from ._messages import genesis_qc as genesis_qc
 from ._messages import is_catch_up as is_catch_up
 from ._pacemaker import Pacemaker as Pacemaker
+from ._recorder import FlightRecorder as FlightRecorder
 from ._replica import PeerStatus as PeerStatus
 from ._replica import Replica as Replica
 from ._replica import ReplicaStats as ReplicaStats
@@ -90,6 +91,7 @@ __all__ = [
     "Config",
     "Deliver",
     "Event",
+    "FlightRecorder",
     "Height",
     "LeaderElection",
     "MemoryNetwork",

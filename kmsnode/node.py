@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from .audit_store import AuditStore
 from .config import NodeConfig
 from .console import Console, load_or_create_token, parse_listen
 from .crypto.groups.ed25519 import verify_signature as ed25519_verify_signature
-from .errors import MalformedMessage
+from .errors import ConfigError, MalformedMessage
 from .executor import Executor
 from .genesis import Genesis
 from .identity import NodeIdentity
@@ -61,6 +62,8 @@ PARTITION_FILE = "partition.json"
 partition from those peers (``testnet partition``); read every ``PARTITION_POLL`` seconds."""
 PARTITION_POLL = 0.2
 
+FLIGHT_RECORDER_ENV = "KMSNODE_FLIGHT_RECORDER"
+"""Set to a number of events to keep the node's recent protocol events (``/api/events``)."""
 RELAY_KIND = "req"
 """Envelope kind of a relayed client request (its body: the request's bytes)."""
 
@@ -155,6 +158,7 @@ class KMSNode:
             signature_verifier=ed25519_verify_signature,
         )
         self.store = consensus.SQLiteStore(str(config.consensus_db), self.consensus_config.chain_id)
+        self.recorder = flight_recorder_from_env()
         transport = net.ConsensusTransport(self.mesh, self.consensus_config)
         self._relay_inbox = self.mesh.add_protocol(
             net.ProtocolSpec(
@@ -167,6 +171,7 @@ class KMSNode:
             consensus.Signer(self.identity.signing_key),
             self.store,
             transport,
+            recorder=self.recorder,
         )
         self.server = net.RequestServer(self.host, self._handle, committee=self.committee)
         self.chain_id = self.genesis.chain_id
@@ -254,6 +259,8 @@ class KMSNode:
 
     async def _apply(self, block: Any) -> None:
         self._applying_since = time.monotonic()
+        if self.recorder is not None:
+            self.recorder.record("apply", int(block.height), len(block.payloads))
         # The commit that delivered this block also queued this node's vote or proposal:
         # let those writes (and any consensus message waiting) go before the crypto below,
         # which holds the event loop for a millisecond or more per request.
@@ -335,6 +342,8 @@ class KMSNode:
 
     # -- answers ------------------------------------------------------------------------------
     def _answer(self, request_id: bytes, data: bytes) -> None:
+        if self.recorder is not None:
+            self.recorder.record("answer", request_id.hex()[:16])
         self._answers[request_id] = data
         self._answers.move_to_end(request_id)
         while len(self._answers) > RESPONSE_CACHE:
@@ -401,6 +410,8 @@ class KMSNode:
             yield net.Envelope("err", {"reason": f"refused: {type(exc).__name__}"})
             return
         rid = req.request_id
+        if self.recorder is not None:
+            self.recorder.record("request", rid.hex()[:16])
         if rid not in self._answers:
             event = self._waiters.setdefault(rid, trio.Event())
             self._arrived.setdefault(rid, time.monotonic())
@@ -446,6 +457,20 @@ class KMSNode:
             with contextlib.suppress(MempoolFull, PayloadTooLarge):  # best effort, as gossip is
                 await self.consensus.submit(client_payload(req), wait=False)
                 self.stats.relayed_in += 1
+
+    def events(self, since_ns: int, limit: int) -> dict[str, Any]:
+        """The flight recorder's events from ``since_ns`` (the newest ``limit``), or why none."""
+        rec = self.recorder
+        if rec is None:
+            return {"node": self.me, "enabled": False, "hint": f"set {FLIGHT_RECORDER_ENV}=N"}
+        return {
+            "node": self.me,
+            "enabled": True,
+            "clock": "monotonic_ns",
+            "capacity": rec.capacity,
+            "recorded": rec.recorded,
+            "events": [[t, name, *fields] for t, name, fields in rec.events(since_ns, limit)],
+        }
 
     def audit(self, query: Any) -> dict[str, Any]:
         """A page of the audit trail (public: who asked what, and the outcome)."""
@@ -534,3 +559,17 @@ class KMSNode:
             "mempool_payloads": mempool.pending,
             "mempool_bytes": mempool.pending_bytes,
         }
+
+
+def flight_recorder_from_env() -> consensus.FlightRecorder | None:
+    """A recorder of ``$KMSNODE_FLIGHT_RECORDER`` events, or None when it is unset or empty.
+
+    Raises:
+        ConfigError: the variable is set but not a positive number of events.
+    """
+    raw = os.environ.get(FLIGHT_RECORDER_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) <= 10_000_000:
+        raise ConfigError(f"{FLIGHT_RECORDER_ENV} must be a number of events, 1 to 10000000")
+    return consensus.FlightRecorder(int(raw))

@@ -92,6 +92,16 @@ def _fsync_delta(
     )
 
 
+def _stat_deltas(before: dict[int, Any], after: dict[int, Any], counter: str) -> list[int]:
+    """Per node (in id order), how much a consensus counter grew between two statuses."""
+    out = []
+    for i in sorted(after):
+        s0 = ((before.get(i) or {}).get("consensus_stats") or {}).get(counter, 0)
+        s1 = ((after.get(i) or {}).get("consensus_stats") or {}).get(counter, 0)
+        out.append(s1 - s0)
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return math.nan
@@ -585,6 +595,17 @@ def print_report(
         "p50 " + ("OK" if pct(half.latencies, 0.5) < 0.05 else "MISSES") + " (target < 50 ms)",
     )
     row("errors (sustained / half)", f"{sum(sus.errors.values())} / {sum(half.errors.values())}")
+    # A healthy log under load never times a round out: each timeout stalls every request
+    # for a round timeout (1 s, then doubling), so any here is a liveness problem to chase.
+    for phase in (sus, half):
+        tos = _stat_deltas(phase.status0, phase.status1, "timeouts_sent")
+        syncs = _stat_deltas(phase.status0, phase.status1, "sync_requests_sent")
+        row(
+            f"  round timeouts / sync requests ({phase.name})",
+            f"{sum(tos)} / {sum(syncs)}",
+            "",
+            "per node: " + ", ".join(f"{a}/{b}" for a, b in zip(tos, syncs, strict=True)),
+        )
     row(
         "consensus payloads/s, one log (sustained)",
         f"{p_rate:.1f}",

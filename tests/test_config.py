@@ -45,3 +45,19 @@ def test_defaults_and_round_trip(tmp_path: Path) -> None:
 def test_refusals_name_the_field(tmp_path: Path, extra: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         load(tmp_path, extra)
+
+
+def test_flight_recorder_is_off_unless_asked_and_checks_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kmsnode.node import FLIGHT_RECORDER_ENV, flight_recorder_from_env
+
+    monkeypatch.delenv(FLIGHT_RECORDER_ENV, raising=False)
+    assert flight_recorder_from_env() is None
+    monkeypatch.setenv(FLIGHT_RECORDER_ENV, "5000")
+    rec = flight_recorder_from_env()
+    assert rec is not None and rec.capacity == 5000
+    for bad in ("0", "-3", "lots", "1e6", "99999999999"):
+        monkeypatch.setenv(FLIGHT_RECORDER_ENV, bad)
+        with pytest.raises(ConfigError, match=FLIGHT_RECORDER_ENV):
+            flight_recorder_from_env()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -99,6 +100,11 @@ class FakeNode:
 
     async def verify_audit(self) -> dict[str, Any]:
         return {"ok": True, "checked": 3, "head": self.head, "error": None}
+
+    def events(self, since_ns: int, limit: int) -> dict[str, Any]:
+        self.events_asked = (since_ns, limit)
+        events = [[t, "recv", 1, "Vote", 7, None] for t in (100, 200, 300) if t >= since_ns]
+        return {"node": 2, "enabled": True, "events": events[-limit:]}
 
 
 # -- pure parts --------------------------------------------------------------------------------
@@ -288,3 +294,19 @@ async def test_a_taken_port_does_not_stop_the_node(autojump_clock: trio.testing.
                     except OSError:
                         continue
             nursery.cancel_scope.cancel()
+
+
+async def test_events_api_needs_the_token_and_pages_by_time() -> None:
+    async with running_console() as console:
+        port = console.port
+        assert status_of(await exchange(port, get("/api/events", port))) == 401
+        got = await exchange(port, get("/api/events?since_ns=150&limit=1", port, AUTH))
+        assert status_of(got) == 200
+        body = json.loads(got.split(b"\r\n\r\n", 1)[1])
+        assert body["events"] == [[300, "recv", 1, "Vote", 7, None]]
+        # monotonic_ns values have 14+ digits: the parameter takes an int64, no more
+        big = 2**62
+        await exchange(port, get(f"/api/events?since_ns={big}", port, AUTH))
+        assert console.source.events_asked[0] == big  # type: ignore[attr-defined]
+        await exchange(port, get("/api/events?since_ns=" + "9" * 30, port, AUTH))
+        assert console.source.events_asked[0] == 0  # type: ignore[attr-defined]

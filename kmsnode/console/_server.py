@@ -45,6 +45,10 @@ _SECURITY_HEADERS = [
 ]
 
 
+EVENTS_LIMIT = 100_000
+"""Most flight-recorder events one ``/api/events`` response carries (page with since_ns)."""
+
+
 class ConsoleSource(Protocol):
     """What the console reads from the node (all of it public: no share, no plaintext)."""
 
@@ -59,6 +63,8 @@ class ConsoleSource(Protocol):
     def audit(self, query: Any) -> dict[str, Any]: ...
 
     async def verify_audit(self) -> dict[str, Any]: ...
+
+    def events(self, since_ns: int, limit: int) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ class Query:
     def int_param(self, name: str, default: int, low: int, high: int) -> int:
         """An integer query parameter clamped to ``[low, high]`` (default when absent/bad)."""
         raw = self.params.get(name)
-        if raw is None or not raw.isdigit() or len(raw) > 12:
+        if raw is None or not raw.isdigit() or len(raw) > 19:
             return default
         return max(low, min(high, int(raw)))
 
@@ -118,6 +124,7 @@ class Console:
             "/api/keys": self._api_keys,
             "/api/dkg": self._api_dkg,
             "/api/audit": self._api_audit,
+            "/api/events": self._api_events,
         }
 
     @property
@@ -341,6 +348,11 @@ class Console:
 
     async def _api_dkg(self, query: Query) -> Response:
         return _json(self.source.dkg_summaries())
+
+    async def _api_events(self, query: Query) -> Response:
+        since = query.int_param("since_ns", 0, 0, 2**63 - 1)
+        limit = query.int_param("limit", EVENTS_LIMIT, 1, EVENTS_LIMIT)
+        return _json(self.source.events(since, limit))
 
     async def _api_audit(self, query: Query) -> Response:
         if query.params.get("verify") == "1":
