@@ -70,36 +70,7 @@ from testnet._launcher import Testnet
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import Bar, log, proc_mem, slope
 from _bench_e2e_ceiling import CONTEXT, PLAINTEXT, Ceiling, measure_ceiling
-
-
-def _fsync_delta(
-    before: dict[str, Any], after: dict[str, Any]
-) -> tuple[int, float, float, float] | None:
-    """(count, mean ms, p50 bound ms, p90 bound ms) of the vote fsyncs between two statuses."""
-    b0, b1 = before.get("consensus_fsync"), after.get("consensus_fsync")
-    if not b0 or not b1:
-        return None
-    buckets = [[u, c1 - c0] for (u, c1), (_, c0) in zip(b1["buckets"], b0["buckets"], strict=True)]
-    count = b1["count"] - b0["count"]
-    if count <= 0:
-        return None
-    mean = 1000 * (b1["sum"] - b0["sum"]) / count
-    return (
-        count,
-        mean,
-        1000 * consensus.SyncTimings.quantile(buckets, count, 0.5),
-        1000 * consensus.SyncTimings.quantile(buckets, count, 0.9),
-    )
-
-
-def _stat_deltas(before: dict[int, Any], after: dict[int, Any], counter: str) -> list[int]:
-    """Per node (in id order), how much a consensus counter grew between two statuses."""
-    out = []
-    for i in sorted(after):
-        s0 = ((before.get(i) or {}).get("consensus_stats") or {}).get(counter, 0)
-        s1 = ((after.get(i) or {}).get("consensus_stats") or {}).get(counter, 0)
-        out.append(s1 - s0)
-    return out
+from _bench_e2e_status import fsync_delta, stat_deltas
 
 
 def pct(values: list[float], q: float) -> float:
@@ -598,8 +569,8 @@ def print_report(
     # A healthy log under load never times a round out: each timeout stalls every request
     # for a round timeout (1 s, then doubling), so any here is a liveness problem to chase.
     for phase in (sus, half):
-        tos = _stat_deltas(phase.status0, phase.status1, "timeouts_sent")
-        syncs = _stat_deltas(phase.status0, phase.status1, "sync_requests_sent")
+        tos = stat_deltas(phase.status0, phase.status1, "timeouts_sent")
+        syncs = stat_deltas(phase.status0, phase.status1, "sync_requests_sent")
         row(
             f"  round timeouts / sync requests ({phase.name})",
             f"{sum(tos)} / {sum(syncs)}",
@@ -646,7 +617,7 @@ def print_report(
     # one disk flush at the same moment, so this is where a shared disk shows.
     for phase in (sus, half):
         for i, s1 in sorted(phase.status1.items()):
-            fs = _fsync_delta((phase.status0.get(i) or {}), (s1 or {}))
+            fs = fsync_delta((phase.status0.get(i) or {}), (s1 or {}))
             if fs is not None:
                 count, mean, p50, p90 = fs
                 row(

@@ -56,6 +56,21 @@ async def collect(node: Node, want: set[bytes], out: list[CommittedBlock]) -> No
             return
 
 
+async def commit_everywhere(nodes: list[Node], want: set[bytes]) -> list[CommittedBlock]:
+    """Run ``nodes``, submit ``want`` to every one, and return node 0's log once it holds all."""
+    log: list[CommittedBlock] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                await nursery.start(node.run)
+            async with trio.open_nursery() as waiters:
+                waiters.start_soon(collect, nodes[0], want, log)
+                for node in nodes:
+                    await node.submit_many(sorted(want))
+            nursery.cancel_scope.cancel()
+    return log
+
+
 async def test_nodes_commit_submitted_payloads_in_order() -> None:
     net = MemoryNetwork(4)
     nodes = [make_node(i, net, MemoryStore()) for i in range(4)]
@@ -197,16 +212,7 @@ async def test_driver_persists_before_votes_leave(tmp_path: Path) -> None:
         cfg = Config(chain_id=CHAIN, me=NodeId(i), public_keys=KEYS)
         nodes.append(Node(cfg, SIGNERS[i], store, transport))
     want = {b"q-%d" % i for i in range(50)}
-    log: list[CommittedBlock] = []
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            for node in nodes:
-                await nursery.start(node.run)
-            async with trio.open_nursery() as waiters:
-                waiters.start_soon(collect, nodes[0], want, log)
-                for node in nodes:
-                    await node.submit_many(sorted(want))
-            nursery.cancel_scope.cancel()
+    await commit_everywhere(nodes, want)
     assert not violations, violations[:3]
     assert sum(n.replica.stats.votes_sent for n in nodes) > 0
     # Commits ride along with the votes' transactions or skip the fsync: at most one fsync
@@ -334,16 +340,7 @@ async def test_driver_flushes_what_it_sent_before_an_fsync() -> None:
         cfg = Config(chain_id=CHAIN, me=NodeId(i), public_keys=KEYS)
         nodes.append(Node(cfg, SIGNERS[i], _SyncLoggingStore(i, events), transport))
     want = {b"f-%d" % i for i in range(20)}
-    log: list[CommittedBlock] = []
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            for node in nodes:
-                await nursery.start(node.run)
-            async with trio.open_nursery() as waiters:
-                waiters.start_soon(collect, nodes[0], want, log)
-                for node in nodes:
-                    await node.submit_many(sorted(want))
-            nursery.cancel_scope.cancel()
+    await commit_everywhere(nodes, want)
     checked = 0
     for me in range(4):
         last = None

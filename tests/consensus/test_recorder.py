@@ -5,12 +5,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
-import trio
 
-from consensus import CommittedBlock, Config, FlightRecorder, MemoryStore, Node, NodeId
+from consensus import Config, FlightRecorder, MemoryStore, Node, NodeId
 from consensus._driver import MemoryNetwork, MemoryTransport
 
-from .test_driver import CHAIN, KEYS, SIGNERS, collect
+from .test_driver import CHAIN, KEYS, SIGNERS, commit_everywhere
 
 
 def test_keeps_the_newest_events_in_order() -> None:
@@ -38,16 +37,7 @@ async def test_driver_records_each_vote_after_its_fsync() -> None:
         cfg = Config(chain_id=CHAIN, me=NodeId(i), public_keys=KEYS)
         nodes.append(Node(cfg, SIGNERS[i], MemoryStore(), transport, recorder=recorders[i]))
     want = {b"r-%d" % i for i in range(10)}
-    log: list[CommittedBlock] = []
-    with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            for node in nodes:
-                await nursery.start(node.run)
-            async with trio.open_nursery() as waiters:
-                waiters.start_soon(collect, nodes[0], want, log)
-                for node in nodes:
-                    await node.submit_many(sorted(want))
-            nursery.cancel_scope.cancel()
+    log = await commit_everywhere(nodes, want)
     votes = 0
     for rec in recorders:
         events = rec.events()
