@@ -7,6 +7,7 @@ and each says what it leaves behind.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from kmsnode.client import AccessDenied, DistributedKMS, InvalidCiphertextError,
 from kmsnode.client._core import ClientCore
 from kmsnode.genesis import Genesis
 from kmsnode.keystore import Keystore
+from kmsnode.node import FLIGHT_RECORDER_ENV
 from kmsnode.state import entry_from_json, verify_chain
 from kmsnode.wire.requests import Decrypt
 from testnet._control import node_query, statuses, wait_healthy, wait_partitioned
@@ -52,12 +54,16 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 def tn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testnet]:
     network = Testnet(tmp_path_factory.mktemp("testnet"))
     network.generate(4, scrypt_log2_n=12)
+    # The nodes (and those restarted by the tests) keep their protocol events: see
+    # test_flight_recorders_merge_into_one_timeline.
+    os.environ[FLIGHT_RECORDER_ENV] = "100000"
     for i in network.nodes():
         network.start(i)
     try:
         wait_healthy(network, timeout=120)
         yield network
     finally:
+        os.environ.pop(FLIGHT_RECORDER_ENV, None)
         for i in network.nodes():
             network.kill(i)
         for i in network.nodes():
@@ -368,6 +374,34 @@ def test_operator_console_shows_metrics_and_verifies_the_audit_trail(
     # Another node's token does not open this node's console.
     other = tn.console(1)[1].read_text().strip()  # type: ignore[index]
     assert console_get(tn, 2, "/metrics", token=other)[0] == 401
+
+
+def test_flight_recorders_merge_into_one_timeline(
+    tn: Testnet, kms: DistributedKMS, key_id: str
+) -> None:
+    # Real processes, real consoles: every node's recorded events come back over HTTP and
+    # merge (one monotonic clock on this machine) into rounds the hop analysis can split.
+    start = time.monotonic_ns()
+    ct = kms.encrypt(key_id, b"traced", CTX)
+    for _ in range(3):
+        assert kms.decrypt(ct, CTX) == b"traced"
+    path = Path(__file__).resolve().parent.parent / "scripts" / "timeline.py"
+    spec = importlib.util.spec_from_file_location("timeline_script", path)
+    assert spec is not None and spec.loader is not None
+    timeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(timeline)
+    rows = timeline.fetch(tn, start)
+    assert {node for _, node, _, _ in rows} == {0, 1, 2, 3}
+    assert all(start <= t <= time.monotonic_ns() for t, _, _, _ in rows)
+    names = {event for _, _, event, _ in rows}
+    assert {"recv", "send", "broadcast", "persist", "persisted", "deliver", "apply"} <= names
+    requests = {f[0] for _, _, event, f in rows if event == "request"}
+    answers = {f[0] for _, _, event, f in rows if event == "answer"}
+    assert len(requests) >= 4 and len(requests & answers) >= 4  # each decrypt, answered
+    out = timeline.hops(rows)
+    assert out["proposal transit"] and min(out["proposal transit"]) >= 0
+    assert out["vote fsync"] and min(out["vote fsync"]) >= 0
+    assert "round timeouts:" in timeline.summary(out)
 
 
 def test_console_notices_a_tampered_audit_store(tn: Testnet, key_id: str) -> None:
