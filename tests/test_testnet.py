@@ -7,7 +7,6 @@ and each says what it leaves behind.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -35,6 +34,8 @@ from kmsnode.state import entry_from_json, verify_chain
 from kmsnode.wire.requests import Decrypt
 from testnet._control import node_query, statuses, wait_healthy, wait_partitioned
 from testnet._launcher import Testnet
+
+from ._scripts import load_script
 
 pytestmark = pytest.mark.slow
 
@@ -385,11 +386,7 @@ def test_flight_recorders_merge_into_one_timeline(
     ct = kms.encrypt(key_id, b"traced", CTX)
     for _ in range(3):
         assert kms.decrypt(ct, CTX) == b"traced"
-    path = Path(__file__).resolve().parent.parent / "scripts" / "timeline.py"
-    spec = importlib.util.spec_from_file_location("timeline_script", path)
-    assert spec is not None and spec.loader is not None
-    timeline = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(timeline)
+    timeline = load_script("timeline")
     rows = timeline.fetch(tn, start)
     assert {node for _, node, _, _ in rows} == {0, 1, 2, 3}
     assert all(start <= t <= time.monotonic_ns() for t, _, _, _ in rows)

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from ._scripts import load_script
 
 MS = 1_000_000
 
 
 @pytest.fixture(scope="module")
 def timeline() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "scripts" / "timeline.py"
-    spec = importlib.util.spec_from_file_location("timeline_script", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("timeline")
 
 
 def test_hops_of_one_round_between_two_proposals(timeline: ModuleType) -> None:
