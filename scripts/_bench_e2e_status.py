@@ -1,11 +1,16 @@
-"""Reading node statuses for ``bench_e2e.py``: how counters and the vote-fsync histogram
-grew between two statuses of a phase."""
+"""Phase deltas for ``bench_e2e.py``: how node counters, the vote-fsync histogram and the
+processes' CPU time grew between the start and the end of a phase."""
 
 from __future__ import annotations
 
+import os
+import statistics
 from typing import Any
 
 import consensus
+
+HALF_SEGMENT_S = 5.0
+"""Seconds per segment when the half-load p50 is also shown segment by segment."""
 
 
 def fsync_delta(
@@ -36,3 +41,57 @@ def stat_deltas(before: dict[int, Any], after: dict[int, Any], counter: str) -> 
         s1 = ((after.get(i) or {}).get("consensus_stats") or {}).get(counter, 0)
         out.append(s1 - s0)
     return out
+
+
+def cpu_lines(
+    label: str,
+    seconds: float,
+    done: int,
+    c0: dict[str, float],
+    c1: dict[str, float],
+    crypto_s: float,
+    blocks_per_s: float,
+) -> list[str]:
+    """Where a phase's CPU went: each process's share of a core and ms per completed decrypt,
+    beside the crypto ceiling's ms and the consensus blocks per decrypt (a block costs every
+    node its own CPU whatever it carries, so fewer requests per block cost more each)."""
+    if not c0 or not c1 or done <= 0 or seconds <= 0:
+        return []
+    wall = c1["_total"] - c0["_total"]  # core-seconds of the whole machine
+    busy = c1["_busy"] - c0["_busy"]
+    rate = done / seconds
+    out = [
+        f" CPU during the {label} ({seconds:.0f}s, {os.cpu_count()} cores, {rate:.1f} dec/s, "
+        f"{blocks_per_s / rate:.2f} blocks per decrypt; ms of CPU per completed decrypt):"
+    ]
+    ours = 0.0
+    for proc in sorted(x for x in c1 if not x.startswith("_")):
+        used = c1[proc] - c0[proc]
+        ours += used
+        out.append(
+            f"   {proc:<8} {100 * used / seconds:5.1f}% of a core   "
+            f"{1000 * used / done:6.1f} ms/decrypt"
+        )
+    out.append(
+        f"   ours     {100 * ours / seconds:5.1f}% of a core   {1000 * ours / done:6.1f} ms/decrypt"
+        f"  (crypto ceiling: {1000 * crypto_s:.1f} ms/decrypt)"
+    )
+    out.append(
+        f"   machine busy {100 * busy / wall:.0f}% of all cores; other processes "
+        f"(not this benchmark) {100 * max(0.0, busy - ours) / seconds:.0f}% of a core"
+    )
+    return out
+
+
+def segment_p50s(starts: list[float], latencies: list[float], seconds: float) -> list[float]:
+    """Median latency of the requests sent in each ``seconds``-long segment of a phase, in
+    order (a trailing part shorter than half of ``seconds`` joins the segment before): at one offered
+    load, how much the machine's own speed moved the result."""
+    if not starts or len(starts) != len(latencies):
+        return []
+    t0, t1 = min(starts), max(starts)
+    n = max(1, int((t1 - t0) / seconds + 0.5))
+    bins: list[list[float]] = [[] for _ in range(n)]
+    for t, lat in zip(starts, latencies, strict=True):
+        bins[min(n - 1, int((t - t0) / seconds))].append(lat)
+    return [statistics.median(b) for b in bins if b]

@@ -70,7 +70,7 @@ from testnet._launcher import Testnet
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import Bar, log, proc_mem, slope
 from _bench_e2e_ceiling import CONTEXT, PLAINTEXT, Ceiling, measure_ceiling
-from _bench_e2e_status import fsync_delta, stat_deltas
+from _bench_e2e_status import HALF_SEGMENT_S, cpu_lines, fsync_delta, segment_p50s, stat_deltas
 
 
 def pct(values: list[float], q: float) -> float:
@@ -168,6 +168,7 @@ class Phase:
     concurrency: int
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    starts: list[float] = field(default_factory=list)  # perf_counter at each recorded send
     errors: Counter[str] = field(default_factory=Counter)
     wall: tuple[float, float] = (0.0, 0.0)
     status0: dict[int, Any] = field(default_factory=dict)
@@ -208,6 +209,7 @@ class Driver:
             assert pt == PLAINTEXT
             if record:
                 phase.latencies.append(time.perf_counter() - t)
+                phase.starts.append(t)
         except Exception as exc:  # counted and shown; the load goes on
             if record:
                 phase.errors[type(exc).__name__] += 1
@@ -565,6 +567,14 @@ def print_report(
         "",
         "p50 " + ("OK" if pct(half.latencies, 0.5) < 0.05 else "MISSES") + " (target < 50 ms)",
     )
+    segs = segment_p50s(half.starts, half.latencies, HALF_SEGMENT_S)
+    if len(segs) > 1:
+        row(
+            f"  half-load p50 by {HALF_SEGMENT_S:.0f}-s segment",
+            " ".join(f"{1000 * x:.0f}" for x in segs) + " ms",
+            "",
+            "same offered load throughout: the spread is the machine's",
+        )
     row("errors (sustained / half)", f"{sum(sus.errors.values())} / {sum(half.errors.values())}")
     # A healthy log under load never times a round out: each timeout stalls every request
     # for a round timeout (1 s, then doubling), so any here is a liveness problem to chase.
@@ -699,32 +709,17 @@ def print_report(
         print("  ".join(x[c].ljust(w[c]) for c in range(4)))
     print()
     print("What limits it")
-    c0, c1 = sus.cpu0, sus.cpu1
-    if c0 and c1 and sus.latencies:
-        done = len(sus.latencies)
-        wall = c1["_total"] - c0["_total"]  # core-seconds of the whole machine
-        busy = c1["_busy"] - c0["_busy"]
-        ours = 0.0
-        print(
-            f" CPU during the sustained run ({sus.seconds:.0f}s, {os.cpu_count()} cores; "
-            "ms of CPU per completed decrypt):"
-        )
-        for proc in sorted(x for x in c1 if not x.startswith("_")):
-            used = c1[proc] - c0[proc]
-            ours += used
-            print(
-                f"   {proc:<8} {100 * used / sus.seconds:5.1f}% of a core   "
-                f"{1000 * used / done:6.1f} ms/decrypt"
-            )
-        print(
-            f"   ours     {100 * ours / sus.seconds:5.1f}% of a core   "
-            f"{1000 * ours / done:6.1f} ms/decrypt  (crypto ceiling: "
-            f"{1000 * ceiling.crypto_s:.1f} ms/decrypt)"
-        )
-        print(
-            f"   machine busy {100 * busy / wall:.0f}% of all cores; other processes "
-            f"(not this benchmark) {100 * max(0.0, busy - ours) / sus.seconds:.0f}% of a core"
-        )
+    for label, phase, per_s in (("sustained run", sus, b_rate), ("half-load run", half, hb_rate)):
+        for ln in cpu_lines(
+            label,
+            phase.seconds,
+            len(phase.latencies),
+            phase.cpu0,
+            phase.cpu1,
+            ceiling.crypto_s,
+            per_s,
+        ):
+            print(ln)
     for who, lines in r.get("pyspy", []):
         print(f" py-spy, {who}, during the sustained run:")
         for ln in lines:

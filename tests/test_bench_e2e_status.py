@@ -1,0 +1,57 @@
+"""The benchmark's phase arithmetic: CPU per decrypt, blocks per decrypt, fsync deltas."""
+
+from __future__ import annotations
+
+import pytest
+
+from ._scripts import load_script
+
+
+@pytest.fixture(scope="module")
+def status():
+    return load_script("_bench_e2e_status")
+
+
+def test_cpu_lines_divide_each_process_cpu_by_completed_decrypts(status):
+    c0 = {"client": 1.0, "node 1": 2.0, "_busy": 10.0, "_total": 100.0}
+    c1 = {"client": 3.0, "node 1": 3.0, "_busy": 14.0, "_total": 120.0}
+    lines = status.cpu_lines("half-load run", 10.0, 500, c0, c1, 0.005, 40.0)
+    text = "\n".join(lines)
+    assert "50.0 dec/s, 0.80 blocks per decrypt" in lines[0]
+    assert "client    20.0% of a core      4.0 ms/decrypt" in text
+    assert "node 1    10.0% of a core      2.0 ms/decrypt" in text
+    assert "ours      30.0% of a core      6.0 ms/decrypt  (crypto ceiling: 5.0 ms" in text
+    # 4 of 20 core-seconds busy; ours used 3 of them: the rest is 10% of a core.
+    assert "machine busy 20% of all cores; other processes (not this benchmark) 10%" in text
+
+
+def test_cpu_lines_say_nothing_without_samples_or_decrypts(status):
+    assert status.cpu_lines("x", 10.0, 0, {"_busy": 0}, {"_busy": 1}, 0.005, 1.0) == []
+    assert status.cpu_lines("x", 10.0, 5, {}, {}, 0.005, 1.0) == []
+
+
+def test_fsync_delta_counts_only_the_phase(status):
+    before = {"consensus_fsync": {"count": 10, "sum": 0.02, "buckets": [[0.001, 5], [0.002, 10]]}}
+    after = {"consensus_fsync": {"count": 30, "sum": 0.06, "buckets": [[0.001, 5], [0.002, 30]]}}
+    count, mean_ms, p50, p90 = status.fsync_delta(before, after)
+    assert count == 20 and mean_ms == pytest.approx(2.0)
+    assert 1.0 <= p50 <= 2.0 and 1.0 <= p90 <= 2.0
+    assert status.fsync_delta({}, after) is None
+
+
+def test_stat_deltas_per_node_in_id_order(status):
+    s0 = {2: {"consensus_stats": {"timeouts_sent": 1}}, 1: None}
+    s1 = {
+        1: {"consensus_stats": {"timeouts_sent": 4}},
+        2: {"consensus_stats": {"timeouts_sent": 1}},
+    }
+    assert status.stat_deltas(s0, s1, "timeouts_sent") == [4, 0]
+
+
+def test_segment_p50s_split_by_send_time(status):
+    starts = [0.0, 1.0, 2.0, 5.5, 6.0, 9.0, 10.2]
+    lats = [0.01, 0.03, 0.02, 0.1, 0.3, 0.2, 0.5]
+    # 10.2 s of sends: two 5-s segments; the last request joins the second.
+    assert status.segment_p50s(starts, lats, 5.0) == [0.02, 0.25]
+    assert status.segment_p50s([], [], 5.0) == []
+    assert status.segment_p50s([1.0], [0.5], 5.0) == [0.5]
