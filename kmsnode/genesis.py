@@ -124,8 +124,9 @@ class Genesis:
             raise ConfigError("genesis chain_id must be 1..64 characters")
         if sorted(self.ids) != list(range(1, n + 1)):
             raise ConfigError(f"genesis node ids must be exactly 1..{n}, got {sorted(self.ids)}")
-        if self.f < 0 or n < 3 * self.f + 1:
-            raise ConfigError(f"genesis needs n >= 3f + 1 (n={n}, f={self.f})")
+        if self.f < 1 or n < 3 * self.f + 1:
+            # f = 0 would let a client accept one node's word (f + 1 matching answers).
+            raise ConfigError(f"genesis needs f >= 1 and n >= 3f + 1 (n={n}, f={self.f})")
         if not self.f < self.t <= n - self.f:
             raise ConfigError(f"genesis needs f < t <= n - f (n={n}, f={self.f}, t={self.t})")
         if len({i.peer_id for i in self.nodes}) != n:

@@ -71,9 +71,8 @@ def read_passphrase(
         KeystoreLocked: neither is set, or the passphrase is empty.
     """
     if file is not None:
-        value = (
-            Path(file).read_text(encoding="utf-8").splitlines()[0] if Path(file).exists() else ""
-        )
+        lines = Path(file).read_text(encoding="utf-8").splitlines() if Path(file).exists() else []
+        value = lines[0] if lines else ""
     else:
         value = os.environ.get(env, "")
     if not value:

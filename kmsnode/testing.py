@@ -90,6 +90,8 @@ class LocalNetwork:
         self.log: list[_Block] = []
         self.pending: list[bytes] = []
         self.outbox: dict[bytes, dict[int, bytes]] = {}
+        self.outbox_history: dict[bytes, dict[int, bytes]] = {}
+        """Every answer ever sent, by request id (``outbox`` loses what ``run`` consumed)."""
         self._ticks = itertools.count()
         self.client = ClientCore(self.genesis, self.admin)
 
@@ -113,6 +115,7 @@ class LocalNetwork:
                 for response in out.responses:
                     data = self.byzantine[i](response) if i in self.byzantine else response.encode()
                     self.outbox.setdefault(response.request_id, {})[i] = data
+                    self.outbox_history.setdefault(response.request_id, {})[i] = data
 
     def restart(self, node: int) -> None:
         """Crash and restart ``node``: fresh state machine and executor, keystore reopened, the

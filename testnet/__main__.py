@@ -20,26 +20,34 @@ from ._launcher import DEFAULT_DIR, Testnet
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testnet", description=__doc__)
     parser.add_argument("--dir", default=str(DEFAULT_DIR), help="testnet directory")
+    # ``--dir`` also after the command (``up -n 4 --dir DIR``); SUPPRESS keeps the top-level one.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", default=argparse.SUPPRESS, help="testnet directory")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("up", help="generate (if needed) and start every node, wait until healthy")
+    p = sub.add_parser(
+        "up",
+        parents=[common],
+        help="generate (if needed) and start every node, wait until healthy",
+    )
     p.add_argument("-n", type=int, default=4)
     p.add_argument("--f", type=int, default=None)
     p.add_argument("--t", type=int, default=None)
     p.add_argument("--timeout", type=float, default=120.0)
-    sub.add_parser("status", help="per node: up, round, height, peers")
-    p = sub.add_parser("kill", help="SIGKILL one node (a crash)")
+    sub.add_parser("status", parents=[common], help="per node: up, round, height, peers")
+    p = sub.add_parser("kill", parents=[common], help="SIGKILL one node (a crash)")
     p.add_argument("node", type=int)
-    p = sub.add_parser("restart", help="start a killed node again")
+    p = sub.add_parser("restart", parents=[common], help="start a killed node again")
     p.add_argument("node", type=int)
     p = sub.add_parser(
         "partition",
+        parents=[common],
         help="cut the network between groups of nodes, e.g. `partition 1,2 3,4` or `partition 4`",
     )
     p.add_argument("groups", nargs="+", help="comma-separated node ids; the rest form a group")
     p.add_argument("--timeout", type=float, default=10.0)
-    p = sub.add_parser("heal", help="undo `partition`")
+    p = sub.add_parser("heal", parents=[common], help="undo `partition`")
     p.add_argument("--timeout", type=float, default=10.0)
-    p = sub.add_parser("down", help="stop every node")
+    p = sub.add_parser("down", parents=[common], help="stop every node")
     p.add_argument("--purge", action="store_true", help="also delete the directory")
     args = parser.parse_args(argv)
     tn = Testnet(Path(args.dir).resolve())

@@ -123,6 +123,11 @@ def test_passphrase_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("KMS_TEST_PASS")
     with pytest.raises(KeystoreLocked, match="KMS_TEST_PASS"):
         read_passphrase(env="KMS_TEST_PASS")
+    # An empty file (or one whose first line is empty) is a locked keystore, not a crash.
+    for text in ("", "\n", "\nsecond line\n"):
+        f.write_text(text)
+        with pytest.raises(KeystoreLocked, match=r"pass\.txt"):
+            read_passphrase(file=f)
 
 
 def test_repr_has_no_secret(tmp_path: Path) -> None:

@@ -98,9 +98,33 @@ def test_a_lying_node_is_named_and_decryption_still_works(net: LocalNetwork) -> 
         return fake.signed(liar.signing_key).encode()
 
     net.byzantine[2] = lie
-    c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km)
+    prepared = net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms)
+    c = net.run(prepared, km)
     assert c.done and c.result == b"still fine"
     assert c.misbehaving == {2}
+    assert "still fine" not in repr(c)  # the plaintext (and the partials) stay out of reprs
+    # Short of a quorum, the liar's answer is not counted as a valid one.
+    partial = net.client.collector(prepared, km)
+    for node in (1, 2):
+        partial.add(node, net.outbox_history[prepared.request_id][node])
+    assert not partial.done and partial.unavailable().answered == 1
+
+
+def test_a_node_lying_about_the_public_key_is_outvoted(net: LocalNetwork) -> None:
+    key_id = create(net)
+    honest = key_material(net, key_id)[0]
+    liar = net.identities[1]
+
+    def lie(response: Response) -> bytes:
+        if response.op != "encrypt" or response.result is None:
+            return response.encode()
+        forged = {**response.result, "public_key": bytes(32)}
+        return Response(**{**response.__dict__, "result": forged}).signed(liar.signing_key).encode()
+
+    net.byzantine[1] = lie
+    # Node 1's answer is read first: one answer alone would settle on the forged key.
+    c = net.run(net.client.prepare(Encrypt(key_id), now_ms=net.time_ms))
+    assert c.done and c.result["public_key"] == honest
 
 
 def test_unauthorised_client(net: LocalNetwork) -> None:

@@ -194,6 +194,54 @@ def test_replayed_request_is_not_served_twice(
     assert partials_released(tn) == released
 
 
+def test_answers_are_fetchable_by_request_id_from_any_node(
+    tn: Testnet, kms: DistributedKMS, key_id: str
+) -> None:
+    # The request goes to node 1 alone (which relays it); every node executes the committed
+    # request anyway, and any of them hands out its own signed answer by request id.
+    ct = kms.encrypt(key_id, b"fetch me", CTX)
+    g = genesis(tn)
+    admin = Ed25519PrivateKey.from_private_bytes(
+        bytes.fromhex((tn.dir / "admin.key").read_text().strip())
+    )
+    prepared = ClientCore(g, admin).prepare(Decrypt(ct, CTX))
+
+    async def ask(node: int, envelope: net.Envelope) -> list[net.Envelope]:
+        host = net.Host(net.NetworkIdentity.generate())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(host.run)
+            info = g.node(node)
+            out = await net.request(
+                host, net.parse_peer_id(info.peer_id), info.addrs, envelope, timeout=30
+            )
+            nursery.cancel_scope.cancel()
+        return out
+
+    body = {"request": prepared.payload, "relay": True}
+    submitted = trio.run(ask, 1, net.Envelope("submit", body))
+    assert [e.kind for e in submitted] == ["resp"]
+    fetched: dict[int, bytes] = {}
+
+    def all_fetched() -> bool:
+        for i in tn.nodes():
+            if i not in fetched:
+                got = trio.run(ask, i, net.Envelope("fetch", prepared.request_id))
+                if got and got[0].kind == "resp":
+                    fetched[i] = got[0].body
+        return len(fetched) == len(tn.nodes())
+
+    wait_for(all_fetched, 20, "every node's answer by request id")
+    assert fetched[1] == submitted[0].body
+    v = kms.describe_key(key_id).versions[0]
+    assert v.public_key is not None
+    collector = ClientCore(g, admin).collector(prepared, (v.public_key, v.verification_keys))
+    for i, data in sorted(fetched.items()):
+        collector.add(i, data)
+    assert collector.done and collector.result == b"fetch me"
+    unknown = trio.run(ask, 2, net.Envelope("fetch", bytes(32)))
+    assert [e.kind for e in unknown] == ["err"]
+
+
 def test_malformed_and_oversized_frames_do_not_crash_a_node(tn: Testnet) -> None:
     g = genesis(tn)
     info = g.node(2)

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .. import net
 from ..crypto import tdh2
+from ..crypto.errors import CryptoError
 from ..genesis import Genesis
 from ..wire.requests import (
     CreateKey,
@@ -37,7 +38,7 @@ from ..wire.requests import (
 )
 from ._core import ClientCore, Collector
 from ._results import KeyMetadata
-from .errors import KeyUnavailable, QuorumUnavailable
+from .errors import InvalidCiphertextError, KeyUnavailable, QuorumUnavailable
 
 DEFAULT_TIMEOUT = 30.0
 CONFIG_ENV = "KMS_CONFIG"
@@ -133,7 +134,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         a DKG takes about a second or two, and many clients waiting must not flood the log.
         """
         delay = 0.25
-        with trio.fail_after(timeout):
+        with trio.move_on_after(timeout):
             while True:
                 meta = await self.describe_key(key_id)
                 if meta.state == "enabled":
@@ -143,6 +144,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                     raise KeyUnavailable("key_failed", f"the DKG for {key_id} failed: {failure}")
                 await trio.sleep(delay)
                 delay = min(1.0, delay * 1.5)
+        raise KeyUnavailable("key_pending", f"{key_id} was not enabled within {timeout:g} s")
 
     async def describe_key(self, key_id: str) -> KeyMetadata:
         """Public metadata of a key: kind, state, versions with public and verification keys."""
@@ -167,7 +169,10 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
 
     async def decrypt(self, ciphertext: bytes, context: Mapping[str, str] | None = None) -> bytes:
         """Decrypt from t verified partials, each sealed to this request's ephemeral key."""
-        ct = tdh2.parse(ciphertext)
+        try:
+            ct = tdh2.parse(ciphertext)
+        except CryptoError:  # malformed: the same opaque error as any other bad ciphertext
+            raise InvalidCiphertextError() from None
         material = await self._key_material(ct.key_id, ct.key_version)
         return bytes(await self._call(Decrypt(ciphertext, dict(context or {})), material))
 
@@ -255,8 +260,10 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                         errors.append(exc)
                         done.cancel()
                     return
-                if env.kind == "err" and env.body.get("reason") in ("busy", "timeout"):
-                    break
+                if env.kind == "err":
+                    reason = env.body.get("reason") if isinstance(env.body, dict) else None
+                    if reason in ("busy", "timeout"):
+                        break
             else:
                 return  # a refusal before the log (bad request): other nodes will say so too
             await trio.sleep(delay)

@@ -30,10 +30,31 @@ from ..wire.responses import Response, sealed_aad
 from .errors import InvalidCiphertextError, QuorumUnavailable, error_for
 
 
-def new_nonce(now_ms: int | None = None) -> int:
-    """A request nonce: creation time in ms (the log's replay window) and 16 random bits."""
+def new_nonce(now_ms: int | None = None, low: int | None = None) -> int:
+    """A request nonce: creation time in ms (the log's replay window) in the high bits, and
+    16 low bits (``low``, else random)."""
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return (ms << 16) | secrets.randbits(16)
+    return (ms << 16) | ((secrets.randbits(16) if low is None else low) & 0xFFFF)
+
+
+class NonceSource:
+    """Nonces that never repeat within one client: the log serves a (client, nonce) pair once
+    and drops a repeat silently, so two requests with one nonce would lose the second. The
+    low 16 bits count from a random start, and the ms part moves on when a ms's 65,536 are
+    spent (or the clock steps back); only separate processes sharing one identity can still
+    collide, one pair in 65,536 when they send in the same ms."""
+
+    def __init__(self) -> None:
+        self._counter = secrets.randbits(16)
+        self._last = -1
+
+    def next(self, now_ms: int | None = None) -> int:
+        nonce = new_nonce(now_ms, self._counter)
+        self._counter = (self._counter + 1) & 0xFFFF
+        if nonce <= self._last:
+            nonce = self._last + 1
+        self._last = nonce
+        return nonce
 
 
 @dataclass
@@ -56,6 +77,7 @@ class ClientCore:
         self.genesis = genesis
         self.identity = identity
         self.client_id = identity.public_key().public_bytes_raw()
+        self.nonces = NonceSource()
 
     def prepare(self, op: Operation, *, now_ms: int | None = None) -> Prepared:
         """Sign ``op`` as a request; decryptions get a fresh ephemeral reply key."""
@@ -63,7 +85,7 @@ class ClientCore:
         request = Request(
             self.genesis.chain_id,
             self.client_id,
-            new_nonce(now_ms),
+            self.nonces.next(now_ms),
             op,
             reply.public_key.encode() if reply else None,
         ).signed(self.identity)
@@ -86,12 +108,12 @@ class Collector:
     prepared: Prepared
     answers: dict[int, Response] = field(default_factory=dict)
     misbehaving: set[int] = field(default_factory=set)
-    partials: dict[int, PartialDecryption[bytes]] = field(default_factory=dict)
+    partials: dict[int, PartialDecryption[bytes]] = field(default_factory=dict, repr=False)
     key_material: tuple[bytes, Mapping[int, bytes]] | None = None
     """For a decryption: the key version's public key and verification keys (from
     ``describe_key``, agreed by f + 1 nodes) that partials are verified against."""
     done: bool = False
-    result: Any = None
+    result: Any = field(default=None, repr=False)  # a decryption's plaintext: never in a repr
 
     @property
     def quorum(self) -> int:
@@ -183,6 +205,6 @@ class Collector:
 
     def unavailable(self) -> QuorumUnavailable:
         """The error to raise when waiting ends unsettled."""
-        valid = len(self.answers)
+        valid = len(set(self.answers) - self.misbehaving)
         needed = self.genesis.t if isinstance(self.prepared.request.op, Decrypt) else self.quorum
         return QuorumUnavailable(valid, needed, self.misbehaving)

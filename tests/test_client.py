@@ -1,0 +1,165 @@
+"""The trio client's request plumbing over fake node sessions answering from an in-process
+network: what a misbehaving node's answers, a malformed ciphertext, a key that never becomes
+ready and same-millisecond requests do to a call."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from kmsnode import net
+from kmsnode.client._async import AsyncDistributedKMS
+from kmsnode.client._core import ClientCore, NonceSource
+from kmsnode.client._results import KeyMetadata
+from kmsnode.client.errors import InvalidCiphertextError, KeyUnavailable
+from kmsnode.testing import LocalNetwork
+from kmsnode.wire.payload import client_payload
+from kmsnode.wire.requests import CreateKey, KeyKind, ListKeys, Request
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[LocalNetwork]:
+    network = LocalNetwork(tmp_path)
+    yield network
+    network.close()
+
+
+class FakeSession:
+    """One node's session: the first node asked commits the request; each answers from the
+    in-process network's outbox, or with what ``answer`` makes of it."""
+
+    def __init__(self, local: LocalNetwork, node: int, answer: Any = None) -> None:
+        self.local, self.node, self.answer = local, node, answer
+        self.asked = 0
+        self.stats = types.SimpleNamespace(connected=True)
+
+    async def request(self, envelope: net.Envelope, timeout: float) -> list[net.Envelope]:
+        self.asked += 1
+        req = Request.decode(envelope.body)
+        if req.request_id not in self.local.outbox:
+            self.local.commit(client_payload(req))
+            self.local.settle()
+        if self.answer is not None:
+            return list(self.answer)
+        return [net.Envelope("resp", self.local.outbox[req.request_id][self.node])]
+
+
+def client_for(local: LocalNetwork, answers: dict[int, Any]) -> AsyncDistributedKMS:
+    kms = AsyncDistributedKMS(genesis=local.genesis, identity=local.admin, timeout=5.0)
+    kms.core.nonces.next = lambda now_ms=None: NonceSource.next(  # type: ignore[method-assign]
+        kms.core.nonces, local.time_ms
+    )
+    kms._sessions = {i: FakeSession(local, i, answers.get(i)) for i in local.genesis.ids}  # type: ignore[dict-item]
+    return kms
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [net.Envelope("err", None)],
+        [net.Envelope("err", "not a mapping")],
+        [net.Envelope("err", {"reason": 7})],
+        [net.Envelope("resp", b"not a response")],
+        [net.Envelope("resp", None)],
+        [],
+    ],
+    ids=["err-none", "err-str", "err-odd-reason", "garbage-resp", "resp-none", "nothing"],
+)
+async def test_one_node_answering_nonsense_does_not_fail_the_call(
+    local: LocalNetwork, bad: list[net.Envelope]
+) -> None:
+    kms = client_for(local, {1: bad})
+    created = await kms._call(CreateKey(KeyKind.ENCRYPT, "c"))
+    assert created["key_id"].startswith("key-")
+    assert await kms.list_keys() == [created["key_id"]]
+
+
+async def test_a_malformed_ciphertext_is_the_opaque_error_before_any_request(
+    local: LocalNetwork,
+) -> None:
+    kms = client_for(local, {})
+    for junk in (b"", b"\x00" * 10, b"garbage" * 40):
+        with pytest.raises(InvalidCiphertextError):
+            await kms.decrypt(junk, {"app": "x"})
+    assert all(s.asked == 0 for s in kms._sessions.values())  # type: ignore[attr-defined]
+
+
+async def test_a_key_that_never_gets_ready_is_key_unavailable_not_a_trio_error(
+    local: LocalNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kms = client_for(local, {})
+
+    async def pending(key_id: str) -> KeyMetadata:
+        await trio.sleep(0)
+        return KeyMetadata.from_result(
+            {
+                "key_id": key_id,
+                "kind": "encrypt",
+                "description": "",
+                "state": "pending",
+                "current_version": None,
+                "created_height": 1,
+                "created_ms": 0,
+                "versions": [],
+            }
+        )
+
+    monkeypatch.setattr(kms, "describe_key", pending)
+    with pytest.raises(KeyUnavailable, match="not enabled within"):
+        await kms.wait_for_key("key-x", timeout=0.05)
+
+
+def test_requests_made_in_one_millisecond_get_distinct_nonces_and_are_all_served(
+    local: LocalNetwork,
+) -> None:
+    # 16 random bits per nonce made two of ~2,000 same-ms requests share one almost surely,
+    # and the log drops the second as a replay (no answer at all).
+    core = ClientCore(local.genesis, local.admin)
+    nonces = [core.prepare(ListKeys(), now_ms=local.time_ms).request.nonce for _ in range(2000)]
+    assert len(set(nonces)) == len(nonces)
+    assert all(n >> 16 >= local.time_ms for n in nonces)
+    prepared = [core.prepare(ListKeys(), now_ms=local.time_ms) for _ in range(3)]
+    local.commit(*(client_payload(p.request) for p in prepared))
+    for p in prepared:
+        assert len(local.outbox[p.request_id]) == local.n  # every node answered every one
+
+
+def test_nonce_source_never_repeats_even_past_a_millisecond_or_a_clock_step() -> None:
+    src = NonceSource()
+    seen = [src.next(1000) for _ in range(70_000)]  # more than 2**16 in one ms
+    seen += [src.next(999) for _ in range(10)]  # the clock stepped back
+    assert len(set(seen)) == len(seen)
+    assert seen == sorted(seen)
+
+
+def test_a_genesis_that_tolerates_no_fault_is_refused(local: LocalNetwork) -> None:
+    # f = 0 would make a client take a single node's answer (f + 1 matching).
+    from kmsnode.errors import ConfigError
+    from kmsnode.testing import make_genesis
+
+    with pytest.raises(ConfigError, match="f >= 1"):
+        make_genesis(local.identities, local.genesis.admins, f=0, t=1)
+    assert make_genesis(local.identities, local.genesis.admins, f=1, t=3).f == 1
+
+
+def test_testnet_cli_takes_dir_before_or_after_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from testnet.__main__ import main
+
+    for argv in (["down", "--purge", "--dir"], ["--dir"]):
+        target = tmp_path / "tn"
+        target.mkdir()
+        (target / "marker").write_text("x")
+        args = (
+            [*argv, str(target)] if argv[0] == "down" else [*argv, str(target), "down", "--purge"]
+        )
+        assert main(args) == 0
+        assert not target.exists()  # the directory named, wherever --dir stood, was purged
+    with pytest.raises((FileNotFoundError, ValueError), match=str(tmp_path / "nowhere")):
+        main(["status", "--dir", str(tmp_path / "nowhere")])
