@@ -12,6 +12,8 @@ Security: no secret value, passphrase or derived key is ever logged or put in an
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -87,6 +89,9 @@ class Keystore:
     def __init__(self, db: sqlite3.Connection, node_id: int, key: bytes, path: Path) -> None:
         self._db = db
         self._aead = AESGCM(key)
+        # Authenticates the keystore's mutable metadata (the executed-height mark): a key of
+        # its own, derived from the record key, so no value is ever used under both.
+        self._mac_key = hmac.new(key, transcript(FORMAT, b"metadata mac"), hashlib.sha256).digest()
         self.node_id = node_id
         self.path = path
 
@@ -163,7 +168,11 @@ class Keystore:
                 check[:_NONCE], check[_NONCE:], transcript(FORMAT, str(node_id).encode())
             )
         except InvalidTag as exc:
-            raise KeystoreLocked(f"wrong passphrase for keystore {p}") from exc
+            # The check value opens only under the key that the passphrase, salt and cost
+            # derive: a wrong passphrase and altered derivation metadata look the same here.
+            raise KeystoreLocked(
+                f"wrong passphrase for keystore {p} (or its key-derivation metadata was altered)"
+            ) from exc
         store = cls(db, node_id, key, p)
         store.verify_all()
         return store
@@ -250,10 +259,33 @@ class Keystore:
             count += 1
         return count
 
+    def _height_mac(self, height: int) -> bytes:
+        msg = transcript(
+            FORMAT, b"executed_height", str(self.node_id).encode(), str(height).encode()
+        )
+        return hmac.new(self._mac_key, msg, hashlib.sha256).digest()
+
     def executed_height(self) -> int:
-        """The last log height whose effects this node executed (0 for none)."""
+        """The last log height whose effects this node executed (0 for none).
+
+        Raises:
+            KeystoreCorrupted: the mark was altered (its MAC fails) or is malformed: a changed
+                mark would make a restart skip or repeat executions, so it is not guessed.
+        """
         row = self._db.execute("SELECT value FROM meta WHERE name='executed_height'").fetchone()
-        return int(row[0]) if row else 0
+        if row is None:
+            return 0
+        value = bytes(row[0])
+        try:
+            digits, tag = value[:-32], value[-32:]
+            height = int(digits.decode("ascii"))
+            if height < 0 or not digits.isdigit():
+                raise ValueError("not a height")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise KeystoreCorrupted(f"keystore {self.path}: damaged executed-height mark") from exc
+        if not hmac.compare_digest(tag, self._height_mac(height)):
+            raise KeystoreCorrupted(f"keystore {self.path}: executed-height mark was altered")
+        return height
 
     def set_executed_height(self, height: int) -> None:
         """Record, durably, that the effects of every height up to ``height`` were executed.
@@ -264,7 +296,7 @@ class Keystore:
         with self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO meta (name, value) VALUES ('executed_height', ?)",
-                (str(height).encode(),),
+                (str(height).encode() + self._height_mac(height),),
             )
 
     def _iter_rows(self) -> Iterator[tuple[str, str, int, int, bytes]]:

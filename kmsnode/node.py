@@ -118,6 +118,7 @@ class KMSNode:
         self.me = config.node_id
         self.info = self.genesis.node(self.me)
         self.keystore = Keystore.open(config.keystore, passphrase, self.me)
+        self.keystore.executed_height()  # an altered mark stops the start here, by name
         self.identity = NodeIdentity.load(self.keystore)
         if self.identity.signing_public != self.info.signing_key:
             raise ValueError(

@@ -134,3 +134,43 @@ def test_repr_has_no_secret(tmp_path: Path) -> None:
     with make(tmp_path) as ks:
         assert "Keystore(path=" in repr(ks)
         assert PASS.decode() not in repr(ks)
+
+
+def test_executed_height_mark_is_authenticated(tmp_path: Path) -> None:
+    with make(tmp_path) as ks:
+        assert ks.executed_height() == 0
+        ks.set_executed_height(130)
+    path = tmp_path / "ks.db"
+    with Keystore.open(path, PASS, 1) as ks:
+        assert ks.executed_height() == 130
+
+    def rewrite(value: bytes) -> None:
+        db = sqlite3.connect(path)
+        with db:
+            db.execute("UPDATE meta SET value=? WHERE name='executed_height'", (value,))
+        db.close()
+
+    db = sqlite3.connect(path)
+    (good,) = db.execute("SELECT value FROM meta WHERE name='executed_height'").fetchone()
+    db.close()
+    # Another height under the old tag (a restart would skip or repeat executions), a bare
+    # number as the mark used to be, and garbage: each is refused by name, never guessed.
+    for bad in (b"999" + good[-32:], b"130", b"\xff" * 40, b"-1" + good[-32:], b""):
+        rewrite(bad)
+        with Keystore.open(path, PASS, 1) as ks, pytest.raises(KeystoreCorrupted, match="mark"):
+            ks.executed_height()
+    rewrite(good)
+    with Keystore.open(path, PASS, 1) as ks:
+        assert ks.executed_height() == 130
+
+
+def test_altered_salt_names_the_metadata_as_a_possible_cause(tmp_path: Path) -> None:
+    make(tmp_path).close()
+    path = tmp_path / "ks.db"
+    db = sqlite3.connect(path)
+    (salt,) = db.execute("SELECT value FROM meta WHERE name='salt'").fetchone()
+    with db:
+        db.execute("UPDATE meta SET value=? WHERE name='salt'", (bytes([salt[0] ^ 1]) + salt[1:],))
+    db.close()
+    with pytest.raises(KeystoreLocked, match="key-derivation metadata was altered"):
+        Keystore.open(path, PASS, 1)

@@ -368,15 +368,33 @@ def test_flipped_bit_in_a_keystore_refuses_to_start(
     assert pos >= 0
     data[pos + 17] ^= 0x01
     (d / "keystore.db").write_bytes(bytes(data))
-    proc = subprocess.run(
-        [sys.executable, "-m", "kmsnode", "run", "--config", str(d / "node.toml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def run_node() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kmsnode", "run", "--config", str(d / "node.toml")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    proc = run_node()
     assert proc.returncode != 0
     assert "failed authentication" in proc.stderr
     assert "share/" in proc.stderr
+    # A fresh copy whose executed-height mark says another height (under its old MAC): a
+    # restart from it would skip or repeat executions, so the node refuses, by name.
+    (d / "keystore.db").unlink()
+    with sqlite3.connect(src / "keystore.db") as live, sqlite3.connect(d / "keystore.db") as copy:
+        live.backup(copy)
+    with sqlite3.connect(d / "keystore.db") as db:
+        (mark,) = db.execute("SELECT value FROM meta WHERE name='executed_height'").fetchone()
+        db.execute(
+            "UPDATE meta SET value=? WHERE name='executed_height'", (b"999999" + mark[-32:],)
+        )
+    proc = run_node()
+    assert proc.returncode != 0
+    assert "executed-height mark was altered" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_status_reports_consensus_progress(tn: Testnet) -> None:
