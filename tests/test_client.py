@@ -163,3 +163,26 @@ def test_testnet_cli_takes_dir_before_or_after_the_command(
         assert not target.exists()  # the directory named, wherever --dir stood, was purged
     with pytest.raises((FileNotFoundError, ValueError), match=str(tmp_path / "nowhere")):
         main(["status", "--dir", str(tmp_path / "nowhere")])
+
+
+class SilentOnce(FakeSession):
+    """A node that takes the first attempt and never answers it (as one that restarted after
+    receiving it would), then answers normally."""
+
+    async def request(self, envelope: net.Envelope, timeout: float) -> list[net.Envelope]:
+        if self.asked == 0:
+            self.asked += 1
+            await trio.sleep_forever()
+        return await super().request(envelope, timeout)
+
+
+async def test_a_silent_node_is_asked_again_within_the_deadline(local: LocalNetwork) -> None:
+    kms = client_for(local, {})
+    kms.attempt_timeout = 0.2
+    # Only node 4 answers a first attempt: f + 1 = 2 matching answers need a retry.
+    sessions = {i: SilentOnce(local, i) for i in (1, 2, 3)}
+    kms._sessions.update(sessions)  # type: ignore[arg-type]
+    with trio.fail_after(4):
+        created = await kms._call(CreateKey(KeyKind.ENCRYPT, "c"))
+    assert created["key_id"].startswith("key-")
+    assert max(s.asked for s in sessions.values()) >= 2

@@ -9,6 +9,7 @@ another node's partial.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -41,6 +42,10 @@ from ._results import KeyMetadata
 from .errors import InvalidCiphertextError, KeyUnavailable, QuorumUnavailable
 
 DEFAULT_TIMEOUT = 30.0
+ATTEMPT_TIMEOUT = 5.0
+"""Seconds one node gets to answer one attempt before the client asks it again (a node that
+went silent, e.g. restarted after taking the request, is retried instead of waited out; a
+repeat is harmless: the node answers a request it already served from its cache)."""
 CONFIG_ENV = "KMS_CONFIG"
 
 
@@ -77,11 +82,13 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         identity: Ed25519PrivateKey,
         nodes: Sequence[int] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        attempt_timeout: float = ATTEMPT_TIMEOUT,
     ) -> None:
         self.core = ClientCore(genesis, identity)
         self.genesis = genesis
         self.nodes = list(nodes) if nodes else list(genesis.ids)
         self.timeout = timeout
+        self.attempt_timeout = min(attempt_timeout, timeout)
         self._host = net.Host(net.NetworkIdentity.generate(), listen=["/ip4/127.0.0.1/tcp/0"])
         self._nursery_cm: Any = None
         self._nursery: trio.Nursery | None = None
@@ -243,11 +250,13 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         session = self._sessions[node_id]
         delay = 0.2
         while True:
-            try:
-                answers = await session.request(
-                    net.Envelope("submit", payload), timeout=self.timeout
-                )
-            except net.RequestFailed:
+            answers: list[net.Envelope] | None = None
+            with trio.move_on_after(self.attempt_timeout):
+                with contextlib.suppress(net.RequestFailed):
+                    answers = await session.request(
+                        net.Envelope("submit", payload), timeout=self.attempt_timeout
+                    )
+            if answers is None:
                 await trio.sleep(delay)  # silent or unreachable: try again until the deadline
                 delay = min(delay * 2, 2.0)
                 continue
