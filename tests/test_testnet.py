@@ -540,6 +540,7 @@ def _kms(tn: Testnet, *args: str, stdin: bytes = b"") -> subprocess.CompletedPro
 
 
 def test_kms_cli_round_trip(tn: Testnet, key_id: str) -> None:
+    import base64
     import json
 
     enc = _kms(tn, "encrypt", "--key", key_id, "--context", "app=cli", stdin=b"from the cli")
@@ -556,6 +557,21 @@ def test_kms_cli_round_trip(tn: Testnet, key_id: str) -> None:
     assert _kms(tn, "decrypt", "--base64", stdin=b64.stdout).stdout == b"text"
     missing = _kms(tn, "describe-key", "key-doesnotexist")
     assert missing.returncode == 1 and b"key_not_found" in missing.stderr
+    # --json: encrypt and decrypt answer JSON objects (base64 blobs); errors are JSON too.
+    blob = json.loads(_kms(tn, "--json", "encrypt", "--key", key_id, stdin=b"json").stdout)
+    assert blob["key_id"] == key_id
+    dec_json = _kms(tn, "--json", "decrypt", "--base64", stdin=blob["ciphertext"].encode())
+    assert base64.b64decode(json.loads(dec_json.stdout)["plaintext"]) == b"json"
+    refused = _kms(tn, "--json", "decrypt", "--base64", "--context", "a=b", stdin=b"AAAA")
+    assert refused.returncode == 1
+    assert (
+        json.loads(refused.stderr)
+        == {
+            "error": "invalid_ciphertext",
+            "message": "invalid_ciphertext: invalid ciphertext",
+        }
+        or json.loads(refused.stderr)["error"] == "invalid_ciphertext"
+    )
 
 
 def test_kmsnode_init_and_genesis(tmp_path: Path) -> None:

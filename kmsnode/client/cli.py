@@ -63,11 +63,19 @@ def main(argv: list[str] | None = None) -> int:
         with DistributedKMS.from_config(args.config, timeout=args.timeout) as kms:
             return _run(kms, args)
     except ClientError as exc:
-        print(f"kms: {exc}", file=sys.stderr)
+        _fail(args, getattr(exc, "code", "client_error"), str(exc))
         return 1
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"kms: {exc}", file=sys.stderr)
+        _fail(args, "usage", str(exc))
         return 2
+
+
+def _fail(args: argparse.Namespace, code: str, message: str) -> None:
+    """An error on stderr: one JSON object with ``--json``, else a line of text."""
+    if args.json:
+        print(json.dumps({"error": code, "message": message}, sort_keys=True), file=sys.stderr)
+    else:
+        print(f"kms: {message}", file=sys.stderr)
 
 
 def _run(kms: Any, args: argparse.Namespace) -> int:
@@ -83,11 +91,18 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
         _emit(args, {"keys": keys}, "\n".join(keys))
     elif cmd == "encrypt":
         ct = kms.encrypt(args.key, sys.stdin.buffer.read(), _context(args.context))
-        sys.stdout.buffer.write(base64.b64encode(ct) + b"\n" if args.base64 else ct)
+        if args.json:  # as ``aws kms encrypt``: the blob base64-encoded in a JSON object
+            _emit(args, {"key_id": args.key, "ciphertext": base64.b64encode(ct).decode()}, "")
+        else:
+            sys.stdout.buffer.write(base64.b64encode(ct) + b"\n" if args.base64 else ct)
     elif cmd == "decrypt":
         data = sys.stdin.buffer.read()
         ct = base64.b64decode(data) if args.base64 else data
-        sys.stdout.buffer.write(kms.decrypt(ct, _context(args.context)))
+        plaintext = kms.decrypt(ct, _context(args.context))
+        if args.json:
+            _emit(args, {"plaintext": base64.b64encode(plaintext).decode()}, "")
+        else:
+            sys.stdout.buffer.write(plaintext)
     elif cmd == "generate-data-key":
         key, ct = kms.generate_data_key(args.key, _context(args.context))
         out = {
