@@ -564,14 +564,8 @@ def test_kms_cli_round_trip(tn: Testnet, key_id: str) -> None:
     assert base64.b64decode(json.loads(dec_json.stdout)["plaintext"]) == b"json"
     refused = _kms(tn, "--json", "decrypt", "--base64", "--context", "a=b", stdin=b"AAAA")
     assert refused.returncode == 1
-    assert (
-        json.loads(refused.stderr)
-        == {
-            "error": "invalid_ciphertext",
-            "message": "invalid_ciphertext: invalid ciphertext",
-        }
-        or json.loads(refused.stderr)["error"] == "invalid_ciphertext"
-    )
+    err = json.loads(refused.stderr)
+    assert err["error"] == "invalid_ciphertext" and "invalid ciphertext" in err["message"]
 
 
 def test_kmsnode_init_and_genesis(tmp_path: Path) -> None:
