@@ -240,3 +240,26 @@ def test_a_dealer_restarted_after_a_complaint_justifies_with_the_same_polynomial
     assert record.current is not None
     assert record.current.qualified == (1, 2, 3, 4)
     assert record.current.disqualified == {}
+
+
+def test_a_flipped_bit_anywhere_releases_no_partial(net: LocalNetwork) -> None:
+    # Every part of a ciphertext is bound: the group elements and scalars of the proof, the
+    # nonce and the AEAD body all fail the nodes' proof check (the opaque error). Only a flip
+    # in the key id or version can name another, absent key, and gets that refusal instead.
+    from kmsnode.client.errors import KeyUnavailable
+
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"bound everywhere")
+    km = key_material(net, key_id)
+    header = 3 + ct[2] + 4
+    partials_before = sum(e.stats.partials for e in net.executors.values())
+    for pos in [*range(0, header), *range(header, len(ct), 7), len(ct) - 1]:
+        tampered = bytearray(ct)
+        tampered[pos] ^= 0x04
+        prepared = net.client.prepare(Decrypt(bytes(tampered), CTX), now_ms=net.time_ms)
+        allowed: tuple[type[Exception], ...] = (InvalidCiphertextError,)
+        if pos < header:
+            allowed += (KeyNotFound, KeyUnavailable)
+        with pytest.raises(allowed):
+            net.run(prepared, km)
+    assert sum(e.stats.partials for e in net.executors.values()) == partials_before
