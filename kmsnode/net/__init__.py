@@ -10,8 +10,11 @@ Tiers:
 - framing (sans-I/O): ``Envelope``, ``FrameFormat``, ``FrameDecoder``, ``encode_frame``;
 - errors: ``kmsnode.net.errors`` (the tree is drawn there).
 
-Gossip (gossipsub) for client requests is not wired yet: clients send to several nodes
-directly over ``/kms/client-session/1`` (``/kms/client/1`` for one-off requests).
+Client requests are not gossiped over a gossipsub topic (DESIGN §8 names one; not wired).
+Clients send to every node they reach over ``/kms/client-session/1`` (``/kms/client/1`` for
+one-off requests); a client that reaches only some asks them to relay, and each such node
+passes the request once to every committee member over ``/kms/relay/1`` on the mesh's direct
+streams (over a full mesh of n members, flooding is what gossip comes down to).
 """
 
 from __future__ import annotations
