@@ -85,8 +85,8 @@ def cpu_lines(
 
 def segment_p50s(starts: list[float], latencies: list[float], seconds: float) -> list[float]:
     """Median latency of the requests sent in each ``seconds``-long segment of a phase, in
-    order (a trailing part shorter than half of ``seconds`` joins the segment before): at one offered
-    load, how much the machine's own speed moved the result."""
+    order (a trailing part shorter than half of ``seconds`` joins the segment before): at one
+    offered load, how much the machine's own speed moved the result."""
     if not starts or len(starts) != len(latencies):
         return []
     t0, t1 = min(starts), max(starts)
