@@ -186,3 +186,22 @@ async def test_a_silent_node_is_asked_again_within_the_deadline(local: LocalNetw
         created = await kms._call(CreateKey(KeyKind.ENCRYPT, "c"))
     assert created["key_id"].startswith("key-")
     assert max(s.asked for s in sessions.values()) >= 2
+
+
+async def test_a_nonce_taken_by_another_request_is_signed_again_once(
+    local: LocalNetwork,
+) -> None:
+    # Another process with the same identity was served first under nonce N; this client's
+    # first attempt draws N too: the nodes refuse it by reply, and the client signs anew.
+    taken = (local.time_ms << 16) | 0x0101
+    other = ClientCore(local.genesis, local.admin)
+    other.nonces.next = lambda now_ms=None: taken  # type: ignore[method-assign]
+    served = local.run(other.prepare(ListKeys()))
+    assert served.done
+    kms = client_for(local, {})
+    draws = iter([taken])
+    fresh = kms.core.nonces.next
+    kms.core.nonces.next = lambda now_ms=None: next(draws, None) or fresh(now_ms)  # type: ignore[method-assign]
+    created = await kms._call(CreateKey(KeyKind.ENCRYPT, "under a fresh nonce"))
+    assert created["key_id"].startswith("key-")
+    assert next(draws, None) is None  # the taken nonce was drawn, then a fresh one

@@ -10,6 +10,7 @@ from .errors import ClientError as ClientError
 from .errors import InvalidCiphertextError as InvalidCiphertextError
 from .errors import KeyNotFound as KeyNotFound
 from .errors import KeyUnavailable as KeyUnavailable
+from .errors import NonceReused as NonceReused
 from .errors import QuorumUnavailable as QuorumUnavailable
 from .errors import RequestRejected as RequestRejected
 
@@ -24,6 +25,7 @@ __all__ = [
     "KeyNotFound",
     "KeyUnavailable",
     "KeyVersionInfo",
+    "NonceReused",
     "QuorumUnavailable",
     "RequestRejected",
 ]

@@ -39,7 +39,7 @@ from ..wire.requests import (
 )
 from ._core import ClientCore, Collector
 from ._results import KeyMetadata
-from .errors import InvalidCiphertextError, KeyUnavailable, QuorumUnavailable
+from .errors import InvalidCiphertextError, KeyUnavailable, NonceReused, QuorumUnavailable
 
 DEFAULT_TIMEOUT = 30.0
 ATTEMPT_TIMEOUT = 5.0
@@ -210,6 +210,16 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
 
     async def _call(
         self, op: Operation, key_material: tuple[bytes, Mapping[int, bytes]] | None = None
+    ) -> Any:
+        try:
+            return await self._call_once(op, key_material)
+        except NonceReused:
+            # Another process with this identity took the nonce first (the log served the
+            # other request, not this one): sign again with a fresh nonce, once.
+            return await self._call_once(op, key_material)
+
+    async def _call_once(
+        self, op: Operation, key_material: tuple[bytes, Mapping[int, bytes]] | None
     ) -> Any:
         prepared = self.core.prepare(op)
         collector = self.core.collector(prepared, key_material)

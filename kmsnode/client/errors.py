@@ -7,6 +7,7 @@
     ├── KeyNotFound           no such key
     ├── KeyUnavailable        the key exists but cannot serve (DKG running, failed, disabled)
     ├── InvalidCiphertextError opaque: tampered ciphertext, wrong key or wrong context
+    ├── NonceReused           another request of this client had this nonce (retried once)
     ├── RequestRejected       any other refusal the nodes agree on; ``code`` says which
     └── QuorumUnavailable     not enough valid answers in time; says how many answered and
                               which nodes misbehaved
@@ -52,6 +53,11 @@ class InvalidCiphertextError(RequestRejected):
         super().__init__(code, message or "invalid ciphertext")
 
 
+class NonceReused(RequestRejected):
+    """The nodes had served another request of this client under the same nonce (the client
+    library signs the request again with a fresh one, once, before raising this)."""
+
+
 class QuorumUnavailable(ClientError):
     """Too few valid answers arrived in time."""
 
@@ -74,6 +80,7 @@ ERRORS: dict[str, type[RequestRejected]] = {
     "key_unavailable": KeyUnavailable,
     "wrong_key_kind": KeyUnavailable,
     "invalid_ciphertext": InvalidCiphertextError,
+    "nonce_reused": NonceReused,
 }
 
 

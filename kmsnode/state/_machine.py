@@ -89,10 +89,12 @@ class KMSState:
         self.keys: dict[str, KeyRecord] = {}
         self.audit = AuditTrail()
         self.sessions: dict[tuple[str, int, int], _Session] = {}
-        # Served requests inside the replay window (client key + 8-byte nonce, one bytes
-        # object per request: the window holds every request of the last NONCE_WINDOW_MS, so
-        # each entry's size matters), and the order they came in.
-        self._seen: set[bytes] = set()
+        # Served requests inside the replay window: client key + 8-byte nonce -> the first 8
+        # bytes of the request id served under it (the window holds every request of the
+        # last NONCE_WINDOW_MS, so each entry's size matters), and the order they came in.
+        # The id tells a replay (answered by the nodes' caches, silently here) from another
+        # request that reused the nonce (refused with a reply, so its client can retry).
+        self._seen: dict[bytes, bytes] = {}
         self._seen_order: deque[bytes] = deque()
         self._members = {
             info.id: dkg.Member(info.signing_key, info.sealing_key) for info in genesis.nodes
@@ -179,9 +181,16 @@ class KMSState:
                 "the request's nonce time is outside the accepted window; check the client clock",
             )
         seen_key = request.client + request.nonce.to_bytes(8, "big")
-        if seen_key in self._seen:
-            raise Denied("replay", "this request was already served")
-        self._seen.add(seen_key)
+        served = self._seen.get(seen_key)
+        if served is not None:
+            if served == request.request_id[:8]:
+                raise Denied("replay", "this request was already served")
+            raise Denied(
+                "nonce_reused",
+                "this client already used this nonce for another request: sign it again "
+                "with a fresh nonce",
+            )
+        self._seen[seen_key] = request.request_id[:8]
         self._seen_order.append(seen_key)
 
     @property
@@ -195,7 +204,7 @@ class KMSState:
         horizon = self.timestamp_ms - NONCE_WINDOW_MS
         order = self._seen_order
         while order and int.from_bytes(order[0][32:], "big") >> 16 < horizon:
-            self._seen.discard(order.popleft())
+            self._seen.pop(order.popleft(), None)
 
     # -- policy -------------------------------------------------------------------------------
     def is_admin(self, client: bytes) -> bool:

@@ -144,6 +144,31 @@ def test_replayed_request_is_not_served_twice(net: Network) -> None:
     assert net.states[1].audit.entries[-1].outcome == "replay"
 
 
+def test_another_request_reusing_a_served_nonce_gets_a_reply_to_retry(net: Network) -> None:
+    # An exact replay stays silent (the nodes' caches answer it); a different request under a
+    # nonce already served is refused with a reply, so its client can sign it again.
+    from kmsnode.wire.requests import ListKeys, Request
+
+    key_id = create_key(net)
+    client = net.admin
+    nonce = (net.time_ms << 16) | 0x1234
+
+    def signed(op: object) -> Request:
+        return Request(client.chain_id, client.public, nonce, op, None).signed(client.key)  # type: ignore[arg-type]
+
+    first = signed(DescribeKey(key_id))
+    assert {r.error for r in replies(net.send(first)).values()} == {None}
+    other = signed(ListKeys())
+    refused = replies(net.send(other))
+    assert len(refused) == net.n
+    assert {(r.request_id, r.error) for r in refused.values()} == {
+        (other.request_id, "nonce_reused")
+    }
+    assert net.states[1].audit.entries[-1].outcome == "nonce_reused"
+    assert replies(net.send(first)) == {}
+    assert net.states[1].audit.entries[-1].outcome == "replay"
+
+
 def test_stale_and_future_nonces_refused(net: Network) -> None:
     key_id = create_key(net)
     old = net.admin.request(DescribeKey(key_id), at_ms=net.time_ms - NONCE_WINDOW_MS - 1000)
