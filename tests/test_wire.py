@@ -74,3 +74,20 @@ def test_request_from_another_key_fails() -> None:
     )
     with pytest.raises((InvalidSignature, CryptoError)):
         signed_by_other.verify()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x82\xa1a\x01\xc4\x01b\x02", b"\x91" * 600 + b"\xc0", b"\x91" * 1100 + b"\xc0"],
+    ids=["mixed-keys", "deep-600", "deep-1100"],
+)
+def test_hostile_msgpack_is_malformed_for_every_decoder(data: bytes) -> None:
+    from kmsnode.errors import MalformedMessage
+    from kmsnode.wire._codec import unpack
+    from kmsnode.wire.payload import decode_payload
+    from kmsnode.wire.requests import Request
+    from kmsnode.wire.responses import Response
+
+    for decode in (unpack, decode_payload, Request.decode, Response.decode):
+        with pytest.raises(MalformedMessage):
+            decode(data)

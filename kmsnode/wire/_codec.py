@@ -59,8 +59,13 @@ def unpack(data: bytes, *, max_size: int = MAX_MESSAGE, canonical: bool = True) 
         raise MalformedMessage(f"not a msgpack message: {type(exc).__name__}") from exc
     except Exception as exc:  # msgpack raises assorted types on garbage; none may escape
         raise MalformedMessage(f"not a msgpack message: {type(exc).__name__}") from exc
-    if canonical and pack(value) != bytes(data):
-        raise MalformedMessage("message is not canonically encoded")
+    if canonical:
+        try:
+            again = pack(value)
+        except Exception as exc:  # e.g. map keys of mixed types, nesting deeper than packb takes
+            raise MalformedMessage(f"not a canonical message: {type(exc).__name__}") from exc
+        if again != bytes(data):
+            raise MalformedMessage("message is not canonically encoded")
     return value
 
 

@@ -308,3 +308,25 @@ def test_replay_memory_is_pruned_after_the_window(net: Network) -> None:
     net.time_ms += NONCE_WINDOW_MS + 1000
     net.tick()
     assert len(state._seen) == 0 and len(state._seen_order) == 0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x82\xa1a\x01\xc4\x01b\x02",  # a map with a str key and a bytes key: unsortable
+        b"\x91" * 600 + b"\xc0",  # arrays nested 600 deep
+        b"\x91" * 1100 + b"\xc0",  # deeper than msgpack's own limit
+        b"\xc1",  # a byte msgpack never uses
+    ],
+    ids=["mixed-keys", "deep-600", "deep-1100", "reserved-byte"],
+)
+def test_a_committed_payload_of_hostile_msgpack_is_rejected_not_fatal(
+    net: Network, payload: bytes
+) -> None:
+    # A Byzantine leader can get any bytes committed; every node must skip them the same way
+    # (raising would stop every honest node, and again at each restart's replay).
+    before = {i: s.rejected_payloads for i, s in net.states.items()}
+    net.commit(payload)
+    assert all(s.rejected_payloads == before[i] + 1 for i, s in net.states.items())
+    key_id = create_key(net)  # and the log goes on
+    assert key_id
