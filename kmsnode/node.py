@@ -51,6 +51,10 @@ RESPONSE_CACHE = 4096
 ANSWER_TIMEOUT = 30.0
 TICK_INTERVAL = 0.05
 DEDUP_WINDOW_BYTES = 16 * 1024 * 1024
+REQUEST_FRAME_SLACK = 1024
+"""Bytes a client's frame may carry beyond one payload (the envelope and its tags)."""
+REQUEST_FRAME_MAX_ITEMS = 16
+"""The longest array or map in a client's frame (envelopes hold a few fields)."""
 EXECUTED_MARK_EVERY = 64
 """Blocks between durable "executed up to" marks. Re-running the effects of a few blocks after
 a crash is harmless (answers are recomputed; a re-posted deal is ignored: the first committed
@@ -174,7 +178,17 @@ class KMSNode:
             transport,
             recorder=self.recorder,
         )
-        self.server = net.RequestServer(self.host, self._handle, committee=self.committee)
+        # What a client may send is one request (at most a consensus payload) in a small
+        # envelope: decoding a frame costs the event loop, so no frame may be much bigger.
+        self.server = net.RequestServer(
+            self.host,
+            self._handle,
+            committee=self.committee,
+            request_fmt=net.FrameFormat(
+                max_frame_bytes=self.consensus_config.max_payload_bytes + REQUEST_FRAME_SLACK,
+                max_items=REQUEST_FRAME_MAX_ITEMS,
+            ),
+        )
         self.chain_id = self.genesis.chain_id
         self.console: Console | None = None
         if config.console:

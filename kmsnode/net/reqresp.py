@@ -100,12 +100,19 @@ class RequestServer:
         host: the node's host.
         handler: the application's handler.
         protocol: the protocol id (``/kms/client/1`` by default).
-        fmt: frame version and limits, for requests and responses alike.
+        fmt: frame version and limits, for responses (and requests, unless ``request_fmt``).
+        request_fmt: limits for the frames read from peers (requests), when tighter than
+            what responses need: a client's frame costs the event loop CPU and memory to
+            decode, so it should be no bigger than a request can be.
         committee: lets the handler see whether the requester is a member.
         max_concurrent: requests served at once before answering ``busy``.
         request_timeout: seconds a peer has to deliver its request frame.
         session_protocol: the session-mode protocol id served alongside (None: none).
         max_sessions: session streams open at once; more are reset at once.
+        max_per_peer: one-shot requests being served, and session streams open, per peer
+            (each); more are refused (``busy``) or reset.
+        session_idle_timeout: seconds a session with nothing in flight may stay silent
+            before it is closed (clients redial; idle squatters lose their place).
         max_outstanding: requests in flight per session stream before reading pauses.
         write_timeout: seconds one response frame may take to write on a session before
             the stream is reset (a client that stops reading must not hold handler slots).
@@ -118,6 +125,7 @@ class RequestServer:
         *,
         protocol: str = CLIENT_PROTOCOL,
         fmt: FrameFormat | None = None,
+        request_fmt: FrameFormat | None = None,
         committee: Committee | None = None,
         max_concurrent: int = 64,
         request_timeout: float = 10.0,
@@ -125,14 +133,21 @@ class RequestServer:
         max_sessions: int = 256,
         max_outstanding: int = 64,
         write_timeout: float = 10.0,
+        max_per_peer: int = 16,
+        session_idle_timeout: float = 300.0,
     ) -> None:
         self.host = host
         self.handler = handler
         self.protocol = protocol
         self.session_protocol = session_protocol
         self.fmt = fmt or FrameFormat()
+        self.request_fmt = request_fmt or self.fmt
         self.committee = committee
         self.request_timeout = request_timeout
+        self.max_per_peer = max_per_peer
+        self.session_idle_timeout = session_idle_timeout
+        self._one_shot_by_peer: dict[ID, int] = {}
+        self._sessions_by_peer: dict[ID, int] = {}
         self.max_sessions = max_sessions
         self.max_outstanding = max_outstanding
         self.write_timeout = write_timeout
@@ -144,6 +159,8 @@ class RequestServer:
         """Session streams open now."""
         self.sessions_rejected = 0
         """Session streams reset for a bad frame, or refused for being one too many."""
+        self.sessions_idle_closed = 0
+        """Session streams closed after ``session_idle_timeout`` of silence."""
 
     def install(self) -> None:
         """Register the protocol handler(s) on the host (before or after it starts)."""
@@ -156,21 +173,22 @@ class RequestServer:
     async def _serve(self, stream: INetStream) -> None:
         # Runs inside libp2p's connection nursery: nothing but Cancelled may escape.
         peer_id: ID = stream.muxed_conn.peer_id
-        try:
-            self._slots.acquire_nowait()
-        except trio.WouldBlock:
+        if self._one_shot_by_peer.get(peer_id, 0) >= self.max_per_peer:
             self.refused += 1
             await _answer_and_close(stream, [Envelope(ERROR, {"reason": "busy"})], self.fmt)
             return
+        self._one_shot_by_peer[peer_id] = self._one_shot_by_peer.get(peer_id, 0) + 1
         try:
             await self._serve_one(stream, peer_id)
         finally:
-            self._slots.release()
+            left = self._one_shot_by_peer.pop(peer_id) - 1
+            if left:
+                self._one_shot_by_peer[peer_id] = left
 
     async def _serve_one(self, stream: INetStream, peer_id: ID) -> None:
         try:
             with trio.fail_after(self.request_timeout):
-                envelope = await _read_one(stream, FrameDecoder(self.fmt))
+                envelope = await _read_one(stream, FrameDecoder(self.request_fmt))
         except (FrameError, trio.TooSlowError) as exc:
             self.refused += 1
             reason = exc.reason if isinstance(exc, FrameError) else "no request in time"
@@ -187,6 +205,21 @@ class RequestServer:
             _log.debug("request stream broke peer=%s error=%s", peer_id, type(exc).__name__)
             await _reset(stream)
             return
+        # A handler slot only once the request is in: peers that open streams and send
+        # nothing (or slowly) hold no slot, only their own per-peer places, for
+        # ``request_timeout`` at most.
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            self.refused += 1
+            await _answer_and_close(stream, [Envelope(ERROR, {"reason": "busy"})], self.fmt)
+            return
+        try:
+            await self._handle_one(stream, peer_id, envelope)
+        finally:
+            self._slots.release()
+
+    async def _handle_one(self, stream: INetStream, peer_id: ID, envelope: Envelope) -> None:
         node_id = self.committee.node_of(peer_id) if self.committee is not None else None
         req = Request(envelope, peer_id.to_base58(), node_id)
         try:
@@ -211,11 +244,13 @@ class RequestServer:
     async def _serve_session(self, stream: INetStream) -> None:
         # Runs inside libp2p's connection nursery: nothing but Cancelled may escape.
         peer_id: ID = stream.muxed_conn.peer_id
-        if self.sessions >= self.max_sessions:
+        mine = self._sessions_by_peer.get(peer_id, 0)
+        if self.sessions >= self.max_sessions or mine >= self.max_per_peer:
             self.sessions_rejected += 1
             await _reset(stream)
             return
         self.sessions += 1
+        self._sessions_by_peer[peer_id] = mine + 1
         out = _SessionWriter(stream, self.fmt, self.write_timeout)
         failure: Exception | None = None
         try:
@@ -228,6 +263,9 @@ class RequestServer:
                     nursery.cancel_scope.cancel()
         finally:
             self.sessions -= 1
+            left = self._sessions_by_peer.pop(peer_id) - 1
+            if left:
+                self._sessions_by_peer[peer_id] = left
         if failure is None and not out.broken:
             await _close(stream)
             return
@@ -250,9 +288,16 @@ class RequestServer:
         node_id = self.committee.node_of(peer_id) if self.committee is not None else None
         in_flight: set[int] = set()
         room = trio.Semaphore(self.max_outstanding)
-        decoder = FrameDecoder(self.fmt)
+        decoder = FrameDecoder(self.request_fmt)
         while True:
-            data = await read_some(stream, _READ_CHUNK)
+            # Silent with nothing in flight for session_idle_timeout: close (a client redials).
+            with trio.move_on_after(self.session_idle_timeout) as idle:
+                data = await read_some(stream, _READ_CHUNK)
+            if idle.cancelled_caught:
+                if in_flight:
+                    continue  # answers are still coming: the client is waiting, not idle
+                self.sessions_idle_closed += 1
+                return
             if not data:
                 decoder.eof()
                 return  # the client is done sending: answer what is in flight, then close

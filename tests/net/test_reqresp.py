@@ -6,9 +6,11 @@ import logging
 import struct
 from collections.abc import AsyncIterator
 
+import multiaddr
 import pytest
 import trio
 from libp2p.custom_types import TProtocol
+from libp2p.peer.peerinfo import PeerInfo
 
 from kmsnode.net import (
     CLIENT_PROTOCOL,
@@ -70,4 +72,29 @@ async def test_request_to_unreachable_peer_fails_cleanly() -> None:
             await request(
                 client, other.peer_id, ["/ip4/127.0.0.1/tcp/1"], Envelope("req"), timeout=5
             )
+        nursery.cancel_scope.cancel()
+
+
+async def test_streams_that_send_nothing_hold_no_handler_slot_and_a_peer_has_a_cap() -> None:
+    server, idle = Host(NetworkIdentity.generate()), Host(NetworkIdentity.generate())
+    honest = Host(NetworkIdentity.generate())
+    rs = RequestServer(server, echo_thrice, max_concurrent=1, max_per_peer=3)
+    rs.install()
+    async with trio.open_nursery() as nursery:
+        addrs = await nursery.start(server.run)
+        await nursery.start(idle.run)
+        await nursery.start(honest.run)
+        await idle.libp2p.connect(PeerInfo(server.peer_id, [multiaddr.Multiaddr(a) for a in addrs]))
+        # The one handler slot is not taken by streams that never send their request...
+        silent = [
+            await idle.libp2p.new_stream(server.peer_id, [TProtocol(CLIENT_PROTOCOL)])
+            for _ in range(3)
+        ]
+        got = await request(honest, server.peer_id, addrs, Envelope("req", b"hi"), timeout=10)
+        assert len(got) == 3
+        # ...and a fourth stream from the same peer is refused at once (busy).
+        got = await request(idle, server.peer_id, addrs, Envelope("req", b"more"), timeout=10)
+        assert got == [Envelope("err", {"reason": "busy"})]
+        for s in silent:
+            await s.reset()
         nursery.cancel_scope.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 from collections.abc import AsyncIterator
@@ -298,3 +299,52 @@ async def test_reconnects_after_the_server_restarts() -> None:
         assert [e.body["echo"] for e in got] == [2, 2]
         assert session.stats.connects == 2 and session.stats.failures >= 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_gets_at_most_max_per_peer_sessions_and_others_still_get_theirs() -> None:
+    async with server_and_session(max_per_peer=2) as (rs, session, _, _):
+        assert len(await session.request(Envelope("echo", 1), timeout=10)) == 2  # session 1
+        client = session.host
+        extra = []
+        for _ in range(3):
+            # A refused stream is reset by the server, maybe before the opening completes.
+            with contextlib.suppress(Exception):
+                extra.append(
+                    await client.libp2p.new_stream(rs.host.peer_id, [TProtocol(SESSION_PROTOCOL)])
+                )
+        # One more place for this peer: the second extra stream is reset, and so the third.
+        await wait_for(lambda: rs.sessions == 2 and rs.sessions_rejected == 2)
+        for s in extra:
+            with contextlib.suppress(Exception):
+                await s.reset()
+        # Another peer is not held back by this one's limit.
+        other = Host(NetworkIdentity.generate())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(other.run)
+            second = Session(other, rs.host.peer_id, rs.host.addrs(), backoff=FAST)
+            await nursery.start(second.run)
+            assert len(await second.request(Envelope("echo", 2), timeout=10)) == 2
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_silent_session_is_closed_after_the_idle_timeout_but_not_while_answering() -> None:
+    async with server_and_session(session_idle_timeout=0.3) as (rs, session, _, _):
+        # A request that takes longer than the idle timeout keeps its session open.
+        assert len(await session.request(Envelope("slow", 0.8), timeout=10)) == 2
+        assert rs.sessions_idle_closed == 0
+        await wait_for(lambda: rs.sessions_idle_closed == 1)  # then silence closes it
+        # The client redials on its next request.
+        assert len(await session.request(Envelope("echo", 3), timeout=10)) == 2
+        assert session.stats.connects == 2
+
+
+async def test_request_frames_obey_the_tighter_request_format() -> None:
+    tight = FrameFormat(max_frame_bytes=256, max_items=8)
+    async with server_and_session(request_fmt=tight) as (rs, session, _, _):
+        # Answers may exceed the request limit (they use ``fmt``); requests may not.
+        assert len(await session.request(Envelope("echo", "x" * 100), timeout=10)) == 2
+        with pytest.raises(RequestFailed):
+            await session.request(Envelope("echo", "x" * 1000), timeout=10)
+        await wait_for(lambda: rs.sessions_rejected == 1)
+        with pytest.raises(RequestFailed):
+            await session.request(Envelope("echo", list(range(9))), timeout=10)
