@@ -138,6 +138,18 @@ def test_unauthorised_client(net: LocalNetwork) -> None:
         net.run(net.client.prepare(Encrypt("key-missing"), now_ms=net.time_ms))
     outcomes = [e.outcome for e in net.states[1].audit.entries]
     assert "access_denied" in outcomes
+    # A refused decryption is audited under the key its ciphertext names (the operation has
+    # no key field of its own), for a refusal by policy and for a failed proof alike.
+    ct = encrypt(net, key_id, b"not yours")
+    with pytest.raises(AccessDenied):
+        net.run(stranger.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), client=stranger)
+    with pytest.raises(InvalidCiphertextError):
+        net.run(net.client.prepare(Decrypt(ct, {"app": "other"}), now_ms=net.time_ms))
+    last = net.states[1].audit.entries[-2:]
+    assert [(e.op, e.key_id, e.outcome) for e in last] == [
+        ("decrypt", key_id, "access_denied"),
+        ("decrypt", key_id, "invalid_ciphertext"),
+    ]
 
 
 def test_small_order_reply_key_gets_no_partial(net: LocalNetwork) -> None:

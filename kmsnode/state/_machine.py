@@ -73,10 +73,13 @@ _ADMIN_ONLY = frozenset({Permission.ADMIN})
 class Denied(Exception):
     """A request the log committed but the policy or the key's state refuses (an error reply)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, key_id: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.key_id = key_id
+        """The key the refused request named, when the operation carries it only inside
+        (a decryption's ciphertext header): so the audit says which key was asked for."""
 
 
 class KMSState:
@@ -165,7 +168,7 @@ class KMSState:
             if isinstance(op, SetPolicy):
                 return self._set_policy(request, op)
         except Denied as denied:
-            self._audit(request, key_id, denied.code)
+            self._audit(request, denied.key_id or key_id, denied.code)
             return [self._reply(request, error=denied.code, message=denied.message)]
         raise AssertionError(f"unhandled operation {type(op).__name__}")  # decode forbids it
 
@@ -315,6 +318,15 @@ class KMSState:
             parsed = tdh2.parse(op.ciphertext)
         except InvalidCiphertext as exc:
             raise Denied("invalid_ciphertext", "invalid ciphertext") from exc
+        try:
+            return self._decrypt_parsed(request, op, parsed)
+        except Denied as denied:
+            denied.key_id = denied.key_id or parsed.key_id
+            raise
+
+    def _decrypt_parsed(
+        self, request: Request, op: Decrypt, parsed: tdh2.Ciphertext[bytes]
+    ) -> list[Effect]:
         record = self._key(parsed.key_id)
         self._require(request.client, record, Permission.DECRYPT)
         if record.kind is not KeyKind.ENCRYPT:
