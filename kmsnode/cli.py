@@ -27,7 +27,7 @@ def init(args: argparse.Namespace) -> int:
     from .net import peer_id_from_public_key
 
     d = Path(args.dir).resolve()
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)  # owner-only when created here
     passphrase = _passphrase(args.passphrase_file)
     ks = Keystore.create(d / "keystore.db", passphrase, args.node_id)
     identity = NodeIdentity.generate()

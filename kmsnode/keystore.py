@@ -70,9 +70,16 @@ def read_passphrase(
     """The operator's passphrase from a file (first line) or an environment variable.
 
     Raises:
-        KeystoreLocked: neither is set, or the passphrase is empty.
+        KeystoreLocked: neither is set, the passphrase is empty, or the file is readable or
+            writable by other users (as ssh refuses such a key file).
     """
     if file is not None:
+        if Path(file).exists() and Path(file).stat().st_mode & 0o077:
+            mode = Path(file).stat().st_mode & 0o777
+            raise KeystoreLocked(
+                f"the passphrase file {file} is open to other users (mode {mode:o}): "
+                f"make it owner-only (chmod 600)"
+            )
         lines = Path(file).read_text(encoding="utf-8").splitlines() if Path(file).exists() else []
         value = lines[0] if lines else ""
     else:
@@ -117,6 +124,8 @@ class Keystore:
             raise KeystoreLocked("an empty passphrase is not allowed")
         salt = os.urandom(16)
         key = _derive(passphrase, salt, scrypt_log2_n)
+        # Created owner-only before SQLite opens it (its -wal and -shm files copy the mode).
+        os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         db = _connect(p)
         aead = AESGCM(key)
         nonce = os.urandom(_NONCE)

@@ -119,6 +119,10 @@ def test_passphrase_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert read_passphrase(env="KMS_TEST_PASS") == b"from-env"
     f = tmp_path / "pass.txt"
     f.write_text("from-file\n")
+    f.chmod(0o644)
+    with pytest.raises(KeystoreLocked, match="chmod 600"):  # open to other users: refused
+        read_passphrase(file=f)
+    f.chmod(0o600)
     assert read_passphrase(file=f) == b"from-file"
     monkeypatch.delenv("KMS_TEST_PASS")
     with pytest.raises(KeystoreLocked, match="KMS_TEST_PASS"):
@@ -174,3 +178,14 @@ def test_altered_salt_names_the_metadata_as_a_possible_cause(tmp_path: Path) -> 
     db.close()
     with pytest.raises(KeystoreLocked, match="key-derivation metadata was altered"):
         Keystore.open(path, PASS, 1)
+
+
+def test_a_new_keystore_is_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    with make(tmp_path) as ks:
+        ks.put(SHARE, os.urandom(32))
+        for name in ("ks.db", "ks.db-wal"):
+            path = tmp_path / name
+            if path.exists():
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
