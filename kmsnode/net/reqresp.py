@@ -144,10 +144,9 @@ class RequestServer:
         self.request_fmt = request_fmt or self.fmt
         self.committee = committee
         self.request_timeout = request_timeout
-        self.max_per_peer = max_per_peer
         self.session_idle_timeout = session_idle_timeout
-        self._one_shot_by_peer: dict[ID, int] = {}
-        self._sessions_by_peer: dict[ID, int] = {}
+        self._one_shot_by_peer = _PerPeer(max_per_peer)
+        self._sessions_by_peer = _PerPeer(max_per_peer)
         self.max_sessions = max_sessions
         self.max_outstanding = max_outstanding
         self.write_timeout = write_timeout
@@ -173,17 +172,14 @@ class RequestServer:
     async def _serve(self, stream: INetStream) -> None:
         # Runs inside libp2p's connection nursery: nothing but Cancelled may escape.
         peer_id: ID = stream.muxed_conn.peer_id
-        if self._one_shot_by_peer.get(peer_id, 0) >= self.max_per_peer:
+        if not self._one_shot_by_peer.enter(peer_id):
             self.refused += 1
             await _answer_and_close(stream, [Envelope(ERROR, {"reason": "busy"})], self.fmt)
             return
-        self._one_shot_by_peer[peer_id] = self._one_shot_by_peer.get(peer_id, 0) + 1
         try:
             await self._serve_one(stream, peer_id)
         finally:
-            left = self._one_shot_by_peer.pop(peer_id) - 1
-            if left:
-                self._one_shot_by_peer[peer_id] = left
+            self._one_shot_by_peer.leave(peer_id)
 
     async def _serve_one(self, stream: INetStream, peer_id: ID) -> None:
         try:
@@ -244,13 +240,11 @@ class RequestServer:
     async def _serve_session(self, stream: INetStream) -> None:
         # Runs inside libp2p's connection nursery: nothing but Cancelled may escape.
         peer_id: ID = stream.muxed_conn.peer_id
-        mine = self._sessions_by_peer.get(peer_id, 0)
-        if self.sessions >= self.max_sessions or mine >= self.max_per_peer:
+        if self.sessions >= self.max_sessions or not self._sessions_by_peer.enter(peer_id):
             self.sessions_rejected += 1
             await _reset(stream)
             return
         self.sessions += 1
-        self._sessions_by_peer[peer_id] = mine + 1
         out = _SessionWriter(stream, self.fmt, self.write_timeout)
         failure: Exception | None = None
         try:
@@ -263,9 +257,7 @@ class RequestServer:
                     nursery.cancel_scope.cancel()
         finally:
             self.sessions -= 1
-            left = self._sessions_by_peer.pop(peer_id) - 1
-            if left:
-                self._sessions_by_peer[peer_id] = left
+            self._sessions_by_peer.leave(peer_id)
         if failure is None and not out.broken:
             await _close(stream)
             return
@@ -369,6 +361,28 @@ class RequestServer:
         await out.send(tag, *(() if held is None else (held,)), terminal)
         if terminal.kind == END:
             self.served += 1
+
+
+class _PerPeer:
+    """How many places each peer holds, each peer at most ``limit`` (no entry for none)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: dict[ID, int] = {}
+
+    def enter(self, peer: ID) -> bool:
+        """Take a place for ``peer``; False (nothing taken) when it holds ``limit`` already."""
+        held = self._held.get(peer, 0)
+        if held >= self.limit:
+            return False
+        self._held[peer] = held + 1
+        return True
+
+    def leave(self, peer: ID) -> None:
+        """Give back a place ``enter`` took."""
+        left = self._held.pop(peer) - 1
+        if left:
+            self._held[peer] = left
 
 
 class _StreamBroken(Exception):
