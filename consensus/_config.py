@@ -42,6 +42,13 @@ class Config:
     """Most blocks in one ``SyncResponse`` served from the store."""
     sync_retry: float = 0.2
     """Seconds before another ``SyncRequest`` may be sent while one is outstanding."""
+    sync_serve_rate: float = 100.0
+    """``SyncRequest``s served per second to one peer (a token bucket): each costs a store
+    read of up to ``sync_batch`` blocks, so a Byzantine member must not repeat them at will.
+    An honest replica catching up asks for one batch at a time; more are dropped (it asks
+    again after ``sync_retry``)."""
+    sync_serve_burst: int = 16
+    """Requests one peer may have served back to back before the rate applies."""
     max_clock_skew_ms: int = 10_000
     """Refuse to vote for a block timestamped further than this in the local future."""
     max_future_rounds: int = 1_000

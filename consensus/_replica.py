@@ -72,6 +72,8 @@ class ReplicaStats:
     sync_requests_sent: int = 0
     sync_blocks_received: int = 0
     """Blocks received in ``SyncResponse``s, commit announcements included."""
+    sync_requests_throttled: int = 0
+    """Peers' ``SyncRequest``s dropped for exceeding ``Config.sync_serve_rate``."""
     commits_announced: int = 0
     """Idle leaders' commit announcements sent (the 2-chain witness, instead of an empty
     block)."""
@@ -165,6 +167,8 @@ class Replica:
         self.last_heard: dict[NodeId, float] = {}
         self._sync_until = -1.0
         self._sync_from_root = False
+        self._sync_tokens: dict[NodeId, tuple[float, float]] = {}
+        """Per peer: the sync-serving tokens left and the replica time they were counted at."""
         self._sync_peer = int(self.me)
         self._hqc_dirty = False
         self._now = 0.0
@@ -658,7 +662,24 @@ class Replica:
             start = max(b.height for b in self.blocks.values())
         self._send(peer, SyncRequest(Height(start + 1), self.root.height))
 
+    def _sync_allowed(self, sender: NodeId) -> bool:
+        """Take a token from ``sender``'s bucket (refilled at ``sync_serve_rate`` per second
+        of replica time, holding at most ``sync_serve_burst``); False if it is empty."""
+        cfg = self.config
+        tokens, since = self._sync_tokens.get(sender, (float(cfg.sync_serve_burst), self._now))
+        tokens = min(
+            float(cfg.sync_serve_burst), tokens + (self._now - since) * cfg.sync_serve_rate
+        )
+        if tokens < 1.0:
+            self._sync_tokens[sender] = (tokens, self._now)
+            return False
+        self._sync_tokens[sender] = (tokens - 1.0, self._now)
+        return True
+
     def _on_sync_request(self, sender: NodeId, req: SyncRequest) -> None:
+        if not self._sync_allowed(sender):
+            self.stats.sync_requests_throttled += 1
+            return
         h = req.from_height
         if h <= self.root.height:
             limit = min(self.config.sync_batch, self.root.height - h + 1)

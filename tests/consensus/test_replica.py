@@ -165,3 +165,33 @@ def test_proposals_held_for_a_missing_parent_are_bounded() -> None:
     assert len(r.waiting) == MAX_WAITING_PROPOSALS
     others = [b.round for b in chain if b.round % 4 != 2]  # replica 2's own are not "received"
     assert sorted(r.waiting) == others[-MAX_WAITING_PROPOSALS:]  # the newest are kept
+
+
+def test_sync_requests_from_one_peer_are_served_at_a_bounded_rate() -> None:
+    # Each SyncRequest costs a store read (or a chain walk and a send): a Byzantine member
+    # repeating them is served a burst, then at sync_serve_rate per second; others are not
+    # affected.
+    from consensus import SyncRequest
+    from consensus._events import ServeSync
+
+    r = replica(me=0)
+    r.handle(Start(), 0.0)
+    for b in reversed(certified_chain(3)):
+        r.handle(MessageReceived(NodeId(b.round % 4), Proposal(b)), 0.0)
+    cfg = r.config
+    ask = SyncRequest(Height(1), Height(0))
+
+    def served(sender: int, now: float, times: int) -> int:
+        sent = 0
+        for _ in range(times):
+            out = r.handle(MessageReceived(NodeId(sender), ask), now)
+            sent += any(
+                isinstance(a, ServeSync | Send) and getattr(a, "to", None) == sender for a in out
+            )
+        return sent
+
+    assert served(1, 1.0, 3 * cfg.sync_serve_burst) == cfg.sync_serve_burst
+    assert r.stats.sync_requests_throttled == 2 * cfg.sync_serve_burst
+    assert served(2, 1.0, 1) == 1  # another peer has its own bucket
+    # A tenth of a second later, sync_serve_rate / 10 more are served to the first peer.
+    assert served(1, 1.1, 3 * cfg.sync_serve_burst) == int(cfg.sync_serve_rate * 0.1)
