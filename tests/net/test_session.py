@@ -348,3 +348,41 @@ async def test_request_frames_obey_the_tighter_request_format() -> None:
         await wait_for(lambda: rs.sessions_rejected == 1)
         with pytest.raises(RequestFailed):
             await session.request(Envelope("echo", list(range(9))), timeout=10)
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [[300 * 1024], [64 * 1024] * 5],
+    ids=["one-frame-past-the-window", "data-past-the-window"],
+)
+async def test_a_peer_that_overruns_the_yamux_window_is_disconnected(frames: list[int]) -> None:
+    # A compliant sender stops at the window; this one writes raw DATA frames past it on a
+    # session the server is not reading ahead of. py-libp2p as shipped buffers such data
+    # without bound; the node closes the connection instead, and serves everyone else.
+    from libp2p.stream_muxer.yamux.yamux import TYPE_DATA, YAMUX_HEADER_FORMAT
+
+    async with server_and_session() as (rs, session, _, _):
+        client = session.host
+        stream = await client.libp2p.new_stream(rs.host.peer_id, [TProtocol(SESSION_PROTOCOL)])
+        yamux = stream.muxed_conn
+        stream_id = stream.muxed_stream.stream_id  # type: ignore[attr-defined]
+        for length in frames:
+            header = struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, stream_id, length)
+            raw = header + b"\x00" * length
+            with contextlib.suppress(Exception):  # the server may close while we write
+                for at in range(0, len(raw), 60_000):  # one Noise message holds < 64 KiB
+                    await yamux.secured_conn.write(raw[at : at + 60_000])
+
+        def disconnected() -> bool:
+            # The server's muxer for this peer has shut down (the swarm may still list it).
+            conns = rs.host.libp2p.get_network().get_connections(client.peer_id)
+            return all(c.muxed_conn.event_shutting_down.is_set() for c in conns)
+
+        await wait_for(disconnected)
+        other = Host(NetworkIdentity.generate())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(other.run)
+            second = Session(other, rs.host.peer_id, rs.host.addrs(), backoff=FAST)
+            await nursery.start(second.run)
+            assert len(await second.request(Envelope("echo", 1), timeout=10)) == 2
+            nursery.cancel_scope.cancel()
