@@ -74,13 +74,16 @@ def read_passphrase(
             writable by other users (as ssh refuses such a key file).
     """
     if file is not None:
-        if Path(file).exists() and Path(file).stat().st_mode & 0o077:
-            mode = Path(file).stat().st_mode & 0o777
-            raise KeystoreLocked(
-                f"the passphrase file {file} is open to other users (mode {mode:o}): "
-                f"make it owner-only (chmod 600)"
-            )
-        lines = Path(file).read_text(encoding="utf-8").splitlines() if Path(file).exists() else []
+        path = Path(file)
+        lines: list[str] = []
+        if path.exists():
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                raise KeystoreLocked(
+                    f"the passphrase file {file} is open to other users (mode {mode:o}): "
+                    f"make it owner-only (chmod 600)"
+                )
+            lines = path.read_text(encoding="utf-8").splitlines()
         value = lines[0] if lines else ""
     else:
         value = os.environ.get(env, "")

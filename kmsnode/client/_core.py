@@ -30,13 +30,6 @@ from ..wire.responses import Response, sealed_aad
 from .errors import InvalidCiphertextError, QuorumUnavailable, error_for
 
 
-def new_nonce(now_ms: int | None = None, low: int | None = None) -> int:
-    """A request nonce: creation time in ms (the log's replay window) in the high bits, and
-    16 low bits (``low``, else random)."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return (ms << 16) | ((secrets.randbits(16) if low is None else low) & 0xFFFF)
-
-
 class NonceSource:
     """Nonces that never repeat within one client: the log serves a (client, nonce) pair once
     and drops a repeat silently, so two requests with one nonce would lose the second. The
@@ -49,7 +42,9 @@ class NonceSource:
         self._last = -1
 
     def next(self, now_ms: int | None = None) -> int:
-        nonce = new_nonce(now_ms, self._counter)
+        """The next nonce: creation time in ms (the log's replay window) in the high bits."""
+        ms = int(time.time() * 1000) if now_ms is None else now_ms
+        nonce = (ms << 16) | self._counter
         self._counter = (self._counter + 1) & 0xFFFF
         if nonce <= self._last:
             nonce = self._last + 1

@@ -63,6 +63,17 @@ async def server_and_session(
         nursery.cancel_scope.cancel()
 
 
+async def assert_a_new_peer_is_served(rs: RequestServer) -> None:
+    """A fresh client identity opens a session to ``rs`` and gets an answer."""
+    other = Host(NetworkIdentity.generate())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(other.run)
+        session = Session(other, rs.host.peer_id, rs.host.addrs(), backoff=FAST)
+        await nursery.start(session.run)
+        assert len(await session.request(Envelope("echo", 1), timeout=10)) == 2
+        nursery.cancel_scope.cancel()
+
+
 async def test_many_concurrent_requests_share_one_stream() -> None:
     async with server_and_session() as (rs, session, _, _):
         results: dict[int, list[Envelope]] = {}
@@ -318,13 +329,7 @@ async def test_a_peer_gets_at_most_max_per_peer_sessions_and_others_still_get_th
             with contextlib.suppress(Exception):
                 await s.reset()
         # Another peer is not held back by this one's limit.
-        other = Host(NetworkIdentity.generate())
-        async with trio.open_nursery() as nursery:
-            await nursery.start(other.run)
-            second = Session(other, rs.host.peer_id, rs.host.addrs(), backoff=FAST)
-            await nursery.start(second.run)
-            assert len(await second.request(Envelope("echo", 2), timeout=10)) == 2
-            nursery.cancel_scope.cancel()
+        await assert_a_new_peer_is_served(rs)
 
 
 async def test_a_silent_session_is_closed_after_the_idle_timeout_but_not_while_answering() -> None:
@@ -379,10 +384,4 @@ async def test_a_peer_that_overruns_the_yamux_window_is_disconnected(frames: lis
             return all(c.muxed_conn.event_shutting_down.is_set() for c in conns)
 
         await wait_for(disconnected)
-        other = Host(NetworkIdentity.generate())
-        async with trio.open_nursery() as nursery:
-            await nursery.start(other.run)
-            second = Session(other, rs.host.peer_id, rs.host.addrs(), backoff=FAST)
-            await nursery.start(second.run)
-            assert len(await second.request(Envelope("echo", 1), timeout=10)) == 2
-            nursery.cancel_scope.cancel()
+        await assert_a_new_peer_is_served(rs)
