@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = NodeConfig.load(args.config)
     memtrace.install(cfg.data_dir)
     passphrase = _passphrase(str(cfg.passphrase_file) if cfg.passphrase_file else None)
-    node = KMSNode(cfg, passphrase)
+    node = KMSNode(cfg, passphrase, freeze_startup_heap=True)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

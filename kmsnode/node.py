@@ -23,7 +23,7 @@ import trio
 import consensus
 from consensus.errors import MempoolFull, PayloadTooLarge
 
-from . import memtrace, net
+from . import gc_policy, memtrace, net
 from .audit_store import AuditStore
 from .config import NodeConfig
 from .console import Console, load_or_create_token, parse_listen
@@ -116,8 +116,13 @@ class NodeStats:
 class KMSNode:
     """A running node; ``await nursery.start(node.run)``."""
 
-    def __init__(self, config: NodeConfig, passphrase: bytes) -> None:
+    def __init__(
+        self, config: NodeConfig, passphrase: bytes, *, freeze_startup_heap: bool = False
+    ) -> None:
+        """``freeze_startup_heap``: once running, exempt the objects alive then from the
+        garbage collector (a process-wide choice: for the node's own process, not tests)."""
         self.config = config
+        self.freeze_startup_heap = freeze_startup_heap
         self.genesis = Genesis.load(config.genesis)
         self.me = config.node_id
         self.info = self.genesis.node(self.me)
@@ -137,6 +142,7 @@ class KMSNode:
         self._arrived: dict[bytes, float] = {}  # request id -> when a client submitted it here
         self._applying_since = 0.0  # when the block being applied was delivered
         self.timings = RequestTimings()
+        self.gc_pauses = gc_policy.PauseMeter()
         self._tick_seq = int(time.time() * 1000)
 
         net_identity = net.NetworkIdentity.from_private_bytes(
@@ -219,9 +225,16 @@ class KMSNode:
                 if self.config.fault_injection:
                     log.warning("fault injection on: obeying %s (testnets only)", PARTITION_FILE)
                     nursery.start_soon(self._follow_partition_file)
+                if self.freeze_startup_heap:
+                    # The startup heap lives as long as the process: out of the collector's
+                    # walk, a full collection stops the event loop for ms, not ~100 ms.
+                    frozen = gc_policy.freeze_startup_heap()
+                    log.info("froze %d startup objects out of the garbage collector", frozen)
+                self.gc_pauses.install()
                 log.info("node %d running, listening on %s", self.me, self.host.addrs())
                 task_status.started()
         finally:
+            self.gc_pauses.uninstall()
             self.keystore.close()
             self.audit_store.close()
 
@@ -527,6 +540,7 @@ class KMSNode:
             },
             "consensus_fsync": self.store.sync_timings.snapshot(),
             "memory": self.memory(),
+            "gc": self.gc_pauses.snapshot(),
             "latency_ms": self.timings.summary(latency_window),
         }
 

@@ -41,6 +41,12 @@ def fake_status(chain: str = "test") -> dict[str, Any]:
         "node_stats": {"submitted": 9},
         "consensus_stats": {"qcs_formed": 11, "commits_announced": 2},
         "memory": {"rss_kb": 1000, "keys": 1},
+        "gc": {
+            "frozen_objects": 100_000,
+            "collections": [900, 80, 2],
+            "pause_seconds": [0.05, 0.02, 0.03],
+            "longest_pause_seconds": [0.001, 0.002, 0.0155],
+        },
         "latency_ms": {"ordering_p50": 60.5, "ordering_p99": 90.0, "samples": 4},
         "consensus_fsync": _fsync_snapshot([0.0003, 0.0007, 0.0015, 0.0015, 3.0]),
     }
@@ -121,6 +127,9 @@ def test_metrics_are_valid_prometheus_text() -> None:
     assert "kms_consensus_commits_announced_total 2" in samples
     assert "process_resident_memory_bytes 1024000" in samples
     assert 'kms_request_latency_seconds{leg="ordering",quantile="0.5"} 0.0605' in samples
+    assert "kms_gc_frozen_objects 100000" in samples
+    assert 'kms_gc_collections_total{generation="2"} 2' in samples
+    assert 'kms_gc_longest_pause_seconds{generation="2"} 0.0155' in samples
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
     assert all(kind == "counter" for name, kind in types.items() if name.endswith("_total"))
     assert len(re.findall(r"^# TYPE kms_peer_connected ", text, re.M)) == 1

@@ -526,6 +526,10 @@ def test_status_reports_what_each_node_holds_in_memory(
         assert mem["answers_cached"] >= 1
         assert mem["dedup_window_payloads"] >= 2 and mem["dedup_window_bytes"] > 0
         assert mem["dkg_participants"] == 0  # finished DKGs are not kept
+        # The startup heap is frozen out of the collector, and collections are counted.
+        gc = s["gc"]
+        assert gc["frozen_objects"] > 10_000
+        assert len(gc["collections"]) == 3 and sum(gc["collections"]) > 0
 
 
 def _kms(tn: Testnet, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

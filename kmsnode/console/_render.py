@@ -86,6 +86,8 @@ def overview(status: Mapping[str, Any]) -> str:
         + _pairs(status.get("latency_ms", {}))
         + "<h2>memory</h2>"
         + _pairs(status.get("memory", {}))
+        + "<h2>garbage collector</h2>"
+        + _pairs(status.get("gc", {}))
     )
     return page("node", status.get("node", "?"), body)
 
@@ -271,6 +273,27 @@ def fsync_summary(snapshot: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def _gc_metrics(out: _Exposition, gc: Mapping[str, Any]) -> None:
+    """The garbage collector's counts and pauses per generation (see ``gc_policy``)."""
+    out.add(
+        "kms_gc_frozen_objects",
+        "gauge",
+        "Objects frozen out of the collector at startup.",
+        gc.get("frozen_objects"),
+    )
+    series = (
+        ("kms_gc_collections_total", "counter", "Collections per generation.", "collections"),
+        ("kms_gc_pause_seconds_total", "counter", "Time collections paused.", "pause_seconds"),
+        ("kms_gc_longest_pause_seconds", "gauge", "Longest pause.", "longest_pause_seconds"),
+    )
+    for name, kind, help_text, field in series:
+        values = gc.get(field)
+        if not isinstance(values, list):
+            continue
+        for generation, value in enumerate(values):
+            out.add(name, kind, help_text, value, {"generation": generation})
+
+
 def metrics(status: Mapping[str, Any], chain_id: str) -> str:
     """The node's status as Prometheus metrics (counters end in ``_total``)."""
     out = _Exposition()
@@ -309,6 +332,7 @@ def metrics(status: Mapping[str, Any], chain_id: str) -> str:
     for key, value in sorted(memory.items()):
         if key != "rss_kb":
             out.add(_metric_name("kms_memory", key), "gauge", f"Size of {key}.", value)
+    _gc_metrics(out, status.get("gc", {}))
     fsync = status.get("consensus_fsync", {})
     if fsync.get("buckets"):
         out.add_histogram(
