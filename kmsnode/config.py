@@ -9,6 +9,7 @@
     console = "127.0.0.1:9201"         # operator console (token in data_dir/console.token)
     passphrase_file = "passphrase"     # optional; otherwise $KMSNODE_PASSPHRASE
     fault_injection = false            # testnets only: obey data_dir/partition.json
+    max_client_connections = 512       # connections from outside the committee (idlest evicted)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from .console._token import parse_listen
 from .errors import ConfigError
+from .net.guard import DEFAULT_CLIENT_CONNECTIONS
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class NodeConfig:
     passphrase_file: Path | None
     fault_injection: bool = False
     """Obey ``data_dir/partition.json`` (simulated partitions for drills); never in production."""
+    max_client_connections: int = DEFAULT_CLIENT_CONNECTIONS
+    """Connections peers outside the committee may hold; one more evicts the idlest client."""
 
     @property
     def keystore(self) -> Path:
@@ -80,6 +84,9 @@ class NodeConfig:
         fault_injection = data.get("fault_injection", False)
         if not isinstance(fault_injection, bool):
             raise ConfigError(f"{p}: 'fault_injection' must be true or false")
+        max_clients = data.get("max_client_connections", DEFAULT_CLIENT_CONNECTIONS)
+        if not isinstance(max_clients, int) or isinstance(max_clients, bool) or max_clients < 1:
+            raise ConfigError(f"{p}: 'max_client_connections' must be a positive integer")
         return cls(
             path=p,
             node_id=node_id,
@@ -89,6 +96,7 @@ class NodeConfig:
             console=console,
             passphrase_file=path_of("passphrase_file") if "passphrase_file" in data else None,
             fault_injection=fault_injection,
+            max_client_connections=max_clients,
         )
 
     def dump(self) -> str:
@@ -113,4 +121,6 @@ class NodeConfig:
             lines.append(f'passphrase_file = "{rel(self.passphrase_file)}"')
         if self.fault_injection:
             lines.append("fault_injection = true")
+        if self.max_client_connections != DEFAULT_CLIENT_CONNECTIONS:
+            lines.append(f"max_client_connections = {self.max_client_connections}")
         return "\n".join(lines) + "\n"

@@ -152,7 +152,14 @@ class KMSNode:
             net.Member(net.NodeId(i.id), i.peer_id, i.addrs, i.network_key)
             for i in self.genesis.nodes
         )
-        self.host = net.Host(net_identity, listen=[config.listen])
+        self.host = net.Host(
+            net_identity,
+            listen=[config.listen],
+            max_connections=net.host_connection_cap(
+                config.max_client_connections, len(self.genesis.nodes)
+            ),
+        )
+        self.guard = net.ConnectionGuard(self.host, self.committee, config.max_client_connections)
         self.mesh = net.Mesh(self.host, self.committee, net.NodeId(self.me))
         ids = [i.id for i in self.genesis.nodes]
         self.consensus_config = consensus.Config(
@@ -190,6 +197,7 @@ class KMSNode:
             self.host,
             self._handle,
             committee=self.committee,
+            on_request=self.guard.touch,
             request_fmt=net.FrameFormat(
                 max_frame_bytes=self.consensus_config.max_payload_bytes + REQUEST_FRAME_SLACK,
                 max_items=REQUEST_FRAME_MAX_ITEMS,
@@ -212,6 +220,7 @@ class KMSNode:
         try:
             async with trio.open_nursery() as nursery:
                 self.server.install()
+                await nursery.start(self.guard.run)
                 await nursery.start(self.host.run)
                 await nursery.start(self.mesh.run)
                 blocks = self.consensus.committed()
@@ -533,7 +542,7 @@ class KMSNode:
                 str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()
             },
             "executor": self.executor.stats.__dict__,
-            "node_stats": self.stats.__dict__,
+            "node_stats": {**self.stats.__dict__, "client_evictions": self.guard.evicted},
             "consensus_stats": {
                 **cs.stats.__dict__,
                 "signature_checks": self.consensus.replica.committee.verifications,
@@ -581,6 +590,7 @@ class KMSNode:
             "replay_window": self.state.replay_window_size,
             "audit_recent": len(self.state.audit.recent),
             "answers_cached": len(self._answers),
+            "client_connections": self.guard.connections(),
             "waiters": len(self._waiters),
             "dkg_participants": len(self.executor.participants),
             "dedup_window_payloads": len(window),

@@ -21,8 +21,12 @@ def load(tmp_path: Path, extra: str = "") -> NodeConfig:
 def test_defaults_and_round_trip(tmp_path: Path) -> None:
     cfg = load(tmp_path)
     assert cfg.console is None and cfg.fault_injection is False
+    assert cfg.max_client_connections == 512
     assert cfg.genesis == (tmp_path / "genesis.json").resolve()
-    full = load(tmp_path, 'console = "127.0.0.1:9201"\nfault_injection = true\n')
+    full = load(
+        tmp_path,
+        'console = "127.0.0.1:9201"\nfault_injection = true\nmax_client_connections = 64\n',
+    )
     assert full.console == "127.0.0.1:9201" and full.fault_injection is True
     (tmp_path / "again.toml").write_text(full.dump(), encoding="utf-8")
     again = NodeConfig.load(tmp_path / "again.toml")
@@ -31,6 +35,7 @@ def test_defaults_and_round_trip(tmp_path: Path) -> None:
         True,
         full.listen,
     )
+    assert again.max_client_connections == 64
 
 
 @pytest.mark.parametrize(
@@ -40,6 +45,9 @@ def test_defaults_and_round_trip(tmp_path: Path) -> None:
         ('console = "127.0.0.1"\n', "host:port"),
         ("console = 9201\n", "'console'"),
         ('fault_injection = "yes"\n', "'fault_injection'"),
+        ("max_client_connections = 0\n", "'max_client_connections'"),
+        ("max_client_connections = true\n", "'max_client_connections'"),
+        ('max_client_connections = "many"\n', "'max_client_connections'"),
     ],
 )
 def test_refusals_name_the_field(tmp_path: Path, extra: str, needle: str) -> None:

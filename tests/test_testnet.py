@@ -526,6 +526,9 @@ def test_status_reports_what_each_node_holds_in_memory(
         assert mem["answers_cached"] >= 1
         assert mem["dedup_window_payloads"] >= 2 and mem["dedup_window_bytes"] > 0
         assert mem["dkg_participants"] == 0  # finished DKGs are not kept
+        # This test's client holds a connection to every node, well inside the guard's limit.
+        assert 1 <= mem["client_connections"] <= 512
+        assert s["node_stats"]["client_evictions"] == 0
         # The startup heap is frozen out of the collector, and collections are counted.
         gc = s["gc"]
         assert gc["frozen_objects"] > 10_000

@@ -6,7 +6,8 @@ Tiers:
   ``Member`` / ``NodeId``, ``Mesh`` with ``ProtocolSpec`` (committee protocols over
   long-lived streams), ``RequestServer`` / ``request`` / ``Session`` (the client protocol
   shape: one stream per request, or one long-lived tagged session stream per node),
-  ``ConsensusTransport`` (``consensus.Transport`` over the mesh);
+  ``ConsensusTransport`` (``consensus.Transport`` over the mesh), ``ConnectionGuard`` (bounds
+  the connections of peers outside the committee, evicting the idlest);
 - framing (sans-I/O): ``Envelope``, ``FrameFormat``, ``FrameDecoder``, ``encode_frame``;
 - errors: ``kmsnode.net.errors`` (the tree is drawn there).
 
@@ -43,6 +44,9 @@ from .framing import Envelope as Envelope
 from .framing import FrameDecoder as FrameDecoder
 from .framing import FrameFormat as FrameFormat
 from .framing import encode_frame as encode_frame
+from .guard import DEFAULT_CLIENT_CONNECTIONS as DEFAULT_CLIENT_CONNECTIONS
+from .guard import ConnectionGuard as ConnectionGuard
+from .guard import host_connection_cap as host_connection_cap
 from .host import Host as Host
 from .identity import NetworkIdentity as NetworkIdentity
 from .identity import parse_peer_id as parse_peer_id

@@ -66,6 +66,8 @@ class Host:
         listen: multiaddrs to listen on (``/ip4/127.0.0.1/tcp/0`` picks a free port).
         muxer: ``"yamux"`` (default) or ``"mplex"``.
         negotiate_timeout: seconds allowed for multistream-select on a new stream.
+        max_connections: connections held at once, all peers together; one more is refused
+            (a backstop: a node bounds its clients below this with a ``ConnectionGuard``).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Host:
         listen: Sequence[str] = DEFAULT_LISTEN,
         muxer: Literal["yamux", "mplex"] = "yamux",
         negotiate_timeout: int = 10,
+        max_connections: int = 300,
     ) -> None:
         self.identity = identity
         self._listen = [multiaddr.Multiaddr(a) for a in listen]
@@ -95,7 +98,14 @@ class Host:
             negotiate_timeout=negotiate_timeout,
             # No auto-connector: by default libp2p dials every peer in its peerstore (clients
             # included) until it holds 50 connections. The mesh dials the committee itself.
-            connection_config=ConnectionConfig(min_connections=0, low_watermark=0),
+            # Its pruner would close stream-less connections past the high watermark, members
+            # included: set at the cap, it never acts (a ConnectionGuard bounds clients).
+            connection_config=ConnectionConfig(
+                min_connections=0,
+                low_watermark=0,
+                max_connections=max_connections,
+                high_watermark=max_connections,
+            ),
         )
         network = self.libp2p.get_network()
         if hasattr(network, "retry_config"):

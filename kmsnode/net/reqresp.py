@@ -113,6 +113,8 @@ class RequestServer:
             (each); more are refused (``busy``) or reset.
         session_idle_timeout: seconds a session with nothing in flight may stay silent
             before it is closed (clients redial; idle squatters lose their place).
+        on_request: called with the peer's id for every request read (one-shot or on a
+            session), e.g. ``ConnectionGuard.touch``, so long-lived sessions count as active.
         max_outstanding: requests in flight per session stream before reading pauses.
         write_timeout: seconds one response frame may take to write on a session before
             the stream is reset (a client that stops reading must not hold handler slots).
@@ -135,6 +137,7 @@ class RequestServer:
         write_timeout: float = 10.0,
         max_per_peer: int = 16,
         session_idle_timeout: float = 300.0,
+        on_request: Callable[[ID], None] | None = None,
     ) -> None:
         self.host = host
         self.handler = handler
@@ -145,6 +148,7 @@ class RequestServer:
         self.committee = committee
         self.request_timeout = request_timeout
         self.session_idle_timeout = session_idle_timeout
+        self.on_request = on_request
         self._one_shot_by_peer = _PerPeer(max_per_peer)
         self._sessions_by_peer = _PerPeer(max_per_peer)
         self.max_sessions = max_sessions
@@ -201,6 +205,8 @@ class RequestServer:
             _log.debug("request stream broke peer=%s error=%s", peer_id, type(exc).__name__)
             await _reset(stream)
             return
+        if self.on_request is not None:
+            self.on_request(peer_id)
         # A handler slot only once the request is in: peers that open streams and send
         # nothing (or slowly) hold no slot, only their own per-peer places, for
         # ``request_timeout`` at most.
@@ -297,6 +303,8 @@ class RequestServer:
                 tag, inner = _parse_tagged(envelope, REQ)
                 if tag in in_flight:
                     raise UnexpectedShape(f"tag {tag} is already in flight")
+                if self.on_request is not None:
+                    self.on_request(peer_id)
                 await room.acquire()
                 in_flight.add(tag)
                 req = Request(inner, peer_id.to_base58(), node_id)

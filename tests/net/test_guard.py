@@ -1,0 +1,136 @@
+"""ConnectionGuard on real hosts: strangers are bounded, the idlest goes, members always get in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from kmsnode.net import (
+    Committee,
+    ConnectionGuard,
+    Envelope,
+    Host,
+    Member,
+    NetworkIdentity,
+    NodeId,
+    RequestFailed,
+    RequestServer,
+    host_connection_cap,
+    request,
+)
+from kmsnode.net.reqresp import Request
+
+from .conftest import wait_for
+
+LIMIT = 3
+ADDR = "/ip4/127.0.0.1/tcp/0"
+
+
+async def echo(req: Request) -> AsyncIterator[Envelope]:
+    yield Envelope("res", req.envelope.body)
+
+
+class Clock:
+    """A clock the test moves, so "idlest" does not depend on timer resolution."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+@asynccontextmanager
+async def guarded_node(
+    burst: int,
+) -> AsyncIterator[tuple[Host, ConnectionGuard, NetworkIdentity, trio.Nursery]]:
+    """A node in a 2-member committee (it and ``member``), guarding LIMIT client connections,
+    with a request server that reports requests to the guard."""
+    me, member = NetworkIdentity.generate(), NetworkIdentity.generate()
+    committee = Committee(
+        [
+            Member(NodeId(1), me.peer_id_str, (ADDR,), me.public_key),
+            Member(NodeId(2), member.peer_id_str, (ADDR,), member.public_key),
+        ]
+    )
+    host = Host(me, listen=[ADDR], max_connections=host_connection_cap(LIMIT, 2, burst))
+    guard = ConnectionGuard(host, committee, LIMIT, clock=Clock())
+    RequestServer(host, echo, on_request=guard.touch).install()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(guard.run)
+        await nursery.start(host.run)
+        yield host, guard, member, nursery
+        nursery.cancel_scope.cancel()
+
+
+async def connect(
+    nursery: trio.Nursery, target: Host, identity: NetworkIdentity | None = None
+) -> Host:
+    peer = Host(identity or NetworkIdentity.generate(), listen=[ADDR])
+    await nursery.start(peer.run)
+    await peer.connect(target.peer_id, target.addrs())
+    return peer
+
+
+def connected(node: Host, peer: Host) -> bool:
+    return node.is_connected(peer.peer_id)
+
+
+async def test_one_client_too_many_evicts_the_idlest_and_requests_count_as_activity() -> None:
+    async with guarded_node(burst=8) as (node, guard, _, nursery):
+        clients = [await connect(nursery, node) for _ in range(LIMIT)]
+        await wait_for(lambda: guard.connections() == LIMIT)
+        # The first client makes a request: now the second is the idlest.
+        answers = await request(clients[0], node.peer_id, node.addrs(), Envelope("q", 1))
+        assert [a.body for a in answers] == [1]
+        newcomer = await connect(nursery, node)
+        await wait_for(lambda: not connected(node, clients[1]))
+        assert guard.evicted == 1 and guard.connections() == LIMIT
+        assert all(connected(node, c) for c in (clients[0], clients[2], newcomer))
+        # An evicted client redials and is served (evicting the idlest in turn: the third).
+        answers = await request(clients[1], node.peer_id, node.addrs(), Envelope("q", 2))
+        assert [a.body for a in answers] == [2]
+        await wait_for(lambda: guard.evicted == 2 and not connected(node, clients[2]))
+
+
+async def test_a_member_gets_in_past_the_client_limit_and_is_never_evicted() -> None:
+    async with guarded_node(burst=0) as (node, guard, member_identity, nursery):
+        for _ in range(LIMIT):
+            await connect(nursery, node)
+        await wait_for(lambda: guard.connections() == LIMIT)
+        # The host's cap leaves room for members beyond the clients' limit ...
+        member = await connect(nursery, node, member_identity)
+        assert connected(node, member)
+        assert guard.connections() == LIMIT and guard.evicted == 0
+        # ... and newcomers evict clients, never the member (not counted, not a candidate).
+        for _ in range(LIMIT + 1):
+            await connect(nursery, node)
+        await wait_for(lambda: guard.evicted == LIMIT + 1 and guard.connections() == LIMIT)
+        assert connected(node, member)
+
+
+async def test_without_room_for_members_a_full_host_refuses_them() -> None:
+    """What the guard's cap prevents: py-libp2p's own cap refuses whoever comes last."""
+    host = Host(NetworkIdentity.generate(), listen=[ADDR], max_connections=LIMIT)
+    RequestServer(host, echo).install()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        clients = [await connect(nursery, host) for _ in range(LIMIT)]
+        answers = await request(clients[0], host.peer_id, host.addrs(), Envelope("q", 1))
+        assert [a.body for a in answers] == [1]  # the ones that got in are served
+        late = Host(NetworkIdentity.generate(), listen=[ADDR])
+        await nursery.start(late.run)
+        with pytest.raises(RequestFailed):
+            await request(late, host.peer_id, host.addrs(), Envelope("q", 2), timeout=5)
+        nursery.cancel_scope.cancel()
+
+
+def test_the_limit_must_be_positive() -> None:
+    me = NetworkIdentity.generate()
+    committee = Committee([Member(NodeId(1), me.peer_id_str, (ADDR,), me.public_key)])
+    with pytest.raises(ValueError):
+        ConnectionGuard(Host(me), committee, 0)
