@@ -542,7 +542,11 @@ class KMSNode:
                 str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()
             },
             "executor": self.executor.stats.__dict__,
-            "node_stats": {**self.stats.__dict__, "client_evictions": self.guard.evicted},
+            "node_stats": {
+                **self.stats.__dict__,
+                "client_evictions": self.guard.evicted,
+                "client_sessions_evicted": self.server.sessions_evicted,
+            },
             "consensus_stats": {
                 **cs.stats.__dict__,
                 "signature_checks": self.consensus.replica.committee.verifications,
@@ -591,6 +595,7 @@ class KMSNode:
             "audit_recent": len(self.state.audit.recent),
             "answers_cached": len(self._answers),
             "client_connections": self.guard.connections(),
+            "client_sessions": self.server.sessions,
             "waiters": len(self._waiters),
             "dkg_participants": len(self.executor.participants),
             "dedup_window_payloads": len(window),

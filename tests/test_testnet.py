@@ -529,6 +529,7 @@ def test_status_reports_what_each_node_holds_in_memory(
         # This test's client holds a connection to every node, well inside the guard's limit.
         assert 1 <= mem["client_connections"] <= 512
         assert s["node_stats"]["client_evictions"] == 0
+        assert 1 <= mem["client_sessions"] <= 256
         # The startup heap is frozen out of the collector, and collections are counted.
         gc = s["gc"]
         assert gc["frozen_objects"] > 10_000

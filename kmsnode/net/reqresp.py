@@ -32,6 +32,7 @@ the client end: one per node, reconnecting with backoff; requests caught by a br
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -108,7 +109,10 @@ class RequestServer:
         max_concurrent: requests served at once before answering ``busy``.
         request_timeout: seconds a peer has to deliver its request frame.
         session_protocol: the session-mode protocol id served alongside (None: none).
-        max_sessions: session streams open at once; more are reset at once.
+        max_sessions: session streams open at once. One more closes the open session that
+            has been idle longest with nothing in flight (its client redials when it next
+            asks), so identities squatting idle sessions cannot lock newcomers out; if every
+            session has requests in flight, the newcomer is reset instead.
         max_per_peer: one-shot requests being served, and session streams open, per peer
             (each); more are refused (``busy``) or reset.
         session_idle_timeout: seconds a session with nothing in flight may stay silent
@@ -164,6 +168,10 @@ class RequestServer:
         """Session streams reset for a bad frame, or refused for being one too many."""
         self.sessions_idle_closed = 0
         """Session streams closed after ``session_idle_timeout`` of silence."""
+        self.sessions_evicted = 0
+        """Idle session streams closed to make room for a new one at ``max_sessions``."""
+        self._open_sessions: dict[int, _SessionPlace] = {}
+        self._session_ids = itertools.count()
 
     def install(self) -> None:
         """Register the protocol handler(s) on the host (before or after it starts)."""
@@ -246,22 +254,31 @@ class RequestServer:
     async def _serve_session(self, stream: INetStream) -> None:
         # Runs inside libp2p's connection nursery: nothing but Cancelled may escape.
         peer_id: ID = stream.muxed_conn.peer_id
-        if self.sessions >= self.max_sessions or not self._sessions_by_peer.enter(peer_id):
+        if not self._sessions_by_peer.enter(peer_id):
+            self.sessions_rejected += 1
+            await _reset(stream)
+            return
+        if self.sessions >= self.max_sessions and not self._evict_idlest_session():
+            self._sessions_by_peer.leave(peer_id)
             self.sessions_rejected += 1
             await _reset(stream)
             return
         self.sessions += 1
         out = _SessionWriter(stream, self.fmt, self.write_timeout)
+        place = _SessionPlace(trio.current_time())
+        key = next(self._session_ids)
+        self._open_sessions[key] = place
         failure: Exception | None = None
         try:
             async with trio.open_nursery() as nursery:
-                out.scope = nursery.cancel_scope
+                out.scope = place.scope = nursery.cancel_scope
                 try:
-                    await self._read_session(stream, peer_id, out, nursery)
+                    await self._read_session(stream, peer_id, out, nursery, place)
                 except Exception as exc:  # caught here: a nursery body's error would be grouped
                     failure = exc
                     nursery.cancel_scope.cancel()
         finally:
+            del self._open_sessions[key]
             self.sessions -= 1
             self._sessions_by_peer.leave(peer_id)
         if failure is None and not out.broken:
@@ -280,11 +297,33 @@ class RequestServer:
             _log.debug("session stream broke peer=%s error=%s", peer_id, type(failure).__name__)
         await _reset(stream)
 
+    @property
+    def session_requests_in_flight(self) -> int:
+        """Requests read on open sessions and not yet answered."""
+        return sum(len(p.in_flight) for p in self._open_sessions.values())
+
+    def _evict_idlest_session(self) -> bool:
+        """Close the open session idle longest with nothing in flight; False if none is."""
+        idle = [p for p in self._open_sessions.values() if not p.in_flight and not p.evicted]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda p: p.last_active)
+        victim.evicted = True
+        if victim.scope is not None:
+            victim.scope.cancel()
+        self.sessions_evicted += 1
+        return True
+
     async def _read_session(
-        self, stream: INetStream, peer_id: ID, out: _SessionWriter, nursery: trio.Nursery
+        self,
+        stream: INetStream,
+        peer_id: ID,
+        out: _SessionWriter,
+        nursery: trio.Nursery,
+        place: _SessionPlace,
     ) -> None:
         node_id = self.committee.node_of(peer_id) if self.committee is not None else None
-        in_flight: set[int] = set()
+        in_flight = place.in_flight
         room = trio.Semaphore(self.max_outstanding)
         decoder = FrameDecoder(self.request_fmt)
         while True:
@@ -299,6 +338,7 @@ class RequestServer:
             if not data:
                 decoder.eof()
                 return  # the client is done sending: answer what is in flight, then close
+            place.last_active = trio.current_time()
             for envelope in decoder.feed(data):
                 tag, inner = _parse_tagged(envelope, REQ)
                 if tag in in_flight:
@@ -391,6 +431,16 @@ class _PerPeer:
         left = self._held.pop(peer) - 1
         if left:
             self._held[peer] = left
+
+
+@dataclass
+class _SessionPlace:
+    """An open session as eviction sees it: when it last sent, what it awaits, how to close it."""
+
+    last_active: float
+    in_flight: set[int] = field(default_factory=set)
+    scope: trio.CancelScope | None = None
+    evicted: bool = False
 
 
 class _StreamBroken(Exception):

@@ -31,8 +31,14 @@ from .conftest import wait_for
 FAST = Backoff(initial=0.02, maximum=0.2)
 
 
+GATES: dict[str, trio.Event] = {}
+"""Requests of kind ``gate`` wait for ``GATES[body]`` (set by the test) before answering."""
+
+
 async def handler(req: Request) -> AsyncIterator[Envelope]:
     kind, body = req.envelope.kind, req.envelope.body
+    if kind == "gate":
+        await GATES[body].wait()
     if kind == "boom":
         raise RuntimeError("secret key material would be here")
     if kind == "hang":
@@ -385,3 +391,51 @@ async def test_a_peer_that_overruns_the_yamux_window_is_disconnected(frames: lis
 
         await wait_for(disconnected)
         await assert_a_new_peer_is_served(rs)
+
+
+@asynccontextmanager
+async def another_session(rs: RequestServer) -> AsyncIterator[Session]:
+    """A session to ``rs`` from a fresh client identity."""
+    other = Host(NetworkIdentity.generate())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(other.run)
+        session = Session(other, rs.host.peer_id, rs.host.addrs(), backoff=FAST)
+        await nursery.start(session.run)
+        yield session
+        nursery.cancel_scope.cancel()
+
+
+async def hold(session: Session) -> None:
+    """Keep a request in flight on ``session`` until ``GATES["hold"]`` is set."""
+    await session.request(Envelope("gate", "hold"), timeout=60)
+
+
+async def test_at_max_sessions_a_newcomer_evicts_the_idlest_session_not_a_busy_one() -> None:
+    GATES["hold"] = trio.Event()
+    async with server_and_session(max_sessions=2) as (rs, idle, _, _):
+        assert len(await idle.request(Envelope("echo", 1), timeout=10)) == 2
+        async with another_session(rs) as busy, trio.open_nursery() as holding:
+            assert len(await busy.request(Envelope("echo", 2), timeout=10)) == 2
+            assert rs.sessions == 2
+            holding.start_soon(hold, busy)  # ``busy`` awaits an answer: not a candidate
+            await wait_for(lambda: rs.session_requests_in_flight == 1)
+            async with another_session(rs) as newcomer:
+                got = await newcomer.request(Envelope("echo", 3), timeout=10)
+                assert len(got) == 2  # served: the idle session made room
+                assert rs.sessions_evicted == 1 and rs.sessions_rejected == 0
+                await wait_for(lambda: idle.stats.breaks == 1)  # the idle one was closed
+                assert busy.stats.breaks == 0
+                # Both open sessions now have requests in flight: nobody to evict, so a
+                # fourth client is refused rather than cutting off an answer.
+                holding.start_soon(hold, newcomer)
+                await wait_for(lambda: rs.session_requests_in_flight == 2)
+                async with another_session(rs) as fourth:
+                    with pytest.raises(RequestFailed):
+                        await fourth.request(Envelope("echo", 4), timeout=1)
+                    assert rs.sessions_rejected >= 1 and rs.sessions_evicted == 1
+                    assert busy.stats.breaks == newcomer.stats.breaks == 0
+                GATES["hold"].set()  # the held requests are answered ...
+                await wait_for(lambda: rs.session_requests_in_flight == 0)
+        # ... so the evicted client, redialling, finds an idle session to take the place of.
+        assert len(await idle.request(Envelope("echo", 5), timeout=10)) == 2
+        assert idle.stats.connects >= 2
