@@ -56,6 +56,7 @@ from ._messages import genesis_block as genesis_block
 from ._messages import genesis_qc as genesis_qc
 from ._messages import is_catch_up as is_catch_up
 from ._pacemaker import Pacemaker as Pacemaker
+from ._ratelimit import TokenBucket as TokenBucket
 from ._recorder import FlightRecorder as FlightRecorder
 from ._replica import PeerStatus as PeerStatus
 from ._replica import Replica as Replica
@@ -131,6 +132,7 @@ __all__ = [
     "TimeoutMsg",
     "TimeoutRule",
     "TimerFired",
+    "TokenBucket",
     "Transport",
     "Vote",
     "VoteRule",

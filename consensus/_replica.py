@@ -41,6 +41,7 @@ from ._messages import (
     genesis_block,
     genesis_qc,
 )
+from ._ratelimit import TokenBucket
 from ._rules import CommitRule, ProposeRule, SafetyData, TimeoutRule, VoteRule
 from ._storage import StoredState
 from ._sync import check_sync_chain
@@ -167,8 +168,8 @@ class Replica:
         self.last_heard: dict[NodeId, float] = {}
         self._sync_until = -1.0
         self._sync_from_root = False
-        self._sync_tokens: dict[NodeId, tuple[float, float]] = {}
-        """Per peer: the sync-serving tokens left and the replica time they were counted at."""
+        self._sync_tokens: dict[NodeId, TokenBucket] = {}
+        """Per peer: its sync-serving token bucket (in replica time)."""
         self._sync_peer = int(self.me)
         self._hqc_dirty = False
         self._now = 0.0
@@ -665,16 +666,12 @@ class Replica:
     def _sync_allowed(self, sender: NodeId) -> bool:
         """Take a token from ``sender``'s bucket (refilled at ``sync_serve_rate`` per second
         of replica time, holding at most ``sync_serve_burst``); False if it is empty."""
-        cfg = self.config
-        tokens, since = self._sync_tokens.get(sender, (float(cfg.sync_serve_burst), self._now))
-        tokens = min(
-            float(cfg.sync_serve_burst), tokens + (self._now - since) * cfg.sync_serve_rate
-        )
-        if tokens < 1.0:
-            self._sync_tokens[sender] = (tokens, self._now)
-            return False
-        self._sync_tokens[sender] = (tokens - 1.0, self._now)
-        return True
+        bucket = self._sync_tokens.get(sender)
+        if bucket is None:
+            cfg = self.config
+            bucket = TokenBucket(cfg.sync_serve_rate, cfg.sync_serve_burst, self._now)
+            self._sync_tokens[sender] = bucket
+        return bucket.take(self._now)
 
     def _on_sync_request(self, sender: NodeId, req: SyncRequest) -> None:
         if not self._sync_allowed(sender):

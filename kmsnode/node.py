@@ -69,6 +69,13 @@ PARTITION_POLL = 0.2
 FLIGHT_RECORDER_ENV = "KMSNODE_FLIGHT_RECORDER"
 """Set to a number of events to keep the node's recent protocol events (``/api/events``)."""
 RELAY_KIND = "req"
+STRANGER_RATE = 20.0
+"""Requests per second this node lets into the log from clients the replicated state does not
+know (no genesis admin, no grant on any key). Their refusals are audited, as the issue wants,
+but anyone can make a key pair: without a budget, strangers could fill the log and every
+node's audit trail at the rate the nodes accept requests."""
+STRANGER_BURST = 40
+"""Stranger requests accepted back to back before ``STRANGER_RATE`` applies."""
 """Envelope kind of a relayed client request (its body: the request's bytes)."""
 
 
@@ -106,6 +113,8 @@ class NodeStats:
 
     submitted: int = 0
     refused_before_log: int = 0
+    strangers_throttled: int = 0
+    """Requests from clients the state does not know, held back by the stranger budget."""
     relayed_out: int = 0
     relayed_in: int = 0
     relays_refused: int = 0
@@ -143,6 +152,9 @@ class KMSNode:
         self._applying_since = 0.0  # when the block being applied was delivered
         self.timings = RequestTimings()
         self.gc_pauses = gc_policy.PauseMeter()
+        self._stranger_budget = consensus.TokenBucket(
+            STRANGER_RATE, STRANGER_BURST, time.monotonic()
+        )
         self._tick_seq = int(time.time() * 1000)
 
         net_identity = net.NetworkIdentity.from_private_bytes(
@@ -429,6 +441,14 @@ class KMSNode:
         req.verify()
         return req
 
+    def _within_budget(self, req: Request) -> bool:
+        """Whether ``req`` may go into the log now: always for a client the state knows; for
+        a stranger, if the stranger budget has a token left (else it is counted)."""
+        if self.state.knows(req.client) or self._stranger_budget.take(time.monotonic()):
+            return True
+        self.stats.strangers_throttled += 1
+        return False
+
     async def _submit(self, body: Any) -> Any:
         # The body is the request's bytes, or {"request": bytes, "relay": true} from a client
         # that reaches only some nodes: this node then passes the request on to the others,
@@ -450,6 +470,9 @@ class KMSNode:
         if self.recorder is not None:
             self.recorder.record("request", rid.hex()[:16])
         if rid not in self._answers:
+            if rid not in self._waiters and not self._within_budget(req):
+                yield net.Envelope("err", {"reason": "busy"})  # the client asks again later
+                return
             event = self._waiters.setdefault(rid, trio.Event())
             self._arrived.setdefault(rid, time.monotonic())
             try:
@@ -491,6 +514,8 @@ class KMSNode:
                 continue
             if req.request_id in self._answers:
                 continue  # already committed and answered here
+            if not self._within_budget(req):
+                continue
             with contextlib.suppress(MempoolFull, PayloadTooLarge):  # best effort, as gossip is
                 await self.consensus.submit(client_payload(req), wait=False)
                 self.stats.relayed_in += 1

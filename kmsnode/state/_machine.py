@@ -98,6 +98,8 @@ class KMSState:
         # The id tells a replay (answered by the nodes' caches, silently here) from another
         # request that reused the nonce (refused with a reply, so its client can retry).
         self._seen: dict[bytes, bytes] = {}
+        self._grants: dict[bytes, int] = {}
+        """Per client: on how many keys its policy grants it anything (absent for none)."""
         self._seen_order: deque[bytes] = deque()
         self._members = {
             info.id: dkg.Member(info.signing_key, info.sealing_key) for info in genesis.nodes
@@ -215,6 +217,27 @@ class KMSState:
     def is_admin(self, client: bytes) -> bool:
         return client in self.genesis.admins
 
+    def knows(self, client: bytes) -> bool:
+        """Whether ``client`` is a genesis admin or granted anything on some key: nodes let
+        requests from anyone else reach the log only at a small rate (see the node)."""
+        return client in self._grants or self.is_admin(client)
+
+    def _grant(self, record: KeyRecord, client: bytes, perms: frozenset[Permission]) -> None:
+        """Set ``client``'s permissions on ``record`` (none removes it), keeping the index of
+        clients with any grant in step."""
+        had = client in record.policy
+        if perms:
+            record.policy[client] = perms
+            if not had:
+                self._grants[client] = self._grants.get(client, 0) + 1
+        elif had:
+            del record.policy[client]
+            left = self._grants[client] - 1
+            if left:
+                self._grants[client] = left
+            else:
+                del self._grants[client]
+
     def _permissions(self, client: bytes, record: KeyRecord) -> frozenset[Permission]:
         if self.is_admin(client):
             return _ALL_PERMISSIONS
@@ -254,8 +277,8 @@ class KMSState:
             created_ms=self.timestamp_ms,
             state=KeyState.CREATING,
             versions=[version],
-            policy={request.client: _ADMIN_ONLY},
         )
+        self._grant(record, request.client, _ADMIN_ONLY)
         self.keys[key_id] = record
         session = self._open_session(record, version)
         self._audit(request, key_id, "ok")
@@ -358,10 +381,7 @@ class KMSState:
     def _set_policy(self, request: Request, op: SetPolicy) -> list[Effect]:
         record = self._key(op.key_id)
         self._require(request.client, record, Permission.ADMIN)
-        if op.permissions:
-            record.policy[op.client] = frozenset(op.permissions)
-        else:
-            record.policy.pop(op.client, None)
+        self._grant(record, op.client, frozenset(op.permissions))
         self._audit(request, op.key_id, "ok")
         return [
             self._reply(

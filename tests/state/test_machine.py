@@ -134,6 +134,28 @@ def test_policy_grants_and_revokes(net: Network) -> None:
     assert {r.error for r in rs.values()} == {"access_denied"}
 
 
+def test_the_state_knows_admins_and_clients_granted_something_on_some_key(
+    net: Network,
+) -> None:
+    first, second = create_key(net), create_key(net)
+    user, stranger = Client(), Client()
+    states = net.states.values()
+    assert all(s.knows(net.admin.public) and not s.knows(user.public) for s in states)
+    for key_id in (first, second):
+        grant = SetPolicy(key_id, user.public, (Permission.DECRYPT,))
+        net.send(net.admin.request(grant, at_ms=net.time_ms))
+    assert all(s.knows(user.public) and not s.knows(stranger.public) for s in states)
+    # Revoking one grant leaves the other; revoking both forgets the client.
+    net.send(net.admin.request(SetPolicy(first, user.public, ()), at_ms=net.time_ms))
+    assert all(s.knows(user.public) for s in states)
+    net.send(net.admin.request(SetPolicy(second, user.public, ()), at_ms=net.time_ms))
+    assert not any(s.knows(user.public) for s in states)
+    # A stranger's refused requests (audited) do not make it known.
+    grab = SetPolicy(first, stranger.public, (Permission.ADMIN,))
+    net.send(stranger.request(grab, at_ms=net.time_ms))
+    assert not any(s.knows(stranger.public) for s in states)
+
+
 def test_replayed_request_is_not_served_twice(net: Network) -> None:
     key_id = create_key(net)
     req = net.admin.request(DescribeKey(key_id), at_ms=net.time_ms)
