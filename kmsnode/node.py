@@ -69,6 +69,7 @@ PARTITION_POLL = 0.2
 FLIGHT_RECORDER_ENV = "KMSNODE_FLIGHT_RECORDER"
 """Set to a number of events to keep the node's recent protocol events (``/api/events``)."""
 RELAY_KIND = "req"
+"""Envelope kind of a relayed client request (its body: the request's bytes)."""
 STRANGER_RATE = 20.0
 """Requests per second this node lets into the log from clients the replicated state does not
 know (no genesis admin, no grant on any key). Their refusals are audited, as the issue wants,
@@ -76,7 +77,6 @@ but anyone can make a key pair: without a budget, strangers could fill the log a
 node's audit trail at the rate the nodes accept requests."""
 STRANGER_BURST = 40
 """Stranger requests accepted back to back before ``STRANGER_RATE`` applies."""
-"""Envelope kind of a relayed client request (its body: the request's bytes)."""
 
 
 class RequestTimings:
@@ -171,7 +171,9 @@ class KMSNode:
                 config.max_client_connections, len(self.genesis.nodes)
             ),
         )
-        self.guard = net.ConnectionGuard(self.host, self.committee, config.max_client_connections)
+        self.guard = net.ConnectionGuard(
+            self.host, self.committee, config.max_client_connections, busy=self._peer_busy
+        )
         self.mesh = net.Mesh(self.host, self.committee, net.NodeId(self.me))
         ids = [i.id for i in self.genesis.nodes]
         self.consensus_config = consensus.Config(
@@ -209,7 +211,7 @@ class KMSNode:
             self.host,
             self._handle,
             committee=self.committee,
-            on_request=self.guard.touch,
+            on_activity=self.guard.touch,
             request_fmt=net.FrameFormat(
                 max_frame_bytes=self.consensus_config.max_payload_bytes + REQUEST_FRAME_SLACK,
                 max_items=REQUEST_FRAME_MAX_ITEMS,
@@ -440,6 +442,10 @@ class KMSNode:
             raise MalformedMessage("request for another chain")
         req.verify()
         return req
+
+    def _peer_busy(self, peer: Any) -> bool:
+        """Whether the request server is handling a request of ``peer``'s (not evictable)."""
+        return self.server.peer_busy(peer)
 
     def _within_budget(self, req: Request) -> bool:
         """Whether ``req`` may go into the log now: always for a client the state knows; for

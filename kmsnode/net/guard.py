@@ -7,11 +7,14 @@ client out, and also the committee member that had to reconnect after a restart,
 attack on clients became one on consensus liveness.
 
 ``ConnectionGuard`` keeps the connections of non-members at most ``limit``. When one more
-arrives, the non-member that has been idle longest (no stream opened, no request made: the
-request server reports requests on long-lived sessions) is disconnected, so a squatter loses
-its place to a newcomer and an active client keeps it; a client that was evicted redials
-when it next needs the node. Committee members are never counted, never evicted, and the
-host's own cap leaves room for them beyond ``limit`` (``Host(max_connections=...)``).
+arrives, the non-member idle longest is disconnected: activity is a request read or answered
+(the request server reports both, sessions included), and a peer with a request being
+handled is never chosen, so no answer is cut off. A squatter loses its place to a newcomer;
+an evicted client redials when it next asks. Closing a connection takes py-libp2p ~0.2 s, so
+closes run concurrently under a deadline (then the socket is dropped); while ``MAX_CLOSING``
+are in progress (a flood), newcomers are closed on arrival.
+Committee members are never counted, evicted or turned away, and the host's own cap
+(``host_connection_cap``) leaves them room beyond what the guard lets clients hold.
 """
 
 from __future__ import annotations
@@ -29,27 +32,41 @@ from multiaddr import Multiaddr
 from .committee import Committee
 from .host import Host
 
-__all__ = ["DEFAULT_CLIENT_CONNECTIONS", "ConnectionGuard", "host_connection_cap"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "DEFAULT_CLIENT_CONNECTIONS",
+    "MAX_CLOSING",
+    "ConnectionGuard",
+    "host_connection_cap",
+]
 
 _log = logging.getLogger("kmsnode.net.guard")
 
 DEFAULT_CLIENT_CONNECTIONS = 512
 """Connections from outside the committee a node keeps at most (each costs ~100 KB)."""
 
+CLOSE_TIMEOUT = 2.0
+"""Seconds a graceful close may take (a peer that stops reading can stall it) before the
+connection's socket is dropped."""
+
+MAX_CLOSING = 32
+"""Closes in progress beyond which a new non-member connection is closed at once."""
+
 _PER_PEER = 3
 """py-libp2p's own bound on connections per peer (``max_connections_per_peer``)."""
 
 
 def host_connection_cap(client_limit: int, committee_size: int, burst: int = 64) -> int:
-    """The host's hard connection cap for a guard of ``client_limit``: room for every member's
-    connections, plus ``burst`` handshakes that finish before the guard trims."""
-    return client_limit + _PER_PEER * committee_size + burst
+    """The host's hard connection cap for a guard of ``client_limit``: the clients, as many
+    again being closed or arriving in a burst, and room for every member's connections."""
+    return 2 * client_limit + MAX_CLOSING + _PER_PEER * committee_size + burst
 
 
 class ConnectionGuard(INotifee):
     """Evicts the idlest non-member when non-members hold more than ``limit`` connections.
 
-    Start with ``await nursery.start(guard.run)``; ``touch(peer)`` marks activity.
+    Start with ``await nursery.start(guard.run)``; ``touch(peer)`` marks activity and
+    ``busy(peer)`` (given) says whether a peer has a request being handled.
     """
 
     def __init__(
@@ -58,6 +75,7 @@ class ConnectionGuard(INotifee):
         committee: Committee,
         limit: int = DEFAULT_CLIENT_CONNECTIONS,
         *,
+        busy: Callable[[ID], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if limit < 1:
@@ -65,11 +83,16 @@ class ConnectionGuard(INotifee):
         self.host = host
         self.committee = committee
         self.limit = limit
+        self.busy: Callable[[ID], bool] = busy or (lambda peer: False)
         self._clock = clock
         self._last_active: dict[ID, float] = {}
+        self._closing: set[INetConn] = set()
+        self._nursery: trio.Nursery | None = None
         self._trim = trio.Event()
         self.evicted = 0
         """Non-member peers disconnected to make room."""
+        self.turned_away = 0
+        """Non-member connections closed on arrival while a flood was being closed."""
 
     # -- activity ---------------------------------------------------------------------------
     def touch(self, peer: ID) -> None:
@@ -78,14 +101,29 @@ class ConnectionGuard(INotifee):
             self._last_active[peer] = self._clock()
 
     def connections(self) -> int:
-        """Connections non-members hold now."""
-        conns = self.host.libp2p.get_network().connections
-        return sum(len(conns.get(peer, ())) for peer in self._last_active)
+        """Connections non-members hold now, not counting those being closed (at most
+        ``MAX_CLOSING``: past that, newcomers are closed on arrival)."""
+        network = self.host.libp2p.get_network()
+        closing = self._closing
+        return sum(
+            1
+            for peer in self._last_active
+            for conn in network.get_connections(peer)
+            if conn not in closing
+        )
+
+    def closing(self) -> int:
+        """Non-member connections being closed now."""
+        return len(self._closing)
 
     # -- INotifee (py-libp2p calls these from its own tasks: no raising, no blocking) --------
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
         if self.committee.node_of(peer) is not None:
+            return
+        if len(self._closing) >= MAX_CLOSING:
+            self.turned_away += 1
+            self._close_soon(conn)
             return
         self._last_active[peer] = self._clock()
         if self.connections() > self.limit:
@@ -93,11 +131,11 @@ class ConnectionGuard(INotifee):
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         peer = conn.muxed_conn.peer_id
-        if not network.connections.get(peer):
+        if not network.get_connections(peer):
             self._last_active.pop(peer, None)
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        self.touch(stream.muxed_conn.peer_id)
+        pass  # opening (or resetting) a stream is not activity: anyone can do it for free
 
     async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
         pass
@@ -114,19 +152,25 @@ class ConnectionGuard(INotifee):
         network = self.host.libp2p.get_network()
         network.register_notifee(self)
         try:
-            task_status.started()
-            while True:
-                await self._trim.wait()
-                self._trim = trio.Event()
-                await self._trim_to_limit(network)
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                while True:
+                    await self._trim.wait()
+                    self._trim = trio.Event()
+                    self._trim_to_limit(network)
         finally:
+            self._nursery = None
             remove = getattr(network, "remove_notifee", None)
             if remove is not None:
                 remove(self)
 
-    async def _trim_to_limit(self, network: INetwork) -> None:
-        while self.connections() > self.limit and self._last_active:
-            victim = min(self._last_active, key=self._last_active.__getitem__)
+    def _trim_to_limit(self, network: INetwork) -> None:
+        while self.connections() > self.limit:
+            idle = [p for p in self._last_active if not self.busy(p)]
+            if not idle:
+                return  # every client is being served: over the limit until one is done
+            victim = min(idle, key=self._last_active.__getitem__)
             del self._last_active[victim]
             self.evicted += 1
             _log.info(
@@ -135,7 +179,38 @@ class ConnectionGuard(INotifee):
                 self.limit,
                 extra={"event": "client_evicted", "peer": str(victim)},
             )
+            # Exactly the connections it holds now: one it opens meanwhile is a newcomer.
+            for conn in list(network.get_connections(victim)):
+                self._close_soon(conn)
+
+    def _close_soon(self, conn: INetConn) -> None:
+        if conn in self._closing or self._nursery is None:
+            return
+        self._closing.add(conn)
+        self._nursery.start_soon(self._close, conn)
+
+    async def _close(self, conn: INetConn) -> None:
+        try:
+            with trio.move_on_after(CLOSE_TIMEOUT) as graceful:
+                await conn.close()
+            if graceful.cancelled_caught:
+                await self._abort(conn)
+        except Exception as exc:  # already gone, or closing failed: drop the socket
+            _log.debug("closing a client connection: %s", type(exc).__name__)
+            await self._abort(conn)
+        finally:
+            self._closing.discard(conn)
+
+    async def _abort(self, conn: INetConn) -> None:
+        """Drop the connection's socket and the swarm's record of it, whatever state the
+        graceful close was left in (py-libp2p's ``SwarmConn`` internals, checked first)."""
+        with trio.move_on_after(1.0):
             try:
-                await network.close_peer(victim)
-            except Exception as exc:  # already gone, or closing failed: it no longer counts
-                _log.debug("closing evicted peer %s: %s", victim, type(exc).__name__)
+                secured = getattr(getattr(conn, "muxed_conn", None), "secured_conn", None)
+                if secured is not None:
+                    await secured.close()
+                cleanup = getattr(conn, "_cleanup", None)
+                if cleanup is not None:
+                    await cleanup()
+            except Exception as exc:
+                _log.debug("aborting a client connection: %s", type(exc).__name__)

@@ -35,7 +35,7 @@ import contextlib
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -117,8 +117,9 @@ class RequestServer:
             (each); more are refused (``busy``) or reset.
         session_idle_timeout: seconds a session with nothing in flight may stay silent
             before it is closed (clients redial; idle squatters lose their place).
-        on_request: called with the peer's id for every request read (one-shot or on a
-            session), e.g. ``ConnectionGuard.touch``, so long-lived sessions count as active.
+        on_activity: called with the peer's id when one of its requests is read and again
+            when its answer is done (one-shot or on a session), e.g. ``ConnectionGuard.touch``,
+            so clients on long-lived sessions count as active.
         max_outstanding: requests in flight per session stream before reading pauses.
         write_timeout: seconds one response frame may take to write on a session before
             the stream is reset (a client that stops reading must not hold handler slots).
@@ -141,7 +142,7 @@ class RequestServer:
         write_timeout: float = 10.0,
         max_per_peer: int = 16,
         session_idle_timeout: float = 300.0,
-        on_request: Callable[[ID], None] | None = None,
+        on_activity: Callable[[ID], None] | None = None,
     ) -> None:
         self.host = host
         self.handler = handler
@@ -152,7 +153,8 @@ class RequestServer:
         self.committee = committee
         self.request_timeout = request_timeout
         self.session_idle_timeout = session_idle_timeout
-        self.on_request = on_request
+        self.on_activity = on_activity
+        self._handling_by_peer = _PerPeer(max_concurrent)
         self._one_shot_by_peer = _PerPeer(max_per_peer)
         self._sessions_by_peer = _PerPeer(max_per_peer)
         self.max_sessions = max_sessions
@@ -213,8 +215,6 @@ class RequestServer:
             _log.debug("request stream broke peer=%s error=%s", peer_id, type(exc).__name__)
             await _reset(stream)
             return
-        if self.on_request is not None:
-            self.on_request(peer_id)
         # A handler slot only once the request is in: peers that open streams and send
         # nothing (or slowly) hold no slot, only their own per-peer places, for
         # ``request_timeout`` at most.
@@ -225,7 +225,8 @@ class RequestServer:
             await _answer_and_close(stream, [Envelope(ERROR, {"reason": "busy"})], self.fmt)
             return
         try:
-            await self._handle_one(stream, peer_id, envelope)
+            with self._handling(peer_id):
+                await self._handle_one(stream, peer_id, envelope)
         finally:
             self._slots.release()
 
@@ -258,14 +259,14 @@ class RequestServer:
             self.sessions_rejected += 1
             await _reset(stream)
             return
-        if self.sessions >= self.max_sessions and not self._evict_idlest_session():
+        if self.sessions >= self.max_sessions and not self._evict_idlest_session(peer_id):
             self._sessions_by_peer.leave(peer_id)
             self.sessions_rejected += 1
             await _reset(stream)
             return
         self.sessions += 1
         out = _SessionWriter(stream, self.fmt, self.write_timeout)
-        place = _SessionPlace(trio.current_time())
+        place = _SessionPlace(peer_id, trio.current_time())
         key = next(self._session_ids)
         self._open_sessions[key] = place
         failure: Exception | None = None
@@ -297,17 +298,36 @@ class RequestServer:
             _log.debug("session stream broke peer=%s error=%s", peer_id, type(failure).__name__)
         await _reset(stream)
 
+    def peer_busy(self, peer: ID) -> bool:
+        """Whether a request of ``peer``'s is being handled now."""
+        return self._handling_by_peer.holds(peer)
+
+    @contextlib.contextmanager
+    def _handling(self, peer: ID) -> Iterator[None]:
+        """Mark ``peer`` busy while a request of its is handled; activity at both ends."""
+        self._handling_by_peer.enter(peer)
+        if self.on_activity is not None:
+            self.on_activity(peer)
+        try:
+            yield
+        finally:
+            self._handling_by_peer.leave(peer)
+            if self.on_activity is not None:
+                self.on_activity(peer)
+
     @property
     def session_requests_in_flight(self) -> int:
         """Requests read on open sessions and not yet answered."""
         return sum(len(p.in_flight) for p in self._open_sessions.values())
 
-    def _evict_idlest_session(self) -> bool:
-        """Close the open session idle longest with nothing in flight; False if none is."""
+    def _evict_idlest_session(self, newcomer: ID) -> bool:
+        """Close the open session idle longest with nothing in flight, the newcomer's own
+        first (a peer opening more sessions displaces itself before others); False if none."""
         idle = [p for p in self._open_sessions.values() if not p.in_flight and not p.evicted]
-        if not idle:
+        own = [p for p in idle if p.peer == newcomer]
+        if not (own or idle):
             return False
-        victim = min(idle, key=lambda p: p.last_active)
+        victim = min(own or idle, key=lambda p: p.last_active)
         victim.evicted = True
         if victim.scope is not None:
             victim.scope.cancel()
@@ -343,16 +363,15 @@ class RequestServer:
                 tag, inner = _parse_tagged(envelope, REQ)
                 if tag in in_flight:
                     raise UnexpectedShape(f"tag {tag} is already in flight")
-                if self.on_request is not None:
-                    self.on_request(peer_id)
+                in_flight.add(tag)  # before the wait below: busy, so never evicted here
                 await room.acquire()
-                in_flight.add(tag)
                 req = Request(inner, peer_id.to_base58(), node_id)
-                nursery.start_soon(self._serve_tagged, out, tag, req, in_flight, room)
+                nursery.start_soon(self._serve_tagged, out, peer_id, tag, req, in_flight, room)
 
     async def _serve_tagged(
         self,
         out: _SessionWriter,
+        peer_id: ID,
         tag: int,
         req: Request,
         in_flight: set[int],
@@ -366,7 +385,8 @@ class RequestServer:
                 await out.send(tag, Envelope(ERROR, {"reason": "busy"}))
                 return
             try:
-                await self._run_handler(out, tag, req)
+                with self._handling(peer_id):
+                    await self._run_handler(out, tag, req)
             finally:
                 self._slots.release()
         except _StreamBroken:
@@ -426,6 +446,10 @@ class _PerPeer:
         self._held[peer] = held + 1
         return True
 
+    def holds(self, peer: ID) -> bool:
+        """Whether ``peer`` holds a place now."""
+        return peer in self._held
+
     def leave(self, peer: ID) -> None:
         """Give back a place ``enter`` took."""
         left = self._held.pop(peer) - 1
@@ -437,6 +461,7 @@ class _PerPeer:
 class _SessionPlace:
     """An open session as eviction sees it: when it last sent, what it awaits, how to close it."""
 
+    peer: ID
     last_active: float
     in_flight: set[int] = field(default_factory=set)
     scope: trio.CancelScope | None = None

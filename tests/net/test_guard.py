@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,7 @@ from kmsnode.net import (
     NodeId,
     RequestFailed,
     RequestServer,
+    Session,
     host_connection_cap,
     request,
 )
@@ -29,7 +31,12 @@ LIMIT = 3
 ADDR = "/ip4/127.0.0.1/tcp/0"
 
 
+GATE: dict[str, trio.Event] = {}
+
+
 async def echo(req: Request) -> AsyncIterator[Envelope]:
+    if req.envelope.kind == "gate":
+        await GATE["open"].wait()
     yield Envelope("res", req.envelope.body)
 
 
@@ -58,8 +65,10 @@ async def guarded_node(
         ]
     )
     host = Host(me, listen=[ADDR], max_connections=host_connection_cap(LIMIT, 2, burst))
-    guard = ConnectionGuard(host, committee, LIMIT, clock=Clock())
-    RequestServer(host, echo, on_request=guard.touch).install()
+    server = RequestServer(host, echo)
+    guard = ConnectionGuard(host, committee, LIMIT, busy=server.peer_busy, clock=Clock())
+    server.on_activity = guard.touch
+    server.install()
     async with trio.open_nursery() as nursery:
         await nursery.start(guard.run)
         await nursery.start(host.run)
@@ -134,3 +143,54 @@ def test_the_limit_must_be_positive() -> None:
     committee = Committee([Member(NodeId(1), me.peer_id_str, (ADDR,), me.public_key)])
     with pytest.raises(ValueError):
         ConnectionGuard(Host(me), committee, 0)
+
+
+async def test_requests_on_a_session_count_and_a_peer_being_served_is_never_evicted() -> None:
+    GATE["open"] = trio.Event()
+    async with guarded_node(burst=8) as (node, guard, _, nursery):
+        on_session = await connect(nursery, node)
+        session = Session(on_session, node.peer_id, node.addrs())
+        await nursery.start(session.run)
+        waiting = await connect(nursery, node)
+        quick = await connect(nursery, node)
+        await wait_for(lambda: guard.connections() == LIMIT)
+        # Activity in this order: ``waiting`` asks (and is kept waiting), ``quick`` asks and
+        # is answered, the session client asks and is answered. ``waiting`` is the idlest.
+        nursery.start_soon(request, waiting, node.peer_id, node.addrs(), Envelope("gate", 0))
+        await wait_for(lambda: guard.busy(waiting.peer_id))
+        assert [
+            a.body for a in await request(quick, node.peer_id, node.addrs(), Envelope("q", 1))
+        ] == [1]
+        assert [a.body for a in await session.request(Envelope("q", 2), timeout=10)] == [2]
+        # A newcomer: ``waiting`` is being served, so ``quick`` (next idlest) goes instead.
+        newcomer = await connect(nursery, node)
+        await wait_for(lambda: not connected(node, quick))
+        assert guard.evicted == 1
+        assert all(connected(node, c) for c in (on_session, waiting, newcomer))
+        GATE["open"].set()
+        await wait_for(lambda: not guard.busy(waiting.peer_id))
+
+
+async def test_a_flood_of_strangers_leaves_room_for_members_and_no_connection_uncounted() -> None:
+    flood = 24
+    async with guarded_node(burst=0) as (node, guard, member_identity, nursery):
+
+        async def dial() -> None:
+            with contextlib.suppress(Exception):  # turned away or refused: expected here
+                await connect(nursery, node)
+
+        async with trio.open_nursery() as dials:
+            for _ in range(flood):
+                dials.start_soon(dial)
+        member = await connect(nursery, node, member_identity)
+        network = node.libp2p.get_network()
+
+        def strangers() -> int:
+            return sum(
+                1 for c in network.get_connections() if c.muxed_conn.peer_id != member.peer_id
+            )
+
+        await wait_for(lambda: guard.closing() == 0 and strangers() == guard.connections())
+        assert guard.connections() <= LIMIT
+        assert guard.evicted + guard.turned_away >= flood - LIMIT
+        assert connected(node, member)
