@@ -64,9 +64,9 @@ from .reqresp import SESSION_PROTOCOL as SESSION_PROTOCOL
 from .reqresp import Request as Request
 from .reqresp import RequestHandler as RequestHandler
 from .reqresp import RequestServer as RequestServer
-from .reqresp import Session as Session
-from .reqresp import SessionStatistics as SessionStatistics
-from .reqresp import request as request
+from .reqresp_client import Session as Session
+from .reqresp_client import SessionStatistics as SessionStatistics
+from .reqresp_client import request as request
 
 # py-libp2p logs routine dial failures at ERROR level. Applications that configure logging
 # (the node does) still see them; a library user's program is not spammed on stderr.
