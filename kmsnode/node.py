@@ -171,9 +171,7 @@ class KMSNode:
                 config.max_client_connections, len(self.genesis.nodes)
             ),
         )
-        self.guard = net.ConnectionGuard(
-            self.host, self.committee, config.max_client_connections, busy=self._peer_busy
-        )
+        self.guard = net.ConnectionGuard(self.host, self.committee, config.max_client_connections)
         self.mesh = net.Mesh(self.host, self.committee, net.NodeId(self.me))
         ids = [i.id for i in self.genesis.nodes]
         self.consensus_config = consensus.Config(
@@ -217,6 +215,7 @@ class KMSNode:
                 max_items=REQUEST_FRAME_MAX_ITEMS,
             ),
         )
+        self.guard.busy = self.server.peer_busy  # a client being served is never evicted
         self.chain_id = self.genesis.chain_id
         self.console: Console | None = None
         if config.console:
@@ -442,10 +441,6 @@ class KMSNode:
             raise MalformedMessage("request for another chain")
         req.verify()
         return req
-
-    def _peer_busy(self, peer: Any) -> bool:
-        """Whether the request server is handling a request of ``peer``'s (not evictable)."""
-        return self.server.peer_busy(peer)
 
     def _within_budget(self, req: Request) -> bool:
         """Whether ``req`` may go into the log now: always for a client the state knows; for
