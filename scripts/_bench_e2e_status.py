@@ -95,3 +95,23 @@ def segment_p50s(starts: list[float], latencies: list[float], seconds: float) ->
     for t, lat in zip(starts, latencies, strict=True):
         bins[min(n - 1, int((t - t0) / seconds))].append(lat)
     return [statistics.median(b) for b in bins if b]
+
+
+CEILING_DRIFT = 0.2
+"""Relative difference between the before and after ceilings beyond which the machine's own
+speed moved enough to make the throughput ratio uncertain."""
+
+
+def ceiling_note(before_s: float, after_s: float, rate: float) -> str:
+    """What the two ceiling measurements (seconds per decrypt, before and after the run) say
+    about the throughput ratio of ``rate`` decrypts/s: the faster one is the ceiling; when
+    they differ by more than ``CEILING_DRIFT``, the ratio against the slower one too, since
+    this machine's speed then moved by that much during the run."""
+    fast, slow = min(before_s, after_s), max(before_s, after_s)
+    if fast <= 0 or slow / fast - 1 <= CEILING_DRIFT:
+        return "the faster one is the ceiling above"
+    return (
+        f"the faster one is the ceiling above; they differ by {100 * (slow / fast - 1):.0f}%: "
+        f"the machine's speed moved, and against the slower one the ratio is "
+        f"{100 * rate * slow:.0f}%"
+    )

@@ -70,7 +70,14 @@ from testnet._launcher import Testnet
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import Bar, log, proc_mem, slope
 from _bench_e2e_ceiling import CONTEXT, PLAINTEXT, Ceiling, measure_ceiling
-from _bench_e2e_status import HALF_SEGMENT_S, cpu_lines, fsync_delta, segment_p50s, stat_deltas
+from _bench_e2e_status import (
+    HALF_SEGMENT_S,
+    ceiling_note,
+    cpu_lines,
+    fsync_delta,
+    segment_p50s,
+    stat_deltas,
+)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -552,7 +559,7 @@ def print_report(
             "  ceiling measured before / after",
             "",
             f"{1 / before:.1f} / {1 / after:.1f}",
-            "the faster one is the ceiling above",
+            ceiling_note(before, after, sus.rate),
         )
     row("  vs LocalNetwork pipeline", "", f"{pipe_rate:.1f}", f"{100 * sus.rate / pipe_rate:.0f}%")
     row(

@@ -55,3 +55,13 @@ def test_segment_p50s_split_by_send_time(status):
     assert status.segment_p50s(starts, lats, 5.0) == [0.02, 0.25]
     assert status.segment_p50s([], [], 5.0) == []
     assert status.segment_p50s([1.0], [0.5], 5.0) == [0.5]
+
+
+def test_ceiling_note_flags_a_machine_whose_speed_moved_during_the_run(status):
+    # Ceilings 5.0 and 5.5 ms per decrypt: within 20%, nothing to add.
+    assert status.ceiling_note(0.005, 0.0055, 100.0) == "the faster one is the ceiling above"
+    # 3.83 vs 6.66 ms (seen on this VM): 74% apart; 115.8/s is 44% of the faster, 77% of
+    # the slower.
+    note = status.ceiling_note(0.00383, 0.00666, 115.8)
+    assert "differ by 74%" in note and "the ratio is 77%" in note
+    assert status.ceiling_note(0.00666, 0.00383, 115.8) == note  # order does not matter
