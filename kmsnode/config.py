@@ -10,6 +10,7 @@
     passphrase_file = "passphrase"     # optional; otherwise $KMSNODE_PASSPHRASE
     fault_injection = false            # testnets only: obey data_dir/partition.json
     max_client_connections = 512       # connections from outside the committee (idlest evicted)
+    max_client_connections_per_address = 64   # of those, from one IP address
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from .console._token import parse_listen
 from .errors import ConfigError
-from .net.guard import DEFAULT_CLIENT_CONNECTIONS
+from .net.guard import DEFAULT_CLIENT_CONNECTIONS, DEFAULT_PER_ADDRESS
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class NodeConfig:
     """Obey ``data_dir/partition.json`` (simulated partitions for drills); never in production."""
     max_client_connections: int = DEFAULT_CLIENT_CONNECTIONS
     """Connections peers outside the committee may hold; one more evicts the idlest client."""
+    max_client_connections_per_address: int = DEFAULT_PER_ADDRESS
+    """Of those, from one IP address; one more evicts the idlest client from that address."""
 
     @property
     def keystore(self) -> Path:
@@ -84,9 +87,15 @@ class NodeConfig:
         fault_injection = data.get("fault_injection", False)
         if not isinstance(fault_injection, bool):
             raise ConfigError(f"{p}: 'fault_injection' must be true or false")
-        max_clients = data.get("max_client_connections", DEFAULT_CLIENT_CONNECTIONS)
-        if not isinstance(max_clients, int) or isinstance(max_clients, bool) or max_clients < 1:
-            raise ConfigError(f"{p}: 'max_client_connections' must be a positive integer")
+
+        def positive(name: str, default: int) -> int:
+            value = data.get(name, default)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{p}: '{name}' must be a positive integer")
+            return value
+
+        max_clients = positive("max_client_connections", DEFAULT_CLIENT_CONNECTIONS)
+        per_address = positive("max_client_connections_per_address", DEFAULT_PER_ADDRESS)
         return cls(
             path=p,
             node_id=node_id,
@@ -97,6 +106,7 @@ class NodeConfig:
             passphrase_file=path_of("passphrase_file") if "passphrase_file" in data else None,
             fault_injection=fault_injection,
             max_client_connections=max_clients,
+            max_client_connections_per_address=per_address,
         )
 
     def dump(self) -> str:
@@ -123,4 +133,8 @@ class NodeConfig:
             lines.append("fault_injection = true")
         if self.max_client_connections != DEFAULT_CLIENT_CONNECTIONS:
             lines.append(f"max_client_connections = {self.max_client_connections}")
+        if self.max_client_connections_per_address != DEFAULT_PER_ADDRESS:
+            lines.append(
+                f"max_client_connections_per_address = {self.max_client_connections_per_address}"
+            )
         return "\n".join(lines) + "\n"

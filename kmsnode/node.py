@@ -171,7 +171,12 @@ class KMSNode:
                 config.max_client_connections, len(self.genesis.nodes)
             ),
         )
-        self.guard = net.ConnectionGuard(self.host, self.committee, config.max_client_connections)
+        self.guard = net.ConnectionGuard(
+            self.host,
+            self.committee,
+            config.max_client_connections,
+            per_address=config.max_client_connections_per_address,
+        )
         self.mesh = net.Mesh(self.host, self.committee, net.NodeId(self.me))
         ids = [i.id for i in self.genesis.nodes]
         self.consensus_config = consensus.Config(

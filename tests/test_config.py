@@ -25,7 +25,8 @@ def test_defaults_and_round_trip(tmp_path: Path) -> None:
     assert cfg.genesis == (tmp_path / "genesis.json").resolve()
     full = load(
         tmp_path,
-        'console = "127.0.0.1:9201"\nfault_injection = true\nmax_client_connections = 64\n',
+        'console = "127.0.0.1:9201"\nfault_injection = true\nmax_client_connections = 64\n'
+        "max_client_connections_per_address = 8\n",
     )
     assert full.console == "127.0.0.1:9201" and full.fault_injection is True
     (tmp_path / "again.toml").write_text(full.dump(), encoding="utf-8")
@@ -36,6 +37,8 @@ def test_defaults_and_round_trip(tmp_path: Path) -> None:
         full.listen,
     )
     assert again.max_client_connections == 64
+    assert again.max_client_connections_per_address == 8
+    assert cfg.max_client_connections_per_address == 64
 
 
 @pytest.mark.parametrize(
@@ -48,6 +51,7 @@ def test_defaults_and_round_trip(tmp_path: Path) -> None:
         ("max_client_connections = 0\n", "'max_client_connections'"),
         ("max_client_connections = true\n", "'max_client_connections'"),
         ('max_client_connections = "many"\n', "'max_client_connections'"),
+        ("max_client_connections_per_address = 0\n", "'max_client_connections_per_address'"),
     ],
 )
 def test_refusals_name_the_field(tmp_path: Path, extra: str, needle: str) -> None:

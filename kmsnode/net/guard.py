@@ -15,6 +15,10 @@ closes run concurrently under a deadline (then the socket is dropped); while ``M
 are in progress (a flood), newcomers are closed on arrival.
 Committee members are never counted, evicted or turned away, and the host's own cap
 (``host_connection_cap``) leaves them room beyond what the guard lets clients hold.
+
+Connections from one IP address (the socket's) are also bounded, by ``per_address``: one
+more there evicts the idlest client *from that address*, so a single host minting identities
+churns out only its own connections, not other addresses' idle clients.
 """
 
 from __future__ import annotations
@@ -35,15 +39,21 @@ from .host import Host
 __all__ = [
     "CLOSE_TIMEOUT",
     "DEFAULT_CLIENT_CONNECTIONS",
+    "DEFAULT_PER_ADDRESS",
     "MAX_CLOSING",
     "ConnectionGuard",
     "host_connection_cap",
+    "remote_ip",
 ]
 
 _log = logging.getLogger("kmsnode.net.guard")
 
 DEFAULT_CLIENT_CONNECTIONS = 512
 """Connections from outside the committee a node keeps at most (each costs ~100 KB)."""
+
+DEFAULT_PER_ADDRESS = 64
+"""Of those, connections from one IP address at most: one host minting identities then
+churns out only its own connections, not other addresses' idle clients."""
 
 CLOSE_TIMEOUT = 2.0
 """Seconds a graceful close may take (a peer that stops reading can stall it) before the
@@ -75,14 +85,20 @@ class ConnectionGuard(INotifee):
         committee: Committee,
         limit: int = DEFAULT_CLIENT_CONNECTIONS,
         *,
+        per_address: int = DEFAULT_PER_ADDRESS,
         busy: Callable[[ID], bool] | None = None,
+        address_of: Callable[[INetConn], str | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if limit < 1:
-            raise ValueError("the connection limit must be at least 1")
+        if limit < 1 or per_address < 1:
+            raise ValueError("connection limits must be at least 1")
         self.host = host
         self.committee = committee
         self.limit = limit
+        self.per_address = per_address
+        self.address_of = address_of or remote_ip
+        self._address: dict[ID, str | None] = {}
+        """Per tracked peer: the IP address its first connection came from (None: unknown)."""
         self.busy: Callable[[ID], bool] = busy or (lambda peer: False)
         self._clock = clock
         self._last_active: dict[ID, float] = {}
@@ -100,17 +116,23 @@ class ConnectionGuard(INotifee):
         if peer in self._last_active:
             self._last_active[peer] = self._clock()
 
-    def connections(self) -> int:
-        """Connections non-members hold now, not counting those being closed (at most
-        ``MAX_CLOSING``: past that, newcomers are closed on arrival)."""
+    def connections(self, address: str | None = None) -> int:
+        """Connections non-members hold now (from ``address`` only, if given), not counting
+        those being closed (at most ``MAX_CLOSING``: past that, newcomers are closed on
+        arrival)."""
         network = self.host.libp2p.get_network()
         closing = self._closing
         return sum(
             1
-            for peer in self._last_active
+            for peer in self._peers(address)
             for conn in network.get_connections(peer)
             if conn not in closing
         )
+
+    def _peers(self, address: str | None) -> list[ID]:
+        if address is None:
+            return list(self._last_active)
+        return [p for p in self._last_active if self._address.get(p) == address]
 
     def closing(self) -> int:
         """Non-member connections being closed now."""
@@ -126,6 +148,9 @@ class ConnectionGuard(INotifee):
             self._close_soon(conn)
             return
         self._last_active[peer] = self._clock()
+        address = self._address.setdefault(peer, self.address_of(conn))
+        if address is not None and self.connections(address) > self.per_address:
+            self._trim_to(network, self.per_address, address, newcomer=conn)
         if self.connections() > self.limit:
             self._trim.set()
 
@@ -133,6 +158,7 @@ class ConnectionGuard(INotifee):
         peer = conn.muxed_conn.peer_id
         if not network.get_connections(peer):
             self._last_active.pop(peer, None)
+            self._address.pop(peer, None)
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         pass  # opening (or resetting) a stream is not activity: anyone can do it for free
@@ -158,25 +184,39 @@ class ConnectionGuard(INotifee):
                 while True:
                     await self._trim.wait()
                     self._trim = trio.Event()
-                    self._trim_to_limit(network)
+                    self._trim_to(network, self.limit)
         finally:
             self._nursery = None
             remove = getattr(network, "remove_notifee", None)
             if remove is not None:
                 remove(self)
 
-    def _trim_to_limit(self, network: INetwork) -> None:
-        while self.connections() > self.limit:
-            idle = [p for p in self._last_active if not self.busy(p)]
+    def _trim_to(
+        self,
+        network: INetwork,
+        limit: int,
+        address: str | None = None,
+        newcomer: INetConn | None = None,
+    ) -> None:
+        """Evict the idlest peers (from ``address`` only, if given) until they hold at most
+        ``limit``; if all are busy, close ``newcomer`` instead (else stay over until one is
+        done)."""
+        while self.connections(address) > limit:
+            idle = [p for p in self._peers(address) if not self.busy(p)]
             if not idle:
-                return  # every client is being served: over the limit until one is done
+                if newcomer is not None:  # everyone there is being served: turn it away
+                    self.turned_away += 1
+                    self._close_soon(newcomer)
+                return
             victim = min(idle, key=self._last_active.__getitem__)
             del self._last_active[victim]
+            self._address.pop(victim, None)
             self.evicted += 1
             _log.info(
-                "evicted the idlest client connection peer=%s limit=%d",
+                "evicted the idlest client connection peer=%s limit=%d address=%s",
                 victim,
-                self.limit,
+                limit,
+                address or "any",
                 extra={"event": "client_evicted", "peer": str(victim)},
             )
             # Exactly the connections it holds now: one it opens meanwhile is a newcomer.
@@ -214,3 +254,14 @@ class ConnectionGuard(INotifee):
                     await cleanup()
             except Exception as exc:
                 _log.debug("aborting a client connection: %s", type(exc).__name__)
+
+
+def remote_ip(conn: INetConn) -> str | None:
+    """The IP address a connection comes from (the socket's, not what the peer claims), or
+    None if py-libp2p does not expose it."""
+    secured = getattr(getattr(conn, "muxed_conn", None), "secured_conn", None)
+    try:
+        remote = secured.get_remote_address() if secured is not None else None
+    except Exception:
+        return None
+    return str(remote[0]) if remote else None

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+from libp2p.abc import INetConn
 
 from kmsnode.net import (
     Committee,
@@ -23,6 +24,7 @@ from kmsnode.net import (
     host_connection_cap,
     request,
 )
+from kmsnode.net.guard import remote_ip
 from kmsnode.net.reqresp import Request
 
 from .conftest import wait_for
@@ -51,9 +53,19 @@ class Clock:
         return self.now
 
 
+ELSEWHERE: set[str] = set()
+"""Peer ids (base58) the guard is told connect from 192.0.2.1 (all tests dial from 127.0.0.1)."""
+
+
+def address_of(conn: INetConn) -> str | None:
+    if conn.muxed_conn.peer_id.to_base58() in ELSEWHERE:
+        return "192.0.2.1"
+    return remote_ip(conn)
+
+
 @asynccontextmanager
 async def guarded_node(
-    burst: int,
+    burst: int, per_address: int = 64
 ) -> AsyncIterator[tuple[Host, ConnectionGuard, NetworkIdentity, trio.Nursery]]:
     """A node in a 2-member committee (it and ``member``), guarding LIMIT client connections,
     with a request server that reports requests to the guard."""
@@ -66,7 +78,15 @@ async def guarded_node(
     )
     host = Host(me, listen=[ADDR], max_connections=host_connection_cap(LIMIT, 2, burst))
     server = RequestServer(host, echo)
-    guard = ConnectionGuard(host, committee, LIMIT, busy=server.peer_busy, clock=Clock())
+    guard = ConnectionGuard(
+        host,
+        committee,
+        LIMIT,
+        per_address=per_address,
+        busy=server.peer_busy,
+        address_of=address_of,
+        clock=Clock(),
+    )
     server.on_activity = guard.touch
     server.install()
     async with trio.open_nursery() as nursery:
@@ -194,3 +214,27 @@ async def test_a_flood_of_strangers_leaves_room_for_members_and_no_connection_un
         assert guard.connections() <= LIMIT
         assert guard.evicted + guard.turned_away >= flood - LIMIT
         assert connected(node, member)
+
+
+async def test_one_address_minting_identities_displaces_only_its_own_connections() -> None:
+    async with guarded_node(burst=8, per_address=1) as (node, guard, _, nursery):
+        # The idlest client of all is at another address.
+        other = NetworkIdentity.generate()
+        ELSEWHERE.add(other.peer_id_str)
+        elsewhere = await connect(nursery, node, other)
+        first = await connect(nursery, node)
+        await wait_for(lambda: guard.connections() == 2)
+        assert guard.connections("192.0.2.1") == guard.connections("127.0.0.1") == 1
+        # A second identity from 127.0.0.1 is one too many there: the idlest *from
+        # 127.0.0.1* goes, although the client elsewhere has been idle longer.
+        second = await connect(nursery, node)
+        await wait_for(lambda: not connected(node, first))
+        assert connected(node, elsewhere) and connected(node, second)
+        assert guard.evicted == 1
+
+
+async def test_remote_ip_is_the_sockets_address() -> None:
+    async with guarded_node(burst=8) as (node, _, _, nursery):
+        client = await connect(nursery, node)
+        (conn,) = node.libp2p.get_network().get_connections(client.peer_id)
+        assert remote_ip(conn) == "127.0.0.1"
