@@ -45,6 +45,7 @@ from .framing import FrameDecoder as FrameDecoder
 from .framing import FrameFormat as FrameFormat
 from .framing import encode_frame as encode_frame
 from .guard import DEFAULT_CLIENT_CONNECTIONS as DEFAULT_CLIENT_CONNECTIONS
+from .guard import DEFAULT_PER_ADDRESS as DEFAULT_PER_ADDRESS
 from .guard import ConnectionGuard as ConnectionGuard
 from .guard import host_connection_cap as host_connection_cap
 from .host import Host as Host

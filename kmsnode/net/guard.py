@@ -16,13 +16,15 @@ are in progress (a flood), newcomers are closed on arrival.
 Committee members are never counted, evicted or turned away, and the host's own cap
 (``host_connection_cap``) leaves them room beyond what the guard lets clients hold.
 
-Connections from one IP address (the socket's) are also bounded, by ``per_address``: one
-more there evicts the idlest client *from that address*, so a single host minting identities
-churns out only its own connections, not other addresses' idle clients.
+Connections from one address group (the socket's IPv4 address, or IPv6 /64) are also bounded,
+by ``per_address``: one more there evicts the idlest other client *from that group*, or is
+closed itself if its peer already held connections or every other client there is being
+served, so a single host minting identities churns out only its own connections.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -41,7 +43,9 @@ __all__ = [
     "DEFAULT_CLIENT_CONNECTIONS",
     "DEFAULT_PER_ADDRESS",
     "MAX_CLOSING",
+    "UNKNOWN_ADDRESS",
     "ConnectionGuard",
+    "address_group",
     "host_connection_cap",
     "remote_ip",
 ]
@@ -52,8 +56,12 @@ DEFAULT_CLIENT_CONNECTIONS = 512
 """Connections from outside the committee a node keeps at most (each costs ~100 KB)."""
 
 DEFAULT_PER_ADDRESS = 64
-"""Of those, connections from one IP address at most: one host minting identities then
-churns out only its own connections, not other addresses' idle clients."""
+"""Of those, connections from one address group at most (an IPv4 address, an IPv6 /64): one
+host minting identities then churns out only its own connections, not other addresses' idle
+clients. Raise it for clients behind one NAT or proxy."""
+
+UNKNOWN_ADDRESS = "unknown"
+"""The group of connections whose address cannot be read: bounded together, not unbounded."""
 
 CLOSE_TIMEOUT = 2.0
 """Seconds a graceful close may take (a peer that stops reading can stall it) before the
@@ -97,8 +105,8 @@ class ConnectionGuard(INotifee):
         self.limit = limit
         self.per_address = per_address
         self.address_of = address_of or remote_ip
-        self._address: dict[ID, str | None] = {}
-        """Per tracked peer: the IP address its first connection came from (None: unknown)."""
+        self._group: dict[INetConn, str] = {}
+        """Per non-member connection: the address group it came from (``address_group``)."""
         self.busy: Callable[[ID], bool] = busy or (lambda peer: False)
         self._clock = clock
         self._last_active: dict[ID, float] = {}
@@ -116,23 +124,32 @@ class ConnectionGuard(INotifee):
         if peer in self._last_active:
             self._last_active[peer] = self._clock()
 
-    def connections(self, address: str | None = None) -> int:
-        """Connections non-members hold now (from ``address`` only, if given), not counting
-        those being closed (at most ``MAX_CLOSING``: past that, newcomers are closed on
-        arrival)."""
-        network = self.host.libp2p.get_network()
+    def connections(self, group: str | None = None) -> int:
+        """Connections non-members hold now (from address ``group`` only, if given), not
+        counting those being closed (at most ``MAX_CLOSING``: past that, newcomers are closed
+        on arrival)."""
         closing = self._closing
+        if group is not None:
+            return sum(
+                1
+                for conn, g in self._group.items()
+                if g == group and conn not in closing and _peer(conn) in self._last_active
+            )
+        network = self.host.libp2p.get_network()
         return sum(
             1
-            for peer in self._peers(address)
+            for peer in self._last_active
             for conn in network.get_connections(peer)
             if conn not in closing
         )
 
-    def _peers(self, address: str | None) -> list[ID]:
-        if address is None:
+    def _peers(self, group: str | None) -> list[ID]:
+        """Tracked peers (with a live connection from ``group``, if given)."""
+        if group is None:
             return list(self._last_active)
-        return [p for p in self._last_active if self._address.get(p) == address]
+        closing = self._closing
+        found = {_peer(c) for c, g in self._group.items() if g == group and c not in closing}
+        return [p for p in found if p in self._last_active]
 
     def closing(self) -> int:
         """Non-member connections being closed now."""
@@ -147,18 +164,22 @@ class ConnectionGuard(INotifee):
             self.turned_away += 1
             self._close_soon(conn)
             return
+        try:
+            group = address_group(self.address_of(conn))
+        except Exception:
+            group = UNKNOWN_ADDRESS
+        self._group[conn] = group
         self._last_active[peer] = self._clock()
-        address = self._address.setdefault(peer, self.address_of(conn))
-        if address is not None and self.connections(address) > self.per_address:
-            self._trim_to(network, self.per_address, address, newcomer=conn)
+        if self.connections(group) > self.per_address:
+            self._trim_group(network, group, conn)
         if self.connections() > self.limit:
             self._trim.set()
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._group.pop(conn, None)
         peer = conn.muxed_conn.peer_id
         if not network.get_connections(peer):
             self._last_active.pop(peer, None)
-            self._address.pop(peer, None)
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         pass  # opening (or resetting) a stream is not activity: anyone can do it for free
@@ -191,37 +212,40 @@ class ConnectionGuard(INotifee):
             if remove is not None:
                 remove(self)
 
-    def _trim_to(
-        self,
-        network: INetwork,
-        limit: int,
-        address: str | None = None,
-        newcomer: INetConn | None = None,
-    ) -> None:
-        """Evict the idlest peers (from ``address`` only, if given) until they hold at most
-        ``limit``; if all are busy, close ``newcomer`` instead (else stay over until one is
-        done)."""
-        while self.connections(address) > limit:
-            idle = [p for p in self._peers(address) if not self.busy(p)]
+    def _trim_group(self, network: INetwork, group: str, newcomer: INetConn) -> None:
+        """One connection too many from ``group``: evict the idlest other client there; if
+        the newcomer's peer already held connections, or every other client there is being
+        served, close only the newcomer (a peer adding connections displaces nobody)."""
+        peer = _peer(newcomer)
+        held = [c for c in network.get_connections(peer) if c is not newcomer]
+        idle = [p for p in self._peers(group) if p != peer and not self.busy(p)]
+        if any(c not in self._closing for c in held) or not idle:
+            self.turned_away += 1
+            self._close_soon(newcomer)
+            return
+        self._evict(network, min(idle, key=self._last_active.__getitem__), group)
+
+    def _trim_to(self, network: INetwork, limit: int) -> None:
+        """Evict the idlest peers until non-members hold at most ``limit`` connections (if
+        all are being served, stay over until one is done)."""
+        while self.connections() > limit:
+            idle = [p for p in self._last_active if not self.busy(p)]
             if not idle:
-                if newcomer is not None:  # everyone there is being served: turn it away
-                    self.turned_away += 1
-                    self._close_soon(newcomer)
                 return
-            victim = min(idle, key=self._last_active.__getitem__)
-            del self._last_active[victim]
-            self._address.pop(victim, None)
-            self.evicted += 1
-            _log.info(
-                "evicted the idlest client connection peer=%s limit=%d address=%s",
-                victim,
-                limit,
-                address or "any",
-                extra={"event": "client_evicted", "peer": str(victim)},
-            )
-            # Exactly the connections it holds now: one it opens meanwhile is a newcomer.
-            for conn in list(network.get_connections(victim)):
-                self._close_soon(conn)
+            self._evict(network, min(idle, key=self._last_active.__getitem__), None)
+
+    def _evict(self, network: INetwork, victim: ID, group: str | None) -> None:
+        del self._last_active[victim]
+        self.evicted += 1
+        _log.info(
+            "evicted the idlest client connection peer=%s within=%s",
+            victim,
+            group or "all clients",
+            extra={"event": "client_evicted", "peer": str(victim)},
+        )
+        # Exactly the connections it holds now: one it opens meanwhile is a newcomer.
+        for conn in list(network.get_connections(victim)):
+            self._close_soon(conn)
 
     def _close_soon(self, conn: INetConn) -> None:
         if conn in self._closing or self._nursery is None:
@@ -256,12 +280,46 @@ class ConnectionGuard(INotifee):
                 _log.debug("aborting a client connection: %s", type(exc).__name__)
 
 
+def _peer(conn: INetConn) -> ID:
+    return conn.muxed_conn.peer_id
+
+
 def remote_ip(conn: INetConn) -> str | None:
     """The IP address a connection comes from (the socket's, not what the peer claims), or
-    None if py-libp2p does not expose it."""
+    None if it cannot be read. py-libp2p reports IPv4 peers only, so the socket is asked
+    directly when it has nothing."""
     secured = getattr(getattr(conn, "muxed_conn", None), "secured_conn", None)
     try:
         remote = secured.get_remote_address() if secured is not None else None
+        if remote:
+            return str(remote[0])
+        # Down the layers (Noise session, its reader-writer, the raw connection, py-libp2p's
+        # TCP stream) to trio's SocketStream, whose socket knows its peer.
+        layer: Any = secured
+        for _ in range(8):
+            sock = getattr(layer, "socket", None)
+            if sock is not None and hasattr(sock, "getpeername"):
+                return str(sock.getpeername()[0])
+            layer = getattr(layer, "conn", None) or getattr(layer, "stream", None)
+            if layer is None:
+                break
+        return None
     except Exception:
         return None
-    return str(remote[0]) if remote else None
+
+
+def address_group(host: str | None) -> str:
+    """The group a connection's address counts in: the IPv4 address; for IPv6 its /64 (one
+    host usually holds a whole /64), an IPv4-mapped one as the IPv4 address; everything
+    unreadable together in ``UNKNOWN_ADDRESS``."""
+    if host is None:
+        return UNKNOWN_ADDRESS
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return UNKNOWN_ADDRESS
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

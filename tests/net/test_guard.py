@@ -24,7 +24,7 @@ from kmsnode.net import (
     host_connection_cap,
     request,
 )
-from kmsnode.net.guard import remote_ip
+from kmsnode.net.guard import UNKNOWN_ADDRESS, address_group, remote_ip
 from kmsnode.net.reqresp import Request
 
 from .conftest import wait_for
@@ -233,8 +233,47 @@ async def test_one_address_minting_identities_displaces_only_its_own_connections
         assert guard.evicted == 1
 
 
-async def test_remote_ip_is_the_sockets_address() -> None:
-    async with guarded_node(burst=8) as (node, _, _, nursery):
-        client = await connect(nursery, node)
+async def test_when_everyone_else_at_an_address_is_served_the_newcomer_is_turned_away() -> None:
+    GATE["open"] = trio.Event()
+    async with guarded_node(burst=8, per_address=1) as (node, guard, _, nursery):
+        served = await connect(nursery, node)
+        nursery.start_soon(request, served, node.peer_id, node.addrs(), Envelope("gate", 0))
+        await wait_for(lambda: guard.busy(served.peer_id))
+        late = Host(NetworkIdentity.generate(), listen=[ADDR])
+        await nursery.start(late.run)
+        with contextlib.suppress(Exception):  # closed on arrival, maybe mid-handshake
+            await late.connect(node.peer_id, node.addrs())
+        await wait_for(lambda: guard.turned_away == 1 and not connected(node, late))
+        assert guard.evicted == 0 and connected(node, served)
+        GATE["open"].set()
+
+
+@pytest.mark.parametrize("listen", ["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/0"])
+async def test_remote_ip_is_the_sockets_address(listen: str) -> None:
+    """py-libp2p reports no address for IPv6 peers: the socket is asked directly."""
+    node, client = Host(NetworkIdentity.generate(), listen=[listen]), None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        client = Host(NetworkIdentity.generate(), listen=[listen])
+        await nursery.start(client.run)
+        await client.connect(node.peer_id, node.addrs())
+        await wait_for(lambda: node.is_connected(client.peer_id))
         (conn,) = node.libp2p.get_network().get_connections(client.peer_id)
-        assert remote_ip(conn) == "127.0.0.1"
+        assert remote_ip(conn) == ("127.0.0.1" if "ip4" in listen else "::1")
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("host", "group"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),  # IPv4-mapped: the IPv4 address
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),  # one host usually holds a /64
+        ("2001:db8:1:2::9", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        (None, UNKNOWN_ADDRESS),  # unreadable addresses are bounded together
+        ("not an address", UNKNOWN_ADDRESS),
+    ],
+)
+def test_address_groups(host: str | None, group: str) -> None:
+    assert address_group(host) == group
