@@ -112,7 +112,6 @@ class ConnectionGuard(INotifee):
         self._last_active: dict[ID, float] = {}
         self._closing: set[INetConn] = set()
         self._nursery: trio.Nursery | None = None
-        self._trim = trio.Event()
         self.evicted = 0
         """Non-member peers disconnected to make room."""
         self.turned_away = 0
@@ -171,9 +170,9 @@ class ConnectionGuard(INotifee):
         self._group[conn] = group
         self._last_active[peer] = self._clock()
         if self.connections(group) > self.per_address:
-            self._trim_group(network, group, conn)
-        if self.connections() > self.limit:
-            self._trim.set()
+            self._make_room(network, group, conn)
+        if conn not in self._closing and self.connections() > self.limit:
+            self._make_room(network, None, conn)
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         self._group.pop(conn, None)
@@ -199,40 +198,31 @@ class ConnectionGuard(INotifee):
         network = self.host.libp2p.get_network()
         network.register_notifee(self)
         try:
-            async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as nursery:  # the closes run here
                 self._nursery = nursery
                 task_status.started()
-                while True:
-                    await self._trim.wait()
-                    self._trim = trio.Event()
-                    self._trim_to(network, self.limit)
+                await trio.sleep_forever()
         finally:
             self._nursery = None
             remove = getattr(network, "remove_notifee", None)
             if remove is not None:
                 remove(self)
 
-    def _trim_group(self, network: INetwork, group: str, newcomer: INetConn) -> None:
-        """One connection too many from ``group``: evict the idlest other client there; if
-        the newcomer's peer already held connections, or every other client there is being
-        served, close only the newcomer (a peer adding connections displaces nobody)."""
+    def _make_room(self, network: INetwork, group: str | None, newcomer: INetConn) -> None:
+        """One connection too many (from ``group``, or of all clients if None): evict the
+        idlest other client there; if the newcomer's peer already held connections, or every
+        other client there is being served, close only the newcomer (a peer adding
+        connections displaces nobody, and no answer is cut off). Each arrival thus leaves
+        the count where it was before it."""
         peer = _peer(newcomer)
-        held = [c for c in network.get_connections(peer) if c is not newcomer]
+        closing = self._closing
+        held = [c for c in network.get_connections(peer) if c is not newcomer and c not in closing]
         idle = [p for p in self._peers(group) if p != peer and not self.busy(p)]
-        if any(c not in self._closing for c in held) or not idle:
+        if held or not idle:
             self.turned_away += 1
             self._close_soon(newcomer)
             return
         self._evict(network, min(idle, key=self._last_active.__getitem__), group)
-
-    def _trim_to(self, network: INetwork, limit: int) -> None:
-        """Evict the idlest peers until non-members hold at most ``limit`` connections (if
-        all are being served, stay over until one is done)."""
-        while self.connections() > limit:
-            idle = [p for p in self._last_active if not self.busy(p)]
-            if not idle:
-                return
-            self._evict(network, min(idle, key=self._last_active.__getitem__), None)
 
     def _evict(self, network: INetwork, victim: ID, group: str | None) -> None:
         del self._last_active[victim]

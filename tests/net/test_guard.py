@@ -248,6 +248,22 @@ async def test_when_everyone_else_at_an_address_is_served_the_newcomer_is_turned
         GATE["open"].set()
 
 
+async def test_when_every_client_is_being_served_a_newcomer_is_turned_away() -> None:
+    GATE["open"] = trio.Event()
+    async with guarded_node(burst=8) as (node, guard, _, nursery):
+        clients = [await connect(nursery, node) for _ in range(LIMIT)]
+        for c in clients:
+            nursery.start_soon(request, c, node.peer_id, node.addrs(), Envelope("gate", 0))
+        await wait_for(lambda: all(guard.busy(c.peer_id) for c in clients))
+        late = Host(NetworkIdentity.generate(), listen=[ADDR])
+        await nursery.start(late.run)
+        with contextlib.suppress(Exception):  # closed on arrival, maybe mid-handshake
+            await late.connect(node.peer_id, node.addrs())
+        await wait_for(lambda: guard.turned_away == 1 and not connected(node, late))
+        assert guard.evicted == 0 and all(connected(node, c) for c in clients)
+        GATE["open"].set()
+
+
 @pytest.mark.parametrize("listen", ["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/0"])
 async def test_remote_ip_is_the_sockets_address(listen: str) -> None:
     """py-libp2p reports no address for IPv6 peers: the socket is asked directly."""
