@@ -6,20 +6,21 @@ arrives past it: a stranger holding 300 idle connections from 300 identities loc
 client out, and also the committee member that had to reconnect after a restart, so a cheap
 attack on clients became one on consensus liveness.
 
-``ConnectionGuard`` keeps the connections of non-members at most ``limit``. When one more
-arrives, the non-member idle longest is disconnected: activity is a request read or answered
-(the request server reports both, sessions included), and a peer with a request being
-handled is never chosen, so no answer is cut off. A squatter loses its place to a newcomer;
-an evicted client redials when it next asks. Closing a connection takes py-libp2p ~0.2 s, so
-closes run concurrently under a deadline (then the socket is dropped); while ``MAX_CLOSING``
-are in progress (a flood), newcomers are closed on arrival.
-Committee members are never counted, evicted or turned away, and the host's own cap
-(``host_connection_cap``) leaves them room beyond what the guard lets clients hold.
+``ConnectionGuard`` keeps the connections of non-members at most ``limit``, and those from
+one address group (the socket's IPv4 address, or IPv6 /64) at most ``per_address``. When a
+connection arrives one over either bound, the guard makes room in that scope as it arrives:
+it disconnects the other client idle longest there (activity is a request read or answered,
+which the request server reports, sessions included), never one with a request being handled,
+so no answer is cut off. If every other client there is being served, or the newcomer's peer
+already held connections, the newcomer alone is closed. A squatter thus loses its place to a
+newcomer, a single host minting identities churns out only its own connections, and an
+evicted client redials when it next asks.
 
-Connections from one address group (the socket's IPv4 address, or IPv6 /64) are also bounded,
-by ``per_address``: one more there evicts the idlest other client *from that group*, or is
-closed itself if its peer already held connections or every other client there is being
-served, so a single host minting identities churns out only its own connections.
+Closing a connection takes py-libp2p ~0.2 s, so closes run concurrently under a deadline
+(then the socket is dropped); while ``MAX_CLOSING`` are in progress (a flood), newcomers are
+closed on arrival. Committee members are never counted, evicted or turned away, and the
+host's own cap (``host_connection_cap``) leaves them room beyond what the guard lets clients
+hold.
 """
 
 from __future__ import annotations
