@@ -115,6 +115,9 @@ class NodeStats:
     refused_before_log: int = 0
     strangers_throttled: int = 0
     """Requests from clients the state does not know, held back by the stranger budget."""
+    answered_from_cache: int = 0
+    """Submits of a request already answered here (a client asking again, or asking late):
+    served from the answer cache, neither ordered nor relayed again."""
     relayed_out: int = 0
     relayed_in: int = 0
     relays_refused: int = 0
@@ -502,6 +505,8 @@ class KMSNode:
                 if self._waiters.get(rid) is event and not event.is_set():
                     del self._waiters[rid]
                     self._arrived.pop(rid, None)
+        else:
+            self.stats.answered_from_cache += 1
         data = self._answers.get(rid)
         if data is None:
             yield net.Envelope("err", {"reason": "timeout"})

@@ -529,11 +529,17 @@ def test_a_client_reaching_some_nodes_gets_its_requests_relayed_to_the_rest(
         ct = c.encrypt(key_id, b"relayed", {"app": "relay"})
         assert c.decrypt(ct, {"app": "relay"}) == b"relayed"
     after = status(tn)
-    # Nodes 1-3 passed every request on (encrypt; describe, for the key material; decrypt);
-    # node 4, which the client never contacted, took them into its mempool.
+
+    # Nodes 1-3 passed each request on (encrypt; describe, for the key material; decrypt)
+    # unless it was committed and answered before the client's copy reached them (then they
+    # served it from their answer cache); node 4, which the client never contacted, took
+    # them into its mempool.
+    def delta(i: int, counter: str) -> int:
+        return int(after[i]["node_stats"][counter] - before[i]["node_stats"][counter])
+
     for i in (1, 2, 3):
-        out = after[i]["node_stats"]["relayed_out"] - before[i]["node_stats"]["relayed_out"]
-        assert out == 3
+        assert delta(i, "relayed_out") >= 1
+        assert delta(i, "relayed_out") + delta(i, "answered_from_cache") >= 3
     got = after[4]["node_stats"]["relayed_in"] - before[4]["node_stats"]["relayed_in"]
     assert got >= 1
     assert after[4]["node_stats"]["relays_refused"] == 0
