@@ -213,17 +213,11 @@ class RequestServer:
         # A handler slot only once the request is in: peers that open streams and send
         # nothing (or slowly) hold no slot, only their own per-peer places, for
         # ``request_timeout`` at most.
-        try:
-            self._slots.acquire_nowait()
-        except trio.WouldBlock:
-            self.refused += 1
-            await _answer_and_close(stream, [Envelope(ERROR, {"reason": "busy"})], self.fmt)
-            return
-        try:
-            with self._handling(peer_id):
-                await self._handle_one(stream, peer_id, envelope)
-        finally:
-            self._slots.release()
+        with self._serving(peer_id) as admitted:
+            if not admitted:
+                await _answer_and_close(stream, [Envelope(ERROR, {"reason": "busy"})], self.fmt)
+                return
+            await self._handle_one(stream, peer_id, envelope)
 
     async def _handle_one(self, stream: INetStream, peer_id: ID, envelope: Envelope) -> None:
         node_id = self.committee.node_of(peer_id) if self.committee is not None else None
@@ -298,15 +292,24 @@ class RequestServer:
         return self._handling_by_peer.holds(peer)
 
     @contextlib.contextmanager
-    def _handling(self, peer: ID) -> Iterator[None]:
-        """Mark ``peer`` busy while a request of its is handled; activity at both ends."""
+    def _serving(self, peer: ID) -> Iterator[bool]:
+        """Take a handler slot for a request of ``peer``'s: yields False (counted as refused)
+        when none is free, else True with ``peer`` marked busy meanwhile, and its activity
+        reported at both ends."""
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            self.refused += 1
+            yield False
+            return
         self._handling_by_peer.enter(peer)
         if self.on_activity is not None:
             self.on_activity(peer)
         try:
-            yield
+            yield True
         finally:
             self._handling_by_peer.leave(peer)
+            self._slots.release()
             if self.on_activity is not None:
                 self.on_activity(peer)
 
@@ -373,17 +376,11 @@ class RequestServer:
         room: trio.Semaphore,
     ) -> None:
         try:
-            try:
-                self._slots.acquire_nowait()
-            except trio.WouldBlock:
-                self.refused += 1
-                await out.send(tag, Envelope(ERROR, {"reason": "busy"}))
-                return
-            try:
-                with self._handling(peer_id):
-                    await self._run_handler(out, tag, req)
-            finally:
-                self._slots.release()
+            with self._serving(peer_id) as admitted:
+                if not admitted:
+                    await out.send(tag, Envelope(ERROR, {"reason": "busy"}))
+                    return
+                await self._run_handler(out, tag, req)
         except _StreamBroken:
             pass  # the writer already cancelled the session
         finally:
