@@ -205,3 +205,23 @@ async def test_a_nonce_taken_by_another_request_is_signed_again_once(
     created = await kms._call(CreateKey(KeyKind.ENCRYPT, "under a fresh nonce"))
     assert created["key_id"].startswith("key-")
     assert next(draws, None) is None  # the taken nonce was drawn, then a fresh one
+
+
+async def test_a_ciphertext_naming_an_absent_key_or_version_is_the_opaque_error(
+    local: LocalNetwork,
+) -> None:
+    kms = client_for(local, {})
+    key_id = (await kms._call(CreateKey(KeyKind.ENCRYPT, "c")))["key_id"]
+    await kms.wait_for_key(key_id, timeout=5.0)
+    ct = await kms.encrypt(key_id, b"secret", {"app": "x"})
+    assert await kms.decrypt(ct, {"app": "x"}) == b"secret"
+    # The layout: format, scheme, key id length, key id, version (4 bytes, big-endian), ...
+    kid_end = 3 + ct[2]
+    assert ct[3:kid_end] == key_id.encode()
+    absent_key = ct[: kid_end - 1] + (b"x" if ct[kid_end - 1 : kid_end] != b"x" else b"y")
+    absent_key += ct[kid_end:]
+    impossible_key = ct[: kid_end - 1] + b"/" + ct[kid_end:]  # no key id has a '/'
+    absent_version = ct[:kid_end] + (99).to_bytes(4, "big") + ct[kid_end + 4 :]
+    for tampered in (absent_key, impossible_key, absent_version):
+        with pytest.raises(InvalidCiphertextError):
+            await kms.decrypt(tampered, {"app": "x"})

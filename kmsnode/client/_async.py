@@ -36,10 +36,17 @@ from ..wire.requests import (
     Operation,
     Permission,
     SetPolicy,
+    is_key_id,
 )
 from ._core import ClientCore, Collector
 from ._results import KeyMetadata
-from .errors import InvalidCiphertextError, KeyUnavailable, NonceReused, QuorumUnavailable
+from .errors import (
+    InvalidCiphertextError,
+    KeyNotFound,
+    KeyUnavailable,
+    NonceReused,
+    QuorumUnavailable,
+)
 
 DEFAULT_TIMEOUT = 30.0
 ATTEMPT_TIMEOUT = 5.0
@@ -180,7 +187,14 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             ct = tdh2.parse(ciphertext)
         except CryptoError:  # malformed: the same opaque error as any other bad ciphertext
             raise InvalidCiphertextError() from None
-        material = await self._key_material(ct.key_id, ct.key_version)
+        if not is_key_id(ct.key_id):
+            raise InvalidCiphertextError()  # no key has that id: tampered
+        try:
+            material = await self._key_material(ct.key_id, ct.key_version)
+        except KeyNotFound:
+            # Keys are never deleted, so a ciphertext naming a key or version that does not
+            # exist was tampered with (or made elsewhere): the same opaque error as any other.
+            raise InvalidCiphertextError() from None
         return bytes(await self._call(Decrypt(ciphertext, dict(context or {})), material))
 
     async def generate_data_key(
@@ -202,7 +216,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             return cached
         meta = await self.describe_key(key_id)
         v = meta.version(version)
-        if v is not None and v.public_key is not None and v.state == "active":
+        if v is None:
+            raise KeyNotFound("key_not_found", f"{key_id} has no version {version}")  # see decrypt
+        if v.public_key is not None and v.state == "active":
             material = (v.public_key, dict(v.verification_keys))
             self._key_cache[(key_id, version)] = material
             return material

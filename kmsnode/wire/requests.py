@@ -53,9 +53,14 @@ class Permission(enum.Enum):
     ADMIN = "admin"
 
 
+def is_key_id(value: str) -> bool:
+    """Whether ``value`` can be a key id: 1 to MAX_KEY_ID letters, digits, '-', '_', '.'."""
+    return 0 < len(value) <= MAX_KEY_ID and all(c.isalnum() or c in "-_." for c in value)
+
+
 def _key_id(r: Reader, i: int) -> str:
     v = r.text(i, "key_id", MAX_KEY_ID)
-    if not all(c.isalnum() or c in "-_." for c in v):
+    if not is_key_id(v):
         raise MalformedMessage("key_id may contain only letters, digits, '-', '_' and '.'")
     return v
 
