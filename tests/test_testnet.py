@@ -530,19 +530,27 @@ def test_a_client_reaching_some_nodes_gets_its_requests_relayed_to_the_rest(
         assert c.decrypt(ct, {"app": "relay"}) == b"relayed"
     after = status(tn)
 
-    # Nodes 1-3 passed each request on (encrypt; describe, for the key material; decrypt)
-    # unless it was committed and answered before the client's copy reached them (then they
-    # served it from their answer cache); node 4, which the client never contacted, took
-    # them into its mempool.
+    # Nodes 1-3 pass a request on (encrypt; describe, for the key material; decrypt) unless
+    # it was committed and answered before the client's copy reached them (then they serve
+    # it from their answer cache); node 4, which the client never contacted, takes the
+    # gossiped requests into its mempool.
     def delta(i: int, counter: str) -> int:
         return int(after[i]["node_stats"][counter] - before[i]["node_stats"][counter])
 
+    # Each request's first copy reaches a node that has not answered it (nothing is committed
+    # before a node has it), so each is relayed at least once. The decrypt needs all three
+    # nodes' partials, so each of them got it and relayed it or served it from its cache;
+    # encrypt and describe need fewer answers, so a slow node's copy may be cancelled unread.
+    assert sum(delta(i, "relayed_out") for i in (1, 2, 3)) >= 3
     for i in (1, 2, 3):
-        assert delta(i, "relayed_out") >= 1
-        assert delta(i, "relayed_out") + delta(i, "answered_from_cache") >= 3
+        assert delta(i, "relayed_out") + delta(i, "answered_from_cache") >= 1
     got = after[4]["node_stats"]["relayed_in"] - before[4]["node_stats"]["relayed_in"]
     assert got >= 1
     assert after[4]["node_stats"]["relays_refused"] == 0
+    # It came over the request gossip topic, from members only.
+    assert after[4]["gossip"]["received"] > before[4]["gossip"]["received"]
+    assert after[4]["gossip"]["peers"] == 3
+    assert all(after[i]["gossip"]["refused_messages"] == 0 for i in tn.nodes())
 
 
 def test_status_reports_where_request_time_goes(

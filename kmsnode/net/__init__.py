@@ -11,11 +11,10 @@ Tiers:
 - framing (sans-I/O): ``Envelope``, ``FrameFormat``, ``FrameDecoder``, ``encode_frame``;
 - errors: ``kmsnode.net.errors`` (the tree is drawn there).
 
-Client requests are not gossiped over a gossipsub topic (DESIGN §8 names one; not wired).
 Clients send to every node they reach over ``/kms/client-session/1`` (``/kms/client/1`` for
 one-off requests); a client that reaches only some asks them to relay, and each such node
-passes the request once to every committee member over ``/kms/relay/1`` on the mesh's direct
-streams (over a full mesh of n members, flooding is what gossip comes down to).
+gossips the request to the committee on a gossipsub topic (``RequestGossip``: members only,
+each other member a direct peer, best effort: the client asks again on silence).
 """
 
 from __future__ import annotations
@@ -44,6 +43,8 @@ from .framing import Envelope as Envelope
 from .framing import FrameDecoder as FrameDecoder
 from .framing import FrameFormat as FrameFormat
 from .framing import encode_frame as encode_frame
+from .gossip import RequestGossip as RequestGossip
+from .gossip import request_topic as request_topic
 from .guard import DEFAULT_CLIENT_CONNECTIONS as DEFAULT_CLIENT_CONNECTIONS
 from .guard import DEFAULT_PER_ADDRESS as DEFAULT_PER_ADDRESS
 from .guard import ConnectionGuard as ConnectionGuard
@@ -53,7 +54,6 @@ from .identity import NetworkIdentity as NetworkIdentity
 from .identity import parse_peer_id as parse_peer_id
 from .identity import peer_id_from_public_key as peer_id_from_public_key
 from .mesh import CONSENSUS_PROTOCOL as CONSENSUS_PROTOCOL
-from .mesh import RELAY_PROTOCOL as RELAY_PROTOCOL
 from .mesh import SYNC_PROTOCOL as SYNC_PROTOCOL
 from .mesh import Backoff as Backoff
 from .mesh import Mesh as Mesh
@@ -77,7 +77,6 @@ __all__ = [
     "CLIENT_PROTOCOL",
     "CONSENSUS_PROTOCOL",
     "DEFAULT_MAX_FRAME_BYTES",
-    "RELAY_PROTOCOL",
     "SESSION_PROTOCOL",
     "SYNC_PROTOCOL",
     "Backoff",
@@ -103,6 +102,7 @@ __all__ = [
     "ProtocolSpec",
     "Request",
     "RequestFailed",
+    "RequestGossip",
     "RequestHandler",
     "RequestServer",
     "Session",
@@ -115,5 +115,6 @@ __all__ = [
     "parse_peer_id",
     "peer_id_from_public_key",
     "request",
+    "request_topic",
     "sync_frame_limit",
 ]
