@@ -167,11 +167,16 @@ class RequestGossip:
             max_inbound_rpc_size=max_message_bytes + 4096,
         )
         # Pubsub registered a notifee for every connection: swap it for the members-only one.
-        for notifee in list(network.notifees):  # type: ignore[attr-defined]
-            if notifee not in before and isinstance(notifee, PubsubNotifee):
-                network.notifees.remove(notifee)  # type: ignore[attr-defined]
-                self._notifee = _MembersOnly(notifee, self._is_member)
-                network.register_notifee(self._notifee)
+        added = [
+            x
+            for x in network.notifees  # type: ignore[attr-defined]
+            if x not in before and isinstance(x, PubsubNotifee)
+        ]
+        if len(added) != 1:
+            raise RuntimeError("py-libp2p's Pubsub no longer registers one PubsubNotifee")
+        network.notifees.remove(added[0])  # type: ignore[attr-defined]
+        self._notifee = _MembersOnly(added[0], self._is_member)
+        network.register_notifee(self._notifee)
         for protocol in self.router.get_protocols():
             libp2p.set_stream_handler(protocol, self._guarded_handler)
         self.pubsub.set_topic_validator(topic, self._validate, False)
