@@ -682,6 +682,20 @@ def print_report(
             f"p50 {1000 * pct(soak.latencies, 0.5):.0f} ms, "
             f"p99 {1000 * pct(soak.latencies, 0.99):.0f} ms",
         )
+        minutes = segment_p50s(soak.starts, soak.latencies, 60.0)
+        if len(minutes) > 1:
+            row(
+                "  soak p50 by minute",
+                " ".join(f"{1000 * x:.0f}" for x in minutes) + " ms",
+                "",
+                "a rising series would mean the node slows as it runs",
+            )
+        # What the node holds in memory, before and after: which bounded structures grew.
+        m0 = (soak.status0.get(1) or {}).get("memory", {})
+        m1 = (soak.status1.get(1) or {}).get("memory", {})
+        grew = [f"{k} {m0[k]}->{m1[k]}" for k in m1 if k in m0 and m1[k] != m0[k]]
+        if grew:
+            row("  node 1 memory() before -> after", "", "", ", ".join(grew))
         for i in sorted(pts):
             s = slope_mb_per_min(pts[i])
             mid = len(pts[i]) // 2

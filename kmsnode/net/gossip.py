@@ -164,7 +164,8 @@ class RequestGossip:
             self.router,
             strict_signing=True,
             allowed_topics={topic},
-            max_inbound_rpc_size=max_message_bytes + 4096,
+            # One RPC carries a message and maybe piggybacked control (IHAVE/IWANT lists).
+            max_inbound_rpc_size=2 * max_message_bytes + 65536,
         )
         # Pubsub registered a notifee for every connection: swap it for the members-only one.
         added = [

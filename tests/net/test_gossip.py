@@ -52,6 +52,14 @@ async def test_a_published_request_reaches_every_other_member() -> None:
         assert gossip[2].publish(b"request-bytes")
         await wait_for(lambda: all(got[i] == [(2, b"request-bytes")] for i in (1, 3, 4)))
         assert got[2] == []  # not echoed to the publisher
+        biggest = b"y" * 1024  # max_message_bytes
+        assert gossip[3].publish(biggest)
+        await wait_for(lambda: all(got[i][-1:] == [(3, biggest)] for i in (1, 2, 4)))
+        assert gossip[4].publish(biggest + b"z")  # too big: refused, by its publisher first
+        assert gossip[4].publish(b"after")  # from the same publisher: arrives after it
+        await wait_for(lambda: all(got[i][-1:] == [(4, b"after")] for i in (1, 2, 3)))
+        assert gossip[4].stats.refused_messages == 1
+        assert all(data != biggest + b"z" for i in got for _, data in got[i])
         nursery.cancel_scope.cancel()
 
 
