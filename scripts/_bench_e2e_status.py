@@ -1,11 +1,14 @@
 """Phase deltas for ``bench_e2e.py``: how node counters, the vote-fsync histogram and the
-processes' CPU time grew between the start and the end of a phase."""
+processes' CPU time grew between the start and the end of a phase, and the soak's rows."""
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from typing import Any
+
+from _bench_common import slope
 
 import consensus
 
@@ -115,3 +118,73 @@ def ceiling_note(before_s: float, after_s: float, rate: float) -> str:
         f"the machine's speed moved, and against the slower one the ratio is "
         f"{100 * rate * slow:.0f}%"
     )
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nan for none)."""
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def slope_mb_per_min(points: list[tuple[float, float]]) -> float:
+    """RSS trend in MB per minute from (seconds, MB) samples (nan for fewer than three)."""
+    return math.nan if len(points) < 3 else 60 * slope(points)
+
+
+def soak_rows(
+    seconds: float, soak: Any, pts: dict[int, list[tuple[float, float]]]
+) -> list[tuple[str, str, str, str]]:
+    """The soak's report rows: latency overall and by minute, which of node 1's bounded
+    structures grew, and each node's RSS trend."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def row(what: str, ours: str, ceil: str = "", ratio: str = "") -> None:
+        rows.append((what, ours, ceil, ratio))
+
+    row(
+        f"soak {seconds:.0f}s half load",
+        f"{soak.rate:.1f}/s",
+        "",
+        f"p50 {1000 * pct(soak.latencies, 0.5):.0f} ms, "
+        f"p99 {1000 * pct(soak.latencies, 0.99):.0f} ms",
+    )
+    minutes = segment_p50s(soak.starts, soak.latencies, 60.0)
+    if len(minutes) > 1:
+        row(
+            "  soak p50 by minute",
+            " ".join(f"{1000 * x:.0f}" for x in minutes) + " ms",
+            "",
+            "a rising series would mean the node slows as it runs",
+        )
+    # What the node holds in memory, before and after: which bounded structures grew.
+    m0 = (soak.status0.get(1) or {}).get("memory", {})
+    m1 = (soak.status1.get(1) or {}).get("memory", {})
+    grew = [f"{k} {m0[k]}->{m1[k]}" for k in m1 if k in m0 and m1[k] != m0[k]]
+    if grew:
+        row("  node 1 memory() before -> after", "", "", ", ".join(grew))
+    for i in sorted(pts):
+        s = slope_mb_per_min(pts[i])
+        mid = len(pts[i]) // 2
+        s1, s2 = slope_mb_per_min(pts[i][:mid]), slope_mb_per_min(pts[i][mid:])
+        first, last = pts[i][0][1], pts[i][-1][1]
+        row(
+            f"  node {i} RSS trend",
+            f"{first:.0f} -> {last:.0f} MB",
+            "",
+            f"{s:+.2f} MB/min (1st half {s1:+.2f}, 2nd half {s2:+.2f}; "
+            f"least squares, {len(pts[i])} samples)",
+        )
+    # Bounded caches fill first (answer cache, dedup window, and the replay window, which
+    # holds every request of the last 10 minutes): the series shows when growth stops.
+    for i in sorted(pts)[:1]:
+        t0 = pts[i][0][0]
+        marks = [p for k, p in enumerate(pts[i]) if k % 120 == 0 or k == len(pts[i]) - 1]
+        row(
+            f"  node {i} RSS every 2 min",
+            " ".join(f"{v:.0f}" for _, v in marks),
+            "",
+            f"MB at {', '.join(f'{(ts - t0) / 60:.0f}' for ts, _ in marks)} min",
+        )
+    return rows

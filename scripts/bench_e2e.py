@@ -68,24 +68,18 @@ from testnet._control import statuses, wait_healthy
 from testnet._launcher import Testnet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import Bar, log, proc_mem, slope
+from _bench_common import Bar, log, proc_mem
 from _bench_e2e_ceiling import CONTEXT, PLAINTEXT, Ceiling, measure_ceiling
 from _bench_e2e_status import (
     HALF_SEGMENT_S,
     ceiling_note,
     cpu_lines,
     fsync_delta,
+    pct,
     segment_p50s,
+    soak_rows,
     stat_deltas,
 )
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
-
 
 # -- CPU ----------------------------------------------------------------------------------------
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -134,11 +128,6 @@ class MemWatch:
         while True:
             self.sample()
             await trio.sleep(every)
-
-
-def slope_mb_per_min(points: list[tuple[float, float]]) -> float:
-    """RSS trend in MB per minute from (seconds, MB) samples (nan for fewer than three)."""
-    return math.nan if len(points) < 3 else 60 * slope(points)
 
 
 # -- the ceiling ----------------------------------------------------------------------------------
@@ -674,51 +663,7 @@ def print_report(
             f"~{10_000 / (n_keys / key_secs) / 3600:.1f} h (EXTRAPOLATED)",
         )
     if "soak" in r:
-        soak, pts, _every = r["soak"]
-        row(
-            f"soak {args.soak:.0f}s half load",
-            f"{soak.rate:.1f}/s",
-            "",
-            f"p50 {1000 * pct(soak.latencies, 0.5):.0f} ms, "
-            f"p99 {1000 * pct(soak.latencies, 0.99):.0f} ms",
-        )
-        minutes = segment_p50s(soak.starts, soak.latencies, 60.0)
-        if len(minutes) > 1:
-            row(
-                "  soak p50 by minute",
-                " ".join(f"{1000 * x:.0f}" for x in minutes) + " ms",
-                "",
-                "a rising series would mean the node slows as it runs",
-            )
-        # What the node holds in memory, before and after: which bounded structures grew.
-        m0 = (soak.status0.get(1) or {}).get("memory", {})
-        m1 = (soak.status1.get(1) or {}).get("memory", {})
-        grew = [f"{k} {m0[k]}->{m1[k]}" for k in m1 if k in m0 and m1[k] != m0[k]]
-        if grew:
-            row("  node 1 memory() before -> after", "", "", ", ".join(grew))
-        for i in sorted(pts):
-            s = slope_mb_per_min(pts[i])
-            mid = len(pts[i]) // 2
-            s1, s2 = slope_mb_per_min(pts[i][:mid]), slope_mb_per_min(pts[i][mid:])
-            first, last = pts[i][0][1], pts[i][-1][1]
-            row(
-                f"  node {i} RSS trend",
-                f"{first:.0f} -> {last:.0f} MB",
-                "",
-                f"{s:+.2f} MB/min (1st half {s1:+.2f}, 2nd half {s2:+.2f}; "
-                f"least squares, {len(pts[i])} samples)",
-            )
-        # Bounded caches fill first (answer cache, dedup window, and the replay window, which
-        # holds every request of the last 10 minutes): the series shows when growth stops.
-        for i in sorted(pts)[:1]:
-            t0 = pts[i][0][0]
-            marks = [p for k, p in enumerate(pts[i]) if k % 120 == 0 or k == len(pts[i]) - 1]
-            row(
-                f"  node {i} RSS every 2 min",
-                " ".join(f"{v:.0f}" for _, v in marks),
-                "",
-                f"MB at {', '.join(f'{(ts - t0) / 60:.0f}' for ts, _ in marks)} min",
-            )
+        rows.extend(soak_rows(args.soak, *r["soak"][:2]))
     w = [
         max(len(x[c]) for x in [*rows, ("", "ours", "ceiling (1 core)", "ratio / note")])
         for c in range(4)
