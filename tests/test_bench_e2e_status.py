@@ -65,3 +65,20 @@ def test_ceiling_note_flags_a_machine_whose_speed_moved_during_the_run(status):
     note = status.ceiling_note(0.00383, 0.00666, 115.8)
     assert "differ by 74%" in note and "the ratio is 77%" in note
     assert status.ceiling_note(0.00666, 0.00383, 115.8) == note  # order does not matter
+
+
+def test_soak_rows_show_latency_by_minute_what_grew_and_the_rss_trend(status):
+    import types
+
+    soak = types.SimpleNamespace(
+        rate=68.0,
+        latencies=[0.04] * 100 + [0.08] * 100,  # the second minute is slower
+        starts=[i * 0.6 for i in range(200)],
+        status0={1: {"memory": {"replay_window": 10, "keys": 1}}},
+        status1={1: {"memory": {"replay_window": 900, "keys": 1}}},
+    )
+    rss = {1: [(float(t), 100 + t / 60) for t in range(0, 121)]}  # +1 MB/min
+    rows = {r[0].strip(): r for r in status.soak_rows(120, soak, rss)}
+    assert rows["soak p50 by minute"][1] == "40 80 ms"
+    assert rows["node 1 memory() before -> after"][3] == "replay_window 10->900"
+    assert rows["node 1 RSS trend"][3].startswith("+1.00 MB/min")
