@@ -68,6 +68,8 @@ PARTITION_POLL = 0.2
 
 FLIGHT_RECORDER_ENV = "KMSNODE_FLIGHT_RECORDER"
 """Set to a number of events to keep the node's recent protocol events (``/api/events``)."""
+RELAY_KIND = "req"
+"""Envelope kind of a relayed client request (its body: the request's bytes)."""
 STRANGER_RATE = 20.0
 """Requests per second this node lets into the log from clients the replicated state does not
 know (no genesis admin, no grant on any key). Their refusals are audited, as the issue wants,
@@ -196,13 +198,11 @@ class KMSNode:
         self.store = consensus.SQLiteStore(str(config.consensus_db), self.consensus_config.chain_id)
         self.recorder = flight_recorder_from_env()
         transport = net.ConsensusTransport(self.mesh, self.consensus_config)
-        # Before the host dials anyone: pubsub must see the members' connections come up.
-        self.gossip = net.RequestGossip(
-            self.host,
-            self.committee,
-            net.NodeId(self.me),
-            net.request_topic(self.genesis.chain_id),
-            max_message_bytes=self.consensus_config.max_payload_bytes,
+        self._relay_inbox = self.mesh.add_protocol(
+            net.ProtocolSpec(
+                net.RELAY_PROTOCOL,
+                fmt=net.FrameFormat(max_frame_bytes=self.consensus_config.max_payload_bytes + 1024),
+            )
         )
         self.consensus = consensus.Node(
             self.consensus_config,
@@ -242,7 +242,6 @@ class KMSNode:
             async with trio.open_nursery() as nursery:
                 self.server.install()
                 await nursery.start(self.guard.run)
-                await nursery.start(self.gossip.run)
                 await nursery.start(self.host.run)
                 await nursery.start(self.mesh.run)
                 blocks = self.consensus.committed()
@@ -495,7 +494,8 @@ class KMSNode:
                     yield net.Envelope("err", {"reason": "refused: request too large"})
                     return
                 self.stats.submitted += 1
-                if relay and self.gossip.publish(body):
+                if relay:
+                    self.mesh.broadcast(net.RELAY_PROTOCOL, net.Envelope(RELAY_KIND, body))
                     self.stats.relayed_out += 1
                 with trio.move_on_after(ANSWER_TIMEOUT):
                     await event.wait()
@@ -514,10 +514,12 @@ class KMSNode:
             yield net.Envelope("resp", data)
 
     async def _relayed(self) -> None:
-        """Requests other committee members gossip: checked like a client's, then queued."""
-        async for _sender, data in self.gossip.inbox:
+        """Requests other committee members pass on: checked like a client's, then queued."""
+        async for _sender, envelope in self._relay_inbox:
             try:
-                req = self._admit(data)
+                if envelope.kind != RELAY_KIND:
+                    raise MalformedMessage("not a relayed request")
+                req = self._admit(envelope.body)
             except Exception:
                 self.stats.relays_refused += 1
                 continue
@@ -586,7 +588,6 @@ class KMSNode:
                 "signature_checks": self.consensus.replica.committee.verifications,
             },
             "consensus_fsync": self.store.sync_timings.snapshot(),
-            "gossip": {**self.gossip.stats.__dict__, "peers": len(self.gossip.pubsub.peers)},
             "memory": self.memory(),
             "gc": self.gc_pauses.snapshot(),
             "latency_ms": self.timings.summary(latency_window),

@@ -533,7 +533,7 @@ def test_a_client_reaching_some_nodes_gets_its_requests_relayed_to_the_rest(
     # Nodes 1-3 pass a request on (encrypt; describe, for the key material; decrypt) unless
     # it was committed and answered before the client's copy reached them (then they serve
     # it from their answer cache); node 4, which the client never contacted, takes the
-    # gossiped requests into its mempool.
+    # relayed requests into its mempool.
     def delta(i: int, counter: str) -> int:
         return int(after[i]["node_stats"][counter] - before[i]["node_stats"][counter])
 
@@ -547,10 +547,6 @@ def test_a_client_reaching_some_nodes_gets_its_requests_relayed_to_the_rest(
     got = after[4]["node_stats"]["relayed_in"] - before[4]["node_stats"]["relayed_in"]
     assert got >= 1
     assert after[4]["node_stats"]["relays_refused"] == 0
-    # It came over the request gossip topic, from members only.
-    assert after[4]["gossip"]["received"] > before[4]["gossip"]["received"]
-    assert after[4]["gossip"]["peers"] == 3
-    assert all(after[i]["gossip"]["refused_messages"] == 0 for i in tn.nodes())
 
 
 def test_status_reports_where_request_time_goes(

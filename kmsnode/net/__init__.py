@@ -13,8 +13,15 @@ Tiers:
 
 Clients send to every node they reach over ``/kms/client-session/1`` (``/kms/client/1`` for
 one-off requests); a client that reaches only some asks them to relay, and each such node
-gossips the request to the committee on a gossipsub topic (``RequestGossip``: members only,
-each other member a direct peer, best effort: the client asks again on silence).
+passes the request once to every committee member over ``/kms/relay/1`` on the mesh's direct
+streams (over a full mesh of n members, flooding is what gossip comes down to).
+
+Not over a gossipsub topic, though DESIGN §6 names one: py-libp2p's pubsub was wired in and
+reviewed, and one Byzantine member could crash every other node with a single message (a
+malformed publisher key makes its signature check raise inside a pubsub service task), and
+could grow its peers' memory without bound through extra topic ids and PRUNE back-offs. The
+relay carries nothing but framed request bytes that the receiving node checks like a
+client's, from members only.
 """
 
 from __future__ import annotations
@@ -43,8 +50,6 @@ from .framing import Envelope as Envelope
 from .framing import FrameDecoder as FrameDecoder
 from .framing import FrameFormat as FrameFormat
 from .framing import encode_frame as encode_frame
-from .gossip import RequestGossip as RequestGossip
-from .gossip import request_topic as request_topic
 from .guard import DEFAULT_CLIENT_CONNECTIONS as DEFAULT_CLIENT_CONNECTIONS
 from .guard import DEFAULT_PER_ADDRESS as DEFAULT_PER_ADDRESS
 from .guard import ConnectionGuard as ConnectionGuard
@@ -54,6 +59,7 @@ from .identity import NetworkIdentity as NetworkIdentity
 from .identity import parse_peer_id as parse_peer_id
 from .identity import peer_id_from_public_key as peer_id_from_public_key
 from .mesh import CONSENSUS_PROTOCOL as CONSENSUS_PROTOCOL
+from .mesh import RELAY_PROTOCOL as RELAY_PROTOCOL
 from .mesh import SYNC_PROTOCOL as SYNC_PROTOCOL
 from .mesh import Backoff as Backoff
 from .mesh import Mesh as Mesh
@@ -77,6 +83,7 @@ __all__ = [
     "CLIENT_PROTOCOL",
     "CONSENSUS_PROTOCOL",
     "DEFAULT_MAX_FRAME_BYTES",
+    "RELAY_PROTOCOL",
     "SESSION_PROTOCOL",
     "SYNC_PROTOCOL",
     "Backoff",
@@ -102,7 +109,6 @@ __all__ = [
     "ProtocolSpec",
     "Request",
     "RequestFailed",
-    "RequestGossip",
     "RequestHandler",
     "RequestServer",
     "Session",
@@ -115,6 +121,5 @@ __all__ = [
     "parse_peer_id",
     "peer_id_from_public_key",
     "request",
-    "request_topic",
     "sync_frame_limit",
 ]

@@ -40,6 +40,7 @@ from .host import Host
 
 __all__ = [
     "CONSENSUS_PROTOCOL",
+    "RELAY_PROTOCOL",
     "SYNC_PROTOCOL",
     "Backoff",
     "Mesh",
@@ -52,6 +53,8 @@ _log = logging.getLogger("kmsnode.net.mesh")
 
 CONSENSUS_PROTOCOL = "/kms/consensus/1"
 SYNC_PROTOCOL = "/kms/sync/1"
+RELAY_PROTOCOL = "/kms/relay/1"
+"""Client requests one node passes on to the others (for clients that reach only some)."""
 
 READ_CHUNK = 256 * 1024
 """Bytes asked of libp2p per read; frames larger than this arrive over several reads."""
