@@ -28,6 +28,7 @@ from kmsnode import net
 from kmsnode.client import AccessDenied, DistributedKMS, InvalidCiphertextError, QuorumUnavailable
 from kmsnode.client._core import ClientCore
 from kmsnode.genesis import Genesis
+from kmsnode.identity import NodeIdentity
 from kmsnode.keystore import Keystore
 from kmsnode.node import FLIGHT_RECORDER_ENV
 from kmsnode.state import entry_from_json, verify_chain
@@ -547,6 +548,61 @@ def test_a_client_reaching_some_nodes_gets_its_requests_relayed_to_the_rest(
     got = after[4]["node_stats"]["relayed_in"] - before[4]["node_stats"]["relayed_in"]
     assert got >= 1
     assert after[4]["node_stats"]["relays_refused"] == 0
+
+
+def test_a_byzantine_member_relaying_junk_is_refused_and_harms_nothing(
+    tn: Testnet, kms: DistributedKMS, key_id: str
+) -> None:
+    # Node 4's process is stopped and its identity speaks the relay protocol to node 1 with
+    # whatever a Byzantine member could send: nothing reaches the log, node 1 keeps serving.
+    g = genesis(tn)
+    d = tn.dir / "node4"
+    with Keystore.open(d / "keystore.db", (d / "passphrase").read_text().strip().encode(), 4) as ks:
+        identity = NodeIdentity.load(ks)
+    foreign = ClientCore(g, Ed25519PrivateKey.generate()).prepare(Decrypt(b"x" * 200, CTX))
+    junk = [
+        net.Envelope("req", b"not a request"),
+        net.Envelope("req", 12345),
+        net.Envelope("req", foreign.payload[:-1] + bytes([foreign.payload[-1] ^ 1])),  # bad sig
+        net.Envelope("something else", b""),
+    ]
+    before = status(tn)[1]["node_stats"]
+    tn.kill(4)
+    try:
+
+        async def relay_junk() -> None:
+            host = net.Host(
+                net.NetworkIdentity.from_private_bytes(identity.network_key.private_bytes_raw())
+            )
+            committee = net.Committee(
+                net.Member(net.NodeId(i.id), i.peer_id, i.addrs, i.network_key) for i in g.nodes
+            )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(host.run)
+                mesh = net.Mesh(host, committee, net.NodeId(4))
+                mesh.add_protocol(net.ProtocolSpec(net.RELAY_PROTOCOL))
+                await nursery.start(mesh.run)
+                for envelope in junk:
+                    mesh.send(net.NodeId(1), net.RELAY_PROTOCOL, envelope)
+                await mesh.flush()
+                with trio.fail_after(30):
+                    while True:
+                        now = (await statuses(g, [1]))[1]["node_stats"]
+                        if now["relays_refused"] - before["relays_refused"] >= len(junk):
+                            break
+                        await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+
+        trio.run(relay_junk)
+        after = status(tn)[1]["node_stats"]
+        assert after["relays_refused"] - before["relays_refused"] == len(junk)
+        assert after["relayed_in"] == before["relayed_in"]
+        assert tn.alive(1)
+        ct = kms.encrypt(key_id, b"still serving", CTX)
+        assert kms.decrypt(ct, CTX) == b"still serving"
+    finally:
+        tn.start(4)
+        wait_healthy(tn, timeout=120)
 
 
 def test_status_reports_where_request_time_goes(
