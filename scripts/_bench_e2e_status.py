@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from _bench_common import slope
@@ -134,15 +135,13 @@ def slope_mb_per_min(points: list[tuple[float, float]]) -> float:
 
 
 def soak_rows(
-    seconds: float, soak: Any, pts: dict[int, list[tuple[float, float]]]
-) -> list[tuple[str, str, str, str]]:
-    """The soak's report rows: latency overall and by minute, which of node 1's bounded
-    structures grew, and each node's RSS trend."""
-    rows: list[tuple[str, str, str, str]] = []
-
-    def row(what: str, ours: str, ceil: str = "", ratio: str = "") -> None:
-        rows.append((what, ours, ceil, ratio))
-
+    seconds: float,
+    soak: Any,
+    pts: dict[int, list[tuple[float, float]]],
+    row: Callable[..., None],
+) -> None:
+    """Report the soak through ``row(what, ours, ceiling, note)``: latency overall and by
+    minute, which of node 1's bounded structures grew, and each node's RSS trend."""
     row(
         f"soak {seconds:.0f}s half load",
         f"{soak.rate:.1f}/s",
@@ -187,4 +186,3 @@ def soak_rows(
             "",
             f"MB at {', '.join(f'{(ts - t0) / 60:.0f}' for ts, _ in marks)} min",
         )
-    return rows

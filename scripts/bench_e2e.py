@@ -663,7 +663,8 @@ def print_report(
             f"~{10_000 / (n_keys / key_secs) / 3600:.1f} h (EXTRAPOLATED)",
         )
     if "soak" in r:
-        rows.extend(soak_rows(args.soak, *r["soak"][:2]))
+        soak, pts, _every = r["soak"]
+        soak_rows(args.soak, soak, pts, row)
     w = [
         max(len(x[c]) for x in [*rows, ("", "ours", "ceiling (1 core)", "ratio / note")])
         for c in range(4)

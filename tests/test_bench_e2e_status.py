@@ -78,7 +78,9 @@ def test_soak_rows_show_latency_by_minute_what_grew_and_the_rss_trend(status):
         status1={1: {"memory": {"replay_window": 900, "keys": 1}}},
     )
     rss = {1: [(float(t), 100 + t / 60) for t in range(0, 121)]}  # +1 MB/min
-    rows = {r[0].strip(): r for r in status.soak_rows(120, soak, rss)}
+    out: list[tuple[str, ...]] = []
+    status.soak_rows(120, soak, rss, lambda *cells: out.append(cells))
+    rows = {r[0].strip(): r for r in out}
     assert rows["soak p50 by minute"][1] == "40 80 ms"
     assert rows["node 1 memory() before -> after"][3] == "replay_window 10->900"
     assert rows["node 1 RSS trend"][3].startswith("+1.00 MB/min")
