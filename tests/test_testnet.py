@@ -679,6 +679,40 @@ def test_kms_cli_round_trip(tn: Testnet, key_id: str) -> None:
     assert err["error"] == "invalid_ciphertext" and "invalid ciphertext" in err["message"]
 
 
+def test_kms_cli_new_identity_is_granted_and_decrypts(
+    tn: Testnet, key_id: str, tmp_path: Path
+) -> None:
+    # An application's own identity, the AWS/Vault way: create it, have an admin grant it,
+    # use it; all from the command line.
+    out = tmp_path / "app"
+    made = _kms(tn, "--json", "new-identity", str(out))
+    assert made.returncode == 0, made.stderr
+    pub = json.loads(made.stdout)["client"]
+    assert (tmp_path / "app.key").stat().st_mode & 0o777 == 0o600
+    assert _kms(tn, "new-identity", str(out)).returncode == 2  # never overwrites a key
+    app = {**os.environ, "KMS_CONFIG": str(tmp_path / "app.json")}
+
+    def as_app(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "kmsnode.client.cli", *args],
+            input=stdin,
+            capture_output=True,
+            env=app,
+            timeout=120,
+        )
+
+    assert as_app("whoami").stdout.decode().strip() == pub
+    assert _kms(tn, "whoami").stdout.decode().strip() != pub  # the admin's own key
+    ct = _kms(tn, "encrypt", "--key", key_id, "--context", "app=new", stdin=b"for the app")
+    assert ct.returncode == 0, ct.stderr
+    denied = as_app("decrypt", "--context", "app=new", stdin=ct.stdout)
+    assert denied.returncode == 1 and b"access" in denied.stderr.lower()
+    granted = _kms(tn, "set-policy", "--key", key_id, "--client", pub, "--permissions", "decrypt")
+    assert granted.returncode == 0, granted.stderr
+    ok = as_app("decrypt", "--context", "app=new", stdin=ct.stdout)
+    assert ok.returncode == 0 and ok.stdout == b"for the app", ok.stderr
+
+
 def test_kmsnode_init_and_genesis(tmp_path: Path) -> None:
     import json
 

@@ -62,6 +62,8 @@ class ClientConfig:
 
     genesis: Genesis
     identity: Ed25519PrivateKey
+    genesis_path: Path
+    """Where the genesis was read from (a new identity's config points there too)."""
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> ClientConfig:
@@ -74,9 +76,11 @@ class ClientConfig:
             raise FileNotFoundError(f"no client config: pass --config or set ${CONFIG_ENV}")
         p = Path(where).resolve()
         data = json.loads(p.read_text(encoding="utf-8"))
-        genesis = Genesis.load(p.parent / data["genesis"])
+        genesis_path = p.parent / data["genesis"]
+        genesis = Genesis.load(genesis_path)
         key_hex = (p.parent / data["identity"]).read_text(encoding="utf-8").strip()
-        return cls(genesis, Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key_hex)))
+        identity = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key_hex))
+        return cls(genesis, identity, genesis_path)
 
 
 class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import ClientError
 
@@ -55,7 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", required=True)
     p.add_argument("--client", required=True, help="the client's Ed25519 public key (hex)")
     p.add_argument("--permissions", default="", help="comma-separated, empty revokes")
+    sub.add_parser("whoami", help="this config's client public key (what set-policy grants)")
+    p = sub.add_parser(
+        "new-identity",
+        help="a new client: OUT.key (its private key) and OUT.json (a config for the same "
+        "genesis); prints its public key for an admin's set-policy",
+    )
+    p.add_argument("out", help="path prefix of the two files; neither may exist")
     args = parser.parse_args(argv)
+
+    if args.command in ("whoami", "new-identity"):  # offline: no node is asked anything
+        try:
+            return _identity_command(args)
+        except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+            _fail(args, "usage", str(exc))
+            return 2
 
     from ._sync import DistributedKMS
 
@@ -68,6 +86,39 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         _fail(args, "usage", str(exc))
         return 2
+
+
+def _identity_command(args: argparse.Namespace) -> int:
+    """``whoami`` and ``new-identity``: read or write client identities, offline."""
+    from ._async import ClientConfig
+
+    config = ClientConfig.load(args.config)
+    if args.command == "whoami":
+        pub = config.identity.public_key().public_bytes_raw().hex()
+        _emit(args, {"client": pub}, pub)
+        return 0
+    key_path, config_path = Path(f"{args.out}.key"), Path(f"{args.out}.json")
+    for path in (key_path, config_path):
+        if path.exists():
+            raise FileExistsError(f"{path} exists: pick another name")
+    identity = Ed25519PrivateKey.generate()
+    secret = identity.private_bytes_raw().hex() + "\n"
+    # Created 0600 and never readable by others, not chmod-ed after the fact.
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secret)
+    genesis = Path(config.genesis_path).resolve()
+    config_path.write_text(
+        json.dumps({"genesis": str(genesis), "identity": key_path.resolve().name}, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    pub = identity.public_key().public_bytes_raw().hex()
+    _emit(
+        args,
+        {"client": pub, "config": str(config_path), "key": str(key_path)},
+        f"{pub}\nconfig {config_path} (grant it with: kms set-policy --client {pub} ...)",
+    )
+    return 0
 
 
 def _fail(args: argparse.Namespace, code: str, message: str) -> None:
