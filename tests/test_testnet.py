@@ -713,6 +713,23 @@ def test_kms_cli_new_identity_is_granted_and_decrypts(
     assert ok.returncode == 0 and ok.stdout == b"for the app", ok.stderr
 
 
+def test_kms_cli_audit_shows_the_trail_f_plus_1_nodes_agree_on(tn: Testnet, key_id: str) -> None:
+    got = _kms(tn, "--json", "audit", "--limit", "1000")
+    assert got.returncode == 0, got.stderr
+    page = json.loads(got.stdout)
+    assert page["misbehaving"] == [] and page["total"] >= len(page["entries"]) > 3
+    entries = [entry_from_json(e) for e in page["entries"]]
+    verify_chain(entries)  # from entry 0, so pinned to the genesis hash
+    # The same entries as node 1 holds (entries are decided by the log).
+    node1 = trio.run(node_query, genesis(tn), 1, "audit", {"from": 0, "limit": len(entries)})
+    assert [e["hash"] for e in node1["entries"]] == [e.hash.hex() for e in entries]
+    assert any(e.op == "create_key" and e.key_id == key_id for e in entries)
+    middle = json.loads(_kms(tn, "--json", "audit", "--from", "2", "--limit", "3").stdout)
+    assert [e["index"] for e in middle["entries"]] == [2, 3, 4]
+    text = _kms(tn, "audit", "--limit", "5").stdout.decode()
+    assert text.count("\n#") == 4 and "entries agreed by f + 1 nodes" in text
+
+
 def test_kmsnode_init_and_genesis(tmp_path: Path) -> None:
     import json
 

@@ -38,6 +38,7 @@ from ..wire.requests import (
     SetPolicy,
     is_key_id,
 )
+from ._audit import AuditPage, agree_on_audit
 from ._core import ClientCore, Collector
 from ._results import KeyMetadata
 from .errors import (
@@ -54,6 +55,8 @@ ATTEMPT_TIMEOUT = 5.0
 went silent, e.g. restarted after taking the request, is retried instead of waited out; a
 repeat is harmless: the node answers a request it already served from its cache)."""
 CONFIG_ENV = "KMS_CONFIG"
+MAX_AUDIT_PAGE = 1000
+"""Entries one audit call asks each node for (a node serves at most this many per page)."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,34 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
     async def list_keys(self) -> list[str]:
         """Ids of the keys this client may use or see."""
         return list((await self._call(ListKeys()))["keys"])
+
+    async def audit(self, start: int = 0, limit: int = 100) -> AuditPage:
+        """Up to ``limit`` audit entries from ``start``: those f + 1 nodes agree on, in a
+        chain that verifies (the trail is public: who asked what, and the outcome)."""
+        limit = max(1, min(limit, MAX_AUDIT_PAGE))
+        answers: dict[int, Any] = {}
+
+        async def ask(node_id: int) -> None:
+            with contextlib.suppress(net.RequestFailed):
+                got = await self._sessions[node_id].request(
+                    net.Envelope("audit", {"from": start, "limit": limit}),
+                    timeout=self.attempt_timeout,
+                )
+                for env in got:
+                    if env.kind == "audit":
+                        answers[node_id] = env.body
+
+        with trio.move_on_after(self.timeout):
+            async with trio.open_nursery() as nursery:
+                for node_id in self.nodes:
+                    nursery.start_soon(ask, node_id)
+        quorum = self.genesis.f + 1
+        page = agree_on_audit(answers, start, quorum)
+        valid = len(answers) - len(page.misbehaving)
+        if valid < quorum:
+            raise QuorumUnavailable(valid, quorum, page.misbehaving)
+        self.last_misbehaving = page.misbehaving
+        return page
 
     async def encrypt(
         self, key_id: str, plaintext: bytes, context: Mapping[str, str] | None = None

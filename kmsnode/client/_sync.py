@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..genesis import Genesis
 from ._async import AsyncDistributedKMS, ClientConfig
+from ._audit import AuditPage
 from ._results import KeyMetadata
 
 T = TypeVar("T")
@@ -90,6 +91,9 @@ class DistributedKMS:
 
     def list_keys(self) -> list[str]:
         return self._run(self._async.list_keys)  # type: ignore[no-any-return]
+
+    def audit(self, start: int = 0, limit: int = 100) -> AuditPage:
+        return self._run(self._async.audit, start, limit)  # type: ignore[no-any-return]
 
     def encrypt(
         self, key_id: str, plaintext: bytes, context: Mapping[str, str] | None = None

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", required=True)
     p.add_argument("--client", required=True, help="the client's Ed25519 public key (hex)")
     p.add_argument("--permissions", default="", help="comma-separated, empty revokes")
+    p = sub.add_parser("audit", help="the audit trail, as f + 1 nodes agree on it")
+    p.add_argument("--from", dest="start", type=int, default=0, help="first entry (default 0)")
+    p.add_argument("--limit", type=int, default=100, help="entries (at most 1000)")
     sub.add_parser("whoami", help="this config's client public key (what set-policy grants)")
     p = sub.add_parser(
         "new-identity",
@@ -161,6 +164,20 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
             "ciphertext": base64.b64encode(ct).decode(),
         }
         _emit(args, out, json.dumps(out))
+    elif cmd == "audit":
+        page = kms.audit(args.start, args.limit)
+        lines = [
+            f"#{e.index:<5} height {e.height:<6} {e.op:<13} {e.key_id or '-':<22} "
+            f"{e.outcome:<18} client {e.client.hex()[:16]}"
+            for e in page.entries
+        ]
+        lines.append(f"{len(page.entries)} entries agreed by f + 1 nodes, of {page.total}")
+        value = {
+            "entries": [e.to_json() for e in page.entries],
+            "total": page.total,
+            "misbehaving": list(page.misbehaving),
+        }
+        _emit(args, value, "\n".join(lines))
     elif cmd == "set-policy":
         perms = [p for p in args.permissions.split(",") if p]
         kms.set_policy(args.key, bytes.fromhex(args.client), perms)
