@@ -711,6 +711,9 @@ def test_kms_cli_new_identity_is_granted_and_decrypts(
     assert granted.returncode == 0, granted.stderr
     ok = as_app("decrypt", "--context", "app=new", stdin=ct.stdout)
     assert ok.returncode == 0 and ok.stdout == b"for the app", ok.stderr
+    policy = json.loads(_kms(tn, "--json", "get-policy", key_id).stdout)
+    assert policy["grants"][pub] == ["decrypt"]
+    assert as_app("get-policy", key_id).returncode == 1  # decrypt does not let it read grants
 
 
 def test_kms_cli_audit_shows_the_trail_f_plus_1_nodes_agree_on(tn: Testnet, key_id: str) -> None:

@@ -3,6 +3,7 @@
 from ._async import AsyncDistributedKMS as AsyncDistributedKMS
 from ._async import ClientConfig as ClientConfig
 from ._results import KeyMetadata as KeyMetadata
+from ._results import KeyPolicy as KeyPolicy
 from ._results import KeyVersionInfo as KeyVersionInfo
 from ._sync import DistributedKMS as DistributedKMS
 from .errors import AccessDenied as AccessDenied
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidCiphertextError",
     "KeyMetadata",
     "KeyNotFound",
+    "KeyPolicy",
     "KeyUnavailable",
     "KeyVersionInfo",
     "NonceReused",

@@ -31,6 +31,7 @@ from ..wire.requests import (
     Decrypt,
     DescribeKey,
     Encrypt,
+    GetPolicy,
     KeyKind,
     ListKeys,
     Operation,
@@ -40,7 +41,7 @@ from ..wire.requests import (
 )
 from ._audit import AuditPage, agree_on_audit
 from ._core import ClientCore, Collector
-from ._results import KeyMetadata
+from ._results import KeyMetadata, KeyPolicy
 from .errors import (
     InvalidCiphertextError,
     KeyNotFound,
@@ -243,6 +244,10 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         """Grant ``client`` exactly ``permissions`` on ``key_id`` (empty revokes)."""
         perms = tuple(Permission(p) for p in permissions)
         await self._call(SetPolicy(key_id, client, perms))
+
+    async def get_policy(self, key_id: str) -> KeyPolicy:
+        """Every client's grants on ``key_id`` (for the key's admins)."""
+        return KeyPolicy.from_result(dict(await self._call(GetPolicy(key_id))))
 
     # -- plumbing -------------------------------------------------------------------------------
     async def _key_material(self, key_id: str, version: int) -> tuple[bytes, dict[int, bytes]]:

@@ -110,3 +110,30 @@ class KeyMetadata:
             "created_ms": self.created_ms,
             "versions": [v.to_json() for v in self.versions],
         }
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    """Who may do what on a key, as f + 1 nodes reported it (genesis admins hold every
+    permission on every key, listed or not; a key's creator is listed as its admin)."""
+
+    key_id: str
+    creator: bytes
+    grants: dict[bytes, tuple[str, ...]]
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any]) -> KeyPolicy:
+        return cls(
+            key_id=str(result["key_id"]),
+            creator=bytes.fromhex(result["creator"]),
+            grants={
+                bytes.fromhex(client): tuple(perms) for client, perms in result["grants"].items()
+            },
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "creator": self.creator.hex(),
+            "grants": {c.hex(): list(p) for c, p in sorted(self.grants.items())},
+        }

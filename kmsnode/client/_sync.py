@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ..genesis import Genesis
 from ._async import AsyncDistributedKMS, ClientConfig
 from ._audit import AuditPage
-from ._results import KeyMetadata
+from ._results import KeyMetadata, KeyPolicy
 
 T = TypeVar("T")
 
@@ -110,3 +110,6 @@ class DistributedKMS:
 
     def set_policy(self, key_id: str, client: bytes, permissions: Sequence[str]) -> None:
         self._run(self._async.set_policy, key_id, client, permissions)
+
+    def get_policy(self, key_id: str) -> KeyPolicy:
+        return self._run(self._async.get_policy, key_id)  # type: ignore[no-any-return]

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", required=True)
     p.add_argument("--client", required=True, help="the client's Ed25519 public key (hex)")
     p.add_argument("--permissions", default="", help="comma-separated, empty revokes")
+    p = sub.add_parser("get-policy", help="every client's grants on a key (key admins)")
+    p.add_argument("key_id")
     p = sub.add_parser("audit", help="the audit trail, as f + 1 nodes agree on it")
     p.add_argument("--from", dest="start", type=int, default=0, help="first entry (default 0)")
     p.add_argument("--limit", type=int, default=100, help="entries (at most 1000)")
@@ -164,6 +166,10 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
             "ciphertext": base64.b64encode(ct).decode(),
         }
         _emit(args, out, json.dumps(out))
+    elif cmd == "get-policy":
+        policy = kms.get_policy(args.key_id)
+        lines = [f"{c.hex()} {','.join(p)}" for c, p in sorted(policy.grants.items())]
+        _emit(args, policy.to_json(), "\n".join(lines) or "no grants (genesis admins only)")
     elif cmd == "audit":
         page = kms.audit(args.start, args.limit)
         lines = [

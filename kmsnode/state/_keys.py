@@ -83,6 +83,18 @@ class KeyRecord:
                 return v
         return None
 
+    def policy_json(self) -> dict[str, Any]:
+        """The key's grants (its creator's admin among them); genesis admins hold every
+        permission on every key whether listed or not."""
+        return {
+            "key_id": self.key_id,
+            "creator": self.creator.hex(),
+            "grants": {
+                client.hex(): sorted(p.value for p in perms)
+                for client, perms in sorted(self.policy.items())
+            },
+        }
+
     def to_json(self) -> dict[str, Any]:
         current = self.current
         return {

@@ -23,6 +23,7 @@ from ..wire.requests import (
     Decrypt,
     DescribeKey,
     Encrypt,
+    GetPolicy,
     KeyKind,
     ListKeys,
     Permission,
@@ -169,6 +170,11 @@ class KMSState:
                 return self._decrypt(request, op)
             if isinstance(op, SetPolicy):
                 return self._set_policy(request, op)
+            if isinstance(op, GetPolicy):
+                record = self._key(op.key_id)
+                self._require(request.client, record, Permission.ADMIN)
+                self._audit(request, op.key_id, "ok")
+                return [self._reply(request, result=record.policy_json())]
         except Denied as denied:
             self._audit(request, denied.key_id or key_id, denied.code)
             return [self._reply(request, error=denied.code, message=denied.message)]

@@ -176,7 +176,22 @@ class SetPolicy:
         return cls(_key_id(r, 1), r.blob(2, "client", 32), perms)
 
 
-Operation = CreateKey | DescribeKey | ListKeys | Encrypt | Decrypt | SetPolicy
+@dataclass(frozen=True)
+class GetPolicy:
+    """Who may do what on ``key_id`` (the key's admins only, as its grants are theirs)."""
+
+    key_id: str
+    name: ClassVar[str] = "get_policy"
+
+    def fields(self) -> list[Any]:
+        return [self.key_id]
+
+    @classmethod
+    def parse(cls, r: Reader) -> GetPolicy:
+        return cls(_key_id(r, 1))
+
+
+Operation = CreateKey | DescribeKey | ListKeys | Encrypt | Decrypt | SetPolicy | GetPolicy
 OPERATIONS: dict[str, tuple[type[Any], int]] = {
     CreateKey.name: (CreateKey, 3),
     DescribeKey.name: (DescribeKey, 2),
@@ -184,6 +199,7 @@ OPERATIONS: dict[str, tuple[type[Any], int]] = {
     Encrypt.name: (Encrypt, 2),
     Decrypt.name: (Decrypt, 3),
     SetPolicy.name: (SetPolicy, 4),
+    GetPolicy.name: (GetPolicy, 2),
 }
 
 

@@ -21,6 +21,7 @@ from kmsnode.wire.requests import (
     Decrypt,
     DescribeKey,
     Encrypt,
+    GetPolicy,
     KeyKind,
     ListKeys,
     Permission,
@@ -132,6 +133,41 @@ def test_policy_grants_and_revokes(net: Network) -> None:
     net.send(net.admin.request(SetPolicy(key_id, user.public, ()), at_ms=net.time_ms))
     rs = replies(net.send(user.request(Encrypt(key_id), at_ms=net.time_ms)))
     assert {r.error for r in rs.values()} == {"access_denied"}
+
+
+def test_get_policy_shows_the_grants_to_the_keys_admins_only(net: Network) -> None:
+    key_id = create_key(net)
+    user, helper = Client(), Client()
+    admin = net.admin.public.hex()  # the creator holds admin on its key
+    grant = SetPolicy(key_id, user.public, (Permission.DECRYPT,))
+    net.send(net.admin.request(grant, at_ms=net.time_ms))
+    rs = replies(net.send(net.admin.request(GetPolicy(key_id), at_ms=net.time_ms)))
+    assert all(r.error is None for r in rs.values())
+    assert rs[1].result == {
+        "key_id": key_id,
+        "creator": admin,
+        "grants": {admin: ["admin"], user.public.hex(): ["decrypt"]},
+    }
+    assert len({repr(r.result) for r in rs.values()}) == 1  # every node answers the same
+    # A client with decrypt only may not read the policy; one made a key admin may.
+    rs = replies(net.send(user.request(GetPolicy(key_id), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {"access_denied"}
+    admin_grant = SetPolicy(key_id, helper.public, (Permission.ADMIN,))
+    net.send(net.admin.request(admin_grant, at_ms=net.time_ms))
+    rs = replies(net.send(helper.request(GetPolicy(key_id), at_ms=net.time_ms)))
+    assert rs[1].result["grants"] == {
+        admin: ["admin"],
+        user.public.hex(): ["decrypt"],
+        helper.public.hex(): ["admin"],
+    }
+    # Revoked grants disappear; the reads are audited like every request.
+    net.send(net.admin.request(SetPolicy(key_id, user.public, ()), at_ms=net.time_ms))
+    rs = replies(net.send(net.admin.request(GetPolicy(key_id), at_ms=net.time_ms)))
+    assert rs[1].result["grants"] == {admin: ["admin"], helper.public.hex(): ["admin"]}
+    outcomes = [e.outcome for e in net.states[1].audit.entries if e.op == "get_policy"]
+    assert outcomes == ["ok", "access_denied", "ok", "ok"]
+    rs = replies(net.send(net.admin.request(GetPolicy("key-absent"), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {"key_not_found"}
 
 
 def test_the_state_knows_admins_and_clients_granted_something_on_some_key(
