@@ -12,7 +12,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kmsnode.crypto.errors import CryptoError
 from kmsnode.errors import MalformedMessage
 from kmsnode.wire.payload import client_payload, decode_payload
-from kmsnode.wire.requests import Decrypt, DescribeKey, Request
+from kmsnode.wire.requests import (
+    OPERATIONS,
+    CreateKey,
+    Decrypt,
+    DescribeKey,
+    Encrypt,
+    GetPolicy,
+    KeyKind,
+    ListKeys,
+    Operation,
+    Permission,
+    Request,
+    SetPolicy,
+)
 
 KEY = Ed25519PrivateKey.generate()
 CLIENT = KEY.public_key().public_bytes_raw()
@@ -100,3 +113,31 @@ def test_hostile_msgpack_is_malformed_for_every_decoder(data: bytes) -> None:
             decode(data)
     with pytest.raises(MalformedMessage):
         unpack(b"\x82\xa1a\x01\xc4\x01b\x02")  # unsortable keys are never canonical
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        CreateKey(KeyKind.ENCRYPT, "d"),
+        DescribeKey("key-1"),
+        ListKeys(),
+        Encrypt("key-1"),
+        Decrypt(b"ct", {"a": "1"}),
+        SetPolicy("key-1", b"c" * 32, (Permission.DECRYPT, Permission.ENCRYPT)),
+        GetPolicy("key-1"),
+    ],
+    ids=lambda op: op.name,
+)
+def test_every_operation_round_trips_and_every_one_is_registered(op: Operation) -> None:
+    assert OPERATIONS[op.name][0] is type(op)
+    req = _request(op=op)
+    back = Request.decode(req.encode())
+    assert back == req and back.encode() == req.encode()
+    # One field more or less than the operation has is malformed.
+    fields = msgpack.unpackb(req.encode())
+    for wrong in (fields[4] + ["extra"], fields[4][:-1]):
+        if not wrong:
+            continue  # list_keys has no field to drop
+        bad = [*fields[:4], wrong, *fields[5:]]
+        with pytest.raises(MalformedMessage):
+            Request.decode(msgpack.packb(bad))
