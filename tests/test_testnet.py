@@ -716,6 +716,24 @@ def test_kms_cli_new_identity_is_granted_and_decrypts(
     assert as_app("get-policy", key_id).returncode == 1  # decrypt does not let it read grants
 
 
+def test_kms_cli_disable_key_stops_its_use_until_enabled(tn: Testnet, key_id: str) -> None:
+    ct = _kms(tn, "encrypt", "--key", key_id, "--context", "app=off", stdin=b"pause me")
+    assert ct.returncode == 0, ct.stderr
+    try:
+        off = _kms(tn, "--json", "disable-key", key_id)
+        assert off.returncode == 0 and json.loads(off.stdout)["state"] == "disabled", off.stderr
+        meta = json.loads(_kms(tn, "--json", "describe-key", key_id).stdout)
+        assert meta["state"] == "disabled"
+        refused = _kms(tn, "--json", "decrypt", "--context", "app=off", stdin=ct.stdout)
+        assert refused.returncode == 1 and json.loads(refused.stderr)["error"] == "key_unavailable"
+        again = _kms(tn, "encrypt", "--key", key_id, stdin=b"x")
+        assert again.returncode == 1 and b"disabled" in again.stderr
+    finally:
+        assert _kms(tn, "enable-key", key_id).returncode == 0
+    ok = _kms(tn, "decrypt", "--context", "app=off", stdin=ct.stdout)
+    assert ok.returncode == 0 and ok.stdout == b"pause me", ok.stderr
+
+
 def test_kms_cli_audit_shows_the_trail_f_plus_1_nodes_agree_on(tn: Testnet, key_id: str) -> None:
     got = _kms(tn, "--json", "audit", "--limit", "1000")
     assert got.returncode == 0, got.stderr

@@ -17,6 +17,8 @@ from kmsnode.wire.requests import (
     CreateKey,
     Decrypt,
     DescribeKey,
+    DisableKey,
+    EnableKey,
     Encrypt,
     GetPolicy,
     KeyKind,
@@ -125,6 +127,8 @@ def test_hostile_msgpack_is_malformed_for_every_decoder(data: bytes) -> None:
         Decrypt(b"ct", {"a": "1"}),
         SetPolicy("key-1", b"c" * 32, (Permission.DECRYPT, Permission.ENCRYPT)),
         GetPolicy("key-1"),
+        DisableKey("key-1"),
+        EnableKey("key-1"),
     ],
     ids=lambda op: op.name,
 )

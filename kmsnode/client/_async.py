@@ -30,6 +30,8 @@ from ..wire.requests import (
     CreateKey,
     Decrypt,
     DescribeKey,
+    DisableKey,
+    EnableKey,
     Encrypt,
     GetPolicy,
     KeyKind,
@@ -244,6 +246,14 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         """Grant ``client`` exactly ``permissions`` on ``key_id`` (empty revokes)."""
         perms = tuple(Permission(p) for p in permissions)
         await self._call(SetPolicy(key_id, client, perms))
+
+    async def disable_key(self, key_id: str) -> None:
+        """Stop every use of ``key_id`` until ``enable_key`` (the key's admins)."""
+        await self._call(DisableKey(key_id))
+
+    async def enable_key(self, key_id: str) -> None:
+        """Allow a disabled key's use again (the key's admins)."""
+        await self._call(EnableKey(key_id))
 
     async def get_policy(self, key_id: str) -> KeyPolicy:
         """Every client's grants on ``key_id`` (for the key's admins)."""

@@ -43,7 +43,7 @@ class KeyMetadata:
     kind: str
     description: str
     state: str
-    """``creating``, ``enabled`` or ``failed``."""
+    """``creating``, ``enabled``, ``disabled`` or ``failed``."""
     current_version: int | None
     created_height: int
     created_ms: int

@@ -111,5 +111,11 @@ class DistributedKMS:
     def set_policy(self, key_id: str, client: bytes, permissions: Sequence[str]) -> None:
         self._run(self._async.set_policy, key_id, client, permissions)
 
+    def disable_key(self, key_id: str) -> None:
+        self._run(self._async.disable_key, key_id)
+
+    def enable_key(self, key_id: str) -> None:
+        self._run(self._async.enable_key, key_id)
+
     def get_policy(self, key_id: str) -> KeyPolicy:
         return self._run(self._async.get_policy, key_id)  # type: ignore[no-any-return]

@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", required=True)
     p.add_argument("--client", required=True, help="the client's Ed25519 public key (hex)")
     p.add_argument("--permissions", default="", help="comma-separated, empty revokes")
+    for name, what in (("disable-key", "stop every use of"), ("enable-key", "allow again")):
+        p = sub.add_parser(name, help=f"{what} a key (key admins)")
+        p.add_argument("key_id")
     p = sub.add_parser("get-policy", help="every client's grants on a key (key admins)")
     p.add_argument("key_id")
     p = sub.add_parser("audit", help="the audit trail, as f + 1 nodes agree on it")
@@ -166,6 +169,10 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
             "ciphertext": base64.b64encode(ct).decode(),
         }
         _emit(args, out, json.dumps(out))
+    elif cmd in ("disable-key", "enable-key"):
+        (kms.disable_key if cmd == "disable-key" else kms.enable_key)(args.key_id)
+        state = "disabled" if cmd == "disable-key" else "enabled"
+        _emit(args, {"key_id": args.key_id, "state": state}, f"{args.key_id} {state}")
     elif cmd == "get-policy":
         policy = kms.get_policy(args.key_id)
         lines = [f"{c.hex()} {','.join(p)}" for c, p in sorted(policy.grants.items())]

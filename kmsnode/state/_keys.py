@@ -16,6 +16,8 @@ class KeyState(enum.Enum):
     CREATING = "creating"
     """Its first DKG is running."""
     ENABLED = "enabled"
+    DISABLED = "disabled"
+    """An admin stopped its use (``disable_key``) until ``enable_key``."""
     FAILED = "failed"
     """Its first DKG failed; the key cannot be used (create another)."""
 

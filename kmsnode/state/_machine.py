@@ -22,6 +22,8 @@ from ..wire.requests import (
     CreateKey,
     Decrypt,
     DescribeKey,
+    DisableKey,
+    EnableKey,
     Encrypt,
     GetPolicy,
     KeyKind,
@@ -170,6 +172,8 @@ class KMSState:
                 return self._decrypt(request, op)
             if isinstance(op, SetPolicy):
                 return self._set_policy(request, op)
+            if isinstance(op, (DisableKey, EnableKey)):
+                return self._set_key_state(request, op)
             if isinstance(op, GetPolicy):
                 record = self._key(op.key_id)
                 self._require(request.client, record, Permission.ADMIN)
@@ -399,6 +403,15 @@ class KMSState:
                 },
             )
         ]
+
+    def _set_key_state(self, request: Request, op: DisableKey | EnableKey) -> list[Effect]:
+        record = self._key(op.key_id)
+        self._require(request.client, record, Permission.ADMIN)
+        if record.state not in (KeyState.ENABLED, KeyState.DISABLED):
+            raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
+        record.state = KeyState.DISABLED if isinstance(op, DisableKey) else KeyState.ENABLED
+        self._audit(request, op.key_id, "ok")
+        return [self._reply(request, result={"key_id": op.key_id, "state": record.state.value})]
 
     # -- DKG ----------------------------------------------------------------------------------
     def _dkg_message(self, payload: DkgPayload) -> list[Effect]:

@@ -191,7 +191,47 @@ class GetPolicy:
         return cls(_key_id(r, 1))
 
 
-Operation = CreateKey | DescribeKey | ListKeys | Encrypt | Decrypt | SetPolicy | GetPolicy
+@dataclass(frozen=True)
+class DisableKey:
+    """Stop every use of ``key_id`` (encrypt, decrypt) until it is enabled again."""
+
+    key_id: str
+    name: ClassVar[str] = "disable_key"
+
+    def fields(self) -> list[Any]:
+        return [self.key_id]
+
+    @classmethod
+    def parse(cls, r: Reader) -> DisableKey:
+        return cls(_key_id(r, 1))
+
+
+@dataclass(frozen=True)
+class EnableKey:
+    """Allow a disabled key's use again."""
+
+    key_id: str
+    name: ClassVar[str] = "enable_key"
+
+    def fields(self) -> list[Any]:
+        return [self.key_id]
+
+    @classmethod
+    def parse(cls, r: Reader) -> EnableKey:
+        return cls(_key_id(r, 1))
+
+
+Operation = (
+    CreateKey
+    | DescribeKey
+    | ListKeys
+    | Encrypt
+    | Decrypt
+    | SetPolicy
+    | GetPolicy
+    | DisableKey
+    | EnableKey
+)
 OPERATIONS: dict[str, tuple[type[Any], int]] = {
     CreateKey.name: (CreateKey, 3),
     DescribeKey.name: (DescribeKey, 2),
@@ -200,6 +240,8 @@ OPERATIONS: dict[str, tuple[type[Any], int]] = {
     Decrypt.name: (Decrypt, 3),
     SetPolicy.name: (SetPolicy, 4),
     GetPolicy.name: (GetPolicy, 2),
+    DisableKey.name: (DisableKey, 2),
+    EnableKey.name: (EnableKey, 2),
 }
 
 

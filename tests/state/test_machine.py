@@ -20,6 +20,8 @@ from kmsnode.wire.requests import (
     CreateKey,
     Decrypt,
     DescribeKey,
+    DisableKey,
+    EnableKey,
     Encrypt,
     GetPolicy,
     KeyKind,
@@ -254,6 +256,37 @@ def test_garbage_payloads_are_skipped(net: Network) -> None:
     assert all(es == [] for es in effects.values())
     assert net.states[1].rejected_payloads == 2
     assert net.states[1].audit.head == before
+
+
+def test_a_disabled_key_serves_nothing_until_enabled_again(net: Network) -> None:
+    key_id = create_key(net)
+    rs = replies(net.send(net.admin.request(Encrypt(key_id), at_ms=net.time_ms)))
+    version, pk = rs[1].result["version"], rs[1].result["public_key"]  # type: ignore[index]
+    ct = tdh2.encrypt(pk, b"x", key_id=key_id, key_version=version)
+    user = Client()
+    net.send(
+        net.admin.request(SetPolicy(key_id, user.public, (Permission.DECRYPT,)), at_ms=net.time_ms)
+    )
+
+    def outcome(client: Client, op: object, **kw: bool) -> set[str | None]:
+        return {
+            r.error for r in replies(net.send(client.request(op, at_ms=net.time_ms, **kw))).values()
+        }
+
+    assert outcome(user, DisableKey(key_id)) == {"access_denied"}  # decrypt is not admin
+    assert outcome(net.admin, DisableKey(key_id)) == {None}
+    assert all(s.keys[key_id].state.value == "disabled" for s in net.states.values())
+    assert outcome(net.admin, Encrypt(key_id)) == {"key_unavailable"}
+    assert outcome(net.admin, Decrypt(ct), reply=True) == {"key_unavailable"}
+    assert outcome(user, Decrypt(ct), reply=True) == {"key_unavailable"}
+    assert outcome(net.admin, DescribeKey(key_id)) == {None}  # still visible, as disabled
+    assert outcome(net.admin, DisableKey(key_id)) == {None}  # idempotent
+    assert outcome(net.admin, EnableKey(key_id)) == {None}
+    assert outcome(net.admin, Encrypt(key_id)) == {None}
+    effects = net.send(net.admin.request(Decrypt(ct), at_ms=net.time_ms, reply=True))
+    assert all(any(isinstance(e, ComputePartial) for e in es) for es in effects.values())
+    outcomes = [e.outcome for e in net.states[1].audit.entries if e.op == "disable_key"]
+    assert outcomes == ["access_denied", "ok", "ok"]
 
 
 def test_decrypt_refusals(net: Network) -> None:
