@@ -716,6 +716,28 @@ def test_kms_cli_new_identity_is_granted_and_decrypts(
     assert as_app("get-policy", key_id).returncode == 1  # decrypt does not let it read grants
 
 
+def test_kms_cli_rotate_key_new_version_encrypts_and_old_ciphertexts_still_decrypt(
+    tn: Testnet,
+) -> None:
+    from kmsnode.crypto import tdh2
+
+    made = _kms(tn, "create-key", "--description", "rotated")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.decode().strip()
+    old = _kms(tn, "encrypt", "--key", key, "--context", "app=rot", stdin=b"under v1").stdout
+    rotated = _kms(tn, "--json", "rotate-key", key)
+    assert rotated.returncode == 0, rotated.stderr
+    meta = json.loads(rotated.stdout)
+    assert [(v["version"], v["state"]) for v in meta["versions"]] == [(1, "active"), (2, "active")]
+    assert meta["current_version"] == 2
+    assert meta["versions"][0]["public_key"] != meta["versions"][1]["public_key"]
+    new = _kms(tn, "encrypt", "--key", key, "--context", "app=rot", stdin=b"under v2").stdout
+    assert tdh2.parse(old).key_version == 1 and tdh2.parse(new).key_version == 2
+    for ct, plain in ((old, b"under v1"), (new, b"under v2")):
+        got = _kms(tn, "decrypt", "--context", "app=rot", stdin=ct)
+        assert got.returncode == 0 and got.stdout == plain, got.stderr
+
+
 def test_kms_cli_disable_key_stops_its_use_until_enabled(tn: Testnet, key_id: str) -> None:
     ct = _kms(tn, "encrypt", "--key", key_id, "--context", "app=off", stdin=b"pause me")
     assert ct.returncode == 0, ct.stderr

@@ -26,6 +26,7 @@ from kmsnode.wire.requests import (
     Operation,
     Permission,
     Request,
+    RotateKey,
     SetPolicy,
 )
 
@@ -129,6 +130,7 @@ def test_hostile_msgpack_is_malformed_for_every_decoder(data: bytes) -> None:
         GetPolicy("key-1"),
         DisableKey("key-1"),
         EnableKey("key-1"),
+        RotateKey("key-1"),
     ],
     ids=lambda op: op.name,
 )

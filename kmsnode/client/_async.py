@@ -38,6 +38,7 @@ from ..wire.requests import (
     ListKeys,
     Operation,
     Permission,
+    RotateKey,
     SetPolicy,
     is_key_id,
 )
@@ -246,6 +247,33 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         """Grant ``client`` exactly ``permissions`` on ``key_id`` (empty revokes)."""
         perms = tuple(Permission(p) for p in permissions)
         await self._call(SetPolicy(key_id, client, perms))
+
+    async def rotate_key(self, key_id: str, timeout: float = 60.0) -> KeyMetadata:
+        """A new version by a fresh DKG (the key's admins); returns once it is active, after
+        which encryptions use it while older versions still decrypt.
+
+        Raises:
+            KeyUnavailable: the new version's DKG failed, or did not finish within ``timeout``
+                (the previous version stays current either way).
+        """
+        number = int((await self._call(RotateKey(key_id)))["version"])
+        delay = 0.25
+        with trio.move_on_after(timeout):
+            while True:
+                meta = await self.describe_key(key_id)
+                v = meta.version(number)
+                if v is not None and v.state == "active":
+                    return meta
+                if v is not None and v.state == "failed":
+                    raise KeyUnavailable(
+                        "rotation_failed",
+                        f"the DKG for {key_id} version {number} failed: {v.failure}",
+                    )
+                await trio.sleep(delay)
+                delay = min(1.0, delay * 1.5)
+        raise KeyUnavailable(
+            "key_pending", f"{key_id} version {number} not active in {timeout:g} s"
+        )
 
     async def disable_key(self, key_id: str) -> None:
         """Stop every use of ``key_id`` until ``enable_key`` (the key's admins)."""

@@ -111,6 +111,9 @@ class DistributedKMS:
     def set_policy(self, key_id: str, client: bytes, permissions: Sequence[str]) -> None:
         self._run(self._async.set_policy, key_id, client, permissions)
 
+    def rotate_key(self, key_id: str, timeout: float = 60.0) -> KeyMetadata:
+        return self._run(self._async.rotate_key, key_id, timeout)  # type: ignore[no-any-return]
+
     def disable_key(self, key_id: str) -> None:
         self._run(self._async.disable_key, key_id)
 

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", required=True)
     p.add_argument("--client", required=True, help="the client's Ed25519 public key (hex)")
     p.add_argument("--permissions", default="", help="comma-separated, empty revokes")
+    p = sub.add_parser("rotate-key", help="a new key version by DKG (older ones still decrypt)")
+    p.add_argument("key_id")
     for name, what in (("disable-key", "stop every use of"), ("enable-key", "allow again")):
         p = sub.add_parser(name, help=f"{what} a key (key admins)")
         p.add_argument("key_id")
@@ -169,6 +171,10 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
             "ciphertext": base64.b64encode(ct).decode(),
         }
         _emit(args, out, json.dumps(out))
+    elif cmd == "rotate-key":
+        meta = kms.rotate_key(args.key_id)
+        current = meta.current
+        _emit(args, meta.to_json(), f"{args.key_id} version {current.version if current else '?'}")
     elif cmd in ("disable-key", "enable-key"):
         (kms.disable_key if cmd == "disable-key" else kms.enable_key)(args.key_id)
         state = "disabled" if cmd == "disable-key" else "enabled"

@@ -30,6 +30,7 @@ from ..wire.requests import (
     ListKeys,
     Permission,
     Request,
+    RotateKey,
     SetPolicy,
 )
 from ._audit import AuditTrail
@@ -172,6 +173,8 @@ class KMSState:
                 return self._decrypt(request, op)
             if isinstance(op, SetPolicy):
                 return self._set_policy(request, op)
+            if isinstance(op, RotateKey):
+                return self._rotate_key(request, op)
             if isinstance(op, (DisableKey, EnableKey)):
                 return self._set_key_state(request, op)
             if isinstance(op, GetPolicy):
@@ -295,6 +298,25 @@ class KMSState:
         return [
             StartDkg(session),
             self._reply(request, result={"key_id": key_id, "state": record.state.value}),
+        ]
+
+    def _rotate_key(self, request: Request, op: RotateKey) -> list[Effect]:
+        record = self._key(op.key_id)
+        self._require(request.client, record, Permission.ADMIN)
+        if record.state is not KeyState.ENABLED:
+            raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
+        if any(v.state is VersionState.PENDING for v in record.versions):
+            raise Denied("rotation_in_progress", f"a new version of {record.key_id} is pending")
+        version = KeyVersion(record.versions[-1].version + 1, 0, VersionState.PENDING, self.height)
+        record.versions.append(version)
+        session = self._open_session(record, version)
+        self._audit(request, op.key_id, "ok")
+        return [
+            StartDkg(session),
+            self._reply(
+                request,
+                result={"key_id": op.key_id, "version": version.version, "state": "pending"},
+            ),
         ]
 
     def _open_session(self, record: KeyRecord, version: KeyVersion) -> dkg.Session[Any]:

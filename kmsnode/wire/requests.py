@@ -221,6 +221,22 @@ class EnableKey:
         return cls(_key_id(r, 1))
 
 
+@dataclass(frozen=True)
+class RotateKey:
+    """A new version of ``key_id`` by a fresh DKG; once active, new encryptions use it and
+    older versions still decrypt."""
+
+    key_id: str
+    name: ClassVar[str] = "rotate_key"
+
+    def fields(self) -> list[Any]:
+        return [self.key_id]
+
+    @classmethod
+    def parse(cls, r: Reader) -> RotateKey:
+        return cls(_key_id(r, 1))
+
+
 Operation = (
     CreateKey
     | DescribeKey
@@ -231,6 +247,7 @@ Operation = (
     | GetPolicy
     | DisableKey
     | EnableKey
+    | RotateKey
 )
 OPERATIONS: dict[str, tuple[type[Any], int]] = {
     CreateKey.name: (CreateKey, 3),
@@ -242,6 +259,7 @@ OPERATIONS: dict[str, tuple[type[Any], int]] = {
     GetPolicy.name: (GetPolicy, 2),
     DisableKey.name: (DisableKey, 2),
     EnableKey.name: (EnableKey, 2),
+    RotateKey.name: (RotateKey, 2),
 }
 
 

@@ -27,6 +27,7 @@ from kmsnode.wire.requests import (
     KeyKind,
     ListKeys,
     Permission,
+    RotateKey,
     SetPolicy,
 )
 
@@ -256,6 +257,46 @@ def test_garbage_payloads_are_skipped(net: Network) -> None:
     assert all(es == [] for es in effects.values())
     assert net.states[1].rejected_payloads == 2
     assert net.states[1].audit.head == before
+
+
+def test_rotation_makes_a_new_version_current_and_old_ciphertexts_still_decrypt(
+    net: Network,
+) -> None:
+    key_id = create_key(net)
+    rs = replies(net.send(net.admin.request(Encrypt(key_id), at_ms=net.time_ms)))
+    pk1 = rs[1].result["public_key"]  # type: ignore[index]
+    old_ct = tdh2.encrypt(pk1, b"v1", key_id=key_id, key_version=1)
+    user = Client()
+    grant = SetPolicy(key_id, user.public, (Permission.DECRYPT,))
+    net.send(net.admin.request(grant, at_ms=net.time_ms))
+    rs = replies(net.send(user.request(RotateKey(key_id), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {"access_denied"}  # decrypt is not admin
+    effects = net.send(net.admin.request(RotateKey(key_id), at_ms=net.time_ms))
+    rs = replies(effects)
+    assert {(r.error, r.result["version"]) for r in rs.values()} == {(None, 2)}  # type: ignore[index]
+    assert all(any(isinstance(e, StartDkg) for e in es) for es in effects.values())
+    # One rotation at a time; meanwhile version 1 still serves.
+    rs = replies(net.send(net.admin.request(RotateKey(key_id), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {"rotation_in_progress"}
+    rs = replies(net.send(net.admin.request(Encrypt(key_id), at_ms=net.time_ms)))
+    assert {r.result["version"] for r in rs.values()} == {1}  # type: ignore[index]
+    net.run_until(
+        lambda: all(s.keys[key_id].current.version == 2 for s in net.states.values())  # type: ignore[union-attr]
+    )
+    rs = replies(net.send(net.admin.request(Encrypt(key_id), at_ms=net.time_ms)))
+    versions = {(r.result["version"], r.result["public_key"]) for r in rs.values()}  # type: ignore[index]
+    assert len(versions) == 1
+    version, pk2 = versions.pop()
+    assert version == 2 and pk2 != pk1
+    assert all(net.results[(i, key_id, 2)].share is not None for i in range(1, net.n + 1))
+    # A version-1 ciphertext still gets every node's partial.
+    effects = net.send(user.request(Decrypt(old_ct), at_ms=net.time_ms, reply=True))
+    work = [e for es in effects.values() for e in es if isinstance(e, ComputePartial)]
+    assert len(work) == net.n and {w.version for w in work} == {1}
+    # A disabled key cannot be rotated.
+    net.send(net.admin.request(DisableKey(key_id), at_ms=net.time_ms))
+    rs = replies(net.send(net.admin.request(RotateKey(key_id), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {"key_unavailable"}
 
 
 def test_a_disabled_key_serves_nothing_until_enabled_again(net: Network) -> None:
