@@ -225,3 +225,24 @@ async def test_a_ciphertext_naming_an_absent_key_or_version_is_the_opaque_error(
     for tampered in (absent_key, impossible_key, absent_version):
         with pytest.raises(InvalidCiphertextError):
             await kms.decrypt(tampered, {"app": "x"})
+
+
+async def test_a_ciphertext_naming_a_version_that_never_became_active_is_the_opaque_error(
+    local: LocalNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kms = client_for(local, {})
+    key_id = (await kms._call(CreateKey(KeyKind.ENCRYPT, "c")))["key_id"]
+    real = await kms.wait_for_key(key_id, timeout=5.0)
+    ct = await kms.encrypt(key_id, b"secret", {"app": "x"})
+    for state in ("pending", "failed"):
+        fresh = client_for(local, {})  # no cached key material
+        shown = real.to_json()
+        shown["versions"] = [{**shown["versions"][0], "state": state}]
+
+        async def describe(key_id: str, shown: dict = shown) -> KeyMetadata:  # type: ignore[type-arg]
+            await trio.sleep(0)
+            return KeyMetadata.from_result(shown)
+
+        monkeypatch.setattr(fresh, "describe_key", describe)
+        with pytest.raises(InvalidCiphertextError):
+            await fresh.decrypt(ct, {"app": "x"})

@@ -690,6 +690,9 @@ def test_kms_cli_new_identity_is_granted_and_decrypts(
     pub = json.loads(made.stdout)["client"]
     assert (tmp_path / "app.key").stat().st_mode & 0o777 == 0o600
     assert _kms(tn, "new-identity", str(out)).returncode == 2  # never overwrites a key
+    (tmp_path / "taken.json").write_text("{}")
+    assert _kms(tn, "new-identity", str(tmp_path / "taken")).returncode == 2
+    assert not (tmp_path / "taken.key").exists()  # a failed attempt leaves no key behind
     app = {**os.environ, "KMS_CONFIG": str(tmp_path / "app.json")}
 
     def as_app(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

@@ -200,7 +200,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                 for node_id in self.nodes:
                     nursery.start_soon(ask, node_id)
         quorum = self.genesis.f + 1
-        page = agree_on_audit(answers, start, quorum)
+        page = agree_on_audit(answers, start, limit, quorum)
         valid = len(answers) - len(page.misbehaving)
         if valid < quorum:
             raise QuorumUnavailable(valid, quorum, page.misbehaving)
@@ -232,7 +232,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             material = await self._key_material(ct.key_id, ct.key_version)
         except KeyNotFound:
             # Keys are never deleted, so a ciphertext naming a key or version that does not
-            # exist was tampered with (or made elsewhere): the same opaque error as any other.
+            # exist (or never became active) was tampered with, or made elsewhere: the same
+            # opaque error as any other.
             raise InvalidCiphertextError() from None
         return bytes(await self._call(Decrypt(ciphertext, dict(context or {})), material))
 
@@ -294,8 +295,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             return cached
         meta = await self.describe_key(key_id)
         v = meta.version(version)
-        if v is None:
-            raise KeyNotFound("key_not_found", f"{key_id} has no version {version}")  # see decrypt
+        if v is None or v.state in ("pending", "failed"):
+            # No ciphertext can exist under a version that never became active: see decrypt.
+            raise KeyNotFound("key_not_found", f"{key_id} has no usable version {version}")
         if v.public_key is not None and v.state == "active":
             material = (v.public_key, dict(v.verification_keys))
             self._key_cache[(key_id, version)] = material

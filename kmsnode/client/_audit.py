@@ -30,15 +30,17 @@ class AuditPage:
     """Nodes whose page was malformed or did not chain."""
 
 
-def _parse(answer: Any, start: int) -> tuple[list[AuditEntry], int]:
-    """A node's answer as (entries, total); raises ValueError (or KeyError, TypeError) on
-    anything malformed, unchained, or not starting at ``start``."""
+def _parse(answer: Any, start: int, limit: int) -> tuple[list[AuditEntry], int]:
+    """A node's answer as (entries, total); raises on anything malformed, unchained, longer
+    than ``limit`` or not starting at ``start``."""
     if not isinstance(answer, Mapping):
         raise ValueError("not a mapping")
     total = answer["total"]
     raw = answer["entries"]
-    if not isinstance(total, int) or not isinstance(raw, list):
+    if type(total) is not int or not 0 <= total < 2**63 or not isinstance(raw, list):
         raise ValueError("bad total or entries")
+    if len(raw) > limit:
+        raise ValueError("more entries than asked for")
     entries = [entry_from_json(e) for e in raw]
     if entries and entries[0].index != start:
         raise ValueError("the page does not start where asked")
@@ -46,16 +48,17 @@ def _parse(answer: Any, start: int) -> tuple[list[AuditEntry], int]:
     return entries, total
 
 
-def agree_on_audit(answers: Mapping[int, Any], start: int, quorum: int) -> AuditPage:
-    """The longest run of entries from ``start`` on which ``quorum`` nodes' pages agree."""
+def agree_on_audit(answers: Mapping[int, Any], start: int, limit: int, quorum: int) -> AuditPage:
+    """The longest run of entries from ``start`` (at most ``limit``) on which ``quorum``
+    nodes' pages agree."""
     pages: dict[int, list[AuditEntry]] = {}
     totals: list[int] = []
     bad: list[int] = []
     for node, answer in answers.items():
         try:
-            pages[node], total = _parse(answer, start)
+            pages[node], total = _parse(answer, start, limit)
             totals.append(total)
-        except (ValueError, KeyError, TypeError):
+        except Exception:  # whatever a node made up (floats, huge ints, odd types): named
             bad.append(node)
     agreed: list[AuditEntry] = []
     for offset in range(max((len(p) for p in pages.values()), default=0)):

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("whoami", "new-identity"):  # offline: no node is asked anything
         try:
             return _identity_command(args)
-        except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             _fail(args, "usage", str(exc))
             return 2
 
@@ -113,15 +113,24 @@ def _identity_command(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{path} exists: pick another name")
     identity = Ed25519PrivateKey.generate()
     secret = identity.private_bytes_raw().hex() + "\n"
-    # Created 0600 and never readable by others, not chmod-ed after the fact.
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(secret)
     genesis = Path(config.genesis_path).resolve()
-    config_path.write_text(
-        json.dumps({"genesis": str(genesis), "identity": key_path.resolve().name}, indent=2) + "\n",
-        encoding="utf-8",
-    )
+    settings = {"genesis": str(genesis), "identity": key_path.name}
+    # Both created exclusively (O_EXCL: no overwrite, no write through a symlink); the key
+    # 0600 from the start, not chmod-ed after the fact. A failure leaves neither behind.
+    written: list[Path] = []
+    try:
+        for path, text, mode in (
+            (key_path, secret, 0o600),
+            (config_path, json.dumps(settings, indent=2) + "\n", 0o644),
+        ):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            written.append(path)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     pub = identity.public_key().public_bytes_raw().hex()
     _emit(
         args,

@@ -41,6 +41,9 @@ NONCE_WINDOW_MS = 10 * 60 * 1000
 """A request's nonce carries its creation time (``nonce >> 16`` is Unix ms); the log accepts it
 within this window of the block's time, so the replay set only needs to cover the window."""
 
+MAX_KEY_VERSIONS = 64
+"""Versions a key may have (each rotation is a DKG on every node and a share in each
+keystore, and every version is kept for decryption)."""
 DEAL_WINDOW = 20
 COMPLAINT_WINDOW = 20
 JUSTIFICATION_WINDOW = 20
@@ -307,6 +310,8 @@ class KMSState:
             raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
         if any(v.state is VersionState.PENDING for v in record.versions):
             raise Denied("rotation_in_progress", f"a new version of {record.key_id} is pending")
+        if len(record.versions) >= MAX_KEY_VERSIONS:
+            raise Denied("too_many_versions", f"{record.key_id} has {MAX_KEY_VERSIONS} versions")
         version = KeyVersion(record.versions[-1].version + 1, 0, VersionState.PENDING, self.height)
         record.versions.append(version)
         session = self._open_session(record, version)

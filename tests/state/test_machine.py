@@ -15,7 +15,8 @@ from kmsnode.state import (
     StartDkg,
     verify_chain,
 )
-from kmsnode.state._machine import NONCE_WINDOW_MS
+from kmsnode.state._keys import KeyVersion, VersionState
+from kmsnode.state._machine import MAX_KEY_VERSIONS, NONCE_WINDOW_MS
 from kmsnode.wire.requests import (
     CreateKey,
     Decrypt,
@@ -293,6 +294,14 @@ def test_rotation_makes_a_new_version_current_and_old_ciphertexts_still_decrypt(
     effects = net.send(user.request(Decrypt(old_ct), at_ms=net.time_ms, reply=True))
     work = [e for es in effects.values() for e in es if isinstance(e, ComputePartial)]
     assert len(work) == net.n and {w.version for w in work} == {1}
+    # A key has at most MAX_KEY_VERSIONS versions.
+    for st in net.states.values():
+        record = st.keys[key_id]
+        while len(record.versions) < MAX_KEY_VERSIONS:
+            n = record.versions[-1].version + 1
+            record.versions.append(KeyVersion(n, 0, VersionState.FAILED, st.height))
+    rs = replies(net.send(net.admin.request(RotateKey(key_id), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {"too_many_versions"}
     # A disabled key cannot be rotated.
     net.send(net.admin.request(DisableKey(key_id), at_ms=net.time_ms))
     rs = replies(net.send(net.admin.request(RotateKey(key_id), at_ms=net.time_ms)))
