@@ -639,8 +639,11 @@ def test_status_reports_what_each_node_holds_in_memory(
         assert len(gc["collections"]) == 3 and sum(gc["collections"]) > 0
 
 
-def _kms(tn: Testnet, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "KMS_CONFIG": str(tn.dir / "client.json")}
+def _kms(
+    tn: Testnet, *args: str, stdin: bytes = b"", config: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """The ``kms`` CLI as a process, with the testnet's admin config (or ``config``)."""
+    env = {**os.environ, "KMS_CONFIG": str(config or tn.dir / "client.json")}
     return subprocess.run(
         [sys.executable, "-m", "kmsnode.client.cli", *args],
         input=stdin,
@@ -693,16 +696,9 @@ def test_kms_cli_new_identity_is_granted_and_decrypts(
     (tmp_path / "taken.json").write_text("{}")
     assert _kms(tn, "new-identity", str(tmp_path / "taken")).returncode == 2
     assert not (tmp_path / "taken.key").exists()  # a failed attempt leaves no key behind
-    app = {**os.environ, "KMS_CONFIG": str(tmp_path / "app.json")}
 
     def as_app(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [sys.executable, "-m", "kmsnode.client.cli", *args],
-            input=stdin,
-            capture_output=True,
-            env=app,
-            timeout=120,
-        )
+        return _kms(tn, *args, stdin=stdin, config=tmp_path / "app.json")
 
     assert as_app("whoami").stdout.decode().strip() == pub
     assert _kms(tn, "whoami").stdout.decode().strip() != pub  # the admin's own key

@@ -13,7 +13,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -87,18 +87,24 @@ class CreateKey:
 
 
 @dataclass(frozen=True)
-class DescribeKey:
-    """Metadata of one key: kind, state, versions and their public keys."""
+class _OnKey:
+    """An operation whose only field is the key it acts on."""
 
     key_id: str
-    name: ClassVar[str] = "describe_key"
 
     def fields(self) -> list[Any]:
         return [self.key_id]
 
     @classmethod
-    def parse(cls, r: Reader) -> DescribeKey:
+    def parse(cls, r: Reader) -> Self:
         return cls(_key_id(r, 1))
+
+
+@dataclass(frozen=True)
+class DescribeKey(_OnKey):
+    """Metadata of one key: kind, state, versions and their public keys."""
+
+    name: ClassVar[str] = "describe_key"
 
 
 @dataclass(frozen=True)
@@ -116,18 +122,10 @@ class ListKeys:
 
 
 @dataclass(frozen=True)
-class Encrypt:
+class Encrypt(_OnKey):
     """Authorise an encryption: returns the key's current version and public key, signed."""
 
-    key_id: str
     name: ClassVar[str] = "encrypt"
-
-    def fields(self) -> list[Any]:
-        return [self.key_id]
-
-    @classmethod
-    def parse(cls, r: Reader) -> Encrypt:
-        return cls(_key_id(r, 1))
 
 
 @dataclass(frozen=True)
@@ -177,64 +175,32 @@ class SetPolicy:
 
 
 @dataclass(frozen=True)
-class GetPolicy:
+class GetPolicy(_OnKey):
     """Who may do what on ``key_id`` (the key's admins only, as its grants are theirs)."""
 
-    key_id: str
     name: ClassVar[str] = "get_policy"
 
-    def fields(self) -> list[Any]:
-        return [self.key_id]
-
-    @classmethod
-    def parse(cls, r: Reader) -> GetPolicy:
-        return cls(_key_id(r, 1))
-
 
 @dataclass(frozen=True)
-class DisableKey:
+class DisableKey(_OnKey):
     """Stop every use of ``key_id`` (encrypt, decrypt) until it is enabled again."""
 
-    key_id: str
     name: ClassVar[str] = "disable_key"
 
-    def fields(self) -> list[Any]:
-        return [self.key_id]
-
-    @classmethod
-    def parse(cls, r: Reader) -> DisableKey:
-        return cls(_key_id(r, 1))
-
 
 @dataclass(frozen=True)
-class EnableKey:
+class EnableKey(_OnKey):
     """Allow a disabled key's use again."""
 
-    key_id: str
     name: ClassVar[str] = "enable_key"
-
-    def fields(self) -> list[Any]:
-        return [self.key_id]
-
-    @classmethod
-    def parse(cls, r: Reader) -> EnableKey:
-        return cls(_key_id(r, 1))
 
 
 @dataclass(frozen=True)
-class RotateKey:
+class RotateKey(_OnKey):
     """A new version of ``key_id`` by a fresh DKG; once active, new encryptions use it and
     older versions still decrypt."""
 
-    key_id: str
     name: ClassVar[str] = "rotate_key"
-
-    def fields(self) -> list[Any]:
-        return [self.key_id]
-
-    @classmethod
-    def parse(cls, r: Reader) -> RotateKey:
-        return cls(_key_id(r, 1))
 
 
 Operation = (
