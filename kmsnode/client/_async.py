@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,18 +158,32 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         Each poll is a request through the log, so the polls back off (0.25 s growing to 1 s):
         a DKG takes about a second or two, and many clients waiting must not flood the log.
         """
+
+        def enabled(meta: KeyMetadata) -> bool:
+            if meta.state == "failed":
+                failure = meta.versions[0].failure if meta.versions else ""
+                raise KeyUnavailable("key_failed", f"the DKG for {key_id} failed: {failure}")
+            return meta.state == "enabled"
+
+        meta = await self._poll_describe(key_id, timeout, enabled)
+        if meta is None:
+            raise KeyUnavailable("key_pending", f"{key_id} was not enabled within {timeout:g} s")
+        return meta
+
+    async def _poll_describe(
+        self, key_id: str, timeout: float, done: Callable[[KeyMetadata], bool]
+    ) -> KeyMetadata | None:
+        """``describe_key`` until ``done`` (which may raise) says so; None after ``timeout``.
+        Each poll is a request through the log, so the polls back off (0.25 s growing to 1 s)."""
         delay = 0.25
         with trio.move_on_after(timeout):
             while True:
                 meta = await self.describe_key(key_id)
-                if meta.state == "enabled":
+                if done(meta):
                     return meta
-                if meta.state == "failed":
-                    failure = meta.versions[0].failure if meta.versions else ""
-                    raise KeyUnavailable("key_failed", f"the DKG for {key_id} failed: {failure}")
                 await trio.sleep(delay)
                 delay = min(1.0, delay * 1.5)
-        raise KeyUnavailable("key_pending", f"{key_id} was not enabled within {timeout:g} s")
+        return None
 
     async def describe_key(self, key_id: str) -> KeyMetadata:
         """Public metadata of a key: kind, state, versions with public and verification keys."""
@@ -258,23 +272,21 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                 (the previous version stays current either way).
         """
         number = int((await self._call(RotateKey(key_id)))["version"])
-        delay = 0.25
-        with trio.move_on_after(timeout):
-            while True:
-                meta = await self.describe_key(key_id)
-                v = meta.version(number)
-                if v is not None and v.state == "active":
-                    return meta
-                if v is not None and v.state == "failed":
-                    raise KeyUnavailable(
-                        "rotation_failed",
-                        f"the DKG for {key_id} version {number} failed: {v.failure}",
-                    )
-                await trio.sleep(delay)
-                delay = min(1.0, delay * 1.5)
-        raise KeyUnavailable(
-            "key_pending", f"{key_id} version {number} not active in {timeout:g} s"
-        )
+
+        def active(meta: KeyMetadata) -> bool:
+            v = meta.version(number)
+            if v is not None and v.state == "failed":
+                raise KeyUnavailable(
+                    "rotation_failed", f"the DKG for {key_id} version {number} failed: {v.failure}"
+                )
+            return v is not None and v.state == "active"
+
+        meta = await self._poll_describe(key_id, timeout, active)
+        if meta is None:
+            raise KeyUnavailable(
+                "key_pending", f"{key_id} version {number} not active in {timeout:g} s"
+            )
+        return meta
 
     async def disable_key(self, key_id: str) -> None:
         """Stop every use of ``key_id`` until ``enable_key`` (the key's admins)."""
@@ -295,14 +307,12 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             return cached
         meta = await self.describe_key(key_id)
         v = meta.version(version)
-        if v is None or v.state in ("pending", "failed"):
+        if v is None or v.state != "active" or v.public_key is None:
             # No ciphertext can exist under a version that never became active: see decrypt.
             raise KeyNotFound("key_not_found", f"{key_id} has no usable version {version}")
-        if v.public_key is not None and v.state == "active":
-            material = (v.public_key, dict(v.verification_keys))
-            self._key_cache[(key_id, version)] = material
-            return material
-        raise KeyUnavailable("key_unavailable", f"{key_id} has no active version {version}")
+        material = (v.public_key, dict(v.verification_keys))
+        self._key_cache[(key_id, version)] = material
+        return material
 
     async def _call(
         self, op: Operation, key_material: tuple[bytes, Mapping[int, bytes]] | None = None

@@ -108,9 +108,6 @@ def _identity_command(args: argparse.Namespace) -> int:
         _emit(args, {"client": pub}, pub)
         return 0
     key_path, config_path = Path(f"{args.out}.key"), Path(f"{args.out}.json")
-    for path in (key_path, config_path):
-        if path.exists():
-            raise FileExistsError(f"{path} exists: pick another name")
     identity = Ed25519PrivateKey.generate()
     secret = identity.private_bytes_raw().hex() + "\n"
     genesis = Path(config.genesis_path).resolve()
