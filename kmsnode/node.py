@@ -417,7 +417,8 @@ class KMSNode:
     async def _handle(self, request: net.Request) -> Any:
         env = request.envelope
         if env.kind == "submit":
-            async for out in self._submit(env.body):
+            peer = request.peer_id if request.node_id is None else None
+            async for out in self._submit(env.body, peer):
                 yield out
         elif env.kind == "fetch":
             data = self._answers.get(env.body) if isinstance(env.body, bytes) else None
@@ -450,18 +451,20 @@ class KMSNode:
         req.verify()
         return req
 
-    def _within_budget(self, req: Request) -> bool:
-        """Whether ``req`` may go into the log now: always for a client the state knows; for
-        a stranger, if the stranger budget has a token left (else it is counted)."""
-        if self.state.knows(req.client) or self._stranger_budget.take(time.monotonic()):
+    def _within_budget(self, known: bool) -> bool:
+        """Whether a request may go into the log now: always from a client the state knows
+        (``known``); from a stranger, if the stranger budget has a token left (else it is
+        counted)."""
+        if known or self._stranger_budget.take(time.monotonic()):
             return True
         self.stats.strangers_throttled += 1
         return False
 
-    async def _submit(self, body: Any) -> Any:
+    async def _submit(self, body: Any, peer: str | None) -> Any:
         # The body is the request's bytes, or {"request": bytes, "relay": true} from a client
         # that reaches only some nodes: this node then passes the request on to the others,
-        # so that whichever node leads next can propose it.
+        # so that whichever node leads next can propose it. ``peer``: the connection's peer
+        # id (base58) when it is not a committee member.
         relay = False
         if isinstance(body, dict) and set(body) == {"request", "relay"}:
             relay = body["relay"] is True
@@ -475,11 +478,15 @@ class KMSNode:
             self.stats.refused_before_log += 1
             yield net.Envelope("err", {"reason": f"refused: {type(exc).__name__}"})
             return
+        known = self.state.knows(req.client)
+        if known and peer is not None:
+            # A registered client's connection: strangers are evicted before it.
+            self.guard.vouch(peer, req.client)
         rid = req.request_id
         if self.recorder is not None:
             self.recorder.record("request", rid.hex()[:16])
         if rid not in self._answers:
-            if rid not in self._waiters and not self._within_budget(req):
+            if rid not in self._waiters and not self._within_budget(known):
                 yield net.Envelope("err", {"reason": "busy"})  # the client asks again later
                 return
             event = self._waiters.setdefault(rid, trio.Event())
@@ -525,7 +532,7 @@ class KMSNode:
                 continue
             if req.request_id in self._answers:
                 continue  # already committed and answered here
-            if not self._within_budget(req):
+            if not self._within_budget(self.state.knows(req.client)):
                 continue
             with contextlib.suppress(MempoolFull, PayloadTooLarge):  # best effort, as gossip is
                 await self.consensus.submit(client_payload(req), wait=False)
@@ -631,6 +638,7 @@ class KMSNode:
             "audit_recent": len(self.state.audit.recent),
             "answers_cached": len(self._answers),
             "client_connections": self.guard.connections(),
+            "client_peers_vouched": self.guard.vouched(),
             "client_sessions": self.server.sessions,
             "waiters": len(self._waiters),
             "dkg_participants": len(self.executor.participants),

@@ -193,6 +193,47 @@ def test_strangers_reach_the_log_at_a_bounded_rate_and_known_clients_do_not_wait
     assert after > before
 
 
+def test_nodes_vouch_for_a_known_clients_connection_and_never_for_a_strangers(
+    tn: Testnet, key_id: str
+) -> None:
+    """Strangers' connections are evicted before registered clients' (see the guard): a node
+    vouches for a connection once it carries a request signed by a client the state knows,
+    never for one that carries only a stranger's."""
+    from kmsnode.client import AsyncDistributedKMS, ClientConfig
+
+    g = genesis(tn)
+    admin = ClientConfig.load(tn.dir / "client.json").identity
+
+    async def vouched() -> dict[int, int]:
+        st = await statuses(g, tn.nodes())
+        return {i: s["memory"]["client_peers_vouched"] for i, s in st.items()}
+
+    async def main() -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+        # Earlier tests' clients may still be disconnecting: wait until the counts hold.
+        base = await vouched()
+        with trio.fail_after(20):
+            while True:
+                await trio.sleep(0.5)
+                again = await vouched()
+                if again == base:
+                    break
+                base = again
+        async with AsyncDistributedKMS(
+            genesis=g, identity=Ed25519PrivateKey.generate(), timeout=30
+        ) as stranger:
+            with pytest.raises(AccessDenied):
+                await stranger.describe_key(key_id)
+            with_stranger = await vouched()
+            async with AsyncDistributedKMS(genesis=g, identity=admin, timeout=30) as known:
+                await known.describe_key(key_id)
+                with_known = await vouched()
+        return base, with_stranger, with_known
+
+    base, with_stranger, with_known = trio.run(main)
+    assert with_stranger == base
+    assert with_known == {i: v + 1 for i, v in base.items()}
+
+
 def test_replayed_request_is_not_served_twice(
     tn: Testnet, kms: DistributedKMS, key_id: str
 ) -> None:

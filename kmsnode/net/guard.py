@@ -16,6 +16,13 @@ already held connections, the newcomer alone is closed. A squatter thus loses it
 newcomer, a single host minting identities churns out only its own connections, and an
 evicted client redials when it next asks.
 
+Strangers go first. A peer whose connection carried a request signed by a client the
+replicated state knows (a genesis admin, or one granted something) is *vouched for*
+(``vouch``), and is evicted only when no stranger in the scope is idle. Without this, an
+attacker holding many addresses could churn every registered client out by connecting over
+and over; now its arrivals displace its own idle connections. One client key vouches for at
+most ``VOUCHED_PER_CLIENT`` peers at a time, so a leaked or insider key cannot shield a flood.
+
 Closing a connection takes py-libp2p ~0.2 s, so closes run concurrently under a deadline
 (then the socket is dropped); while ``MAX_CLOSING`` are in progress (a flood), newcomers are
 closed on arrival. Committee members are never counted, evicted or turned away, and the
@@ -45,6 +52,7 @@ __all__ = [
     "DEFAULT_PER_ADDRESS",
     "MAX_CLOSING",
     "UNKNOWN_ADDRESS",
+    "VOUCHED_PER_CLIENT",
     "ConnectionGuard",
     "address_group",
     "host_connection_cap",
@@ -70,6 +78,9 @@ connection's socket is dropped."""
 
 MAX_CLOSING = 32
 """Closes in progress beyond which a new non-member connection is closed at once."""
+
+VOUCHED_PER_CLIENT = 8
+"""Peers (a client's processes or machines) one client key may vouch for at once."""
 
 _PER_PEER = 3
 """py-libp2p's own bound on connections per peer (``max_connections_per_peer``)."""
@@ -117,12 +128,54 @@ class ConnectionGuard(INotifee):
         """Non-member peers disconnected to make room."""
         self.turned_away = 0
         """Non-member connections closed on arrival while a flood was being closed."""
+        self._vouched: dict[ID, bytes] = {}
+        """Connected non-member peers vouched for, and the client key that vouched."""
+        self._vouched_b58: set[str] = set()
+        """The same peers as base58 strings: the per-request check, without parsing ids."""
+        self._vouches: dict[bytes, int] = {}
+        """Per client key: how many connected peers it vouches for now."""
 
     # -- activity ---------------------------------------------------------------------------
     def touch(self, peer: ID) -> None:
         """Record that a non-member ``peer`` did something (a request) just now."""
         if peer in self._last_active:
             self._last_active[peer] = self._clock()
+
+    def vouch(self, peer_b58: str, client: bytes) -> bool:
+        """Record that ``peer_b58`` (a non-member's peer id, base58) sent a request signed by
+        ``client``, whom the replicated state knows: it is then evicted only after every idle
+        stranger. Returns whether the peer is vouched for (False for a peer not connected, or
+        when ``client`` already vouches for ``VOUCHED_PER_CLIENT`` others)."""
+        if peer_b58 in self._vouched_b58:
+            return True
+        if self._vouches.get(client, 0) >= VOUCHED_PER_CLIENT:
+            return False
+        try:
+            peer = ID.from_base58(peer_b58)
+        except Exception:
+            return False
+        if peer not in self._last_active:
+            return False  # a member, or gone already
+        self._vouched[peer] = client
+        self._vouched_b58.add(peer_b58)
+        self._vouches[client] = self._vouches.get(client, 0) + 1
+        return True
+
+    def vouched(self) -> int:
+        """Connected non-member peers vouched for by a known client."""
+        return len(self._vouched)
+
+    def _forget(self, peer: ID) -> None:
+        """Drop every record of a non-member peer that holds no connection any more."""
+        self._last_active.pop(peer, None)
+        client = self._vouched.pop(peer, None)
+        if client is not None:
+            self._vouched_b58.discard(peer.to_base58())
+            left = self._vouches[client] - 1
+            if left:
+                self._vouches[client] = left
+            else:
+                del self._vouches[client]
 
     def connections(self, group: str | None = None) -> int:
         """Connections non-members hold now (from address ``group`` only, if given), not
@@ -179,7 +232,7 @@ class ConnectionGuard(INotifee):
         self._group.pop(conn, None)
         peer = conn.muxed_conn.peer_id
         if not network.get_connections(peer):
-            self._last_active.pop(peer, None)
+            self._forget(peer)
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         pass  # opening (or resetting) a stream is not activity: anyone can do it for free
@@ -211,10 +264,10 @@ class ConnectionGuard(INotifee):
 
     def _make_room(self, network: INetwork, group: str | None, newcomer: INetConn) -> None:
         """One connection too many (from ``group``, or of all clients if None): evict the
-        idlest other client there; if the newcomer's peer already held connections, or every
-        other client there is being served, close only the newcomer (a peer adding
-        connections displaces nobody, and no answer is cut off). Each arrival thus leaves
-        the count where it was before it."""
+        idlest other stranger there, or if none is idle, the idlest vouched-for client; if the
+        newcomer's peer already held connections, or every other client there is being
+        served, close only the newcomer (a peer adding connections displaces nobody, and no
+        answer is cut off). Each arrival thus leaves the count where it was before it."""
         peer = _peer(newcomer)
         closing = self._closing
         held = [c for c in network.get_connections(peer) if c is not newcomer and c not in closing]
@@ -223,10 +276,11 @@ class ConnectionGuard(INotifee):
             self.turned_away += 1
             self._close_soon(newcomer)
             return
-        self._evict(network, min(idle, key=self._last_active.__getitem__), group)
+        strangers = [p for p in idle if p not in self._vouched]
+        self._evict(network, min(strangers or idle, key=self._last_active.__getitem__), group)
 
     def _evict(self, network: INetwork, victim: ID, group: str | None) -> None:
-        del self._last_active[victim]
+        self._forget(victim)
         self.evicted += 1
         _log.info(
             "evicted the idlest client connection peer=%s within=%s",

@@ -24,6 +24,7 @@ from kmsnode.net import (
     host_connection_cap,
     request,
 )
+from kmsnode.net import guard as guard_module
 from kmsnode.net.guard import UNKNOWN_ADDRESS, address_group, remote_ip
 from kmsnode.net.reqresp import Request
 
@@ -262,6 +263,52 @@ async def test_when_every_client_is_being_served_a_newcomer_is_turned_away() -> 
         await wait_for(lambda: guard.turned_away == 1 and not connected(node, late))
         assert guard.evicted == 0 and all(connected(node, c) for c in clients)
         GATE["open"].set()
+
+
+def b58(host: Host) -> str:
+    return host.peer_id.to_base58()
+
+
+async def test_strangers_are_evicted_before_a_registered_client_however_idle() -> None:
+    """An attacker connecting over and over (from many addresses) churns out only its own
+    idle connections, never a client the state knows, though that one is the idlest."""
+    async with guarded_node(burst=8) as (node, guard, _, nursery):
+        known = await connect(nursery, node)
+        await wait_for(lambda: guard.connections() == 1)
+        assert guard.vouch(b58(known), b"client key")
+        strangers = [await connect(nursery, node) for _ in range(LIMIT - 1)]
+        await wait_for(lambda: guard.connections() == LIMIT)
+        for i in range(4):
+            newcomer = NetworkIdentity.generate()
+            if i % 2 == 0:
+                ELSEWHERE.add(newcomer.peer_id_str)  # the flood comes from several addresses
+            await connect(nursery, node, newcomer)
+            await wait_for(lambda n=i + 1: guard.evicted == n and guard.connections() == LIMIT)
+        assert connected(node, known) and guard.vouched() == 1
+        assert not any(connected(node, s) for s in strangers)
+
+
+async def test_with_no_idle_stranger_the_idlest_registered_client_goes_and_frees_its_vouch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Registered clients still share the room among themselves (one reconnecting is let in),
+    and one client key vouches for a bounded number of peers at a time."""
+    monkeypatch.setattr(guard_module, "VOUCHED_PER_CLIENT", 2)
+    async with guarded_node(burst=8) as (node, guard, _, nursery):
+        clients = [await connect(nursery, node) for _ in range(LIMIT)]
+        await wait_for(lambda: guard.connections() == LIMIT)
+        assert guard.vouch(b58(clients[0]), b"key a") and guard.vouch(b58(clients[1]), b"key a")
+        assert not guard.vouch(b58(clients[2]), b"key a")  # key a's quota is used
+        assert guard.vouch(b58(clients[2]), b"key b")  # another key has its own
+        assert guard.vouch(b58(clients[0]), b"key a")  # already vouched: nothing changes
+        assert guard.vouched() == LIMIT
+        assert not guard.vouch(b58(node), b"key b")  # not a connected client
+        newcomer = await connect(nursery, node)
+        await wait_for(lambda: not connected(node, clients[0]))
+        assert guard.evicted == 1 and guard.vouched() == LIMIT - 1
+        assert all(connected(node, c) for c in (clients[1], clients[2], newcomer))
+        assert guard.vouch(b58(newcomer), b"key a")  # the evicted peer's place is free again
+        assert not guard.vouch("not a peer id", b"key b")
 
 
 @pytest.mark.parametrize("listen", ["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/0"])
