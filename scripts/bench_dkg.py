@@ -16,7 +16,7 @@ ferveo (``nucypher_core.ferveo``, BLS12-381): ``gen`` = every validator's
 ``Dkg.generate_transcript``; ``agg`` = one ``aggregate_transcripts`` plus
 ``AggregatedTranscript.verify``; ferveo's whole equivalent is ``gen + n x agg``.
 
-Run: ``/work/venv/bin/python scripts/bench_dkg.py [--groups ...] [--ns 4 16 64]``.
+Run: ``.venv/bin/python scripts/bench_dkg.py [--groups ...] [--ns 4 16 64]``.
 """
 
 from __future__ import annotations

@@ -32,10 +32,12 @@ What one run does (every phase is bounded by time and stops by itself):
 
 Throughout: each node's RSS (``/proc/PID/status`` VmRSS, and VmHWM for the peak), consensus
 payloads/s (read from node 1's committed log after the run, bucketed by block timestamps), and
-a py-spy profile of node 1 and of this client process during the sustained run (``--no-profile``
-skips it), plus cProfile of the in-process pipeline: the "what limits it" section.
+a py-spy profile of node 1 and of this client process during a closed-loop run of its own at
+the sustained concurrency, after the measured runs, so that the profiler's CPU is in none of
+them (``--no-profile`` skips it), plus cProfile of the in-process pipeline: the "what limits
+it" section.
 
-Run: ``/work/venv/bin/python scripts/bench_e2e.py [--duration 20] [--keys 50] [--soak 600]``.
+Run: ``.venv/bin/python scripts/bench_e2e.py [--duration 20] [--keys 50] [--soak 600]``.
 The machine has 2 cores: the 4 nodes and the client share them.
 """
 
@@ -434,24 +436,29 @@ async def bench(args: argparse.Namespace, tn: Testnet, report: dict[str, Any]) -
                 sweep.append(ph)
             report["sweep"] = sweep
             best = max(sweep, key=lambda p: p.rate).concurrency
-            prof_secs = min(10.0, args.duration)
-            spies: list[tuple[str, Path, Any]] = []
-            if args.profile:
-                for who, pid in (("node 1", mem.pids[1]), ("client process", os.getpid())):
-                    out = tn.dir / f"pyspy-{who.split()[0]}.txt"
-                    spies.append((who, out, start_pyspy(pid, prof_secs, out)))
             sustained = await drv.closed("sustained", best, args.duration, warmup=2.0)
             log(sustained.line())
             report["sustained"] = sustained
-            for _, _, proc in spies:
-                if proc is not None:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(timeout=30)
-            report["pyspy"] = [(who, summarize_pyspy(out)) for who, out, _ in spies]
 
             half = await drv.open("half load", sustained.rate / 2, args.duration, cap=4 * best)
             log(half.line())
             report["half"] = half
+
+            # The profile gets a run of its own at the sustained concurrency: py-spy sampling
+            # two processes costs CPU (~5% of a core), which must not be in the measured runs.
+            if args.profile:
+                prof_secs = min(10.0, args.duration)
+                spies: list[tuple[str, Path, Any]] = []
+                for who, pid in (("node 1", mem.pids[1]), ("client process", os.getpid())):
+                    out = tn.dir / f"pyspy-{who.split()[0]}.txt"
+                    spies.append((who, out, start_pyspy(pid, prof_secs + 1.0, out)))
+                profiled = await drv.closed("profiled (py-spy)", best, prof_secs, warmup=1.0)
+                log(profiled.line())
+                for _, _, proc in spies:
+                    if proc is not None:
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            proc.wait(timeout=30)
+                report["pyspy"] = [(who, summarize_pyspy(out)) for who, out, _ in spies]
 
             # -- many keys: RSS growth per key --------------------------------------------------
             rss0 = mem.sample()
@@ -688,7 +695,7 @@ def print_report(
         ):
             print(ln)
     for who, lines in r.get("pyspy", []):
-        print(f" py-spy, {who}, during the sustained run:")
+        print(f" py-spy, {who}, during a run of its own at the sustained concurrency:")
         for ln in lines:
             print(ln)
     print(" cProfile of the in-process pipeline (LocalNetwork), top by self time:")
