@@ -43,6 +43,7 @@ from .state import (
 )
 from .wire.payload import TickPayload, client_payload
 from .wire.requests import Request
+from .wire.vouch import vouch_valid
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ know (no genesis admin, no grant on any key). Their refusals are audited, as the
 but anyone can make a key pair: without a budget, strangers could fill the log and every
 node's audit trail at the rate the nodes accept requests."""
 STRANGER_BURST = 40
+_SUBMIT_FIELDS = (frozenset({"request", "relay"}), frozenset({"request", "relay", "vouch"}))
+"""The field sets a submit body given as a mapping may have (see ``KMSNode._submit``)."""
 """Stranger requests accepted back to back before ``STRANGER_RATE`` applies."""
 
 
@@ -461,13 +464,16 @@ class KMSNode:
         return False
 
     async def _submit(self, body: Any, peer: str | None) -> Any:
-        # The body is the request's bytes, or {"request": bytes, "relay": true} from a client
-        # that reaches only some nodes: this node then passes the request on to the others,
-        # so that whichever node leads next can propose it. ``peer``: the connection's peer
-        # id (base58) when it is not a committee member.
+        # The body is the request's bytes, or {"request": bytes, "relay": bool} with an
+        # optional "vouch" (``wire.vouch``: the client's proof that this connection is its
+        # own). "relay" true comes from a client that reaches only some nodes: this node then
+        # passes the request on to the others, so that whichever node leads next can propose
+        # it. ``peer``: the connection's peer id (base58) when it is not a committee member.
         relay = False
-        if isinstance(body, dict) and set(body) == {"request", "relay"}:
+        vouch = None
+        if isinstance(body, dict) and frozenset(body) in _SUBMIT_FIELDS:
             relay = body["relay"] is True
+            vouch = body.get("vouch")
             body = body["request"]
         if not isinstance(body, bytes):
             yield net.Envelope("err", {"reason": "submit needs the request bytes"})
@@ -479,8 +485,14 @@ class KMSNode:
             yield net.Envelope("err", {"reason": f"refused: {type(exc).__name__}"})
             return
         known = self.state.knows(req.client)
-        if known and peer is not None:
-            # A registered client's connection: strangers are evicted before it.
+        if (
+            known
+            and peer is not None
+            and vouch is not None
+            and not self.guard.is_vouched(peer)
+            and vouch_valid(req.client, vouch, self.chain_id, peer)
+        ):
+            # A registered client's own connection: strangers are evicted before it.
             self.guard.vouch(peer, req.client)
         rid = req.request_id
         if self.recorder is not None:

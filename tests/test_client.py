@@ -20,6 +20,7 @@ from kmsnode.client.errors import InvalidCiphertextError, KeyUnavailable
 from kmsnode.testing import LocalNetwork
 from kmsnode.wire.payload import client_payload
 from kmsnode.wire.requests import CreateKey, KeyKind, ListKeys, Request
+from kmsnode.wire.vouch import vouch_valid
 
 
 @pytest.fixture
@@ -33,14 +34,17 @@ class FakeSession:
     """One node's session: the first node asked commits the request; each answers from the
     in-process network's outbox, or with what ``answer`` makes of it."""
 
-    def __init__(self, local: LocalNetwork, node: int, answer: Any = None) -> None:
-        self.local, self.node, self.answer = local, node, answer
+    def __init__(self, local: LocalNetwork, node: int, peer: str, answer: Any = None) -> None:
+        self.local, self.node, self.peer, self.answer = local, node, peer, answer
         self.asked = 0
         self.stats = types.SimpleNamespace(connected=True)
 
     async def request(self, envelope: net.Envelope, timeout: float) -> list[net.Envelope]:
         self.asked += 1
-        req = Request.decode(envelope.body)
+        body = envelope.body
+        req = Request.decode(body["request"])
+        # Every submit carries the client's proof that its connection is its own.
+        assert vouch_valid(req.client, body["vouch"], self.local.genesis.chain_id, self.peer)
         if req.request_id not in self.local.outbox:
             self.local.commit(client_payload(req))
             self.local.settle()
@@ -54,7 +58,8 @@ def client_for(local: LocalNetwork, answers: dict[int, Any]) -> AsyncDistributed
     kms.core.nonces.next = lambda now_ms=None: NonceSource.next(  # type: ignore[method-assign]
         kms.core.nonces, local.time_ms
     )
-    kms._sessions = {i: FakeSession(local, i, answers.get(i)) for i in local.genesis.ids}  # type: ignore[dict-item]
+    peer = kms._host.peer_id.to_base58()
+    kms._sessions = {i: FakeSession(local, i, peer, answers.get(i)) for i in local.genesis.ids}  # type: ignore[dict-item]
     return kms
 
 
@@ -180,7 +185,8 @@ async def test_a_silent_node_is_asked_again_within_the_deadline(local: LocalNetw
     kms = client_for(local, {})
     kms.attempt_timeout = 0.2
     # Only node 4 answers a first attempt: f + 1 = 2 matching answers need a retry.
-    sessions = {i: SilentOnce(local, i) for i in (1, 2, 3)}
+    peer = kms._host.peer_id.to_base58()
+    sessions = {i: SilentOnce(local, i, peer) for i in (1, 2, 3)}
     kms._sessions.update(sessions)  # type: ignore[arg-type]
     with trio.fail_after(4):
         created = await kms._call(CreateKey(KeyKind.ENCRYPT, "c"))

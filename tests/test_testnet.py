@@ -193,45 +193,78 @@ def test_strangers_reach_the_log_at_a_bounded_rate_and_known_clients_do_not_wait
     assert after > before
 
 
-def test_nodes_vouch_for_a_known_clients_connection_and_never_for_a_strangers(
-    tn: Testnet, key_id: str
-) -> None:
-    """Strangers' connections are evicted before registered clients' (see the guard): a node
-    vouches for a connection once it carries a request signed by a client the state knows,
-    never for one that carries only a stranger's."""
+def test_nodes_vouch_only_for_a_known_clients_own_connection(tn: Testnet, key_id: str) -> None:
+    """Strangers' connections are evicted before registered clients' (see the guard). A node
+    vouches for a connection when a request from a client the state knows arrives on it with
+    that client's signature over the connection's peer id: never for a stranger's, and never
+    for a known client's request and proof sent again from another connection."""
     from kmsnode.client import AsyncDistributedKMS, ClientConfig
+    from kmsnode.wire.requests import DescribeKey
+    from kmsnode.wire.vouch import sign_vouch
 
     g = genesis(tn)
     admin = ClientConfig.load(tn.dir / "client.json").identity
 
-    async def vouched() -> dict[int, int]:
+    async def vouched() -> dict[int, int] | None:
         st = await statuses(g, tn.nodes())
+        if any(s is None for s in st.values()):
+            return None
         return {i: s["memory"]["client_peers_vouched"] for i, s in st.items()}
 
-    async def main() -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    async def settled() -> dict[int, int]:
         # Earlier tests' clients may still be disconnecting: wait until the counts hold.
-        base = await vouched()
-        with trio.fail_after(20):
+        before = None
+        with trio.fail_after(30):
             while True:
+                now = await vouched()
+                if now is not None and now == before:
+                    return now
+                before = now
                 await trio.sleep(0.5)
-                again = await vouched()
-                if again == base:
-                    break
-                base = again
+
+    async def all_connected(c: AsyncDistributedKMS) -> None:
+        with trio.fail_after(20):
+            while not all(s.stats.connected for s in c._sessions.values()):
+                await trio.sleep(0.05)
+
+    async def main() -> tuple[dict[int, int], dict[int, int] | None]:
+        base = await settled()
         async with AsyncDistributedKMS(
             genesis=g, identity=Ed25519PrivateKey.generate(), timeout=30
         ) as stranger:
+            await all_connected(stranger)
             with pytest.raises(AccessDenied):
                 await stranger.describe_key(key_id)
-            with_stranger = await vouched()
+            # The admin's request with the admin's proof for its own connection, sent again
+            # from another host (as a committee member that saw them could).
+            prepared = ClientCore(g, admin).prepare(DescribeKey(key_id))
+            proof = sign_vouch(admin, g.chain_id, net.NetworkIdentity.generate().peer_id_str)
+            body = {"request": prepared.payload, "relay": False, "vouch": proof}
+            replayer = net.Host(net.NetworkIdentity.generate(), listen=["/ip4/127.0.0.1/tcp/0"])
+            async with trio.open_nursery() as nursery:
+                await nursery.start(replayer.run)
+                for i in tn.nodes():
+                    info = g.node(i)
+                    answers = await net.request(
+                        replayer,
+                        net.parse_peer_id(info.peer_id),
+                        info.addrs,
+                        net.Envelope("submit", body),
+                        timeout=30,
+                    )
+                    assert answers and answers[-1].kind == "resp"  # served, not vouched for
+                after_replay = await vouched()
+                nursery.cancel_scope.cancel()
             async with AsyncDistributedKMS(genesis=g, identity=admin, timeout=30) as known:
-                await known.describe_key(key_id)
-                with_known = await vouched()
-        return base, with_stranger, with_known
+                await all_connected(known)
+                with trio.fail_after(20):
+                    while await vouched() != {i: v + 1 for i, v in base.items()}:
+                        await known.describe_key(key_id)
+                        await trio.sleep(0.2)
+        return base, after_replay
 
-    base, with_stranger, with_known = trio.run(main)
-    assert with_stranger == base
-    assert with_known == {i: v + 1 for i, v in base.items()}
+    base, after_replay = trio.run(main)
+    assert after_replay == base
 
 
 def test_replayed_request_is_not_served_twice(

@@ -42,6 +42,7 @@ from ..wire.requests import (
     SetPolicy,
     is_key_id,
 )
+from ..wire.vouch import sign_vouch
 from ._audit import AuditPage, agree_on_audit
 from ._core import ClientCore, Collector
 from ._results import KeyMetadata, KeyPolicy
@@ -108,6 +109,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         self.timeout = timeout
         self.attempt_timeout = min(attempt_timeout, timeout)
         self._host = net.Host(net.NetworkIdentity.generate(), listen=["/ip4/127.0.0.1/tcp/0"])
+        # Sent with every submit: the nodes then evict strangers' connections before ours.
+        self._vouch = sign_vouch(identity, genesis.chain_id, self._host.peer_id.to_base58())
         self._nursery_cm: Any = None
         self._nursery: trio.Nursery | None = None
         self._sessions: dict[int, net.Session] = {}
@@ -336,7 +339,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         relay = len(self.nodes) < len(self.genesis.ids) or not all(
             s.stats.connected for s in self._sessions.values()
         )
-        body: Any = {"request": prepared.payload, "relay": True} if relay else prepared.payload
+        body = {"request": prepared.payload, "relay": relay, "vouch": self._vouch}
         with trio.move_on_after(self.timeout):
             async with trio.open_nursery() as nursery:
                 for node_id in self.nodes:

@@ -16,12 +16,15 @@ already held connections, the newcomer alone is closed. A squatter thus loses it
 newcomer, a single host minting identities churns out only its own connections, and an
 evicted client redials when it next asks.
 
-Strangers go first. A peer whose connection carried a request signed by a client the
+Strangers go first. A peer that proved, on its connection, that it speaks for a client the
 replicated state knows (a genesis admin, or one granted something) is *vouched for*
-(``vouch``), and is evicted only when no stranger in the scope is idle. Without this, an
+(``vouch``; the proof is the client key's signature over the peer id, ``wire.vouch``, checked
+by the node), and is evicted only when no stranger in the scope is idle. Without this, an
 attacker holding many addresses could churn every registered client out by connecting over
-and over; now its arrivals displace its own idle connections. One client key vouches for at
-most ``VOUCHED_PER_CLIENT`` peers at a time, so a leaked or insider key cannot shield a flood.
+and over; now its arrivals displace its own idle connections. A vouch lasts while the peer
+stays connected (a redialled connection is a stranger until its next request). One client key
+vouches for at most ``VOUCHED_PER_CLIENT`` peers at a time (a new one replaces the key's
+least recently active), so a leaked key shields at most that many connections.
 
 Closing a connection takes py-libp2p ~0.2 s, so closes run concurrently under a deadline
 (then the socket is dropped); while ``MAX_CLOSING`` are in progress (a flood), newcomers are
@@ -132,8 +135,8 @@ class ConnectionGuard(INotifee):
         """Connected non-member peers vouched for, and the client key that vouched."""
         self._vouched_b58: set[str] = set()
         """The same peers as base58 strings: the per-request check, without parsing ids."""
-        self._vouches: dict[bytes, int] = {}
-        """Per client key: how many connected peers it vouches for now."""
+        self._vouches: dict[bytes, set[ID]] = {}
+        """Per client key: the connected peers it vouches for now."""
 
     # -- activity ---------------------------------------------------------------------------
     def touch(self, peer: ID) -> None:
@@ -142,40 +145,50 @@ class ConnectionGuard(INotifee):
             self._last_active[peer] = self._clock()
 
     def vouch(self, peer_b58: str, client: bytes) -> bool:
-        """Record that ``peer_b58`` (a non-member's peer id, base58) sent a request signed by
-        ``client``, whom the replicated state knows: it is then evicted only after every idle
-        stranger. Returns whether the peer is vouched for (False for a peer not connected, or
-        when ``client`` already vouches for ``VOUCHED_PER_CLIENT`` others)."""
+        """Record that the non-member ``peer_b58`` (base58) proved it speaks for ``client``,
+        whom the replicated state knows: it is then evicted only after every idle stranger.
+        When ``client`` already vouches for ``VOUCHED_PER_CLIENT`` peers, the least recently
+        active of them becomes a stranger again. Returns False for a peer not connected."""
         if peer_b58 in self._vouched_b58:
             return True
-        if self._vouches.get(client, 0) >= VOUCHED_PER_CLIENT:
-            return False
         try:
             peer = ID.from_base58(peer_b58)
         except Exception:
             return False
         if peer not in self._last_active:
             return False  # a member, or gone already
+        if peer in self._vouched:
+            return True  # named in another spelling
+        peers = self._vouches.setdefault(client, set())
+        if len(peers) >= VOUCHED_PER_CLIENT:
+            self._unvouch(min(peers, key=self._last_active.__getitem__))
+        peers.add(peer)
         self._vouched[peer] = client
-        self._vouched_b58.add(peer_b58)
-        self._vouches[client] = self._vouches.get(client, 0) + 1
+        self._vouched_b58.add(peer.to_base58())
         return True
+
+    def is_vouched(self, peer_b58: str) -> bool:
+        """Whether the peer (base58) is vouched for now (the node's check before a proof)."""
+        return peer_b58 in self._vouched_b58
 
     def vouched(self) -> int:
         """Connected non-member peers vouched for by a known client."""
         return len(self._vouched)
 
+    def _unvouch(self, peer: ID) -> None:
+        client = self._vouched.pop(peer, None)
+        if client is None:
+            return
+        self._vouched_b58.discard(peer.to_base58())
+        peers = self._vouches[client]
+        peers.discard(peer)
+        if not peers:
+            del self._vouches[client]
+
     def _forget(self, peer: ID) -> None:
         """Drop every record of a non-member peer that holds no connection any more."""
         self._last_active.pop(peer, None)
-        client = self._vouched.pop(peer, None)
-        if client is not None:
-            self._vouched_b58.discard(peer.to_base58())
-            left = self._vouches[client] - 1
-            if left:
-                self._vouches[client] = left
-            else:
-                del self._vouches[client]
+        self._unvouch(peer)
 
     def connections(self, group: str | None = None) -> int:
         """Connections non-members hold now (from address ``group`` only, if given), not

@@ -270,45 +270,72 @@ def b58(host: Host) -> str:
 
 
 async def test_strangers_are_evicted_before_a_registered_client_however_idle() -> None:
-    """An attacker connecting over and over (from many addresses) churns out only its own
-    idle connections, never a client the state knows, though that one is the idlest."""
-    async with guarded_node(burst=8) as (node, guard, _, nursery):
+    """An attacker connecting over and over, from several addresses, churns out only its own
+    idle connections, never a client the state knows, though that one is the idlest; within
+    an address group (per_address) as across all clients."""
+    async with guarded_node(burst=8, per_address=2) as (node, guard, _, nursery):
         known = await connect(nursery, node)
         await wait_for(lambda: guard.connections() == 1)
         assert guard.vouch(b58(known), b"client key")
-        strangers = [await connect(nursery, node) for _ in range(LIMIT - 1)]
+        local = await connect(nursery, node)
+        far = NetworkIdentity.generate()
+        ELSEWHERE.add(far.peer_id_str)
+        strangers = [local, await connect(nursery, node, far)]
         await wait_for(lambda: guard.connections() == LIMIT)
         for i in range(4):
             newcomer = NetworkIdentity.generate()
-            if i % 2 == 0:
-                ELSEWHERE.add(newcomer.peer_id_str)  # the flood comes from several addresses
+            if i % 2:
+                ELSEWHERE.add(newcomer.peer_id_str)  # the flood comes from both addresses
             await connect(nursery, node, newcomer)
             await wait_for(lambda n=i + 1: guard.evicted == n and guard.connections() == LIMIT)
-        assert connected(node, known) and guard.vouched() == 1
-        assert not any(connected(node, s) for s in strangers)
+        await wait_for(lambda: not any(connected(node, s) for s in strangers))
+        assert connected(node, known) and guard.is_vouched(b58(known)) and guard.vouched() == 1
 
 
-async def test_with_no_idle_stranger_the_idlest_registered_client_goes_and_frees_its_vouch(
+async def test_a_keys_vouches_are_bounded_and_registered_clients_share_the_room(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Registered clients still share the room among themselves (one reconnecting is let in),
-    and one client key vouches for a bounded number of peers at a time."""
+    """One client key vouches for a bounded number of peers (a new one displaces its least
+    recently active); with no stranger idle, the idlest registered client goes, so one that
+    reconnects is let in."""
     monkeypatch.setattr(guard_module, "VOUCHED_PER_CLIENT", 2)
     async with guarded_node(burst=8) as (node, guard, _, nursery):
-        clients = [await connect(nursery, node) for _ in range(LIMIT)]
+        c0, c1, c2 = [await connect(nursery, node) for _ in range(LIMIT)]
         await wait_for(lambda: guard.connections() == LIMIT)
-        assert guard.vouch(b58(clients[0]), b"key a") and guard.vouch(b58(clients[1]), b"key a")
-        assert not guard.vouch(b58(clients[2]), b"key a")  # key a's quota is used
-        assert guard.vouch(b58(clients[2]), b"key b")  # another key has its own
-        assert guard.vouch(b58(clients[0]), b"key a")  # already vouched: nothing changes
-        assert guard.vouched() == LIMIT
-        assert not guard.vouch(b58(node), b"key b")  # not a connected client
-        newcomer = await connect(nursery, node)
-        await wait_for(lambda: not connected(node, clients[0]))
-        assert guard.evicted == 1 and guard.vouched() == LIMIT - 1
-        assert all(connected(node, c) for c in (clients[1], clients[2], newcomer))
-        assert guard.vouch(b58(newcomer), b"key a")  # the evicted peer's place is free again
+        assert guard.vouch(b58(c1), b"key a") and guard.vouch(b58(c2), b"key a")
+        assert guard.vouch(b58(c1), b"key a") and guard.vouched() == 2  # idempotent
+        # A third peer for key a: c1, the least recently active of its two, is a stranger
+        # again, and the next newcomer displaces it although c0 is idler.
+        assert guard.vouch(b58(c0), b"key a")
+        assert guard.vouched() == 2 and not guard.is_vouched(b58(c1))
+        n1 = await connect(nursery, node)
+        await wait_for(lambda: not connected(node, c1))
+        assert guard.evicted == 1 and all(connected(node, c) for c in (c0, c2, n1))
+        # Every client registered now: the idlest of them goes, and its vouch with it.
+        assert guard.vouch(b58(n1), b"key b") and guard.vouched() == LIMIT
+        n2 = await connect(nursery, node)
+        await wait_for(lambda: not connected(node, c0))
+        assert guard.evicted == 2 and guard.vouched() == LIMIT - 1
+        assert not guard.is_vouched(b58(c0)) and not guard.vouch(b58(c0), b"key a")
+        assert not guard.vouch(b58(node), b"key b")  # not a client connection
         assert not guard.vouch("not a peer id", b"key b")
+        assert connected(node, n2)
+
+
+async def test_a_registered_client_that_hangs_up_takes_its_vouch_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(guard_module, "VOUCHED_PER_CLIENT", 1)
+    async with guarded_node(burst=8) as (node, guard, _, nursery):
+        leaving = await connect(nursery, node)
+        await wait_for(lambda: guard.connections() == 1)
+        assert guard.vouch(b58(leaving), b"key")
+        await leaving.libp2p.disconnect(node.peer_id)  # the client hangs up
+        await wait_for(lambda: guard.vouched() == 0 and guard.connections() == 0)
+        # Its key's one place is free: a new peer of the same key is vouched for.
+        back = await connect(nursery, node)
+        await wait_for(lambda: guard.connections() == 1)
+        assert guard.vouch(b58(back), b"key") and guard.vouched() == 1
 
 
 @pytest.mark.parametrize("listen", ["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/0"])
