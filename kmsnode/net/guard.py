@@ -22,7 +22,9 @@ replicated state knows (a genesis admin, or one granted something) is *vouched f
 by the node), and is evicted only when no stranger in the scope is idle. Without this, an
 attacker holding many addresses could churn every registered client out by connecting over
 and over; now its arrivals displace its own idle connections. A vouch lasts while the peer
-stays connected (a redialled connection is a stranger until its next request). One client key
+stays connected (a redialled connection is a stranger until its next request; a client whose
+grants are revoked keeps its place until then too: it only orders evictions, it grants
+nothing). One client key
 vouches for at most ``VOUCHED_PER_CLIENT`` peers at a time (a new one replaces the key's
 least recently active), so a leaked key shields at most that many connections.
 
