@@ -77,9 +77,9 @@ know (no genesis admin, no grant on any key). Their refusals are audited, as the
 but anyone can make a key pair: without a budget, strangers could fill the log and every
 node's audit trail at the rate the nodes accept requests."""
 STRANGER_BURST = 40
+"""Stranger requests accepted back to back before ``STRANGER_RATE`` applies."""
 _SUBMIT_FIELDS = (frozenset({"request", "relay"}), frozenset({"request", "relay", "vouch"}))
 """The field sets a submit body given as a mapping may have (see ``KMSNode._submit``)."""
-"""Stranger requests accepted back to back before ``STRANGER_RATE`` applies."""
 
 
 class RequestTimings:

@@ -99,6 +99,28 @@ def partials_released(tn: Testnet) -> int:
     return sum(s["executor"]["partials"] for s in status(tn).values() if s)
 
 
+async def submit_everywhere(g: Genesis, nodes: list[int], body: Any) -> list[list[net.Envelope]]:
+    """``body`` submitted to every node in turn from a fresh host (a connection of its own);
+    each node's answers."""
+    host = net.Host(net.NetworkIdentity.generate(), listen=["/ip4/127.0.0.1/tcp/0"])
+    out: list[list[net.Envelope]] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host.run)
+        for i in nodes:
+            info = g.node(i)
+            out.append(
+                await net.request(
+                    host,
+                    net.parse_peer_id(info.peer_id),
+                    info.addrs,
+                    net.Envelope("submit", body),
+                    timeout=30,
+                )
+            )
+        nursery.cancel_scope.cancel()
+    return out
+
+
 def test_dkg_completes_and_every_node_agrees(tn: Testnet, kms: DistributedKMS, key_id: str) -> None:
     meta = kms.describe_key(key_id)
     version = meta.versions[0]
@@ -240,21 +262,9 @@ def test_nodes_vouch_only_for_a_known_clients_own_connection(tn: Testnet, key_id
             prepared = ClientCore(g, admin).prepare(DescribeKey(key_id))
             proof = sign_vouch(admin, g.chain_id, net.NetworkIdentity.generate().peer_id_str)
             body = {"request": prepared.payload, "relay": False, "vouch": proof}
-            replayer = net.Host(net.NetworkIdentity.generate(), listen=["/ip4/127.0.0.1/tcp/0"])
-            async with trio.open_nursery() as nursery:
-                await nursery.start(replayer.run)
-                for i in tn.nodes():
-                    info = g.node(i)
-                    answers = await net.request(
-                        replayer,
-                        net.parse_peer_id(info.peer_id),
-                        info.addrs,
-                        net.Envelope("submit", body),
-                        timeout=30,
-                    )
-                    assert answers and answers[-1].kind == "resp"  # served, not vouched for
-                after_replay = await vouched()
-                nursery.cancel_scope.cancel()
+            for answers in await submit_everywhere(g, tn.nodes(), body):
+                assert answers and answers[-1].kind == "resp"  # served, not vouched for
+            after_replay = await vouched()
             async with AsyncDistributedKMS(genesis=g, identity=admin, timeout=30) as known:
                 await all_connected(known)
                 with trio.fail_after(20):
@@ -281,22 +291,8 @@ def test_replayed_request_is_not_served_twice(
     prepared = client.prepare(Decrypt(ct, CTX))
 
     async def submit_to_all() -> list[bytes]:
-        host = net.Host(net.NetworkIdentity.generate())
-        out: list[bytes] = []
-        async with trio.open_nursery() as nursery:
-            await nursery.start(host.run)
-            for i in tn.nodes():
-                info = g.node(i)
-                answers = await net.request(
-                    host,
-                    net.parse_peer_id(info.peer_id),
-                    info.addrs,
-                    net.Envelope("submit", prepared.payload),
-                    timeout=30,
-                )
-                out.extend(e.body for e in answers if e.kind == "resp")
-            nursery.cancel_scope.cancel()
-        return out
+        answers = await submit_everywhere(g, tn.nodes(), prepared.payload)
+        return [e.body for node in answers for e in node if e.kind == "resp"]
 
     first = trio.run(submit_to_all)
     assert len(first) == 4

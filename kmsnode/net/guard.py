@@ -24,9 +24,9 @@ attacker holding many addresses could churn every registered client out by conne
 and over; now its arrivals displace its own idle connections. A vouch lasts while the peer
 stays connected (a redialled connection is a stranger until its next request; a client whose
 grants are revoked keeps its place until then too: it only orders evictions, it grants
-nothing). One client key
-vouches for at most ``VOUCHED_PER_CLIENT`` peers at a time (a new one replaces the key's
-least recently active), so a leaked key shields at most that many connections.
+nothing). One client key vouches for at most ``VOUCHED_PER_CLIENT`` peers at a time (a new
+one replaces the key's least recently active), so a leaked key shields at most that many
+connections.
 
 Closing a connection takes py-libp2p ~0.2 s, so closes run concurrently under a deadline
 (then the socket is dropped); while ``MAX_CLOSING`` are in progress (a flood), newcomers are

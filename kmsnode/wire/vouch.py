@@ -13,6 +13,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..crypto.encoding import transcript
+from ..crypto.errors import InvalidSignature
 from ..crypto.signatures import verify_ed25519
 
 __all__ = ["VOUCH_SIZE", "sign_vouch", "vouch_valid"]
@@ -38,6 +39,6 @@ def vouch_valid(client: bytes, vouch: object, chain_id: str, peer_id: str) -> bo
         return False
     try:
         verify_ed25519(client, vouch, _message(chain_id, peer_id))
-    except Exception:
+    except InvalidSignature:
         return False
     return True
