@@ -186,3 +186,36 @@ def soak_rows(
             "",
             f"MB at {', '.join(f'{(ts - t0) / 60:.0f}' for ts, _ in marks)} min",
         )
+
+
+def curve_line(
+    fraction: float,
+    offered: float,
+    done: int,
+    seconds: float,
+    p50: float,
+    p99: float,
+    c0: dict[str, float],
+    c1: dict[str, float],
+    blocks: int | None,
+) -> str:
+    """One row of the load curve: at ``fraction`` of the sustained rate, the latency, the CPU
+    all our processes spent per completed decrypt, how busy the machine was and the blocks per
+    decrypt. Read down the column: CPU per decrypt falls as load rises, because a lone request
+    pays for its own wake-ups, messages and blocks that a busy system shares out."""
+    if done <= 0 or seconds <= 0 or not c0 or not c1:
+        return f"  {fraction:5.2f}  {offered:7.1f}  no decrypt completed"
+    ours = sum(c1[k] - c0[k] for k in c1 if not k.startswith("_"))
+    busy = (c1["_busy"] - c0["_busy"]) / max(1e-9, c1["_total"] - c0["_total"])
+    per_block = f"{blocks / done:6.2f}" if blocks is not None else "     ?"
+    return (
+        f"  {fraction:5.2f}  {offered:7.1f}  {done / seconds:7.1f}  {1000 * p50:7.1f}  "
+        f"{1000 * p99:7.1f}  {1000 * ours / done:8.1f}  {100 * busy:6.0f}%  {per_block}"
+    )
+
+
+CURVE_HEADER = (
+    "  x sust  offered     done  p50 ms   p99 ms  CPU ms/dec  busy  blocks/dec",
+    "  ------  -------  -------  ------  -------  ----------  ----  ----------",
+)
+"""Column heads of the load-curve table (``curve_line`` rows)."""

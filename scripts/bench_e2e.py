@@ -23,7 +23,10 @@ What one run does (every phase is bounded by time and stops by itself):
    concurrency of ``--conc`` for ``--sweep-seconds``; the best becomes the **sustained** run
    (``--duration``): decrypts/s, p50/p99.
 4. **Half load**: open-loop at half the sustained rate (``--duration``): p50/p99 (target
-   p50 < 50 ms).
+   p50 < 50 ms). Then the **load curve**: open loop at each ``--curve`` fraction of the
+   sustained rate (``--curve-seconds`` each): p50/p99, CPU per decrypt, machine busy, blocks
+   per decrypt. CPU per decrypt falls as load rises (a lone request pays for its own
+   wake-ups, messages and blocks), so the machine is nearly as busy at half load as at full.
 5. **Keys**: one DKG timed alone, then up to ``--keys`` more within ``--key-budget`` seconds;
    RSS per node before/after and growth per key (extrapolated to 10,000 keys, marked as such,
    only from 1,000 keys up; ``scripts/bench_keys.py`` measures 10,000).
@@ -73,9 +76,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import Bar, log, proc_mem
 from _bench_e2e_ceiling import CONTEXT, PLAINTEXT, Ceiling, measure_ceiling
 from _bench_e2e_status import (
+    CURVE_HEADER,
     HALF_SEGMENT_S,
     ceiling_note,
     cpu_lines,
+    curve_line,
     fsync_delta,
     pct,
     segment_p50s,
@@ -444,6 +449,19 @@ async def bench(args: argparse.Namespace, tn: Testnet, report: dict[str, Any]) -
             log(half.line())
             report["half"] = half
 
+            # The load curve: where CPU per decrypt and latency go between idle and sustained.
+            curve = []
+            for fraction in args.curve:
+                ph = await drv.open(
+                    f"curve x{fraction:g}",
+                    sustained.rate * fraction,
+                    args.curve_seconds,
+                    cap=4 * best,
+                )
+                log(ph.line())
+                curve.append((fraction, ph))
+            report["curve"] = curve
+
             # The profile gets a run of its own at the sustained concurrency: py-spy sampling
             # two processes costs CPU (~5% of a core), which must not be in the measured runs.
             if args.profile:
@@ -502,6 +520,14 @@ async def bench(args: argparse.Namespace, tn: Testnet, report: dict[str, Any]) -
                         pts[node].append((ts, v))
                 report["soak"] = (soak, pts, mem_every)
         root.cancel_scope.cancel()
+
+
+def height_delta(phase: Phase) -> int | None:
+    """Blocks node 1 committed during ``phase`` (None without both statuses)."""
+    try:
+        return int(phase.status1[1]["height"]) - int(phase.status0[1]["height"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def print_report(
@@ -694,6 +720,24 @@ def print_report(
             per_s,
         ):
             print(ln)
+    points = sorted([*r.get("curve", []), (0.5, half), (1.0, sus)], key=lambda x: x[0])
+    if len(points) > 2:
+        print(" Load curve (open loop below 1.0; 1.0 is the closed-loop sustained run):")
+        print("\n".join(CURVE_HEADER))
+        for fraction, ph in points:
+            print(
+                curve_line(
+                    fraction,
+                    ph.offered if ph.offered else ph.rate,
+                    len(ph.latencies),
+                    ph.seconds,
+                    pct(ph.latencies, 0.5),
+                    pct(ph.latencies, 0.99),
+                    ph.cpu0,
+                    ph.cpu1,
+                    height_delta(ph),
+                )
+            )
     for who, lines in r.get("pyspy", []):
         print(f" py-spy, {who}, during a run of its own at the sustained concurrency:")
         for ln in lines:
@@ -719,6 +763,14 @@ def main() -> int:
     ap.add_argument("--soak", type=float, default=0.0, help="seconds of half load with RSS samples")
     ap.add_argument("--reps", type=int, default=200, help="repetitions per ceiling step")
     ap.add_argument("--pipeline", type=int, default=100, help="decrypts through LocalNetwork")
+    ap.add_argument(
+        "--curve",
+        type=float,
+        nargs="*",
+        default=[0.1, 0.25, 0.75],
+        help="fractions of the sustained rate for the load curve (none: skip it)",
+    )
+    ap.add_argument("--curve-seconds", type=float, default=8.0, help="seconds per curve point")
     ap.add_argument("--no-profile", dest="profile", action="store_false")
     ap.add_argument("--keep", action="store_true", help="keep the testnet directory")
     args = ap.parse_args()
