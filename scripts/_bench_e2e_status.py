@@ -219,26 +219,3 @@ CURVE_HEADER = (
     "  ------  -------  -------  ------  -------  ----------  ----  ----------",
 )
 """Column heads of the load-curve table (``curve_line`` rows)."""
-
-
-def per_request_and_block(
-    points: list[tuple[float, float, float]],
-) -> tuple[float, float] | None:
-    """Least-squares split of CPU into a part per decrypt and a part per consensus block.
-
-    ``points``: (decrypts/s, blocks/s, CPU seconds/s of our processes) per load level. Fits
-    CPU = a * decrypts + b * blocks (no intercept: an idle testnet costs ~1% of a core) and
-    returns (a, b) in seconds, or None when the points cannot separate the two (fewer than
-    two, or blocks proportional to decrypts throughout). A fit, not a measurement: ``b`` also
-    takes whatever moves with blocks per decrypt, such as requests sharing fewer wake-ups at
-    low load (measured alone, with leaders proposing empty blocks back to back, a block cost
-    each of 4 nodes ~1.5 ms of CPU: ~6 ms in all)."""
-    srr = sum(r * r for r, _, _ in points)
-    sbb = sum(b * b for _, b, _ in points)
-    srb = sum(r * b for r, b, _ in points)
-    src = sum(r * c for r, _, c in points)
-    sbc = sum(b * c for _, b, c in points)
-    det = srr * sbb - srb * srb
-    if len(points) < 2 or det <= 1e-9 * srr * sbb:
-        return None
-    return (src * sbb - sbc * srb) / det, (sbc * srr - src * srb) / det

@@ -83,7 +83,6 @@ from _bench_e2e_status import (
     curve_line,
     fsync_delta,
     pct,
-    per_request_and_block,
     segment_p50s,
     soak_rows,
     stat_deltas,
@@ -738,22 +737,6 @@ def print_report(
                     ph.cpu1,
                     height_delta(ph),
                 )
-            )
-        fit = []
-        for _, ph in points:
-            committed = height_delta(ph)
-            if committed is not None and ph.seconds > 0 and ph.cpu0 and ph.cpu1:
-                used = sum(ph.cpu1[k] - ph.cpu0[k] for k in ph.cpu1 if not k.startswith("_"))
-                fit.append((ph.rate, committed / ph.seconds, used / ph.seconds))
-        split = per_request_and_block(fit)
-        half_blocks = height_delta(half)
-        if split is not None and half_blocks and half.latencies:
-            per_dec, per_block = split
-            blocks_cpu = per_block * half_blocks / len(half.latencies)
-            print(
-                f"   least squares over these rows: CPU = {1000 * per_dec:.1f} ms per decrypt + "
-                f"{1000 * per_block:.1f} ms per block (all processes); at half load blocks are "
-                f"{100 * blocks_cpu / (per_dec + blocks_cpu):.0f}% of the CPU"
             )
     for who, lines in r.get("pyspy", []):
         print(f" py-spy, {who}, during a run of its own at the sustained concurrency:")

@@ -86,18 +86,6 @@ def test_soak_rows_show_latency_by_minute_what_grew_and_the_rss_trend(status):
     assert rows["node 1 RSS trend"][3].startswith("+1.00 MB/min")
 
 
-def test_per_request_and_block_recovers_the_costs_it_was_built_from(status):
-    a, b = 0.008, 0.006  # 8 ms per decrypt, 6 ms per block
-    rows = [(r, bl, a * r + b * bl) for r, bl in [(19, 37), (47, 91), (94, 94), (188, 30)]]
-    got = status.per_request_and_block(rows)
-    assert got == pytest.approx((a, b))
-
-
-def test_per_request_and_block_refuses_points_that_cannot_separate_the_two(status):
-    assert status.per_request_and_block([(10, 20, 1.0)]) is None
-    assert status.per_request_and_block([(10, 20, 1.0), (20, 40, 2.0)]) is None  # collinear
-
-
 def test_curve_line_shows_cpu_per_decrypt_busy_and_blocks(status):
     c0 = {"client": 1.0, "node 1": 2.0, "_busy": 10.0, "_total": 100.0}
     c1 = {"client": 2.0, "node 1": 4.0, "_busy": 15.0, "_total": 110.0}
