@@ -188,6 +188,41 @@ def soak_rows(
         )
 
 
+def height_delta(phase: Any) -> int | None:
+    """Blocks node 1 committed during ``phase`` (None without both statuses)."""
+    try:
+        return int(phase.status1[1]["height"]) - int(phase.status0[1]["height"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def curve_table(points: list[tuple[float, Any]]) -> list[str]:
+    """The load curve: one ``curve_line`` per (fraction of the sustained rate, phase), or
+    nothing when only the half-load and sustained runs are there."""
+    if len(points) <= 2:
+        return []
+    out = [
+        " Load curve (open loop below 1.0; 1.0 is the closed-loop sustained run):",
+        "  x sust  offered     done  p50 ms   p99 ms  CPU ms/dec  busy  blocks/dec",
+        "  ------  -------  -------  ------  -------  ----------  ----  ----------",
+    ]
+    for fraction, ph in points:
+        out.append(
+            curve_line(
+                fraction,
+                ph.offered or ph.rate,
+                len(ph.latencies),
+                ph.seconds,
+                pct(ph.latencies, 0.5),
+                pct(ph.latencies, 0.99),
+                ph.cpu0,
+                ph.cpu1,
+                height_delta(ph),
+            )
+        )
+    return out
+
+
 def curve_line(
     fraction: float,
     offered: float,
@@ -212,10 +247,3 @@ def curve_line(
         f"  {fraction:5.2f}  {offered:7.1f}  {done / seconds:7.1f}  {1000 * p50:7.1f}  "
         f"{1000 * p99:7.1f}  {1000 * ours / done:8.1f}  {100 * busy:6.0f}%  {per_block}"
     )
-
-
-CURVE_HEADER = (
-    "  x sust  offered     done  p50 ms   p99 ms  CPU ms/dec  busy  blocks/dec",
-    "  ------  -------  -------  ------  -------  ----------  ----  ----------",
-)
-"""Column heads of the load-curve table (``curve_line`` rows)."""

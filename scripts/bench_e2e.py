@@ -76,11 +76,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import Bar, log, proc_mem
 from _bench_e2e_ceiling import CONTEXT, PLAINTEXT, Ceiling, measure_ceiling
 from _bench_e2e_status import (
-    CURVE_HEADER,
     HALF_SEGMENT_S,
     ceiling_note,
     cpu_lines,
-    curve_line,
+    curve_table,
     fsync_delta,
     pct,
     segment_p50s,
@@ -522,14 +521,6 @@ async def bench(args: argparse.Namespace, tn: Testnet, report: dict[str, Any]) -
         root.cancel_scope.cancel()
 
 
-def height_delta(phase: Phase) -> int | None:
-    """Blocks node 1 committed during ``phase`` (None without both statuses)."""
-    try:
-        return int(phase.status1[1]["height"]) - int(phase.status0[1]["height"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def print_report(
     args: argparse.Namespace,
     ceiling: Ceiling,
@@ -720,24 +711,10 @@ def print_report(
             per_s,
         ):
             print(ln)
-    points = sorted([*r.get("curve", []), (0.5, half), (1.0, sus)], key=lambda x: x[0])
-    if len(points) > 2:
-        print(" Load curve (open loop below 1.0; 1.0 is the closed-loop sustained run):")
-        print("\n".join(CURVE_HEADER))
-        for fraction, ph in points:
-            print(
-                curve_line(
-                    fraction,
-                    ph.offered if ph.offered else ph.rate,
-                    len(ph.latencies),
-                    ph.seconds,
-                    pct(ph.latencies, 0.5),
-                    pct(ph.latencies, 0.99),
-                    ph.cpu0,
-                    ph.cpu1,
-                    height_delta(ph),
-                )
-            )
+    for ln in curve_table(
+        sorted([*r.get("curve", []), (0.5, half), (1.0, sus)], key=lambda x: x[0])
+    ):
+        print(ln)
     for who, lines in r.get("pyspy", []):
         print(f" py-spy, {who}, during a run of its own at the sustained concurrency:")
         for ln in lines:

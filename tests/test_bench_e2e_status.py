@@ -93,3 +93,30 @@ def test_curve_line_shows_cpu_per_decrypt_busy_and_blocks(status):
     # 3 CPU-seconds over 400 decrypts; 5 of 10 core-seconds busy; 760 blocks over 400.
     assert line.split() == ["0.25", "50.0", "50.0", "21.0", "58.0", "7.5", "50%", "1.90"]
     assert "no decrypt completed" in status.curve_line(0.1, 5.0, 0, 8.0, 0, 0, c0, c1, None)
+
+
+def test_curve_table_has_a_row_per_load_and_nothing_without_the_curve(status):
+    from types import SimpleNamespace
+
+    def phase(rate, blocks):
+        return SimpleNamespace(
+            offered=rate,
+            rate=rate,
+            latencies=[0.02] * int(rate * 10),
+            seconds=10.0,
+            cpu0={"node 1": 0.0, "_busy": 0.0, "_total": 0.0},
+            cpu1={"node 1": 1.0, "_busy": 10.0, "_total": 20.0},
+            status0={1: {"height": 100}},
+            status1={1: {"height": 100 + blocks}},
+        )
+
+    half, sus = phase(50.0, 500), phase(100.0, 200)
+    assert status.curve_table([(0.5, half), (1.0, sus)]) == []
+    table = status.curve_table([(0.25, phase(25.0, 480)), (0.5, half), (1.0, sus)])
+    rows = table[3:]
+    assert [r.split()[0] for r in rows] == ["0.25", "0.50", "1.00"]
+    assert rows[0].split()[-1] == "1.92" and rows[2].split()[-1] == "0.20"  # blocks per decrypt
+    # A phase whose statuses are missing still gets its row, with the blocks unknown.
+    bare = phase(25.0, 0)
+    bare.status1 = {}
+    assert status.curve_table([(0.25, bare), (0.5, half), (1.0, sus)])[3].split()[-1] == "?"
