@@ -125,7 +125,7 @@ async def libp2p_side(
         except Exception:
             return  # EOF/reset when the client closes: stream handlers must not raise
 
-    hosts[1].libp2p.set_stream_handler(ECHO, echo)  # type: ignore[arg-type]
+    hosts[1].libp2p.set_stream_handler(ECHO, echo)
     async with trio.open_nursery() as nursery:
         addrs = [await nursery.start(h.run) for h in hosts]
         committee = Committee(
