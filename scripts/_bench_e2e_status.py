@@ -47,6 +47,16 @@ def stat_deltas(before: dict[int, Any], after: dict[int, Any], counter: str) -> 
     return out
 
 
+def ours_cpu(c0: dict[str, float], c1: dict[str, float]) -> float:
+    """CPU seconds our processes (the nodes and this client) used between two snapshots."""
+    return sum(c1[k] - c0[k] for k in c1 if not k.startswith("_"))
+
+
+def busy_share(c0: dict[str, float], c1: dict[str, float]) -> float:
+    """How busy the whole machine was between two snapshots (0..1 of all cores)."""
+    return (c1["_busy"] - c0["_busy"]) / max(1e-9, c1["_total"] - c0["_total"])
+
+
 def cpu_lines(
     label: str,
     seconds: float,
@@ -61,27 +71,25 @@ def cpu_lines(
     node its own CPU whatever it carries, so fewer requests per block cost more each)."""
     if not c0 or not c1 or done <= 0 or seconds <= 0:
         return []
-    wall = c1["_total"] - c0["_total"]  # core-seconds of the whole machine
-    busy = c1["_busy"] - c0["_busy"]
+    busy = c1["_busy"] - c0["_busy"]  # core-seconds
     rate = done / seconds
     out = [
         f" CPU during the {label} ({seconds:.0f}s, {os.cpu_count()} cores, {rate:.1f} dec/s, "
         f"{blocks_per_s / rate:.2f} blocks per decrypt; ms of CPU per completed decrypt):"
     ]
-    ours = 0.0
     for proc in sorted(x for x in c1 if not x.startswith("_")):
         used = c1[proc] - c0[proc]
-        ours += used
         out.append(
             f"   {proc:<8} {100 * used / seconds:5.1f}% of a core   "
             f"{1000 * used / done:6.1f} ms/decrypt"
         )
+    ours = ours_cpu(c0, c1)
     out.append(
         f"   ours     {100 * ours / seconds:5.1f}% of a core   {1000 * ours / done:6.1f} ms/decrypt"
         f"  (crypto ceiling: {1000 * crypto_s:.1f} ms/decrypt)"
     )
     out.append(
-        f"   machine busy {100 * busy / wall:.0f}% of all cores; other processes "
+        f"   machine busy {100 * busy_share(c0, c1):.0f}% of all cores; other processes "
         f"(not this benchmark) {100 * max(0.0, busy - ours) / seconds:.0f}% of a core"
     )
     return out
@@ -240,8 +248,8 @@ def curve_line(
     pays for its own wake-ups, messages and blocks that a busy system shares out."""
     if done <= 0 or seconds <= 0 or not c0 or not c1:
         return f"  {fraction:5.2f}  {offered:7.1f}  no decrypt completed"
-    ours = sum(c1[k] - c0[k] for k in c1 if not k.startswith("_"))
-    busy = (c1["_busy"] - c0["_busy"]) / max(1e-9, c1["_total"] - c0["_total"])
+    ours = ours_cpu(c0, c1)
+    busy = busy_share(c0, c1)
     per_block = f"{blocks / done:6.2f}" if blocks is not None else "     ?"
     return (
         f"  {fraction:5.2f}  {offered:7.1f}  {done / seconds:7.1f}  {1000 * p50:7.1f}  "
