@@ -23,7 +23,16 @@ from .errors import KeystoreRecordMissing
 from .genesis import Genesis
 from .identity import NodeIdentity
 from .keystore import Keystore, RecordName
-from .state import GROUPS, ComputePartial, DeliverDkg, Effect, KeyActivated, Reply, StartDkg
+from .state import (
+    GROUPS,
+    ComputePartial,
+    DeliverDkg,
+    Effect,
+    KeyActivated,
+    Reply,
+    SharesRefreshed,
+    StartDkg,
+)
 from .wire.payload import DkgPayload
 from .wire.responses import Response, sealed_aad
 
@@ -108,6 +117,9 @@ class Executor:
         if isinstance(effect, KeyActivated):
             log.info("key %s version %d is active", effect.key_id, effect.version)
             return Output()
+        if isinstance(effect, SharesRefreshed):
+            self._erase_older_shares(effect)
+            return Output()
         raise AssertionError(f"unknown effect {type(effect).__name__}")
 
     # -- replies and partials -------------------------------------------------------------------
@@ -167,7 +179,9 @@ class Executor:
             e.request_id,
             e.height,
             "decrypt",
-            result={"key_id": e.key_id, "version": e.version},
+            # The epoch names the verification keys the partial checks against (a refresh
+            # changes them, not the public key).
+            result={"key_id": e.key_id, "version": e.version, "epoch": e.epoch},
             sealed=sealed,
         )
 
@@ -178,10 +192,25 @@ class Executor:
             return Output()
         name = seed_record(s.key_id, s.version, s.epoch)
         try:
-            seed = self.keystore.get(name)
+            seed: bytes | None = self.keystore.get(name)
         except KeystoreRecordMissing:
             if replaying:
                 return Output()  # finished (seed erased) or never started here
+            seed = None
+        old_share = None
+        if s.previous is not None:
+            # A refresh deals a sharing of zero and adds it to this node's current share.
+            old_share = self._held_share(s.key_id, s.version, s.previous.epoch, s.group)
+            if old_share is None:
+                log.warning(
+                    "cannot join the refresh of %s v%d: node %d holds no share of epoch %d",
+                    s.key_id,
+                    s.version,
+                    self.node_id,
+                    s.previous.epoch,
+                )
+                return Output()
+        if seed is None:
             seed = secrets.token_bytes(32)
             # Durable before the deal leaves: a restarted node rebuilds the same polynomial
             # from it, so it can still justify its deal against its committed commitments.
@@ -191,11 +220,50 @@ class Executor:
             signing_key=self.identity.signing_key,
             sealing_key=self.identity.sealing_key,
             id=self.node_id,
+            old_share=old_share,
             rng=seeded_rng(seed),
         )
         self.participants[(s.key_id, s.version, s.epoch)] = participant
         self.stats.dkg_started += 1
         return self._dkg_actions(s, participant.handle(dkg.Start()))
+
+    def _held_share(self, key_id: str, version: int, epoch: int, group: Group[Any]) -> Share | None:
+        """This node's share of a key version at ``epoch``, if its keystore holds it."""
+        try:
+            value = self.keystore.get(share_record(key_id, version, epoch))
+        except KeystoreRecordMissing:
+            return None
+        return Share(self.node_id, group.decode_scalar(value))
+
+    def _erase_older_shares(self, e: SharesRefreshed) -> None:
+        """Erase shares of epochs before ``e.epoch`` once this node holds its new one.
+
+        The refresh participant erases its old share itself when the session completes; this
+        also covers a node that stopped between storing the new share and erasing the old,
+        since a replayed log runs it again. A node that could not form its new share keeps
+        its old one (as the DKG machine does) and the operator is told.
+        """
+        names = [
+            n
+            for n in self.keystore.names("share")
+            if n.key_id == e.key_id and n.version == e.version and n.epoch < e.epoch
+        ]
+        try:
+            self.keystore.get(share_record(e.key_id, e.version, e.epoch))
+        except KeystoreRecordMissing:
+            if names:
+                log.warning(
+                    "key %s v%d was refreshed to epoch %d but node %d did not get its new "
+                    "share; it keeps the old one and cannot serve this version",
+                    e.key_id,
+                    e.version,
+                    e.epoch,
+                    self.node_id,
+                )
+            return
+        for name in names:
+            self.keystore.delete(name)
+        log.info("key %s version %d refreshed to epoch %d", e.key_id, e.version, e.epoch)
 
     def replay(self, effect: Effect) -> None:
         """Re-run what an already executed block's effect did to this node's DKG sessions.
@@ -209,6 +277,8 @@ class Executor:
             self._start_dkg(effect, replaying=True)
         elif isinstance(effect, DeliverDkg):
             self._deliver_dkg(effect)
+        elif isinstance(effect, SharesRefreshed):
+            self._erase_older_shares(effect)
 
     def _deliver_dkg(self, e: DeliverDkg) -> Output:
         participant = self.participants.get((e.key_id, e.version, e.epoch))

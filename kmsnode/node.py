@@ -37,6 +37,7 @@ from .state import (
     GENESIS_HASH,
     KeyActivated,
     KMSState,
+    SharesRefreshed,
     StartDkg,
     entry_from_json,
     verify_chain,
@@ -337,7 +338,7 @@ class KMSNode:
                 await trio.lowlevel.checkpoint()  # a partial costs ~1-2 ms: interleave
             posts.extend(self._execute_one(effect))
         if block.height % EXECUTED_MARK_EVERY == 0 or any(
-            isinstance(e, (StartDkg, KeyActivated)) for e in effects
+            isinstance(e, (StartDkg, KeyActivated, SharesRefreshed)) for e in effects
         ):
             self.keystore.set_executed_height(block.height)
         for payload in posts:

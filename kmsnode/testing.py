@@ -12,11 +12,10 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .client._core import ClientCore, Collector, Prepared
+from .client._core import ClientCore, Collector, KeyMaterial, Prepared
 from .executor import Executor
 from .genesis import Genesis, NodeInfo
 from .identity import NodeIdentity
@@ -142,7 +141,7 @@ class LocalNetwork:
     def run(
         self,
         prepared: Prepared,
-        key_material: tuple[bytes, Any] | None = None,
+        key_material: KeyMaterial | None = None,
         *,
         client: ClientCore | None = None,
     ) -> Collector:

@@ -2,9 +2,9 @@
 
 Starts a fresh testnet in ``.testnet`` (or ``--dir``), creates a key by distributed key
 generation, encrypts with an encryption context, decrypts from sealed partials, kills one node
-with SIGKILL and decrypts again, shows a wrong context refused, restarts the node, prints the
-verified audit trail and the operator console's metrics, and stops the network (``--keep``
-leaves it running).
+with SIGKILL and decrypts again, shows a wrong context refused, restarts the node, refreshes
+the key's shares (same public key, old ciphertext still decrypts), prints the verified audit
+trail and the operator console's metrics, and stops the network (``--keep`` leaves it running).
 """
 
 from __future__ import annotations
@@ -82,6 +82,19 @@ def main() -> None:
             tn.start(2)
             wait_healthy(tn, timeout=60)
             print("node 2 is back")
+
+            step("refresh the key's shares: every node adds a sharing of zero (same public key)")
+            t0 = time.monotonic()
+            after = kms.refresh_key(key_id).versions[0]
+            print(f"epoch {version.epoch} -> {after.epoch} in {time.monotonic() - t0:.1f}s")
+            print(f"public key unchanged: {after.public_key == version.public_key}")
+            changed = sorted(
+                i
+                for i, vk in after.verification_keys.items()
+                if vk != version.verification_keys.get(i)
+            )
+            print(f"new verification keys for nodes {changed}; old shares erased on every node")
+            print(f"the old ciphertext still decrypts: {kms.decrypt(ct, context)!r}")
 
             step("the audit trail: the entries f + 1 nodes agree on, hash chain verified")
             page = kms.audit(0, 1000)

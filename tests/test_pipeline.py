@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kmsnode.client._core import ClientCore
-from kmsnode.client.errors import AccessDenied, InvalidCiphertextError, KeyNotFound
+from kmsnode.client._core import ClientCore, KeyMaterial
+from kmsnode.client.errors import (
+    AccessDenied,
+    InvalidCiphertextError,
+    KeyNotFound,
+    StaleKeyMaterial,
+)
 from kmsnode.crypto import tdh2
 from kmsnode.testing import LocalNetwork
-from kmsnode.wire.requests import CreateKey, Decrypt, DescribeKey, Encrypt, KeyKind
+from kmsnode.wire.payload import client_payload
+from kmsnode.wire.requests import CreateKey, Decrypt, DescribeKey, Encrypt, KeyKind, RefreshKey
 from kmsnode.wire.responses import Response
 
 CTX = {"app": "payroll"}
@@ -31,14 +38,16 @@ def create(net: LocalNetwork) -> str:
 
 
 def key_material(
-    net: LocalNetwork, key_id: str, core: ClientCore | None = None
-) -> tuple[bytes, dict[int, bytes]]:
+    net: LocalNetwork, key_id: str, core: ClientCore | None = None, version: int = 1
+) -> KeyMaterial:
     c = net.run((core or net.client).prepare(DescribeKey(key_id), now_ms=net.time_ms), client=core)
     assert c.done
-    v = c.result["versions"][0]
-    return bytes.fromhex(v["public_key"]), {
-        int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()
-    }
+    v = c.result["versions"][version - 1]
+    return KeyMaterial(
+        bytes.fromhex(v["public_key"]),
+        {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()},
+        v["epoch"],
+    )
 
 
 def encrypt(net: LocalNetwork, key_id: str, plaintext: bytes) -> bytes:
@@ -275,3 +284,82 @@ def test_a_flipped_bit_anywhere_releases_no_partial(net: LocalNetwork) -> None:
         with pytest.raises(allowed):
             net.run(prepared, km)
     assert sum(e.stats.partials for e in net.executors.values()) == partials_before
+
+
+def _shares(net: LocalNetwork, key_id: str) -> dict[int, list[tuple[int, int]]]:
+    """Each node's share records of ``key_id`` as (version, epoch) pairs."""
+    return {
+        i: [(n.version, n.epoch) for n in ex.keystore.names("share") if n.key_id == key_id]
+        for i, ex in net.executors.items()
+    }
+
+
+def test_refresh_keeps_ciphertexts_erases_old_shares_and_stale_clients_refetch(
+    net: LocalNetwork,
+) -> None:
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"outlives the refresh")
+    km0 = key_material(net, key_id)
+    assert km0.epoch == 0
+    c = net.run(net.client.prepare(RefreshKey(key_id), now_ms=net.time_ms))
+    assert c.done and c.result == {"key_id": key_id, "epochs": {"1": 1}}
+    km1 = key_material(net, key_id)
+    assert km1.epoch == 1 and km1.public_key == km0.public_key
+    assert set(km1.verification_keys.values()).isdisjoint(km0.verification_keys.values())
+    # Every node erased its epoch-0 share once its epoch-1 share was stored.
+    assert _shares(net, key_id) == {i: [(1, 1)] for i in range(1, 5)}
+    # A client still holding the old verification keys is told to fetch them again (the
+    # partials carry their epoch), not misled into naming honest nodes.
+    with pytest.raises(StaleKeyMaterial) as stale:
+        net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km0)
+    assert stale.value.epoch == 1
+    c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km1)
+    assert c.done and c.result == b"outlives the refresh" and not c.misbehaving
+
+
+def test_a_node_claiming_an_older_epoch_is_named(net: LocalNetwork) -> None:
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"x")
+    net.run(net.client.prepare(RefreshKey(key_id), now_ms=net.time_ms))
+    km1 = key_material(net, key_id)
+    signer = net.identities[2].signing_key
+
+    def old_epoch(response: Response) -> bytes:
+        result = dict(response.result or {}, epoch=0)
+        return dataclasses.replace(response, result=result).signed(signer).encode()
+
+    net.byzantine[2] = old_epoch
+    c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km1)
+    assert c.done and c.result == b"x" and c.misbehaving == {2}
+
+
+def test_a_node_restarted_mid_refresh_finishes_it(net: LocalNetwork) -> None:
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"across a restart")
+    prepared = net.client.prepare(RefreshKey(key_id), now_ms=net.time_ms)
+    net.commit(client_payload(prepared.request))  # StartDkg(refresh) everywhere
+    net.commit()  # the deals are committed
+    assert _shares(net, key_id)[4] == [(1, 0)]
+    net.restart(4)  # rebuilt from its seed and its epoch-0 share, which it still holds
+    assert net.executors[4].participants, "the open refresh was not resumed"
+    net.settle()
+    assert _shares(net, key_id) == {i: [(1, 1)] for i in range(1, 5)}
+    km1 = key_material(net, key_id)
+    net.byzantine[1] = lambda response: b"\x00"  # decrypt with nodes 2, 3 and 4
+    c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km1)
+    assert c.done and c.result == b"across a restart" and c.misbehaving == {1}
+
+
+def test_an_old_share_left_by_a_crash_is_erased_when_the_log_is_replayed(
+    net: LocalNetwork,
+) -> None:
+    from kmsnode.executor import share_record
+
+    key_id = create(net)
+    ks = net.executors[3].keystore
+    old = ks.get(share_record(key_id, 1, 0))
+    net.run(net.client.prepare(RefreshKey(key_id), now_ms=net.time_ms))
+    # As if node 3 stopped after storing its new share but before erasing the old one.
+    net.executors[3].keystore.put(share_record(key_id, 1, 0), old)
+    net.restart(3)
+    assert _shares(net, key_id)[3] == [(1, 1)]

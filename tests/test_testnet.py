@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kmsnode import net
 from kmsnode.client import AccessDenied, DistributedKMS, InvalidCiphertextError, QuorumUnavailable
-from kmsnode.client._core import ClientCore
+from kmsnode.client._core import ClientCore, KeyMaterial
 from kmsnode.genesis import Genesis
 from kmsnode.identity import NodeIdentity
 from kmsnode.keystore import Keystore
@@ -342,7 +342,9 @@ def test_answers_are_fetchable_by_request_id_from_any_node(
     assert fetched[1] == submitted[0].body
     v = kms.describe_key(key_id).versions[0]
     assert v.public_key is not None
-    collector = ClientCore(g, admin).collector(prepared, (v.public_key, v.verification_keys))
+    collector = ClientCore(g, admin).collector(
+        prepared, KeyMaterial(v.public_key, v.verification_keys, v.epoch)
+    )
     for i, data in sorted(fetched.items()):
         collector.add(i, data)
     assert collector.done and collector.result == b"fetch me"
@@ -805,6 +807,35 @@ def test_kms_cli_rotate_key_new_version_encrypts_and_old_ciphertexts_still_decry
     for ct, plain in ((old, b"under v1"), (new, b"under v2")):
         got = _kms(tn, "decrypt", "--context", "app=rot", stdin=ct)
         assert got.returncode == 0 and got.stdout == plain, got.stderr
+
+
+def test_kms_cli_refresh_key_keeps_ciphertexts_and_replaces_every_share(
+    tn: Testnet, kms: DistributedKMS
+) -> None:
+    meta = kms.create_key("encrypt", "refreshed")
+    key = meta.key_id
+    ct = kms.encrypt(key, b"before the refresh", {"app": "ref"})
+    assert kms.decrypt(ct, {"app": "ref"}) == b"before the refresh"  # caches epoch-0 keys
+    refreshed = _kms(tn, "--json", "refresh-key", key)
+    assert refreshed.returncode == 0, refreshed.stderr
+    after = json.loads(refreshed.stdout)["versions"][0]
+    before = meta.versions[0]
+    assert after["epoch"] == 1 and not after["refreshing"] and after["refreshed_height"]
+    assert bytes.fromhex(after["public_key"]) == before.public_key
+    assert after["verification_keys"] != {
+        str(i): k.hex() for i, k in before.verification_keys.items()
+    }
+    # This client still holds the epoch-0 verification keys: it refetches and decrypts,
+    # naming nobody.
+    assert kms.decrypt(ct, {"app": "ref"}) == b"before the refresh"
+    assert kms.last_misbehaving == ()
+    # Every node holds its epoch-1 share of the key and nothing older.
+    for i in tn.nodes():
+        d = tn.dir / f"node{i}"
+        passphrase = (d / "passphrase").read_text().strip().encode()
+        with Keystore.open(d / "keystore.db", passphrase, i) as ks:
+            held = [(n.version, n.epoch) for n in ks.names("share") if n.key_id == key]
+        assert held == [(1, 1)], f"node {i} holds {held}"
 
 
 def test_kms_cli_disable_key_stops_its_use_until_enabled(tn: Testnet, key_id: str) -> None:

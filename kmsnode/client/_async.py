@@ -38,13 +38,14 @@ from ..wire.requests import (
     ListKeys,
     Operation,
     Permission,
+    RefreshKey,
     RotateKey,
     SetPolicy,
     is_key_id,
 )
 from ..wire.vouch import sign_vouch
 from ._audit import AuditPage, agree_on_audit
-from ._core import ClientCore, Collector
+from ._core import ClientCore, Collector, KeyMaterial
 from ._results import KeyMetadata, KeyPolicy
 from .errors import (
     InvalidCiphertextError,
@@ -52,6 +53,7 @@ from .errors import (
     KeyUnavailable,
     NonceReused,
     QuorumUnavailable,
+    StaleKeyMaterial,
 )
 
 DEFAULT_TIMEOUT = 30.0
@@ -114,7 +116,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         self._nursery_cm: Any = None
         self._nursery: trio.Nursery | None = None
         self._sessions: dict[int, net.Session] = {}
-        self._key_cache: dict[tuple[str, int], tuple[bytes, dict[int, bytes]]] = {}
+        self._key_cache: dict[tuple[str, int], KeyMaterial] = {}
         self.last_misbehaving: tuple[int, ...] = ()
 
     @classmethod
@@ -245,6 +247,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             raise InvalidCiphertextError() from None
         if not is_key_id(ct.key_id):
             raise InvalidCiphertextError()  # no key has that id: tampered
+        op = Decrypt(ciphertext, dict(context or {}))
         try:
             material = await self._key_material(ct.key_id, ct.key_version)
         except KeyNotFound:
@@ -252,7 +255,14 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             # exist (or never became active) was tampered with, or made elsewhere: the same
             # opaque error as any other.
             raise InvalidCiphertextError() from None
-        return bytes(await self._call(Decrypt(ciphertext, dict(context or {})), material))
+        try:
+            return bytes(await self._call(op, material))
+        except StaleKeyMaterial:
+            # The key was refreshed since its verification keys were fetched: fetch them
+            # again and ask once more (the answers just seen cannot be checked without them).
+            self._key_cache.pop((ct.key_id, ct.key_version), None)
+            material = await self._key_material(ct.key_id, ct.key_version)
+            return bytes(await self._call(op, material))
 
     async def generate_data_key(
         self, key_id: str, context: Mapping[str, str] | None = None, size: int = 32
@@ -291,6 +301,38 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             )
         return meta
 
+    async def refresh_key(self, key_id: str, timeout: float = 60.0) -> KeyMetadata:
+        """New shares for every active version of ``key_id`` (the key's admins): the public
+        key, and so every ciphertext, stays valid, while the shares any node held before are
+        useless from then on. Returns once every version reached its new share epoch.
+
+        Raises:
+            KeyUnavailable: a version's refresh failed, or did not finish within ``timeout``
+                (a version whose refresh failed keeps its previous shares and still serves).
+        """
+        result = await self._call(RefreshKey(key_id))
+        targets = {int(v): int(e) for v, e in dict(result["epochs"]).items()}
+
+        def refreshed(meta: KeyMetadata) -> bool:
+            for number, epoch in targets.items():
+                v = meta.version(number)
+                if v is None or v.epoch >= epoch:
+                    continue
+                if not v.refreshing:
+                    raise KeyUnavailable(
+                        "refresh_failed",
+                        f"the refresh of {key_id} version {number} failed: {v.refresh_failure}",
+                    )
+                return False
+            return True
+
+        meta = await self._poll_describe(key_id, timeout, refreshed)
+        if meta is None:
+            raise KeyUnavailable("refresh_pending", f"{key_id} not refreshed in {timeout:g} s")
+        for number in targets:
+            self._key_cache.pop((key_id, number), None)
+        return meta
+
     async def disable_key(self, key_id: str) -> None:
         """Stop every use of ``key_id`` until ``enable_key`` (the key's admins)."""
         await self._call(DisableKey(key_id))
@@ -304,7 +346,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         return KeyPolicy.from_result(dict(await self._call(GetPolicy(key_id))))
 
     # -- plumbing -------------------------------------------------------------------------------
-    async def _key_material(self, key_id: str, version: int) -> tuple[bytes, dict[int, bytes]]:
+    async def _key_material(self, key_id: str, version: int) -> KeyMaterial:
         cached = self._key_cache.get((key_id, version))
         if cached is not None:
             return cached
@@ -313,13 +355,11 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         if v is None or v.state != "active" or v.public_key is None:
             # No ciphertext can exist under a version that never became active: see decrypt.
             raise KeyNotFound("key_not_found", f"{key_id} has no usable version {version}")
-        material = (v.public_key, dict(v.verification_keys))
+        material = KeyMaterial(v.public_key, dict(v.verification_keys), v.epoch)
         self._key_cache[(key_id, version)] = material
         return material
 
-    async def _call(
-        self, op: Operation, key_material: tuple[bytes, Mapping[int, bytes]] | None = None
-    ) -> Any:
+    async def _call(self, op: Operation, key_material: KeyMaterial | None = None) -> Any:
         try:
             return await self._call_once(op, key_material)
         except NonceReused:
@@ -327,9 +367,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             # other request, not this one): sign again with a fresh nonce, once.
             return await self._call_once(op, key_material)
 
-    async def _call_once(
-        self, op: Operation, key_material: tuple[bytes, Mapping[int, bytes]] | None
-    ) -> Any:
+    async def _call_once(self, op: Operation, key_material: KeyMaterial | None) -> Any:
         prepared = self.core.prepare(op)
         collector = self.core.collector(prepared, key_material)
         errors: list[BaseException] = []

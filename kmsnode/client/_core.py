@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -27,7 +27,16 @@ from ..errors import MalformedMessage
 from ..genesis import Genesis
 from ..wire.requests import Decrypt, Operation, Request
 from ..wire.responses import Response, sealed_aad
-from .errors import InvalidCiphertextError, QuorumUnavailable, error_for
+from .errors import InvalidCiphertextError, QuorumUnavailable, StaleKeyMaterial, error_for
+
+
+class KeyMaterial(NamedTuple):
+    """What partial decryptions are checked against: a key version's public key and, for one
+    share epoch, each node's verification key (from ``describe_key``, agreed by f + 1)."""
+
+    public_key: bytes
+    verification_keys: Mapping[int, bytes]
+    epoch: int
 
 
 class NonceSource:
@@ -89,7 +98,7 @@ class ClientCore:
     def collector(
         self,
         prepared: Prepared,
-        key_material: tuple[bytes, Mapping[int, bytes]] | None = None,
+        key_material: KeyMaterial | None = None,
     ) -> Collector:
         """A fresh collector for the answers to ``prepared``."""
         return Collector(self.genesis, prepared, key_material=key_material)
@@ -104,9 +113,10 @@ class Collector:
     answers: dict[int, Response] = field(default_factory=dict)
     misbehaving: set[int] = field(default_factory=set)
     partials: dict[int, PartialDecryption[bytes]] = field(default_factory=dict, repr=False)
-    key_material: tuple[bytes, Mapping[int, bytes]] | None = None
-    """For a decryption: the key version's public key and verification keys (from
-    ``describe_key``, agreed by f + 1 nodes) that partials are verified against."""
+    key_material: KeyMaterial | None = None
+    """For a decryption: what partials are verified against (see ``KeyMaterial``)."""
+    newer_epochs: dict[int, int] = field(default_factory=dict)
+    """Node -> the share epoch it decrypted under, for partials newer than ``key_material``."""
     done: bool = False
     result: Any = field(default=None, repr=False)  # a decryption's plaintext: never in a repr
 
@@ -166,8 +176,24 @@ class Collector:
             partial = PartialDecryption.decode(RISTRETTO255, raw)
             if partial.id != node_id:
                 raise MalformedMessage("partial for another participant")
+            epoch = response.result.get("epoch", 0) if isinstance(response.result, dict) else 0
+            if type(epoch) is not int or epoch < 0:
+                raise MalformedMessage("a partial names no share epoch")
         except (MalformedMessage, CryptoError):
             self.misbehaving.add(node_id)
+            return False
+        if self.key_material is not None and epoch != self.key_material.epoch:
+            # All honest nodes decrypt at one log height, so under one epoch, and never an
+            # older one than the client fetched before asking: older is a lie. Newer means a
+            # refresh since the fetch; t nodes (at least one honest) saying so is worth
+            # fetching the key again, fewer wait for the others.
+            if epoch < self.key_material.epoch:
+                self.misbehaving.add(node_id)
+                return False
+            self.newer_epochs[node_id] = epoch
+            if sum(1 for e in self.newer_epochs.values() if e == epoch) >= self.genesis.t:
+                self.done = True
+                raise StaleKeyMaterial(epoch)
             return False
         self.partials[node_id] = partial
         return self._try_combine()
@@ -180,7 +206,7 @@ class Collector:
         assert isinstance(op, Decrypt)
         if self.key_material is None:
             raise ValueError("a decryption collector needs key_material before partials")
-        public_key, vks = self.key_material
+        public_key, vks, _ = self.key_material
         try:
             plaintext, culprits = tdh2.combine(
                 public_key, op.ciphertext, list(self.partials.values()), vks, t, op.context

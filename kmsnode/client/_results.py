@@ -21,6 +21,12 @@ class KeyVersionInfo:
     qualified: tuple[int, ...]
     disqualified: dict[int, str]
     failure: str
+    refreshing: bool = False
+    """A share refresh of this version is running (decryption keeps working meanwhile)."""
+    refreshed_height: int | None = None
+    """The log height of the last completed refresh (``None``: never refreshed)."""
+    refresh_failure: str = ""
+    """Why the last refresh failed, if it did (the version kept its shares)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -32,6 +38,9 @@ class KeyVersionInfo:
             "qualified": list(self.qualified),
             "disqualified": {str(i): why for i, why in self.disqualified.items()},
             "failure": self.failure,
+            "refreshing": self.refreshing,
+            "refreshed_height": self.refreshed_height,
+            "refresh_failure": self.refresh_failure,
         }
 
 
@@ -83,6 +92,11 @@ class KeyMetadata:
                     qualified=tuple(int(i) for i in v.get("qualified", ())),
                     disqualified={int(i): str(w) for i, w in v.get("disqualified", {}).items()},
                     failure=str(v.get("failure", "")),
+                    refreshing=v.get("refreshing") is True,
+                    refreshed_height=(
+                        None if v.get("refreshed_height") is None else int(v["refreshed_height"])
+                    ),
+                    refresh_failure=str(v.get("refresh_failure", "")),
                 )
                 for v in d["versions"]
             )

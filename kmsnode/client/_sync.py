@@ -114,6 +114,9 @@ class DistributedKMS:
     def rotate_key(self, key_id: str, timeout: float = 60.0) -> KeyMetadata:
         return self._run(self._async.rotate_key, key_id, timeout)  # type: ignore[no-any-return]
 
+    def refresh_key(self, key_id: str, timeout: float = 60.0) -> KeyMetadata:
+        return self._run(self._async.refresh_key, key_id, timeout)  # type: ignore[no-any-return]
+
     def disable_key(self, key_id: str) -> None:
         self._run(self._async.disable_key, key_id)
 

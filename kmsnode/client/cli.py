@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--permissions", default="", help="comma-separated, empty revokes")
     p = sub.add_parser("rotate-key", help="a new key version by DKG (older ones still decrypt)")
     p.add_argument("key_id")
+    p = sub.add_parser(
+        "refresh-key",
+        help="new shares for every active version (same public key; old shares become useless)",
+    )
+    p.add_argument("key_id")
     for name, what in (("disable-key", "stop every use of"), ("enable-key", "allow again")):
         p = sub.add_parser(name, help=f"{what} a key (key admins)")
         p.add_argument("key_id")
@@ -181,6 +186,12 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
         meta = kms.rotate_key(args.key_id)
         current = meta.current
         _emit(args, meta.to_json(), f"{args.key_id} version {current.version if current else '?'}")
+    elif cmd == "refresh-key":
+        meta = kms.refresh_key(args.key_id)
+        epochs = ", ".join(
+            f"v{v.version} epoch {v.epoch}" for v in meta.versions if v.state == "active"
+        )
+        _emit(args, meta.to_json(), f"{args.key_id} refreshed: {epochs}")
     elif cmd in ("disable-key", "enable-key"):
         (kms.disable_key if cmd == "disable-key" else kms.enable_key)(args.key_id)
         state = "disabled" if cmd == "disable-key" else "enabled"

@@ -9,6 +9,7 @@
     ├── InvalidCiphertextError opaque: tampered ciphertext, wrong key or wrong context
     ├── NonceReused           another request of this client had this nonce (retried once)
     ├── RequestRejected       any other refusal the nodes agree on; ``code`` says which
+    ├── StaleKeyMaterial      (sans-I/O core only) partials of a newer share epoch: refetch
     └── QuorumUnavailable     not enough valid answers in time; says how many answered and
                               which nodes misbehaved
 
@@ -56,6 +57,21 @@ class InvalidCiphertextError(RequestRejected):
 class NonceReused(RequestRejected):
     """The nodes had served another request of this client under the same nonce (the client
     library signs the request again with a fresh one, once, before raising this)."""
+
+
+class StaleKeyMaterial(ClientError):
+    """At least ``t`` nodes answered a decryption with partials of a newer share epoch than
+    the verification keys the client held (the key was refreshed since it fetched them).
+
+    The client library fetches the key's current verification keys and asks once more; only
+    users of the sans-I/O core see this.
+    """
+
+    code = "stale_key_material"
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"the nodes decrypted under share epoch {epoch}: fetch the key again")
+        self.epoch = epoch
 
 
 class QuorumUnavailable(ClientError):

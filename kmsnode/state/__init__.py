@@ -10,6 +10,7 @@ from ._effects import DeliverDkg as DeliverDkg
 from ._effects import Effect as Effect
 from ._effects import KeyActivated as KeyActivated
 from ._effects import Reply as Reply
+from ._effects import SharesRefreshed as SharesRefreshed
 from ._effects import StartDkg as StartDkg
 from ._keys import GROUPS as GROUPS
 from ._keys import KeyRecord as KeyRecord
@@ -36,6 +37,7 @@ __all__ = [
     "KeyState",
     "KeyVersion",
     "Reply",
+    "SharesRefreshed",
     "StartDkg",
     "VersionState",
     "entry_from_json",

@@ -68,4 +68,14 @@ class KeyActivated:
     epoch: int
 
 
-Effect = Reply | ComputePartial | StartDkg | DeliverDkg | KeyActivated
+@dataclass(frozen=True)
+class SharesRefreshed:
+    """A refresh of a key version completed: ``epoch`` is current, shares of earlier epochs
+    are useless and must not outlive it in any keystore."""
+
+    key_id: str
+    version: int
+    epoch: int
+
+
+Effect = Reply | ComputePartial | StartDkg | DeliverDkg | KeyActivated | SharesRefreshed

@@ -45,6 +45,12 @@ class KeyVersion:
     disqualified: dict[int, str] = field(default_factory=dict)
     """Dealers left out, with the reason every node agreed on."""
     failure: str = ""
+    refreshing_to: int | None = None
+    """The epoch a running refresh will move this version to (``None``: no refresh running)."""
+    refreshed_height: int | None = None
+    """The log height at which the last refresh completed (``None``: never refreshed)."""
+    refresh_failure: str = ""
+    """Why the last refresh failed ("" if it did not); the version kept its epoch and shares."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +62,9 @@ class KeyVersion:
             "qualified": list(self.qualified),
             "disqualified": {str(i): why for i, why in self.disqualified.items()},
             "failure": self.failure,
+            "refreshing": self.refreshing_to is not None,
+            "refreshed_height": self.refreshed_height,
+            "refresh_failure": self.refresh_failure,
         }
 
 

@@ -29,12 +29,21 @@ from ..wire.requests import (
     KeyKind,
     ListKeys,
     Permission,
+    RefreshKey,
     Request,
     RotateKey,
     SetPolicy,
 )
 from ._audit import AuditTrail
-from ._effects import ComputePartial, DeliverDkg, Effect, KeyActivated, Reply, StartDkg
+from ._effects import (
+    ComputePartial,
+    DeliverDkg,
+    Effect,
+    KeyActivated,
+    Reply,
+    SharesRefreshed,
+    StartDkg,
+)
 from ._keys import GROUPS, KeyRecord, KeyState, KeyVersion, VersionState
 
 NONCE_WINDOW_MS = 10 * 60 * 1000
@@ -178,6 +187,8 @@ class KMSState:
                 return self._set_policy(request, op)
             if isinstance(op, RotateKey):
                 return self._rotate_key(request, op)
+            if isinstance(op, RefreshKey):
+                return self._refresh_key(request, op)
             if isinstance(op, (DisableKey, EnableKey)):
                 return self._set_key_state(request, op)
             if isinstance(op, GetPolicy):
@@ -324,24 +335,66 @@ class KMSState:
             ),
         ]
 
-    def _open_session(self, record: KeyRecord, version: KeyVersion) -> dkg.Session[Any]:
+    def _refresh_key(self, request: Request, op: RefreshKey) -> list[Effect]:
+        record = self._key(op.key_id)
+        self._require(request.client, record, Permission.ADMIN)
+        if record.state not in (KeyState.ENABLED, KeyState.DISABLED):
+            raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
+        if any(v.state is VersionState.PENDING for v in record.versions):
+            raise Denied("rotation_in_progress", f"a new version of {record.key_id} is pending")
+        if any(v.refreshing_to is not None for v in record.versions):
+            raise Denied("refresh_in_progress", f"a refresh of {record.key_id} is running")
+        effects: list[Effect] = []
+        epochs: dict[str, int] = {}
+        for version in record.versions:
+            if version.state is not VersionState.ACTIVE:
+                continue
+            session = self._open_session(record, version, refresh=True)
+            version.refreshing_to = session.epoch
+            epochs[str(version.version)] = session.epoch
+            effects.append(StartDkg(session))
+        self._audit(request, op.key_id, "ok")
+        effects.append(self._reply(request, result={"key_id": op.key_id, "epochs": epochs}))
+        return effects
+
+    def _open_session(
+        self, record: KeyRecord, version: KeyVersion, *, refresh: bool = False
+    ) -> dkg.Session[Any]:
+        """Open the DKG of a new version, or (``refresh``) the refresh of an active one to
+        the next epoch; its observer follows the log to the outcome every node agrees on."""
         h = self.height
+        group = GROUPS[record.kind]
+        previous: dkg.Previous[Any] | None = None
+        epoch = version.epoch
+        if refresh:
+            assert version.public_key is not None
+            previous = dkg.Previous(
+                committee=self._members,
+                threshold=self.genesis.t,
+                public_key=group.decode(version.public_key),
+                verification_keys={
+                    i: group.decode(vk) for i, vk in version.verification_keys.items()
+                },
+                epoch=version.epoch,
+            )
+            epoch = version.epoch + 1
         session: dkg.Session[Any] = dkg.Session(
             key_id=record.key_id,
             version=version.version,
-            epoch=version.epoch,
-            group=GROUPS[record.kind],
-            kind=dkg.Kind.DKG,
+            epoch=epoch,
+            group=group,
+            kind=dkg.Kind.REFRESH if refresh else dkg.Kind.DKG,
             committee=self._members,
             threshold=self.genesis.t,
             deal_deadline=h + DEAL_WINDOW,
             complaint_deadline=h + DEAL_WINDOW + COMPLAINT_WINDOW,
             justification_deadline=h + DEAL_WINDOW + COMPLAINT_WINDOW + JUSTIFICATION_WINDOW,
+            previous=previous,
         )
         observer = dkg.Participant.observer(session)
         observer.handle(dkg.Start())
-        self.sessions[(record.key_id, version.version, version.epoch)] = _Session(
-            record.key_id, version.version, version.epoch, observer
+        self.sessions[(record.key_id, version.version, epoch)] = _Session(
+            record.key_id, version.version, epoch, observer
         )
         return session
 
@@ -465,6 +518,8 @@ class KMSState:
         record = self.keys[entry.key_id]
         version = record.version(entry.version)
         assert version is not None
+        if entry.observer.session.kind is dkg.Kind.REFRESH:
+            return self._refresh_outcome(entry, record, version, actions)
         for action in actions:
             if isinstance(action, dkg.Completed):
                 result = action.result
@@ -486,6 +541,34 @@ class KMSState:
                 version.disqualified = dict(action.disqualified)
                 if record.state is KeyState.CREATING:
                     record.state = KeyState.FAILED
+                del self.sessions[(entry.key_id, entry.version, entry.epoch)]
+                return []
+        return []
+
+    def _refresh_outcome(
+        self, entry: _Session, record: KeyRecord, version: KeyVersion, actions: Sequence[Any]
+    ) -> list[Effect]:
+        """A refresh either moves the version to its new epoch (same public key, new
+        verification keys) or fails and leaves it as it was."""
+        for action in actions:
+            if isinstance(action, dkg.Completed):
+                result = action.result
+                group = GROUPS[record.kind]
+                # The refresh machine keeps the public key by construction; check it anyway,
+                # since a changed key would strand every ciphertext made under it.
+                assert version.public_key == group.encode(result.public_key)
+                version.epoch = entry.epoch
+                version.verification_keys = {
+                    i: group.encode(vk) for i, vk in result.verification_keys.items()
+                }
+                version.refreshing_to = None
+                version.refreshed_height = self.height
+                version.refresh_failure = ""
+                del self.sessions[(entry.key_id, entry.version, entry.epoch)]
+                return [SharesRefreshed(entry.key_id, entry.version, entry.epoch)]
+            if isinstance(action, dkg.Failed):
+                version.refreshing_to = None
+                version.refresh_failure = action.reason
                 del self.sessions[(entry.key_id, entry.version, entry.epoch)]
                 return []
         return []

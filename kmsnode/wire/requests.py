@@ -203,6 +203,15 @@ class RotateKey(_OnKey):
     name: ClassVar[str] = "rotate_key"
 
 
+@dataclass(frozen=True)
+class RefreshKey(_OnKey):
+    """New shares for every active version of ``key_id`` (proactive refresh): the nodes add a
+    sharing of zero, so the public key and every ciphertext stay valid while the shares held
+    before are useless from then on; each node erases its old share once its new one is final."""
+
+    name: ClassVar[str] = "refresh_key"
+
+
 Operation = (
     CreateKey
     | DescribeKey
@@ -214,6 +223,7 @@ Operation = (
     | DisableKey
     | EnableKey
     | RotateKey
+    | RefreshKey
 )
 OPERATIONS: dict[str, tuple[type[Any], int]] = {
     CreateKey.name: (CreateKey, 3),
@@ -226,6 +236,7 @@ OPERATIONS: dict[str, tuple[type[Any], int]] = {
     DisableKey.name: (DisableKey, 2),
     EnableKey.name: (EnableKey, 2),
     RotateKey.name: (RotateKey, 2),
+    RefreshKey.name: (RefreshKey, 2),
 }
 
 

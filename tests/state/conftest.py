@@ -103,8 +103,14 @@ class Network:
         for e in effects:
             if isinstance(e, StartDkg):
                 s = e.session
+                # A refresh adds a sharing of zero to the node's current share.
+                old = self.results[(i, s.key_id, s.version)].share if s.previous else None
                 p = dkg.Participant(
-                    s, signing_key=ident.signing_key, sealing_key=ident.sealing_key, id=i
+                    s,
+                    signing_key=ident.signing_key,
+                    sealing_key=ident.sealing_key,
+                    id=i,
+                    old_share=old,
                 )
                 self.participants[(i, s.key_id, s.version, s.epoch)] = p
                 self._actions(i, s, p.handle(dkg.Start()))
