@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kmsnode.client._core import KeyMaterial
 from kmsnode.crypto import tdh2
 from kmsnode.crypto.groups import RISTRETTO255
 from kmsnode.crypto.sealing import SealingPrivateKey, SealingPublicKey, open_sealed, seal
@@ -64,7 +65,7 @@ def measure_ceiling(reps: int, pipeline_n: int) -> Ceiling:
             v = meta["versions"][-1]
             public_key = bytes.fromhex(v["public_key"])
             vks = {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()}
-            material = (public_key, vks)
+            material = KeyMaterial(public_key, vks, v["epoch"])
             ct = tdh2.encrypt(
                 public_key, PLAINTEXT, key_id=key_id, key_version=v["version"], context=CONTEXT
             )
