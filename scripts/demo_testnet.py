@@ -93,7 +93,10 @@ def main() -> None:
                 for i, vk in after.verification_keys.items()
                 if vk != version.verification_keys.get(i)
             )
-            print(f"new verification keys for nodes {changed}; old shares erased on every node")
+            print(
+                f"new verification keys for nodes {changed}: each node stored its new share, "
+                "then erased its old one"
+            )
             print(f"the old ciphertext still decrypts: {kms.decrypt(ct, context)!r}")
 
             step("the audit trail: the entries f + 1 nodes agree on, hash chain verified")
