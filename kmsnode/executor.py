@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .crypto import dkg, tdh2
+from .crypto import dkg, elgamal, tdh2
 from .crypto.errors import CryptoError
 from .crypto.groups import Group, Rng
 from .crypto.sealing import SealingPublicKey, seal
@@ -26,6 +26,7 @@ from .keystore import Keystore, RecordName
 from .state import (
     GROUPS,
     ComputePartial,
+    ComputeSumPartial,
     DeliverDkg,
     Effect,
     KeyActivated,
@@ -110,6 +111,8 @@ class Executor:
             return self._reply(effect)
         if isinstance(effect, ComputePartial):
             return self._partial(effect)
+        if isinstance(effect, ComputeSumPartial):
+            return self._sum_partial(effect)
         if isinstance(effect, StartDkg):
             return self._start_dkg(effect)
         if isinstance(effect, DeliverDkg):
@@ -154,31 +157,56 @@ class Executor:
         )
 
     def _partial(self, e: ComputePartial) -> Output:
-        def refuse(code: str, message: str) -> Output:
-            self.stats.partials_refused += 1
-            return self._respond(e.request_id, e.height, "decrypt", error=code, message=message)
+        loaded = self._load_for_partial(e)
+        if isinstance(loaded, Output):
+            return loaded
+        reply_key, share, vk = loaded
+        partial = tdh2.partial_decrypt_valid(share, e.ciphertext, verification_key=vk)
+        return self._sealed_partial(e, reply_key, partial.encode(_RISTRETTO))
 
+    def _sum_partial(self, e: ComputeSumPartial) -> Output:
+        loaded = self._load_for_partial(e)
+        if isinstance(loaded, Output):
+            return loaded
+        reply_key, share, _ = loaded
+        ct = e.ciphertext
+        partial = elgamal.partial_decrypt(share, ct.ciphertext, key_context=ct.key_context())
+        return self._sealed_partial(e, reply_key, partial.encode())
+
+    def _load_for_partial(
+        self, e: ComputePartial | ComputeSumPartial
+    ) -> tuple[SealingPublicKey, Share, bytes] | Output:
+        """The reply key, this node's share and its verification key; or the refusal."""
         try:
             reply_key = SealingPublicKey.decode(e.reply_key)
         except CryptoError:
-            return refuse("invalid_reply_key", "the request's reply key is not usable")
+            return self._refuse(e, "invalid_reply_key", "the request's reply key is not usable")
         try:
             value = self.keystore.get(share_record(e.key_id, e.version, e.epoch))
         except KeystoreRecordMissing:
-            return refuse("share_unavailable", f"node {self.node_id} holds no share of this key")
-        group = GROUPS_BY_NAME["ristretto255"]
-        share = Share(self.node_id, group.decode_scalar(value))
+            return self._refuse(
+                e, "share_unavailable", f"node {self.node_id} holds no share of this key"
+            )
+        share = Share(self.node_id, _RISTRETTO.decode_scalar(value))
         cache_key = (e.key_id, e.version, e.epoch)
         vk = self._vk_cache.get(cache_key)
         if vk is None:
-            vk = self._vk_cache[cache_key] = group.base_mul(share.value)
-        partial = tdh2.partial_decrypt_valid(share, e.ciphertext, verification_key=vk)
-        sealed = seal(reply_key, partial.encode(group), sealed_aad(e.request_id, self.node_id))
+            vk = self._vk_cache[cache_key] = _RISTRETTO.base_mul(share.value)
+        return reply_key, share, vk
+
+    def _refuse(self, e: ComputePartial | ComputeSumPartial, code: str, message: str) -> Output:
+        self.stats.partials_refused += 1
+        return self._respond(e.request_id, e.height, _op_name(e), error=code, message=message)
+
+    def _sealed_partial(
+        self, e: ComputePartial | ComputeSumPartial, reply_key: SealingPublicKey, partial: bytes
+    ) -> Output:
+        sealed = seal(reply_key, partial, sealed_aad(e.request_id, self.node_id))
         self.stats.partials += 1
         return self._respond(
             e.request_id,
             e.height,
-            "decrypt",
+            _op_name(e),
             # The epoch names the verification keys the partial checks against (a refresh
             # changes them, not the public key).
             result={"key_id": e.key_id, "version": e.version, "epoch": e.epoch},
@@ -337,3 +365,9 @@ class Executor:
 
 
 GROUPS_BY_NAME: dict[str, Group[Any]] = {g.name: g for g in GROUPS.values()}
+_RISTRETTO = GROUPS_BY_NAME["ristretto255"]
+"""The group of encryption and homomorphic keys (their shares and partials)."""
+
+
+def _op_name(e: ComputePartial | ComputeSumPartial) -> str:
+    return "decrypt" if isinstance(e, ComputePartial) else "decrypt_sum"

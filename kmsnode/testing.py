@@ -144,12 +144,13 @@ class LocalNetwork:
         key_material: KeyMaterial | None = None,
         *,
         client: ClientCore | None = None,
+        bound: int = 2**32,
     ) -> Collector:
         """Commit ``prepared``, settle, and feed every node's answer to a fresh collector."""
         core = client or self.client
         self.commit(client_payload(prepared.request))
         self.settle()
-        collector = core.collector(prepared, key_material)
+        collector = core.collector(prepared, key_material, bound=bound)
         for node_id, data in sorted(self.outbox.pop(prepared.request_id, {}).items()):
             if collector.add(node_id, data):
                 break

@@ -838,6 +838,28 @@ def test_kms_cli_refresh_key_keeps_ciphertexts_and_replaces_every_share(
         assert held == [(1, 1)], f"node {i} holds {held}"
 
 
+def test_kms_cli_homomorphic_sum(tn: Testnet) -> None:
+    made = _kms(tn, "create-key", "--kind", "homomorphic", "--description", "tally")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.decode().strip()
+    cts = []
+    for value in (3, 4, 35):
+        out = _kms(tn, "encrypt-int", "--key", key, str(value))
+        assert out.returncode == 0, out.stderr
+        cts.append(out.stdout.decode().strip())
+    summed = _kms(tn, "add", *cts)  # offline: no node sees the parts
+    assert summed.returncode == 0, summed.stderr
+    scaled = _kms(tn, "scale", summed.stdout.decode().strip(), "10")
+    got = _kms(tn, "--json", "decrypt-sum", scaled.stdout.decode().strip())
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout) == {"value": 420}
+    # The key serves sums only: a TDH2 encryption under it is refused by the client.
+    refused = _kms(tn, "--json", "encrypt", "--key", key, stdin=b"x")
+    assert refused.returncode == 1 and json.loads(refused.stderr)["error"] == "wrong_key_kind"
+    bad = _kms(tn, "--json", "add", cts[0], "not base64!")
+    assert bad.returncode == 2 and json.loads(bad.stderr)["error"] == "usage"
+
+
 def test_kms_cli_disable_key_stops_its_use_until_enabled(tn: Testnet, key_id: str) -> None:
     ct = _kms(tn, "encrypt", "--key", key_id, "--context", "app=off", stdin=b"pause me")
     assert ct.returncode == 0, ct.stderr

@@ -14,6 +14,7 @@ from .errors import KeyUnavailable as KeyUnavailable
 from .errors import NonceReused as NonceReused
 from .errors import QuorumUnavailable as QuorumUnavailable
 from .errors import RequestRejected as RequestRejected
+from .errors import SumOutOfBound as SumOutOfBound
 
 __all__ = [
     "AccessDenied",
@@ -30,4 +31,5 @@ __all__ = [
     "NonceReused",
     "QuorumUnavailable",
     "RequestRejected",
+    "SumOutOfBound",
 ]

@@ -23,12 +23,14 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .. import net
-from ..crypto import tdh2
+from ..crypto import elgamal, tdh2
 from ..crypto.errors import CryptoError
 from ..genesis import Genesis
+from ..wire import sums
 from ..wire.requests import (
     CreateKey,
     Decrypt,
+    DecryptSum,
     DescribeKey,
     DisableKey,
     EnableKey,
@@ -231,6 +233,10 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
     ) -> bytes:
         """Encrypt locally under the key's current public key, which f + 1 nodes vouch for."""
         result = await self._call(Encrypt(key_id))
+        if result.get("kind", "encrypt") != "encrypt":
+            raise KeyUnavailable(
+                "wrong_key_kind", f"{key_id} is a {result['kind']} key (see encrypt_int)"
+            )
         return tdh2.encrypt(
             result["public_key"],
             plaintext,
@@ -263,6 +269,60 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             self._key_cache.pop((ct.key_id, ct.key_version), None)
             material = await self._key_material(ct.key_id, ct.key_version)
             return bytes(await self._call(op, material))
+
+    async def encrypt_int(self, key_id: str, value: int) -> bytes:
+        """Encrypt the integer ``value`` under a homomorphic key (locally, under the current
+        public key f + 1 nodes vouch for). Ciphertexts add up without decrypting: see
+        ``add``; only ``decrypt_sum`` asks the nodes."""
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError("encrypt_int takes an int")
+        result = await self._call(Encrypt(key_id))
+        if result.get("kind") != "homomorphic":
+            raise KeyUnavailable(
+                "wrong_key_kind", f"{key_id} is a {result.get('kind')} key, not homomorphic"
+            )
+        ct = elgamal.encrypt_int(result["public_key"], value)
+        return sums.SumCiphertext(key_id, int(result["version"]), ct).encode()
+
+    @staticmethod
+    def add(*ciphertexts: bytes) -> bytes:
+        """The encryption of the sum of ``encrypt_int`` ciphertexts (same key version); local,
+        no node involved.
+
+        Raises:
+            InvalidCiphertextError: a ciphertext is malformed.
+            ValueError: none given, or ciphertexts under different keys or versions.
+        """
+        return sums.add(*(_sum_ciphertext(c) for c in ciphertexts)).encode()
+
+    @staticmethod
+    def scale(ciphertext: bytes, k: int) -> bytes:
+        """The encryption of ``k`` times the plaintext (``k`` a public integer); local."""
+        return sums.scale(_sum_ciphertext(ciphertext), k).encode()
+
+    async def decrypt_sum(self, ciphertext: bytes, bound: int = 2**32) -> int:
+        """The integer an ``encrypt_int`` ciphertext (or a sum of them) holds, from t verified
+        partials sealed to this request's ephemeral key; found by search in ``[0, bound)``
+        (``bound`` up to 2^40; a search over 2^32 takes about a second the first time).
+
+        Raises:
+            SumOutOfBound: the value is not below ``bound`` (or the total is negative).
+            InvalidCiphertextError: the ciphertext is malformed or names no usable key.
+        """
+        if not isinstance(bound, int) or not 1 <= bound <= elgamal.MAX_BOUND:
+            raise ValueError(f"bound must be in 1..2^40, got {bound}")
+        ct = _sum_ciphertext(ciphertext)
+        try:
+            material = await self._key_material(ct.key_id, ct.key_version)
+        except KeyNotFound:
+            raise InvalidCiphertextError() from None
+        op = DecryptSum(ciphertext)
+        try:
+            return int(await self._call(op, material, bound=bound))
+        except StaleKeyMaterial:
+            self._key_cache.pop((ct.key_id, ct.key_version), None)
+            material = await self._key_material(ct.key_id, ct.key_version)
+            return int(await self._call(op, material, bound=bound))
 
     async def generate_data_key(
         self, key_id: str, context: Mapping[str, str] | None = None, size: int = 32
@@ -359,17 +419,21 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         self._key_cache[(key_id, version)] = material
         return material
 
-    async def _call(self, op: Operation, key_material: KeyMaterial | None = None) -> Any:
+    async def _call(
+        self, op: Operation, key_material: KeyMaterial | None = None, *, bound: int = 2**32
+    ) -> Any:
         try:
-            return await self._call_once(op, key_material)
+            return await self._call_once(op, key_material, bound)
         except NonceReused:
             # Another process with this identity took the nonce first (the log served the
             # other request, not this one): sign again with a fresh nonce, once.
-            return await self._call_once(op, key_material)
+            return await self._call_once(op, key_material, bound)
 
-    async def _call_once(self, op: Operation, key_material: KeyMaterial | None) -> Any:
+    async def _call_once(
+        self, op: Operation, key_material: KeyMaterial | None, bound: int = 2**32
+    ) -> Any:
         prepared = self.core.prepare(op)
-        collector = self.core.collector(prepared, key_material)
+        collector = self.core.collector(prepared, key_material, bound=bound)
         errors: list[BaseException] = []
         # Asking every node reaches every mempool, so whichever node leads next proposes the
         # request. A client configured with fewer nodes, or missing a connection, asks the
@@ -434,6 +498,13 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                 return  # a refusal before the log (bad request): other nodes will say so too
             await trio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def _sum_ciphertext(data: bytes) -> sums.SumCiphertext:
+    try:
+        return sums.SumCiphertext.decode(data)
+    except CryptoError:
+        raise InvalidCiphertextError() from None
 
 
 __all__ = ["AsyncDistributedKMS", "ClientConfig", "QuorumUnavailable"]

@@ -18,16 +18,23 @@ from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..crypto import tdh2
-from ..crypto.errors import CryptoError, InvalidCiphertext, NotEnoughPartials
+from ..crypto import elgamal, tdh2
+from ..crypto.errors import CryptoError, InvalidCiphertext, InvalidParameters, NotEnoughPartials
 from ..crypto.groups import RISTRETTO255
 from ..crypto.sealing import SealingPrivateKey, open_sealed
 from ..crypto.tdh2 import PartialDecryption
 from ..errors import MalformedMessage
 from ..genesis import Genesis
-from ..wire.requests import Decrypt, Operation, Request
+from ..wire.requests import Decrypt, DecryptSum, Operation, Request
 from ..wire.responses import Response, sealed_aad
-from .errors import InvalidCiphertextError, QuorumUnavailable, StaleKeyMaterial, error_for
+from ..wire.sums import SumCiphertext
+from .errors import (
+    InvalidCiphertextError,
+    QuorumUnavailable,
+    StaleKeyMaterial,
+    SumOutOfBound,
+    error_for,
+)
 
 
 class KeyMaterial(NamedTuple):
@@ -37,6 +44,10 @@ class KeyMaterial(NamedTuple):
     public_key: bytes
     verification_keys: Mapping[int, bytes]
     epoch: int
+
+
+_DECRYPTIONS = (Decrypt, DecryptSum)
+"""Operations answered with partials sealed to the request's reply key."""
 
 
 class NonceSource:
@@ -85,7 +96,7 @@ class ClientCore:
 
     def prepare(self, op: Operation, *, now_ms: int | None = None) -> Prepared:
         """Sign ``op`` as a request; decryptions get a fresh ephemeral reply key."""
-        reply = SealingPrivateKey.generate() if isinstance(op, Decrypt) else None
+        reply = SealingPrivateKey.generate() if isinstance(op, _DECRYPTIONS) else None
         request = Request(
             self.genesis.chain_id,
             self.client_id,
@@ -99,9 +110,11 @@ class ClientCore:
         self,
         prepared: Prepared,
         key_material: KeyMaterial | None = None,
+        *,
+        bound: int = 2**32,
     ) -> Collector:
-        """A fresh collector for the answers to ``prepared``."""
-        return Collector(self.genesis, prepared, key_material=key_material)
+        """A fresh collector for the answers to ``prepared`` (``bound``: see ``Collector``)."""
+        return Collector(self.genesis, prepared, key_material=key_material, bound=bound)
 
 
 @dataclass
@@ -112,9 +125,13 @@ class Collector:
     prepared: Prepared
     answers: dict[int, Response] = field(default_factory=dict)
     misbehaving: set[int] = field(default_factory=set)
-    partials: dict[int, PartialDecryption[bytes]] = field(default_factory=dict, repr=False)
+    partials: dict[int, Any] = field(default_factory=dict, repr=False)
+    """Decoded partials by node: ``PartialDecryption`` (decrypt) or
+    ``ElGamalPartial`` (decrypt_sum); their proofs are checked when they combine."""
     key_material: KeyMaterial | None = None
     """For a decryption: what partials are verified against (see ``KeyMaterial``)."""
+    bound: int = 2**32
+    """For a sum: the decrypted value is searched in ``[0, bound)``."""
     newer_epochs: dict[int, int] = field(default_factory=dict)
     """Node -> the share epoch it decrypted under, for partials newer than ``key_material``."""
     done: bool = False
@@ -147,7 +164,7 @@ class Collector:
             self.misbehaving.add(node_id)
             return False
         self.answers[node_id] = response
-        if isinstance(self.prepared.request.op, Decrypt) and response.error is None:
+        if isinstance(self.prepared.request.op, _DECRYPTIONS) and response.error is None:
             return self._add_partial(node_id, response)
         return self._settle_public()
 
@@ -159,7 +176,7 @@ class Collector:
                 if winner.error is not None:
                     self.done = True
                     raise error_for(winner.error, winner.message)
-                if isinstance(self.prepared.request.op, Decrypt):
+                if isinstance(self.prepared.request.op, _DECRYPTIONS):
                     continue  # a decryption settles only on partials
                 self.done = True
                 self.result = winner.result
@@ -173,7 +190,11 @@ class Collector:
             if response.sealed is None:
                 raise MalformedMessage("no sealed partial")
             raw = open_sealed(reply_key, response.sealed, sealed_aad(response.request_id, node_id))
-            partial = PartialDecryption.decode(RISTRETTO255, raw)
+            partial: Any = (
+                PartialDecryption.decode(RISTRETTO255, raw)
+                if isinstance(self.prepared.request.op, Decrypt)
+                else elgamal.ElGamalPartial.decode(raw)
+            )
             if partial.id != node_id:
                 raise MalformedMessage("partial for another participant")
             epoch = response.result.get("epoch", 0) if isinstance(response.result, dict) else 0
@@ -203,14 +224,26 @@ class Collector:
         if len(self.partials) < t:
             return False
         op = self.prepared.request.op
-        assert isinstance(op, Decrypt)
         if self.key_material is None:
             raise ValueError("a decryption collector needs key_material before partials")
         public_key, vks, _ = self.key_material
         try:
-            plaintext, culprits = tdh2.combine(
-                public_key, op.ciphertext, list(self.partials.values()), vks, t, op.context
-            )
+            if isinstance(op, Decrypt):
+                result: Any
+                result, culprits = tdh2.combine(
+                    public_key, op.ciphertext, list(self.partials.values()), vks, t, op.context
+                )
+            else:
+                assert isinstance(op, DecryptSum)
+                ct = SumCiphertext.decode(op.ciphertext)
+                result, culprits = elgamal.decrypt_sum(
+                    ct.ciphertext,
+                    list(self.partials.values()),
+                    vks,
+                    t,
+                    bound=self.bound,
+                    key_context=ct.key_context(),
+                )
         except NotEnoughPartials as exc:
             self.misbehaving.update(exc.culprits)
             for bad in exc.culprits:
@@ -219,13 +252,19 @@ class Collector:
         except InvalidCiphertext:
             self.done = True
             raise InvalidCiphertextError() from None
+        except InvalidParameters:
+            # The partials combined (they are proven), but the value is not below the bound.
+            self.done = True
+            raise SumOutOfBound(self.bound) from None
         self.misbehaving.update(culprits)
         self.done = True
-        self.result = plaintext
+        self.result = result
         return True
 
     def unavailable(self) -> QuorumUnavailable:
         """The error to raise when waiting ends unsettled."""
         valid = len(set(self.answers) - self.misbehaving)
-        needed = self.genesis.t if isinstance(self.prepared.request.op, Decrypt) else self.quorum
+        needed = (
+            self.genesis.t if isinstance(self.prepared.request.op, _DECRYPTIONS) else self.quorum
+        )
         return QuorumUnavailable(valid, needed, self.misbehaving)

@@ -103,6 +103,22 @@ class DistributedKMS:
     def decrypt(self, ciphertext: bytes, context: Mapping[str, str] | None = None) -> bytes:
         return self._run(self._async.decrypt, ciphertext, context)  # type: ignore[no-any-return]
 
+    def encrypt_int(self, key_id: str, value: int) -> bytes:
+        return self._run(self._async.encrypt_int, key_id, value)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def add(*ciphertexts: bytes) -> bytes:
+        """See ``AsyncDistributedKMS.add`` (local, no node involved)."""
+        return AsyncDistributedKMS.add(*ciphertexts)
+
+    @staticmethod
+    def scale(ciphertext: bytes, k: int) -> bytes:
+        """See ``AsyncDistributedKMS.scale`` (local, no node involved)."""
+        return AsyncDistributedKMS.scale(ciphertext, k)
+
+    def decrypt_sum(self, ciphertext: bytes, bound: int = 2**32) -> int:
+        return self._run(self._async.decrypt_sum, ciphertext, bound)  # type: ignore[no-any-return]
+
     def generate_data_key(
         self, key_id: str, context: Mapping[str, str] | None = None, size: int = 32
     ) -> tuple[bytes, bytes]:

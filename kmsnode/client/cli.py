@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import json
 import os
 import sys
@@ -52,6 +53,17 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--key", required=True)
         p.add_argument("--context", action="append", default=[], help="key=value (repeatable)")
         p.add_argument("--base64", action="store_true", help="base64 ciphertext on the wire")
+    p = sub.add_parser("encrypt-int", help="encrypt an integer under a homomorphic key (base64)")
+    p.add_argument("--key", required=True)
+    p.add_argument("value", type=int)
+    p = sub.add_parser("add", help="the encrypted sum of encrypt-int ciphertexts (offline)")
+    p.add_argument("ciphertexts", nargs="+", help="base64 ciphertexts under one key version")
+    p = sub.add_parser("scale", help="an encrypt-int ciphertext times a public integer (offline)")
+    p.add_argument("ciphertext")
+    p.add_argument("factor", type=int)
+    p = sub.add_parser("decrypt-sum", help="the integer an encrypted sum holds (t partials)")
+    p.add_argument("ciphertext", help="base64")
+    p.add_argument("--bound", type=int, default=2**32, help="search [0, BOUND) (max 2^40)")
     p = sub.add_parser("generate-data-key")
     p.add_argument("--key", required=True)
     p.add_argument("--context", action="append", default=[])
@@ -89,6 +101,23 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError) as exc:
             _fail(args, "usage", str(exc))
             return 2
+    if args.command in ("add", "scale"):  # offline arithmetic on ciphertexts
+        from ._async import AsyncDistributedKMS
+
+        try:
+            if args.command == "add":
+                out = AsyncDistributedKMS.add(*(_b64(c) for c in args.ciphertexts))
+            else:
+                out = AsyncDistributedKMS.scale(_b64(args.ciphertext), args.factor)
+        except ClientError as exc:
+            _fail(args, exc.code, str(exc))
+            return 1
+        except ValueError as exc:
+            _fail(args, "usage", str(exc))
+            return 2
+        text = base64.b64encode(out).decode()
+        _emit(args, {"ciphertext": text}, text)
+        return 0
 
     from ._sync import DistributedKMS
 
@@ -142,6 +171,14 @@ def _identity_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _b64(text: str) -> bytes:
+    """A base64 command-line ciphertext (ValueError, a usage error, if it is not base64)."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"not base64: {text[:16]}...") from exc
+
+
 def _fail(args: argparse.Namespace, code: str, message: str) -> None:
     """An error on stderr: one JSON object with ``--json``, else a line of text."""
     if args.json:
@@ -175,6 +212,12 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
             _emit(args, {"plaintext": base64.b64encode(plaintext).decode()}, "")
         else:
             sys.stdout.buffer.write(plaintext)
+    elif cmd == "encrypt-int":
+        text = base64.b64encode(kms.encrypt_int(args.key, args.value)).decode()
+        _emit(args, {"key_id": args.key, "ciphertext": text}, text)
+    elif cmd == "decrypt-sum":
+        value = kms.decrypt_sum(_b64(args.ciphertext), args.bound)
+        _emit(args, {"value": value}, str(value))
     elif cmd == "generate-data-key":
         key, ct = kms.generate_data_key(args.key, _context(args.context))
         out = {

@@ -9,6 +9,7 @@
     ├── InvalidCiphertextError opaque: tampered ciphertext, wrong key or wrong context
     ├── NonceReused           another request of this client had this nonce (retried once)
     ├── RequestRejected       any other refusal the nodes agree on; ``code`` says which
+    ├── SumOutOfBound         a decrypted sum lies outside [0, bound): ask with a larger one
     ├── StaleKeyMaterial      (sans-I/O core only) partials of a newer share epoch: refetch
     └── QuorumUnavailable     not enough valid answers in time; says how many answered and
                               which nodes misbehaved
@@ -57,6 +58,17 @@ class InvalidCiphertextError(RequestRejected):
 class NonceReused(RequestRejected):
     """The nodes had served another request of this client under the same nonce (the client
     library signs the request again with a fresh one, once, before raising this)."""
+
+
+class SumOutOfBound(ClientError):
+    """A sum decrypted correctly (t proven partials) but its value is not in ``[0, bound)``:
+    ask again with a larger bound (up to 2^40), or the total is negative."""
+
+    code = "sum_out_of_bound"
+
+    def __init__(self, bound: int) -> None:
+        super().__init__(f"the decrypted sum is not in [0, {bound}): try a larger bound")
+        self.bound = bound
 
 
 class StaleKeyMaterial(ClientError):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..crypto import dkg, tdh2
+from ..wire.sums import SumCiphertext
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,21 @@ class ComputePartial:
     epoch: int
     ciphertext: tdh2.ValidCiphertext = field(repr=False)
     """Already checked by the state machine (proof valid under this key and context)."""
+    reply_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ComputeSumPartial:
+    """Compute this node's partial decryption of an encrypted sum (homomorphic key) and seal
+    it to ``reply_key``."""
+
+    request_id: bytes
+    client: bytes
+    height: int
+    key_id: str
+    version: int
+    epoch: int
+    ciphertext: SumCiphertext = field(repr=False)
     reply_key: bytes = field(repr=False)
 
 
@@ -78,4 +94,12 @@ class SharesRefreshed:
     epoch: int
 
 
-Effect = Reply | ComputePartial | StartDkg | DeliverDkg | KeyActivated | SharesRefreshed
+Effect = (
+    Reply
+    | ComputePartial
+    | ComputeSumPartial
+    | StartDkg
+    | DeliverDkg
+    | KeyActivated
+    | SharesRefreshed
+)

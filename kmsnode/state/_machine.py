@@ -21,6 +21,7 @@ from ..wire.payload import ClientPayload, DkgPayload, TickPayload, decode_payloa
 from ..wire.requests import (
     CreateKey,
     Decrypt,
+    DecryptSum,
     DescribeKey,
     DisableKey,
     EnableKey,
@@ -34,9 +35,11 @@ from ..wire.requests import (
     RotateKey,
     SetPolicy,
 )
+from ..wire.sums import SumCiphertext
 from ._audit import AuditTrail
 from ._effects import (
     ComputePartial,
+    ComputeSumPartial,
     DeliverDkg,
     Effect,
     KeyActivated,
@@ -183,6 +186,8 @@ class KMSState:
                 return self._encrypt(request, op)
             if isinstance(op, Decrypt):
                 return self._decrypt(request, op)
+            if isinstance(op, DecryptSum):
+                return self._decrypt_sum(request, op)
             if isinstance(op, SetPolicy):
                 return self._set_policy(request, op)
             if isinstance(op, RotateKey):
@@ -464,6 +469,38 @@ class KMSState:
                 version=version.version,
                 epoch=version.epoch,
                 ciphertext=valid,
+                reply_key=request.reply_key,
+            )
+        ]
+
+    def _decrypt_sum(self, request: Request, op: DecryptSum) -> list[Effect]:
+        try:
+            parsed = SumCiphertext.decode(op.ciphertext)
+        except InvalidCiphertext as exc:
+            raise Denied("invalid_ciphertext", "invalid ciphertext") from exc
+        try:
+            record = self._key(parsed.key_id)
+            self._require(request.client, record, Permission.DECRYPT)
+            # A homomorphic key only: its partials x_i * a for a chosen a would be TDH2
+            # decryption shares if the key were also an encryption key (and vice versa).
+            if record.kind is not KeyKind.HOMOMORPHIC:
+                raise Denied("wrong_key_kind", f"key {record.key_id} is a {record.kind.value} key")
+            if request.reply_key is None:
+                raise Denied("missing_reply_key", "decrypt_sum needs a reply key")
+            version = self._usable_version(record, parsed.key_version)
+        except Denied as denied:
+            denied.key_id = denied.key_id or parsed.key_id
+            raise
+        self._audit(request, record.key_id, "ok")
+        return [
+            ComputeSumPartial(
+                request_id=request.request_id,
+                client=request.client,
+                height=self.height,
+                key_id=record.key_id,
+                version=version.version,
+                epoch=version.epoch,
+                ciphertext=parsed,
                 reply_key=request.reply_key,
             )
         ]

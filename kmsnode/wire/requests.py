@@ -28,6 +28,8 @@ _SIGN_DST = b"kmsnode/request/v1"
 MAX_KEY_ID = 128
 MAX_CIPHERTEXT = 1024 * 1024
 MAX_DESCRIPTION = 256
+MAX_SUM_CIPHERTEXT = 256
+"""Bytes a sum ciphertext may take (``kmsnode.wire.sums``; a key id of MAX_KEY_ID fits)."""
 
 
 class KeyKind(enum.Enum):
@@ -145,6 +147,22 @@ class Decrypt:
 
 
 @dataclass(frozen=True)
+class DecryptSum:
+    """Ask every node for its partial decryption of an encrypted integer (or sum of them)
+    under a homomorphic key: ``ciphertext`` is a ``kmsnode.wire.sums.SumCiphertext``."""
+
+    ciphertext: bytes
+    name: ClassVar[str] = "decrypt_sum"
+
+    def fields(self) -> list[Any]:
+        return [self.ciphertext]
+
+    @classmethod
+    def parse(cls, r: Reader) -> DecryptSum:
+        return cls(r.blob(1, "ciphertext", max_len=MAX_SUM_CIPHERTEXT))
+
+
+@dataclass(frozen=True)
 class SetPolicy:
     """Grant ``client`` exactly ``permissions`` on ``key_id`` (an empty list revokes)."""
 
@@ -218,6 +236,7 @@ Operation = (
     | ListKeys
     | Encrypt
     | Decrypt
+    | DecryptSum
     | SetPolicy
     | GetPolicy
     | DisableKey
@@ -231,6 +250,7 @@ OPERATIONS: dict[str, tuple[type[Any], int]] = {
     ListKeys.name: (ListKeys, 1),
     Encrypt.name: (Encrypt, 2),
     Decrypt.name: (Decrypt, 3),
+    DecryptSum.name: (DecryptSum, 2),
     SetPolicy.name: (SetPolicy, 4),
     GetPolicy.name: (GetPolicy, 2),
     DisableKey.name: (DisableKey, 2),
