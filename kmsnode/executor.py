@@ -89,6 +89,8 @@ class ExecutorStats:
     dkg_completed: int = 0
     dkg_failed: int = 0
     dkg_rejected_messages: int = 0
+    shares_missing: int = 0
+    """Refreshes that completed without a new share for this node (it cannot serve them)."""
 
 
 class Executor:
@@ -264,33 +266,30 @@ class Executor:
         return Share(self.node_id, group.decode_scalar(value))
 
     def _erase_older_shares(self, e: SharesRefreshed) -> None:
-        """Erase shares of epochs before ``e.epoch`` once this node holds its new one.
+        """Erase every share of the version from before ``e.epoch``: the refresh is final.
 
-        The refresh participant erases its old share itself when the session completes; this
-        also covers a node that stopped between storing the new share and erasing the old,
-        since a replayed log runs it again. A node that could not form its new share keeps
-        its old one (as the DKG machine does) and the operator is told.
+        The refresh participant erases its old share itself once its new one is stored; this
+        also covers a node that stopped in between (a replayed log runs it again) and a node
+        that could not form its new share. Such a node keeps nothing: an old share no request
+        will ever use again is only a liability (with t - 1 others stolen earlier it would
+        rebuild the key), and it cannot serve this version until a reshare gives it a share.
         """
-        names = [
-            n
-            for n in self.keystore.names("share")
-            if n.key_id == e.key_id and n.version == e.version and n.epoch < e.epoch
-        ]
+        for name in self.keystore.names("share"):
+            if name.key_id == e.key_id and name.version == e.version and name.epoch < e.epoch:
+                self.keystore.delete(name)
         try:
             self.keystore.get(share_record(e.key_id, e.version, e.epoch))
         except KeystoreRecordMissing:
-            if names:
-                log.warning(
-                    "key %s v%d was refreshed to epoch %d but node %d did not get its new "
-                    "share; it keeps the old one and cannot serve this version",
-                    e.key_id,
-                    e.version,
-                    e.epoch,
-                    self.node_id,
-                )
+            self.stats.shares_missing += 1
+            log.warning(
+                "key %s v%d was refreshed to epoch %d without a new share for node %d: "
+                "this node cannot serve that version",
+                e.key_id,
+                e.version,
+                e.epoch,
+                self.node_id,
+            )
             return
-        for name in names:
-            self.keystore.delete(name)
         log.info("key %s version %d refreshed to epoch %d", e.key_id, e.version, e.epoch)
 
     def replay(self, effect: Effect) -> None:

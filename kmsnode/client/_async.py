@@ -58,6 +58,9 @@ from .errors import (
     StaleKeyMaterial,
 )
 
+STALE_RETRIES = 3
+"""Times a decryption is asked again after the key was refreshed under it (each needs another
+refresh to complete between fetching the key and the decryption's commit)."""
 DEFAULT_TIMEOUT = 30.0
 ATTEMPT_TIMEOUT = 5.0
 """Seconds one node gets to answer one attempt before the client asks it again (a node that
@@ -261,14 +264,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             # exist (or never became active) was tampered with, or made elsewhere: the same
             # opaque error as any other.
             raise InvalidCiphertextError() from None
-        try:
-            return bytes(await self._call(op, material))
-        except StaleKeyMaterial:
-            # The key was refreshed since its verification keys were fetched: fetch them
-            # again and ask once more (the answers just seen cannot be checked without them).
-            self._key_cache.pop((ct.key_id, ct.key_version), None)
-            material = await self._key_material(ct.key_id, ct.key_version)
-            return bytes(await self._call(op, material))
+        return bytes(await self._call_with_material(op, ct.key_id, ct.key_version, material))
 
     async def encrypt_int(self, key_id: str, value: int) -> bytes:
         """Encrypt the integer ``value`` under a homomorphic key (locally, under the current
@@ -317,12 +313,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         except KeyNotFound:
             raise InvalidCiphertextError() from None
         op = DecryptSum(ciphertext)
-        try:
-            return int(await self._call(op, material, bound=bound))
-        except StaleKeyMaterial:
-            self._key_cache.pop((ct.key_id, ct.key_version), None)
-            material = await self._key_material(ct.key_id, ct.key_version)
-            return int(await self._call(op, material, bound=bound))
+        return int(
+            await self._call_with_material(op, ct.key_id, ct.key_version, material, bound=bound)
+        )
 
     async def generate_data_key(
         self, key_id: str, context: Mapping[str, str] | None = None, size: int = 32
@@ -418,6 +411,26 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         material = KeyMaterial(v.public_key, dict(v.verification_keys), v.epoch)
         self._key_cache[(key_id, version)] = material
         return material
+
+    async def _call_with_material(
+        self,
+        op: Decrypt | DecryptSum,
+        key_id: str,
+        version: int,
+        material: KeyMaterial,
+        *,
+        bound: int = 2**32,
+    ) -> Any:
+        """A decryption, checked against ``material``; when the nodes answer under a newer
+        share epoch (the key was refreshed since it was fetched), fetch the key again and ask
+        again (the answers just seen cannot be checked without the new keys)."""
+        for _ in range(STALE_RETRIES):
+            try:
+                return await self._call(op, material, bound=bound)
+            except StaleKeyMaterial:
+                self._key_cache.pop((key_id, version), None)
+                material = await self._key_material(key_id, version)
+        return await self._call(op, material, bound=bound)
 
     async def _call(
         self, op: Operation, key_material: KeyMaterial | None = None, *, bound: int = 2**32

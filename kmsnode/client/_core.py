@@ -48,6 +48,8 @@ class KeyMaterial(NamedTuple):
 
 _DECRYPTIONS = (Decrypt, DecryptSum)
 """Operations answered with partials sealed to the request's reply key."""
+_NODE_LOCAL_ERRORS = frozenset({"share_unavailable"})
+"""Errors about the answering node itself, not the request: never agreed on."""
 
 
 class NonceSource:
@@ -169,7 +171,11 @@ class Collector:
         return self._settle_public()
 
     def _settle_public(self) -> bool:
-        counts = Counter(r.agreement_key() for r in self.answers.values())
+        # A node without a share says so for itself only: f + 1 of those must not end a
+        # decryption that t other nodes can still serve.
+        counts = Counter(
+            r.agreement_key() for r in self.answers.values() if r.error not in _NODE_LOCAL_ERRORS
+        )
         for key, count in counts.items():
             if count >= self.quorum:
                 winner = next(r for r in self.answers.values() if r.agreement_key() == key)
@@ -206,13 +212,13 @@ class Collector:
         if self.key_material is not None and epoch != self.key_material.epoch:
             # All honest nodes decrypt at one log height, so under one epoch, and never an
             # older one than the client fetched before asking: older is a lie. Newer means a
-            # refresh since the fetch; t nodes (at least one honest) saying so is worth
+            # refresh since the fetch; f + 1 nodes (at least one honest) saying so is worth
             # fetching the key again, fewer wait for the others.
             if epoch < self.key_material.epoch:
                 self.misbehaving.add(node_id)
                 return False
             self.newer_epochs[node_id] = epoch
-            if sum(1 for e in self.newer_epochs.values() if e == epoch) >= self.genesis.t:
+            if sum(1 for e in self.newer_epochs.values() if e == epoch) >= self.quorum:
                 self.done = True
                 raise StaleKeyMaterial(epoch)
             return False
@@ -256,7 +262,8 @@ class Collector:
             # The partials combined (they are proven), but the value is not below the bound.
             self.done = True
             raise SumOutOfBound(self.bound) from None
-        self.misbehaving.update(culprits)
+        # t proven partials fixed the epoch: whoever claimed a newer one lied.
+        self.misbehaving.update(culprits, self.newer_epochs)
         self.done = True
         self.result = result
         return True

@@ -10,7 +10,7 @@
     ├── NonceReused           another request of this client had this nonce (retried once)
     ├── RequestRejected       any other refusal the nodes agree on; ``code`` says which
     ├── SumOutOfBound         a decrypted sum lies outside [0, bound): ask with a larger one
-    ├── StaleKeyMaterial      (sans-I/O core only) partials of a newer share epoch: refetch
+    ├── StaleKeyMaterial      partials of a newer share epoch (refetched and retried first)
     └── QuorumUnavailable     not enough valid answers in time; says how many answered and
                               which nodes misbehaved
 
@@ -72,11 +72,12 @@ class SumOutOfBound(ClientError):
 
 
 class StaleKeyMaterial(ClientError):
-    """At least ``t`` nodes answered a decryption with partials of a newer share epoch than
-    the verification keys the client held (the key was refreshed since it fetched them).
+    """At least ``f + 1`` nodes answered a decryption with partials of a newer share epoch
+    than the verification keys the client held (the key was refreshed since it fetched them).
 
-    The client library fetches the key's current verification keys and asks once more; only
-    users of the sans-I/O core see this.
+    The client library fetches the key's current verification keys and asks again (up to
+    ``STALE_RETRIES`` times); callers see this only if refreshes keep completing meanwhile,
+    or when they drive the sans-I/O core themselves.
     """
 
     code = "stale_key_material"

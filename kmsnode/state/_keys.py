@@ -51,6 +51,9 @@ class KeyVersion:
     """The log height at which the last refresh completed (``None``: never refreshed)."""
     refresh_failure: str = ""
     """Why the last refresh failed ("" if it did not); the version kept its epoch and shares."""
+    last_epoch: int = 0
+    """The highest epoch a session of this version was opened for. A failed refresh uses its
+    epoch up: numbers are never reused, so neither are sessions' seeds nor their ids."""
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -349,12 +349,19 @@ class KMSState:
             raise Denied("rotation_in_progress", f"a new version of {record.key_id} is pending")
         if any(v.refreshing_to is not None for v in record.versions):
             raise Denied("refresh_in_progress", f"a refresh of {record.key_id} is running")
+        active = [v for v in record.versions if v.state is VersionState.ACTIVE]
+        try:
+            # Every session is built before any is opened: a version that cannot be refreshed
+            # leaves the key as it was, and committed input never raises out of ``apply``.
+            opened = [(v, self._session(record, v, refresh=True)) for v in active]
+        except (CryptoError, ValueError) as exc:
+            raise Denied(
+                "refresh_unavailable", f"{record.key_id} cannot be refreshed: {exc}"
+            ) from exc
         effects: list[Effect] = []
         epochs: dict[str, int] = {}
-        for version in record.versions:
-            if version.state is not VersionState.ACTIVE:
-                continue
-            session = self._open_session(record, version, refresh=True)
+        for version, (session, observer) in opened:
+            self._watch(record, version, session, observer)
             version.refreshing_to = session.epoch
             epochs[str(version.version)] = session.epoch
             effects.append(StartDkg(session))
@@ -362,11 +369,22 @@ class KMSState:
         effects.append(self._reply(request, result={"key_id": op.key_id, "epochs": epochs}))
         return effects
 
-    def _open_session(
-        self, record: KeyRecord, version: KeyVersion, *, refresh: bool = False
-    ) -> dkg.Session[Any]:
-        """Open the DKG of a new version, or (``refresh``) the refresh of an active one to
-        the next epoch; its observer follows the log to the outcome every node agrees on."""
+    def _open_session(self, record: KeyRecord, version: KeyVersion) -> dkg.Session[Any]:
+        """Open the DKG of a new version."""
+        session, observer = self._session(record, version, refresh=False)
+        self._watch(record, version, session, observer)
+        return session
+
+    def _session(
+        self, record: KeyRecord, version: KeyVersion, *, refresh: bool
+    ) -> tuple[dkg.Session[Any], dkg.Participant[Any]]:
+        """The DKG session of a new version, or (``refresh``) the refresh of an active one to
+        a fresh epoch, with the observer that follows the log to the outcome every node
+        agrees on. Changes nothing.
+
+        Raises:
+            CryptoError, ValueError: the version's public values do not make a session.
+        """
         h = self.height
         group = GROUPS[record.kind]
         previous: dkg.Previous[Any] | None = None
@@ -377,12 +395,16 @@ class KMSState:
                 committee=self._members,
                 threshold=self.genesis.t,
                 public_key=group.decode(version.public_key),
+                # A dealer can make its own share zero (its key the identity): valid, if odd.
                 verification_keys={
-                    i: group.decode(vk) for i, vk in version.verification_keys.items()
+                    i: group.decode(vk, allow_identity=True)
+                    for i, vk in version.verification_keys.items()
                 },
                 epoch=version.epoch,
             )
-            epoch = version.epoch + 1
+            # Never an epoch number used before: a failed refresh's seeds and sessions must
+            # not be mistaken for a retry's.
+            epoch = version.last_epoch + 1
         session: dkg.Session[Any] = dkg.Session(
             key_id=record.key_id,
             version=version.version,
@@ -398,10 +420,19 @@ class KMSState:
         )
         observer = dkg.Participant.observer(session)
         observer.handle(dkg.Start())
-        self.sessions[(record.key_id, version.version, epoch)] = _Session(
-            record.key_id, version.version, epoch, observer
+        return session, observer
+
+    def _watch(
+        self,
+        record: KeyRecord,
+        version: KeyVersion,
+        session: dkg.Session[Any],
+        observer: dkg.Participant[Any],
+    ) -> None:
+        version.last_epoch = max(version.last_epoch, session.epoch)
+        self.sessions[(record.key_id, version.version, session.epoch)] = _Session(
+            record.key_id, version.version, session.epoch, observer
         )
-        return session
 
     def _usable_version(self, record: KeyRecord, number: int | None) -> KeyVersion:
         if record.state is not KeyState.ENABLED:
@@ -591,17 +622,19 @@ class KMSState:
             if isinstance(action, dkg.Completed):
                 result = action.result
                 group = GROUPS[record.kind]
-                # The refresh machine keeps the public key by construction; check it anyway,
-                # since a changed key would strand every ciphertext made under it.
-                assert version.public_key == group.encode(result.public_key)
+                del self.sessions[(entry.key_id, entry.version, entry.epoch)]
+                version.refreshing_to = None
+                if version.public_key != group.encode(result.public_key):
+                    # The refresh machine keeps the public key by construction; a changed one
+                    # would strand every ciphertext made under it, so it never becomes current.
+                    version.refresh_failure = "the refresh changed the public key"
+                    return []
                 version.epoch = entry.epoch
                 version.verification_keys = {
                     i: group.encode(vk) for i, vk in result.verification_keys.items()
                 }
-                version.refreshing_to = None
                 version.refreshed_height = self.height
                 version.refresh_failure = ""
-                del self.sessions[(entry.key_id, entry.version, entry.epoch)]
                 return [SharesRefreshed(entry.key_id, entry.version, entry.epoch)]
             if isinstance(action, dkg.Failed):
                 version.refreshing_to = None

@@ -143,3 +143,14 @@ def test_a_failed_refresh_leaves_the_version_serving_under_its_old_shares(net: N
     # It can be tried again.
     net._actions = original  # type: ignore[method-assign]
     assert outcome(net, net.admin, RefreshKey(key_id)) == {None}
+
+
+def test_a_version_that_cannot_be_refreshed_is_refused_not_fatal(net: Network) -> None:
+    # Defence in depth: public values that do not make a session (never produced by a DKG)
+    # must give every node the same refusal, not an exception out of apply.
+    key_id = create_key(net)
+    for state in net.states.values():
+        state.keys[key_id].versions[0].public_key = b"\xff" * 32
+    assert outcome(net, net.admin, RefreshKey(key_id)) == {"refresh_unavailable"}
+    assert all(not s.sessions for s in net.states.values())
+    assert all(s.keys[key_id].versions[0].refreshing_to is None for s in net.states.values())
