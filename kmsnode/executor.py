@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .crypto import dkg, elgamal, tdh2
+from .crypto import bls, dkg, elgamal, tdh2
 from .crypto.errors import CryptoError
 from .crypto.groups import Group, Rng
 from .crypto.sealing import SealingPublicKey, seal
@@ -26,6 +26,7 @@ from .keystore import Keystore, RecordName
 from .state import (
     GROUPS,
     ComputePartial,
+    ComputeSignaturePartial,
     ComputeSumPartial,
     DeliverDkg,
     Effect,
@@ -35,9 +36,13 @@ from .state import (
     StartDkg,
 )
 from .wire.payload import DkgPayload
+from .wire.requests import KeyKind
 from .wire.responses import Response, sealed_aad
 
 log = logging.getLogger(__name__)
+
+_PartialWork = ComputePartial | ComputeSumPartial | ComputeSignaturePartial
+"""Effects answered with this node's partial, sealed to the requester."""
 
 
 def share_record(key_id: str, version: int, epoch: int) -> RecordName:
@@ -115,6 +120,8 @@ class Executor:
             return self._partial(effect)
         if isinstance(effect, ComputeSumPartial):
             return self._sum_partial(effect)
+        if isinstance(effect, ComputeSignaturePartial):
+            return self._signature_partial(effect)
         if isinstance(effect, StartDkg):
             return self._start_dkg(effect)
         if isinstance(effect, DeliverDkg):
@@ -159,26 +166,41 @@ class Executor:
         )
 
     def _partial(self, e: ComputePartial) -> Output:
-        loaded = self._load_for_partial(e)
+        loaded = self._load_share(e, _RISTRETTO)
         if isinstance(loaded, Output):
             return loaded
-        reply_key, share, vk = loaded
+        reply_key, share = loaded
+        cache_key = (e.key_id, e.version, e.epoch)
+        vk = self._vk_cache.get(cache_key)
+        if vk is None:
+            vk = self._vk_cache[cache_key] = _RISTRETTO.base_mul(share.value)
         partial = tdh2.partial_decrypt_valid(share, e.ciphertext, verification_key=vk)
         return self._sealed_partial(e, reply_key, partial.encode(_RISTRETTO))
 
     def _sum_partial(self, e: ComputeSumPartial) -> Output:
-        loaded = self._load_for_partial(e)
+        loaded = self._load_share(e, _RISTRETTO)
         if isinstance(loaded, Output):
             return loaded
-        reply_key, share, _ = loaded
+        reply_key, share = loaded
         ct = e.ciphertext
         partial = elgamal.partial_decrypt(share, ct.ciphertext, key_context=ct.key_context())
         return self._sealed_partial(e, reply_key, partial.encode())
 
-    def _load_for_partial(
-        self, e: ComputePartial | ComputeSumPartial
-    ) -> tuple[SealingPublicKey, Share, bytes] | Output:
-        """The reply key, this node's share and its verification key; or the refusal."""
+    def _signature_partial(self, e: ComputeSignaturePartial) -> Output:
+        loaded = self._load_share(e, GROUPS[KeyKind.SIGN_BLS])
+        if isinstance(loaded, Output):
+            return loaded
+        reply_key, share = loaded
+        try:
+            partial = bls.partial_sign(share, e.message)
+        except CryptoError:  # a zero share (its holder zeroed it in the DKG): nothing to sign
+            return self._refuse(e, "share_unavailable", f"node {self.node_id} cannot sign")
+        return self._sealed_partial(e, reply_key, partial.encode())
+
+    def _load_share(
+        self, e: _PartialWork, group: Group[Any]
+    ) -> tuple[SealingPublicKey, Share] | Output:
+        """The request's reply key and this node's share of the key version; or the refusal."""
         try:
             reply_key = SealingPublicKey.decode(e.reply_key)
         except CryptoError:
@@ -189,19 +211,14 @@ class Executor:
             return self._refuse(
                 e, "share_unavailable", f"node {self.node_id} holds no share of this key"
             )
-        share = Share(self.node_id, _RISTRETTO.decode_scalar(value))
-        cache_key = (e.key_id, e.version, e.epoch)
-        vk = self._vk_cache.get(cache_key)
-        if vk is None:
-            vk = self._vk_cache[cache_key] = _RISTRETTO.base_mul(share.value)
-        return reply_key, share, vk
+        return reply_key, Share(self.node_id, group.decode_scalar(value))
 
-    def _refuse(self, e: ComputePartial | ComputeSumPartial, code: str, message: str) -> Output:
+    def _refuse(self, e: _PartialWork, code: str, message: str) -> Output:
         self.stats.partials_refused += 1
         return self._respond(e.request_id, e.height, _op_name(e), error=code, message=message)
 
     def _sealed_partial(
-        self, e: ComputePartial | ComputeSumPartial, reply_key: SealingPublicKey, partial: bytes
+        self, e: _PartialWork, reply_key: SealingPublicKey, partial: bytes
     ) -> Output:
         sealed = seal(reply_key, partial, sealed_aad(e.request_id, self.node_id))
         self.stats.partials += 1
@@ -368,5 +385,7 @@ _RISTRETTO = GROUPS_BY_NAME["ristretto255"]
 """The group of encryption and homomorphic keys (their shares and partials)."""
 
 
-def _op_name(e: ComputePartial | ComputeSumPartial) -> str:
-    return "decrypt" if isinstance(e, ComputePartial) else "decrypt_sum"
+def _op_name(e: _PartialWork) -> str:
+    if isinstance(e, ComputePartial):
+        return "decrypt"
+    return "decrypt_sum" if isinstance(e, ComputeSumPartial) else "sign"

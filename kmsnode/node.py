@@ -125,6 +125,8 @@ class NodeStats:
     relayed_out: int = 0
     relayed_in: int = 0
     relays_refused: int = 0
+    peers_vouched: int = 0
+    """Client connections vouched for, ever (``client_peers_vouched`` counts those open now)."""
     blocks_applied: int = 0
     replayed_blocks: int = 0
 
@@ -492,9 +494,10 @@ class KMSNode:
             and vouch is not None
             and not self.guard.is_vouched(peer)
             and vouch_valid(req.client, vouch, self.chain_id, peer)
-        ):
             # A registered client's own connection: strangers are evicted before it.
-            self.guard.vouch(peer, req.client)
+            and self.guard.vouch(peer, req.client)
+        ):
+            self.stats.peers_vouched += 1
         rid = req.request_id
         if self.recorder is not None:
             self.recorder.record("request", rid.hex()[:16])

@@ -144,13 +144,12 @@ class LocalNetwork:
         key_material: KeyMaterial | None = None,
         *,
         client: ClientCore | None = None,
-        bound: int = 2**32,
     ) -> Collector:
         """Commit ``prepared``, settle, and feed every node's answer to a fresh collector."""
         core = client or self.client
         self.commit(client_payload(prepared.request))
         self.settle()
-        collector = core.collector(prepared, key_material, bound=bound)
+        collector = core.collector(prepared, key_material)
         for node_id, data in sorted(self.outbox.pop(prepared.request_id, {}).items()):
             if collector.add(node_id, data):
                 break

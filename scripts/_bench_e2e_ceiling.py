@@ -65,7 +65,7 @@ def measure_ceiling(reps: int, pipeline_n: int) -> Ceiling:
             v = meta["versions"][-1]
             public_key = bytes.fromhex(v["public_key"])
             vks = {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()}
-            material = KeyMaterial(public_key, vks, v["epoch"])
+            material = KeyMaterial(public_key, vks, v["epoch"], v["version"])
             ct = tdh2.encrypt(
                 public_key, PLAINTEXT, key_id=key_id, key_version=v["version"], context=CONTEXT
             )

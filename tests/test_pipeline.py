@@ -47,6 +47,7 @@ def key_material(
         bytes.fromhex(v["public_key"]),
         {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()},
         v["epoch"],
+        v["version"],
     )
 
 

@@ -18,21 +18,20 @@ from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..crypto import elgamal, tdh2
-from ..crypto.errors import CryptoError, InvalidCiphertext, InvalidParameters, NotEnoughPartials
+from ..crypto import bls, elgamal, tdh2
+from ..crypto.errors import CryptoError, InvalidCiphertext, NotEnoughPartials
 from ..crypto.groups import RISTRETTO255
 from ..crypto.sealing import SealingPrivateKey, open_sealed
 from ..crypto.tdh2 import PartialDecryption
 from ..errors import MalformedMessage
 from ..genesis import Genesis
-from ..wire.requests import Decrypt, DecryptSum, Operation, Request
+from ..wire.requests import Decrypt, DecryptSum, Operation, Request, Sign
 from ..wire.responses import Response, sealed_aad
 from ..wire.sums import SumCiphertext
 from .errors import (
     InvalidCiphertextError,
     QuorumUnavailable,
     StaleKeyMaterial,
-    SumOutOfBound,
     error_for,
 )
 
@@ -44,9 +43,11 @@ class KeyMaterial(NamedTuple):
     public_key: bytes
     verification_keys: Mapping[int, bytes]
     epoch: int
+    version: int
+    """The key version these belong to (a signature is made under the current one)."""
 
 
-_DECRYPTIONS = (Decrypt, DecryptSum)
+_DECRYPTIONS = (Decrypt, DecryptSum, Sign)
 """Operations answered with partials sealed to the request's reply key."""
 _NODE_LOCAL_ERRORS = frozenset({"share_unavailable"})
 """Errors about the answering node itself, not the request: never agreed on."""
@@ -112,11 +113,9 @@ class ClientCore:
         self,
         prepared: Prepared,
         key_material: KeyMaterial | None = None,
-        *,
-        bound: int = 2**32,
     ) -> Collector:
-        """A fresh collector for the answers to ``prepared`` (``bound``: see ``Collector``)."""
-        return Collector(self.genesis, prepared, key_material=key_material, bound=bound)
+        """A fresh collector for the answers to ``prepared``."""
+        return Collector(self.genesis, prepared, key_material=key_material)
 
 
 @dataclass
@@ -132,12 +131,13 @@ class Collector:
     ``ElGamalPartial`` (decrypt_sum); their proofs are checked when they combine."""
     key_material: KeyMaterial | None = None
     """For a decryption: what partials are verified against (see ``KeyMaterial``)."""
-    bound: int = 2**32
-    """For a sum: the decrypted value is searched in ``[0, bound)``."""
-    newer_epochs: dict[int, int] = field(default_factory=dict)
-    """Node -> the share epoch it decrypted under, for partials newer than ``key_material``."""
+    newer_stamps: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """Node -> the (key version, share epoch) it answered under, for partials newer than
+    ``key_material``."""
     done: bool = False
     result: Any = field(default=None, repr=False)  # a decryption's plaintext: never in a repr
+    """Once done: the public answer, the plaintext, the signature, or for a sum the element
+    ``m * G`` (``elgamal.discrete_log`` finds ``m``)."""
 
     @property
     def quorum(self) -> int:
@@ -196,32 +196,51 @@ class Collector:
             if response.sealed is None:
                 raise MalformedMessage("no sealed partial")
             raw = open_sealed(reply_key, response.sealed, sealed_aad(response.request_id, node_id))
-            partial: Any = (
-                PartialDecryption.decode(RISTRETTO255, raw)
-                if isinstance(self.prepared.request.op, Decrypt)
-                else elgamal.ElGamalPartial.decode(raw)
-            )
-            if partial.id != node_id:
+            op = self.prepared.request.op
+            partial: Any
+            if isinstance(op, Decrypt):
+                partial = PartialDecryption.decode(RISTRETTO255, raw)
+            elif isinstance(op, DecryptSum):
+                partial = elgamal.ElGamalPartial.decode(raw)
+            else:
+                partial = bls.PartialSignature.decode(raw)
+            if (partial.signer if isinstance(op, Sign) else partial.id) != node_id:
                 raise MalformedMessage("partial for another participant")
-            epoch = response.result.get("epoch", 0) if isinstance(response.result, dict) else 0
-            if type(epoch) is not int or epoch < 0:
-                raise MalformedMessage("a partial names no share epoch")
+            result = response.result if isinstance(response.result, dict) else {}
+            version, epoch = result.get("version"), result.get("epoch")
+            if type(version) is not int or type(epoch) is not int or min(version, epoch) < 0:
+                raise MalformedMessage("a partial names no key version and share epoch")
+            stamp = (version, epoch)
         except (MalformedMessage, CryptoError):
             self.misbehaving.add(node_id)
             return False
-        if self.key_material is not None and epoch != self.key_material.epoch:
-            # All honest nodes decrypt at one log height, so under one epoch, and never an
-            # older one than the client fetched before asking: older is a lie. Newer means a
-            # refresh since the fetch; f + 1 nodes (at least one honest) saying so is worth
-            # fetching the key again, fewer wait for the others.
-            if epoch < self.key_material.epoch:
+        if self.key_material is not None:
+            held = (self.key_material.version, self.key_material.epoch)
+            if stamp != held:
+                # All honest nodes answer at one log height, so under one key version and
+                # share epoch, and never an older one than the client fetched before asking:
+                # older is a lie. Newer means a refresh (or, for a signature, a rotation)
+                # since the fetch; f + 1 nodes (at least one honest) saying so is worth
+                # fetching the key again, fewer wait for the others.
+                if stamp < held:
+                    self.misbehaving.add(node_id)
+                    return False
+                self.newer_stamps[node_id] = stamp
+                if sum(1 for s in self.newer_stamps.values() if s == stamp) >= self.quorum:
+                    self.done = True
+                    raise StaleKeyMaterial(stamp[1], stamp[0])
+                return False
+        if isinstance(op, Sign):
+            # A signature partial has no proof to check at combination: pair it now, so a bad
+            # one is named whether or not t good ones arrive.
+            try:
+                if self.key_material is None:
+                    raise ValueError("a signing collector needs key_material before partials")
+                vk = bls.decode_public_key(self.key_material.verification_keys[node_id])
+                bls.verify_partial(partial, vk, op.message)
+            except (KeyError, CryptoError):
                 self.misbehaving.add(node_id)
                 return False
-            self.newer_epochs[node_id] = epoch
-            if sum(1 for e in self.newer_epochs.values() if e == epoch) >= self.quorum:
-                self.done = True
-                raise StaleKeyMaterial(epoch)
-            return False
         self.partials[node_id] = partial
         return self._try_combine()
 
@@ -232,22 +251,25 @@ class Collector:
         op = self.prepared.request.op
         if self.key_material is None:
             raise ValueError("a decryption collector needs key_material before partials")
-        public_key, vks, _ = self.key_material
+        public_key, vks = self.key_material.public_key, self.key_material.verification_keys
         try:
             if isinstance(op, Decrypt):
                 result: Any
                 result, culprits = tdh2.combine(
                     public_key, op.ciphertext, list(self.partials.values()), vks, t, op.context
                 )
+            elif isinstance(op, Sign):
+                result, culprits = self._combine_signature(op, public_key, vks), ()
             else:
                 assert isinstance(op, DecryptSum)
+                # The result is m * G: finding m (a search that may take seconds) is left to
+                # the caller, off the event loop (``elgamal.discrete_log``).
                 ct = SumCiphertext.decode(op.ciphertext)
-                result, culprits = elgamal.decrypt_sum(
+                result, culprits = elgamal.combine_sum(
                     ct.ciphertext,
                     list(self.partials.values()),
                     vks,
                     t,
-                    bound=self.bound,
                     key_context=ct.key_context(),
                 )
         except NotEnoughPartials as exc:
@@ -258,15 +280,18 @@ class Collector:
         except InvalidCiphertext:
             self.done = True
             raise InvalidCiphertextError() from None
-        except InvalidParameters:
-            # The partials combined (they are proven), but the value is not below the bound.
-            self.done = True
-            raise SumOutOfBound(self.bound) from None
-        # t proven partials fixed the epoch: whoever claimed a newer one lied.
-        self.misbehaving.update(culprits, self.newer_epochs)
+        # t proven partials fixed the version and epoch: whoever claimed newer ones lied.
+        self.misbehaving.update(culprits, self.newer_stamps)
         self.done = True
         self.result = result
         return True
+
+    def _combine_signature(self, op: Sign, public_key: bytes, vks: Mapping[int, bytes]) -> bytes:
+        """The key's signature from t partials checked on arrival, itself checked."""
+        points = {i: bls.decode_public_key(vks[i]) for i in self.partials}
+        signature = bls.combine(list(self.partials.values()), op.message, points, self.genesis.t)
+        bls.verify(public_key, op.message, signature)
+        return signature
 
     def unavailable(self) -> QuorumUnavailable:
         """The error to raise when waiting ends unsettled."""

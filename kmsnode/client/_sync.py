@@ -119,6 +119,12 @@ class DistributedKMS:
     def decrypt_sum(self, ciphertext: bytes, bound: int = 2**32) -> int:
         return self._run(self._async.decrypt_sum, ciphertext, bound)  # type: ignore[no-any-return]
 
+    def sign(self, key_id: str, message: bytes) -> bytes:
+        return self._run(self._async.sign, key_id, message)  # type: ignore[no-any-return]
+
+    def verify(self, key_id: str, message: bytes, signature: bytes) -> bool:
+        return self._run(self._async.verify, key_id, message, signature)  # type: ignore[no-any-return]
+
     def generate_data_key(
         self, key_id: str, context: Mapping[str, str] | None = None, size: int = 32
     ) -> tuple[bytes, bytes]:

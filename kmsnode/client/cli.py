@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--key", required=True)
         p.add_argument("--context", action="append", default=[], help="key=value (repeatable)")
         p.add_argument("--base64", action="store_true", help="base64 ciphertext on the wire")
+    p = sub.add_parser("sign", help="threshold BLS signature of stdin (<= 4096 bytes; base64)")
+    p.add_argument("--key", required=True)
+    p = sub.add_parser("verify", help="check a signature of stdin (exit 1 if invalid)")
+    p.add_argument("--key", required=True)
+    p.add_argument("--signature", required=True, help="base64")
     p = sub.add_parser("encrypt-int", help="encrypt an integer under a homomorphic key (base64)")
     p.add_argument("--key", required=True)
     p.add_argument("value", type=int)
@@ -212,6 +217,13 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
             _emit(args, {"plaintext": base64.b64encode(plaintext).decode()}, "")
         else:
             sys.stdout.buffer.write(plaintext)
+    elif cmd == "sign":
+        text = base64.b64encode(kms.sign(args.key, sys.stdin.buffer.read())).decode()
+        _emit(args, {"key_id": args.key, "signature": text}, text)
+    elif cmd == "verify":
+        valid = kms.verify(args.key, sys.stdin.buffer.read(), _b64(args.signature))
+        _emit(args, {"key_id": args.key, "valid": valid}, "valid" if valid else "invalid")
+        return 0 if valid else 1
     elif cmd == "encrypt-int":
         text = base64.b64encode(kms.encrypt_int(args.key, args.value)).decode()
         _emit(args, {"key_id": args.key, "ciphertext": text}, text)

@@ -72,8 +72,9 @@ class SumOutOfBound(ClientError):
 
 
 class StaleKeyMaterial(ClientError):
-    """At least ``f + 1`` nodes answered a decryption with partials of a newer share epoch
-    than the verification keys the client held (the key was refreshed since it fetched them).
+    """At least ``f + 1`` nodes answered with partials of a newer share epoch (or, for a
+    signature, key version) than the client held keys for (the key was refreshed or rotated
+    since it fetched them).
 
     The client library fetches the key's current verification keys and asks again (up to
     ``STALE_RETRIES`` times); callers see this only if refreshes keep completing meanwhile,
@@ -82,9 +83,13 @@ class StaleKeyMaterial(ClientError):
 
     code = "stale_key_material"
 
-    def __init__(self, epoch: int) -> None:
-        super().__init__(f"the nodes decrypted under share epoch {epoch}: fetch the key again")
+    def __init__(self, epoch: int, version: int) -> None:
+        super().__init__(
+            f"the nodes answered under key version {version}, share epoch {epoch}: "
+            "fetch the key again"
+        )
         self.epoch = epoch
+        self.version = version
 
 
 class QuorumUnavailable(ClientError):

@@ -167,6 +167,36 @@ def verify_partial(
     )
 
 
+def combine_sum(
+    ciphertext: ElGamalCiphertext,
+    partials: Iterable[ElGamalPartial],
+    verification_keys: Mapping[int, bytes],
+    threshold: int,
+    *,
+    key_context: bytes = b"",
+) -> tuple[bytes, tuple[int, ...]]:
+    """Combine ``threshold`` verified partials into ``m * G`` (``discrete_log`` finds ``m``).
+
+    Returns the element and the ids of participants whose partials were invalid.
+
+    Raises:
+        NotEnoughPartials: fewer than ``threshold`` valid partials.
+    """
+    validate_ids(verification_keys, _GROUP.order)
+    chosen, culprits = select_partials(
+        partials,
+        participant=lambda p: p.id,
+        verify=lambda p: verify_partial(
+            p, verification_keys[p.id], ciphertext, key_context=key_context
+        ),
+        committee=verification_keys.keys(),
+        needed=threshold,
+    )
+    lambdas = lagrange_coefficients([p.id for p in chosen], _GROUP.order)
+    xa = _GROUP.lincomb([p.value for p in chosen], [lambdas[p.id] for p in chosen])
+    return _GROUP.sub(ciphertext.b, xa), culprits
+
+
 def decrypt_sum(
     ciphertext: ElGamalCiphertext,
     partials: Iterable[ElGamalPartial],
@@ -184,28 +214,24 @@ def decrypt_sum(
         NotEnoughPartials: fewer than ``threshold`` valid partials.
         InvalidParameters: ``bound`` out of range, or the value is not below ``bound``.
     """
-    if not isinstance(bound, int) or not 1 <= bound <= MAX_BOUND:
-        raise InvalidParameters(f"bound must be in 1..2^40, got {bound}")
-    validate_ids(verification_keys, _GROUP.order)
-    chosen, culprits = select_partials(
-        partials,
-        participant=lambda p: p.id,
-        verify=lambda p: verify_partial(
-            p, verification_keys[p.id], ciphertext, key_context=key_context
-        ),
-        committee=verification_keys.keys(),
-        needed=threshold,
+    check_bound(bound)
+    m_g, culprits = combine_sum(
+        ciphertext, partials, verification_keys, threshold, key_context=key_context
     )
-    lambdas = lagrange_coefficients([p.id for p in chosen], _GROUP.order)
-    xa = _GROUP.lincomb([p.value for p in chosen], [lambdas[p.id] for p in chosen])
-    m_g = _GROUP.sub(ciphertext.b, xa)
     return discrete_log(m_g, bound), culprits
+
+
+def check_bound(bound: int) -> None:
+    """Raises InvalidParameters unless ``bound`` is an int in ``1..MAX_BOUND``."""
+    if not isinstance(bound, int) or isinstance(bound, bool) or not 1 <= bound <= MAX_BOUND:
+        raise InvalidParameters(f"bound must be in 1..2^40, got {bound}")
 
 
 # -- baby-step giant-step ------------------------------------------------------------------
 
 _BATCH = 512
-_tables: dict[int, dict[int, int]] = {}
+_table: dict[int, int] = {}
+"""The one baby-step table kept (the largest built so far: it serves every smaller bound)."""
 
 
 def _base4() -> ed.Point:
@@ -215,16 +241,16 @@ def _base4() -> ed.Point:
 
 
 def _baby_table(steps: int) -> dict[int, int]:
-    table = _tables.get(steps)
-    if table is not None:
-        return table
+    """A table of at least ``steps`` baby steps (its length is the step size to use)."""
+    global _table
+    if len(_table) >= steps:
+        return _table
     base = _base4()
     points: list[ed.Point] = [ed.IDENTITY]
     for _ in range(steps - 1):
         points.append(ed.add(points[-1], base))
-    table = {key: j for j, key in enumerate(ed.keys(points))}
-    _tables[steps] = table
-    return table
+    _table = {key: j for j, key in enumerate(ed.keys(points))}
+    return _table
 
 
 def discrete_log(element: bytes, bound: int) -> int:
@@ -236,8 +262,8 @@ def discrete_log(element: bytes, bound: int) -> int:
     steps = max(1, math.isqrt(bound - 1) + 1) if bound > 1 else 1
     # A power of two (so tables are shared across bounds), twice sqrt(bound): a baby step costs
     # less than a giant step (no per-search work), and the table is built once per process.
-    steps = 2 << (steps - 1).bit_length()
-    table = _baby_table(steps)
+    table = _baby_table(2 << (steps - 1).bit_length())
+    steps = len(table)
     base = _base4()
     giant = ed.neg(ed.mul(base, steps))
     current = ed.mul(ed.ristretto_decode(element), 4)

@@ -6,6 +6,7 @@ from ._audit import AuditTrail as AuditTrail
 from ._audit import entry_from_json as entry_from_json
 from ._audit import verify_chain as verify_chain
 from ._effects import ComputePartial as ComputePartial
+from ._effects import ComputeSignaturePartial as ComputeSignaturePartial
 from ._effects import ComputeSumPartial as ComputeSumPartial
 from ._effects import DeliverDkg as DeliverDkg
 from ._effects import Effect as Effect
@@ -30,6 +31,7 @@ __all__ = [
     "AuditTrail",
     "CommittedBatch",
     "ComputePartial",
+    "ComputeSignaturePartial",
     "ComputeSumPartial",
     "DeliverDkg",
     "Effect",

@@ -58,6 +58,20 @@ class ComputeSumPartial:
 
 
 @dataclass(frozen=True)
+class ComputeSignaturePartial:
+    """Compute this node's partial BLS signature of ``message`` and seal it to ``reply_key``."""
+
+    request_id: bytes
+    client: bytes
+    height: int
+    key_id: str
+    version: int
+    epoch: int
+    message: bytes = field(repr=False)
+    reply_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class StartDkg:
     """Open a DKG session: the node builds its participant and posts its deal."""
 
@@ -98,6 +112,7 @@ Effect = (
     Reply
     | ComputePartial
     | ComputeSumPartial
+    | ComputeSignaturePartial
     | StartDkg
     | DeliverDkg
     | KeyActivated

@@ -34,11 +34,13 @@ from ..wire.requests import (
     Request,
     RotateKey,
     SetPolicy,
+    Sign,
 )
 from ..wire.sums import SumCiphertext
 from ._audit import AuditTrail
 from ._effects import (
     ComputePartial,
+    ComputeSignaturePartial,
     ComputeSumPartial,
     DeliverDkg,
     Effect,
@@ -188,6 +190,8 @@ class KMSState:
                 return self._decrypt(request, op)
             if isinstance(op, DecryptSum):
                 return self._decrypt_sum(request, op)
+            if isinstance(op, Sign):
+                return self._sign(request, op)
             if isinstance(op, SetPolicy):
                 return self._set_policy(request, op)
             if isinstance(op, RotateKey):
@@ -532,6 +536,30 @@ class KMSState:
                 version=version.version,
                 epoch=version.epoch,
                 ciphertext=parsed,
+                reply_key=request.reply_key,
+            )
+        ]
+
+    def _sign(self, request: Request, op: Sign) -> list[Effect]:
+        record = self._key(op.key_id)
+        self._require(request.client, record, Permission.SIGN)
+        if record.kind is KeyKind.SIGN_ED25519:
+            raise Denied("not_supported", "FROST Ed25519 signing is not served by the nodes yet")
+        if record.kind is not KeyKind.SIGN_BLS:
+            raise Denied("wrong_key_kind", f"key {record.key_id} is a {record.kind.value} key")
+        if request.reply_key is None:
+            raise Denied("missing_reply_key", "sign needs a reply key to seal partials to")
+        version = self._usable_version(record, None)
+        self._audit(request, record.key_id, "ok")
+        return [
+            ComputeSignaturePartial(
+                request_id=request.request_id,
+                client=request.client,
+                height=self.height,
+                key_id=record.key_id,
+                version=version.version,
+                epoch=version.epoch,
+                message=op.message,
                 reply_key=request.reply_key,
             )
         ]

@@ -28,6 +28,8 @@ _SIGN_DST = b"kmsnode/request/v1"
 MAX_KEY_ID = 128
 MAX_CIPHERTEXT = 1024 * 1024
 MAX_DESCRIPTION = 256
+MAX_SIGN_MESSAGE = 4096
+"""Bytes a message to sign may take (as AWS KMS's raw-message limit; sign a digest if more)."""
 MAX_SUM_CIPHERTEXT = 256
 """Bytes a sum ciphertext may take (``kmsnode.wire.sums``; a key id of MAX_KEY_ID fits)."""
 
@@ -163,6 +165,22 @@ class DecryptSum:
 
 
 @dataclass(frozen=True)
+class Sign:
+    """Ask every node for its partial signature of ``message`` under a signing key."""
+
+    key_id: str
+    message: bytes
+    name: ClassVar[str] = "sign"
+
+    def fields(self) -> list[Any]:
+        return [self.key_id, self.message]
+
+    @classmethod
+    def parse(cls, r: Reader) -> Sign:
+        return cls(_key_id(r, 1), r.blob(2, "message", max_len=MAX_SIGN_MESSAGE))
+
+
+@dataclass(frozen=True)
 class SetPolicy:
     """Grant ``client`` exactly ``permissions`` on ``key_id`` (an empty list revokes)."""
 
@@ -237,6 +255,7 @@ Operation = (
     | Encrypt
     | Decrypt
     | DecryptSum
+    | Sign
     | SetPolicy
     | GetPolicy
     | DisableKey
@@ -251,6 +270,7 @@ OPERATIONS: dict[str, tuple[type[Any], int]] = {
     Encrypt.name: (Encrypt, 2),
     Decrypt.name: (Decrypt, 3),
     DecryptSum.name: (DecryptSum, 2),
+    Sign.name: (Sign, 3),
     SetPolicy.name: (SetPolicy, 4),
     GetPolicy.name: (GetPolicy, 2),
     DisableKey.name: (DisableKey, 2),
