@@ -878,6 +878,15 @@ def test_kms_cli_threshold_bls_sign_and_verify(tn: Testnet) -> None:
     assert bad.returncode == 1 and bad.stdout.strip() == b"invalid"
 
 
+def test_the_readme_python_example_runs(tn: Testnet) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    found = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert found, "the README lost its Python example"
+    code = found.group(1).replace('".testnet/client.json"', repr(str(tn.dir / "client.json")))
+    assert str(tn.dir) in code, "the example no longer reads .testnet/client.json"
+    exec(compile(code, "README.md", "exec"), {})  # its asserts are the test
+
+
 def test_kms_cli_disable_key_stops_its_use_until_enabled(tn: Testnet, key_id: str) -> None:
     ct = _kms(tn, "encrypt", "--key", key_id, "--context", "app=off", stdin=b"pause me")
     assert ct.returncode == 0, ct.stderr
