@@ -149,3 +149,27 @@ def test_a_message_over_the_limit_never_reaches_the_log(net: LocalNetwork) -> No
     with pytest.raises(MalformedMessage):
         Request.decode(prepared.payload)
     assert Request.decode(net.client.prepare(Sign("key-00", b"x" * MAX_SIGN_MESSAGE)).payload)
+
+
+def test_a_partial_for_another_key_is_named(net: LocalNetwork) -> None:
+    key_id, other = create(net), create(net)
+    km = material(net, key_id)
+    signer = net.identities[1].signing_key  # answers are taken in node order: 1 comes first
+
+    def relabel(response: Response) -> bytes:
+        result = dict(response.result or {}, key_id=other)
+        return dataclasses.replace(response, result=result).signed(signer).encode()
+
+    net.byzantine[1] = relabel
+    c = sign(net, key_id, b"m", km)
+    assert c.done and c.misbehaving == {1}
+
+
+def test_the_client_refuses_an_oversized_message_before_asking_anyone(net: LocalNetwork) -> None:
+    import trio
+
+    from kmsnode.client import AsyncDistributedKMS
+
+    kms = AsyncDistributedKMS(genesis=net.genesis, identity=Ed25519PrivateKey.generate())
+    with pytest.raises(ValueError, match="digest"):
+        trio.run(kms.sign, "key-0011", b"x" * (MAX_SIGN_MESSAGE + 1))

@@ -876,6 +876,14 @@ def test_kms_cli_threshold_bls_sign_and_verify(tn: Testnet) -> None:
     assert ok.returncode == 0 and ok.stdout.strip() == b"valid", ok.stderr
     bad = _kms(tn, "verify", "--key", key, "--signature", signature, stdin=b"another digest")
     assert bad.returncode == 1 and bad.stdout.strip() == b"invalid"
+    signed = _kms(tn, "--json", "sign", "--key", key, stdin=b"v")
+    assert json.loads(signed.stdout)["version"] == 1
+    v1 = json.loads(signed.stdout)["signature"]
+    named = _kms(tn, "verify", "--key", key, "--version", "1", "--signature", v1, stdin=b"v")
+    assert named.returncode == 0, named.stderr
+    assert _kms(tn, "disable-key", key).returncode == 0  # "stop every use": verify too
+    off = _kms(tn, "--json", "verify", "--key", key, "--signature", v1, stdin=b"v")
+    assert off.returncode == 1 and json.loads(off.stderr)["error"] == "key_unavailable"
 
 
 def test_the_readme_python_example_runs(tn: Testnet) -> None:

@@ -28,6 +28,7 @@ from ..crypto.errors import CryptoError
 from ..genesis import Genesis
 from ..wire import sums
 from ..wire.requests import (
+    MAX_SIGN_MESSAGE,
     CreateKey,
     Decrypt,
     DecryptSum,
@@ -339,37 +340,51 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         """A threshold BLS signature of ``message`` (at most 4096 bytes; sign a digest of
         anything longer) under a ``sign-bls`` key's current version: t partials, each sealed
         to this request and checked by pairing, combined and checked against the public key.
-        It verifies with any IETF BLS (``..._POP_``) implementation and ``verify``.
+        It verifies with any IETF BLS (``..._POP_``) implementation and ``verify``; the version
+        it was made under is ``signing_version(key_id)`` right after.
 
         Raises:
-            KeyUnavailable: the key is not a BLS signing key (FROST Ed25519 signing is not
-                served by the nodes yet), or has no active version.
+            ValueError: the message is longer than 4096 bytes.
+            KeyUnavailable: not a signing key, disabled, or no active version.
+            RequestRejected: code ``not_supported`` for an Ed25519 key (FROST signing is not
+                served by the nodes yet).
         """
+        message = bytes(message)
+        if len(message) > MAX_SIGN_MESSAGE:
+            raise ValueError(f"sign takes at most {MAX_SIGN_MESSAGE} bytes: sign a digest")
         version = self._signing_version.get(key_id)
         material = None if version is None else self._key_cache.get((key_id, version))
         if material is None:
-            meta = await self.describe_key(key_id)
-            current = meta.current
-            if current is None or current.public_key is None:
-                raise KeyUnavailable("key_unavailable", f"{key_id} has no active version")
-            material = await self._key_material(key_id, current.version)
-        signature = await self._call_with_material(Sign(key_id, bytes(message)), key_id, material)
+            material = _material(await self.describe_key(key_id), key_id, None)
+            self._key_cache[(key_id, material.version)] = material
+        signature = await self._call_with_material(Sign(key_id, message), key_id, material)
         return bytes(signature)
 
-    async def verify(self, key_id: str, message: bytes, signature: bytes) -> bool:
-        """Whether ``signature`` is the key's BLS signature of ``message`` under any of its
-        active versions (checked here against public keys f + 1 nodes vouch for)."""
+    def signing_version(self, key_id: str) -> int | None:
+        """The key version this client's last signature under ``key_id`` was made with."""
+        return self._signing_version.get(key_id)
+
+    async def verify(
+        self, key_id: str, message: bytes, signature: bytes, version: int | None = None
+    ) -> bool:
+        """Whether ``signature`` is the key's BLS signature of ``message`` under ``version``
+        (default: the current one), checked here against the public key f + 1 nodes vouch
+        for. A rotation retires the older versions from ``verify`` unless named.
+
+        Raises:
+            KeyUnavailable: not a BLS signing key, disabled, or no such active version.
+        """
         meta = await self.describe_key(key_id)
         if meta.kind != "sign-bls":
             raise KeyUnavailable("wrong_key_kind", f"{key_id} is a {meta.kind} key")
-        for v in meta.versions:
-            if v.state == "active" and v.public_key is not None:
-                try:
-                    bls.verify(v.public_key, bytes(message), bytes(signature))
-                    return True
-                except CryptoError:
-                    continue
-        return False
+        if meta.state != "enabled":
+            raise KeyUnavailable("key_unavailable", f"{key_id} is {meta.state}")
+        public_key = _material(meta, key_id, version).public_key
+        try:
+            bls.verify(public_key, bytes(message), bytes(signature))
+        except CryptoError:
+            return False
+        return True
 
     async def generate_data_key(
         self, key_id: str, context: Mapping[str, str] | None = None, size: int = 32
@@ -457,12 +472,13 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         cached = self._key_cache.get((key_id, version))
         if cached is not None:
             return cached
-        meta = await self.describe_key(key_id)
-        v = meta.version(version)
-        if v is None or v.state != "active" or v.public_key is None:
+        try:
+            material = _material(await self.describe_key(key_id), key_id, version)
+        except KeyUnavailable:
             # No ciphertext can exist under a version that never became active: see decrypt.
-            raise KeyNotFound("key_not_found", f"{key_id} has no usable version {version}")
-        material = KeyMaterial(v.public_key, dict(v.verification_keys), v.epoch, v.version)
+            raise KeyNotFound(
+                "key_not_found", f"{key_id} has no usable version {version}"
+            ) from None
         self._key_cache[(key_id, version)] = material
         return material
 
@@ -481,6 +497,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                 return await self._call(op, material)
             except StaleKeyMaterial as stale:
                 self._key_cache.pop((key_id, material.version), None)
+                self._key_cache.pop((key_id, stale.version), None)
                 material = await self._key_material(key_id, stale.version)
             finally:
                 if isinstance(op, Sign):  # the version signatures are made under, as known
@@ -562,6 +579,18 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                 return  # a refusal before the log (bad request): other nodes will say so too
             await trio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def _material(meta: KeyMetadata, key_id: str, version: int | None) -> KeyMaterial:
+    """A version's (default: the current one's) public key and verification keys.
+
+    Raises:
+        KeyUnavailable: no such active version.
+    """
+    v = meta.current if version is None else meta.version(version)
+    if v is None or v.state != "active" or v.public_key is None:
+        raise KeyUnavailable("key_unavailable", f"{key_id} has no active version {version or ''}")
+    return KeyMaterial(v.public_key, dict(v.verification_keys), v.epoch, v.version)
 
 
 def _sum_ciphertext(data: bytes) -> sums.SumCiphertext:

@@ -207,6 +207,8 @@ class Collector:
             if (partial.signer if isinstance(op, Sign) else partial.id) != node_id:
                 raise MalformedMessage("partial for another participant")
             result = response.result if isinstance(response.result, dict) else {}
+            if result.get("key_id") != self._key_id():
+                raise MalformedMessage("a partial for another key")
             version, epoch = result.get("version"), result.get("epoch")
             if type(version) is not int or type(epoch) is not int or min(version, epoch) < 0:
                 raise MalformedMessage("a partial names no key version and share epoch")
@@ -243,6 +245,16 @@ class Collector:
                 return False
         self.partials[node_id] = partial
         return self._try_combine()
+
+    def _key_id(self) -> str:
+        """The key the request's partials must be made with (from its op or ciphertext)."""
+        op = self.prepared.request.op
+        if isinstance(op, Sign):
+            return op.key_id
+        if isinstance(op, DecryptSum):
+            return SumCiphertext.decode(op.ciphertext).key_id
+        assert isinstance(op, Decrypt)
+        return tdh2.parse(op.ciphertext).key_id
 
     def _try_combine(self) -> bool:
         t = self.genesis.t

@@ -122,8 +122,13 @@ class DistributedKMS:
     def sign(self, key_id: str, message: bytes) -> bytes:
         return self._run(self._async.sign, key_id, message)  # type: ignore[no-any-return]
 
-    def verify(self, key_id: str, message: bytes, signature: bytes) -> bool:
-        return self._run(self._async.verify, key_id, message, signature)  # type: ignore[no-any-return]
+    def verify(
+        self, key_id: str, message: bytes, signature: bytes, version: int | None = None
+    ) -> bool:
+        return self._run(self._async.verify, key_id, message, signature, version)  # type: ignore[no-any-return]
+
+    def signing_version(self, key_id: str) -> int | None:
+        return self._async.signing_version(key_id)
 
     def generate_data_key(
         self, key_id: str, context: Mapping[str, str] | None = None, size: int = 32

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("verify", help="check a signature of stdin (exit 1 if invalid)")
     p.add_argument("--key", required=True)
     p.add_argument("--signature", required=True, help="base64")
+    p.add_argument("--version", type=int, default=None, help="key version (default: current)")
     p = sub.add_parser("encrypt-int", help="encrypt an integer under a homomorphic key (base64)")
     p.add_argument("--key", required=True)
     p.add_argument("value", type=int)
@@ -219,9 +220,11 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(plaintext)
     elif cmd == "sign":
         text = base64.b64encode(kms.sign(args.key, sys.stdin.buffer.read())).decode()
-        _emit(args, {"key_id": args.key, "signature": text}, text)
+        version = kms.signing_version(args.key)
+        _emit(args, {"key_id": args.key, "version": version, "signature": text}, text)
     elif cmd == "verify":
-        valid = kms.verify(args.key, sys.stdin.buffer.read(), _b64(args.signature))
+        message = sys.stdin.buffer.read()
+        valid = kms.verify(args.key, message, _b64(args.signature), args.version)
         _emit(args, {"key_id": args.key, "valid": valid}, "valid" if valid else "invalid")
         return 0 if valid else 1
     elif cmd == "encrypt-int":

@@ -19,6 +19,7 @@ proofs here are domain-separated from TDH2's as a second line.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -232,6 +233,7 @@ def check_bound(bound: int) -> None:
 _BATCH = 512
 _table: dict[int, int] = {}
 """The one baby-step table kept (the largest built so far: it serves every smaller bound)."""
+_table_lock = threading.Lock()
 
 
 def _base4() -> ed.Point:
@@ -241,16 +243,25 @@ def _base4() -> ed.Point:
 
 
 def _baby_table(steps: int) -> dict[int, int]:
-    """A table of at least ``steps`` baby steps (its length is the step size to use)."""
+    """A table of at least ``steps`` baby steps (its length is the step size to use).
+
+    One thread builds it while others needing it wait (searches run in worker threads): two
+    concurrent builds would each take the memory, and a smaller one finishing last would
+    replace a larger one.
+    """
     global _table
-    if len(_table) >= steps:
+    table = _table
+    if len(table) >= steps:
+        return table
+    with _table_lock:
+        if len(_table) >= steps:
+            return _table
+        base = _base4()
+        points: list[ed.Point] = [ed.IDENTITY]
+        for _ in range(steps - 1):
+            points.append(ed.add(points[-1], base))
+        _table = {key: j for j, key in enumerate(ed.keys(points))}
         return _table
-    base = _base4()
-    points: list[ed.Point] = [ed.IDENTITY]
-    for _ in range(steps - 1):
-        points.append(ed.add(points[-1], base))
-    _table = {key: j for j, key in enumerate(ed.keys(points))}
-    return _table
 
 
 def discrete_log(element: bytes, bound: int) -> int:

@@ -79,3 +79,22 @@ def test_encodings_strict(key) -> None:  # type: ignore[no-untyped-def]
             ElGamalCiphertext.decode(bad)
     with pytest.raises(InvalidEncoding):
         ElGamalPartial.decode(b"\x00\x00" + p.encode()[2:])
+
+
+def test_concurrent_searches_share_one_table_and_stay_correct() -> None:
+    import threading
+
+    from kmsnode.crypto import elgamal as eg
+
+    results: dict[int, int] = {}
+
+    def search(bound: int, value: int) -> None:
+        results[bound] = eg.discrete_log(eg._GROUP.base_mul(value), bound)
+
+    threads = [threading.Thread(target=search, args=(b, b - 1)) for b in (2**10, 2**14, 2**12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {2**10: 2**10 - 1, 2**14: 2**14 - 1, 2**12: 2**12 - 1}
+    assert len(eg._table) >= 2 * 2**7  # the largest needed table survives
