@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -207,7 +208,7 @@ class Collector:
             if (partial.signer if isinstance(op, Sign) else partial.id) != node_id:
                 raise MalformedMessage("partial for another participant")
             result = response.result if isinstance(response.result, dict) else {}
-            if result.get("key_id") != self._key_id():
+            if result.get("key_id") != self.key_id:
                 raise MalformedMessage("a partial for another key")
             version, epoch = result.get("version"), result.get("epoch")
             if type(version) is not int or type(epoch) is not int or min(version, epoch) < 0:
@@ -246,7 +247,8 @@ class Collector:
         self.partials[node_id] = partial
         return self._try_combine()
 
-    def _key_id(self) -> str:
+    @cached_property
+    def key_id(self) -> str:
         """The key the request's partials must be made with (from its op or ciphertext)."""
         op = self.prepared.request.op
         if isinstance(op, Sign):
