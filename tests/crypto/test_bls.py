@@ -150,6 +150,22 @@ def test_bad_partial_is_named_and_others_suffice(key43: Key) -> None:
     bls.verify(key43.public, MSG, bls.combine([good[0], bad, good[2], good[3]], MSG, key43.vks, 3))
 
 
+def test_the_unchecked_combination_is_the_signature_only_when_every_partial_is_good(
+    key43: Key,
+) -> None:
+    good = [bls.partial_sign(s, MSG) for s in key43.shares]
+    fast = bls.combine_unchecked(good[1:])
+    assert fast == bls.combine(good[1:], MSG, key43.vks, 3)
+    bls.verify(key43.public, MSG, fast)
+    bad = bls.partial_sign(key43.shares[1], b"something else")
+    with pytest.raises(InvalidSignature):
+        bls.verify(key43.public, MSG, bls.combine_unchecked([good[0], bad, good[2]]))
+    with pytest.raises(InvalidParameters):
+        bls.combine_unchecked([good[0], good[0], good[2]])
+    with pytest.raises(InvalidParameters):
+        bls.combine_unchecked([])
+
+
 def test_partial_from_outside_the_committee_is_named(key43: Key) -> None:
     outsider = bls.partial_sign(shamir.Share(9, 12345), MSG)
     good = [bls.partial_sign(s, MSG) for s in key43.shares[:2]]
