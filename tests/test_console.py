@@ -161,6 +161,22 @@ def test_pages_escape_what_they_show() -> None:
     assert "2 of 3" in html and "down" in html
 
 
+def test_the_keys_page_shows_share_epochs_and_refreshes() -> None:
+    version = {
+        "version": 1,
+        "epoch": 2,
+        "state": "active",
+        "public_key": "ab" * 32,
+        "refreshing": True,
+        "refreshed_height": 812,
+        "refresh_failure": "only 2 valid deals <b>",
+    }
+    record = {"key_id": "key-1", "kind": "encrypt", "state": "enabled", "description": ""}
+    html = _render.keys(1, [{**record, "versions": [version]}])
+    assert "v1 e2 active" in html and "refreshing" in html
+    assert "refreshed at height 812" in html and "only 2 valid deals &lt;b&gt;" in html
+
+
 def test_console_listens_on_loopback_only() -> None:
     assert parse_listen("127.0.0.1:9201") == ("127.0.0.1", 9201)
     assert parse_listen("localhost:9201") == ("127.0.0.1", 9201)

@@ -93,7 +93,7 @@ def overview(status: Mapping[str, Any]) -> str:
 
 
 def keys(node: object, records: Sequence[Mapping[str, Any]]) -> str:
-    """Keys with their versions: state, epoch, public key, who dealt."""
+    """Keys with their versions: state, share epoch, public key, who dealt, refreshes."""
     rows = []
     for k in records:
         versions = "<br>".join(
@@ -101,6 +101,17 @@ def keys(node: object, records: Sequence[Mapping[str, Any]]) -> str:
             + (f" <code>{_e(v['public_key'][:16])}…</code>" if v.get("public_key") else "")
             + (f" qualified {_e(v['qualified'])}" if v.get("qualified") else "")
             + (f' <span class="bad">{_e(v["failure"])}</span>' if v.get("failure") else "")
+            + (" refreshing" if v.get("refreshing") else "")
+            + (
+                f" refreshed at height {_e(v['refreshed_height'])}"
+                if v.get("refreshed_height") is not None
+                else ""
+            )
+            + (
+                f' <span class="bad">last refresh failed: {_e(v["refresh_failure"])}</span>'
+                if v.get("refresh_failure")
+                else ""
+            )
             for v in k.get("versions", [])
         )
         rows.append(
