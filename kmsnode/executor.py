@@ -31,6 +31,7 @@ from .state import (
     DeliverDkg,
     Effect,
     KeyActivated,
+    PartialWork,
     Reply,
     SharesRefreshed,
     StartDkg,
@@ -40,9 +41,6 @@ from .wire.requests import KeyKind
 from .wire.responses import Response, sealed_aad
 
 log = logging.getLogger(__name__)
-
-_PartialWork = ComputePartial | ComputeSumPartial | ComputeSignaturePartial
-"""Effects answered with this node's partial, sealed to the requester."""
 
 
 def share_record(key_id: str, version: int, epoch: int) -> RecordName:
@@ -198,7 +196,7 @@ class Executor:
         return self._sealed_partial(e, reply_key, partial.encode())
 
     def _load_share(
-        self, e: _PartialWork, group: Group[Any]
+        self, e: PartialWork, group: Group[Any]
     ) -> tuple[SealingPublicKey, Share] | Output:
         """The request's reply key and this node's share of the key version; or the refusal."""
         try:
@@ -213,12 +211,12 @@ class Executor:
             )
         return reply_key, Share(self.node_id, group.decode_scalar(value))
 
-    def _refuse(self, e: _PartialWork, code: str, message: str) -> Output:
+    def _refuse(self, e: PartialWork, code: str, message: str) -> Output:
         self.stats.partials_refused += 1
         return self._respond(e.request_id, e.height, _op_name(e), error=code, message=message)
 
     def _sealed_partial(
-        self, e: _PartialWork, reply_key: SealingPublicKey, partial: bytes
+        self, e: PartialWork, reply_key: SealingPublicKey, partial: bytes
     ) -> Output:
         sealed = seal(reply_key, partial, sealed_aad(e.request_id, self.node_id))
         self.stats.partials += 1
@@ -385,7 +383,7 @@ _RISTRETTO = GROUPS_BY_NAME["ristretto255"]
 """The group of encryption and homomorphic keys (their shares and partials)."""
 
 
-def _op_name(e: _PartialWork) -> str:
+def _op_name(e: PartialWork) -> str:
     if isinstance(e, ComputePartial):
         return "decrypt"
     return "decrypt_sum" if isinstance(e, ComputeSumPartial) else "sign"

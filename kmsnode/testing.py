@@ -22,6 +22,7 @@ from .identity import NodeIdentity
 from .keystore import Keystore
 from .state import KMSState
 from .wire.payload import TickPayload, client_payload
+from .wire.requests import DescribeKey
 from .wire.responses import Response
 
 PASSPHRASE = b"in-process test network"
@@ -137,6 +138,21 @@ class LocalNetwork:
                 return
             self.commit(TickPayload(1, next(self._ticks)).encode())
         raise AssertionError("the in-process network did not settle")
+
+    def key_material(
+        self, key_id: str, version: int = 1, *, client: ClientCore | None = None
+    ) -> KeyMaterial:
+        """A key version's public key and verification keys, through a ``describe_key``."""
+        core = client or self.client
+        described = self.run(core.prepare(DescribeKey(key_id), now_ms=self.time_ms), client=core)
+        assert described.done, "describe_key did not settle"
+        v = next(v for v in described.result["versions"] if v["version"] == version)
+        return KeyMaterial(
+            bytes.fromhex(v["public_key"]),
+            {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()},
+            v["epoch"],
+            v["version"],
+        )
 
     def run(
         self,

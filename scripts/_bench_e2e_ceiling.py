@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kmsnode.client._core import KeyMaterial
 from kmsnode.crypto import tdh2
 from kmsnode.crypto.groups import RISTRETTO255
 from kmsnode.crypto.sealing import SealingPrivateKey, SealingPublicKey, open_sealed, seal
@@ -23,7 +22,7 @@ from kmsnode.crypto.shamir import Share
 from kmsnode.crypto.signatures import verify_ed25519
 from kmsnode.executor import share_record
 from kmsnode.testing import LocalNetwork
-from kmsnode.wire.requests import CreateKey, Decrypt, DescribeKey, KeyKind, Request
+from kmsnode.wire.requests import CreateKey, Decrypt, KeyKind, Request
 from kmsnode.wire.responses import Response, sealed_aad
 
 CONTEXT = {"app": "bench"}
@@ -61,13 +60,10 @@ def measure_ceiling(reps: int, pipeline_n: int) -> Ceiling:
             res = net.run(core.prepare(CreateKey(KeyKind.ENCRYPT, "bench"), now_ms=net.time_ms))
             assert res.done, "the in-process DKG did not produce a key"
             key_id = res.result["key_id"]
-            meta = net.run(core.prepare(DescribeKey(key_id), now_ms=net.time_ms)).result
-            v = meta["versions"][-1]
-            public_key = bytes.fromhex(v["public_key"])
-            vks = {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()}
-            material = KeyMaterial(public_key, vks, v["epoch"], v["version"])
+            material = net.key_material(key_id)
+            public_key, vks = material.public_key, material.verification_keys
             ct = tdh2.encrypt(
-                public_key, PLAINTEXT, key_id=key_id, key_version=v["version"], context=CONTEXT
+                public_key, PLAINTEXT, key_id=key_id, key_version=material.version, context=CONTEXT
             )
             n, t = net.n, net.t
             g = RISTRETTO255
@@ -77,7 +73,7 @@ def measure_ceiling(reps: int, pipeline_n: int) -> Ceiling:
             req = prepared.request
             reply_pub = SealingPublicKey.decode(req.reply_key)  # type: ignore[arg-type]
             ex = net.executors[1]
-            record = share_record(key_id, v["version"], 0)
+            record = share_record(key_id, material.version, material.epoch)
             share = Share(1, g.decode_scalar(ex.keystore.get(record)))
             vk = g.base_mul(share.value)
             partial = tdh2.partial_decrypt(share, public_key, ct, CONTEXT, verification_key=vk)
@@ -89,7 +85,7 @@ def measure_ceiling(reps: int, pipeline_n: int) -> Ceiling:
                 1,
                 1,
                 "decrypt",
-                result={"key_id": key_id, "version": v["version"]},
+                result={"key_id": key_id, "version": material.version, "epoch": material.epoch},
                 sealed=sealed,
             )
             signed = resp.signed(net.identities[1].signing_key)

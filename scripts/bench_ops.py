@@ -35,7 +35,7 @@ from kmsnode.client._core import KeyMaterial
 from kmsnode.crypto import elgamal, tdh2
 from kmsnode.testing import LocalNetwork
 from kmsnode.wire import sums
-from kmsnode.wire.requests import CreateKey, Decrypt, DecryptSum, DescribeKey, KeyKind, Sign
+from kmsnode.wire.requests import CreateKey, Decrypt, DecryptSum, KeyKind, Sign
 from testnet._control import wait_healthy
 
 OPS = ("decrypt", "decrypt_sum", "sign")
@@ -43,12 +43,6 @@ CONTEXT = {"bench": "ops"}
 
 
 # -- the ceiling: one process, one core, no network -------------------------------------------
-def _material(net: LocalNetwork, key_id: str) -> KeyMaterial:
-    v = net.run(net.client.prepare(DescribeKey(key_id), now_ms=net.time_ms)).result["versions"][0]
-    vks = {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()}
-    return KeyMaterial(bytes.fromhex(v["public_key"]), vks, v["epoch"], v["version"])
-
-
 def ceilings(reps: int) -> dict[str, float]:
     """Operations per second through the in-process pipeline, per operation."""
     out: dict[str, float] = {}
@@ -59,7 +53,7 @@ def ceilings(reps: int) -> dict[str, float]:
             for kind in (KeyKind.ENCRYPT, KeyKind.HOMOMORPHIC, KeyKind.SIGN_BLS):
                 made = net.run(net.client.prepare(CreateKey(kind, "bench"), now_ms=net.time_ms))
                 keys[kind] = made.result["key_id"]
-            materials = {kind: _material(net, key) for kind, key in keys.items()}
+            materials = {kind: net.key_material(key) for kind, key in keys.items()}
             enc = materials[KeyKind.ENCRYPT]
             ct = tdh2.encrypt(
                 enc.public_key,

@@ -18,7 +18,7 @@ from kmsnode.client.errors import (
 from kmsnode.crypto import tdh2
 from kmsnode.testing import LocalNetwork
 from kmsnode.wire.payload import client_payload
-from kmsnode.wire.requests import CreateKey, Decrypt, DescribeKey, Encrypt, KeyKind, RefreshKey
+from kmsnode.wire.requests import CreateKey, Decrypt, Encrypt, KeyKind, RefreshKey
 from kmsnode.wire.responses import Response
 
 CTX = {"app": "payroll"}
@@ -40,15 +40,7 @@ def create(net: LocalNetwork) -> str:
 def key_material(
     net: LocalNetwork, key_id: str, core: ClientCore | None = None, version: int = 1
 ) -> KeyMaterial:
-    c = net.run((core or net.client).prepare(DescribeKey(key_id), now_ms=net.time_ms), client=core)
-    assert c.done
-    v = c.result["versions"][version - 1]
-    return KeyMaterial(
-        bytes.fromhex(v["public_key"]),
-        {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()},
-        v["epoch"],
-        v["version"],
-    )
+    return net.key_material(key_id, version, client=core)
 
 
 def encrypt(net: LocalNetwork, key_id: str, plaintext: bytes) -> bytes:

@@ -26,7 +26,6 @@ from kmsnode.testing import LocalNetwork
 from kmsnode.wire.requests import (
     MAX_SIGN_MESSAGE,
     CreateKey,
-    DescribeKey,
     KeyKind,
     Permission,
     RefreshKey,
@@ -52,14 +51,7 @@ def create(net: LocalNetwork, kind: KeyKind = KeyKind.SIGN_BLS) -> str:
 
 
 def material(net: LocalNetwork, key_id: str, version: int = 1) -> KeyMaterial:
-    c = net.run(net.client.prepare(DescribeKey(key_id), now_ms=net.time_ms))
-    v = c.result["versions"][version - 1]
-    return KeyMaterial(
-        bytes.fromhex(v["public_key"]),
-        {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()},
-        v["epoch"],
-        v["version"],
-    )
+    return net.key_material(key_id, version)
 
 
 def sign(net: LocalNetwork, key_id: str, message: bytes, km: KeyMaterial, **kw: object):  # type: ignore[no-untyped-def]

@@ -29,7 +29,6 @@ from kmsnode.wire.requests import (
     CreateKey,
     Decrypt,
     DecryptSum,
-    DescribeKey,
     Encrypt,
     KeyKind,
     RefreshKey,
@@ -51,14 +50,7 @@ def create(net: LocalNetwork, kind: KeyKind = KeyKind.HOMOMORPHIC) -> str:
 
 
 def material(net: LocalNetwork, key_id: str) -> KeyMaterial:
-    c = net.run(net.client.prepare(DescribeKey(key_id), now_ms=net.time_ms))
-    v = c.result["versions"][0]
-    return KeyMaterial(
-        bytes.fromhex(v["public_key"]),
-        {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()},
-        v["epoch"],
-        v["version"],
-    )
+    return net.key_material(key_id)
 
 
 def encrypt_int(net: LocalNetwork, key_id: str, value: int) -> sums.SumCiphertext:

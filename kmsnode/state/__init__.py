@@ -11,6 +11,7 @@ from ._effects import ComputeSumPartial as ComputeSumPartial
 from ._effects import DeliverDkg as DeliverDkg
 from ._effects import Effect as Effect
 from ._effects import KeyActivated as KeyActivated
+from ._effects import PartialWork as PartialWork
 from ._effects import Reply as Reply
 from ._effects import SharesRefreshed as SharesRefreshed
 from ._effects import StartDkg as StartDkg
@@ -40,6 +41,7 @@ __all__ = [
     "KeyRecord",
     "KeyState",
     "KeyVersion",
+    "PartialWork",
     "Reply",
     "SharesRefreshed",
     "StartDkg",

@@ -28,8 +28,9 @@ class Reply:
 
 
 @dataclass(frozen=True)
-class ComputePartial:
-    """Compute this node's partial decryption and seal it to ``reply_key``."""
+class PartialWork:
+    """What every effect answered with this node's partial carries: the request, the key
+    version and share epoch to use, and the requester's reply key to seal the partial to."""
 
     request_id: bytes
     client: bytes
@@ -37,38 +38,30 @@ class ComputePartial:
     key_id: str
     version: int
     epoch: int
-    ciphertext: tdh2.ValidCiphertext = field(repr=False)
-    """Already checked by the state machine (proof valid under this key and context)."""
     reply_key: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
-class ComputeSumPartial:
+class ComputePartial(PartialWork):
+    """Compute this node's partial decryption and seal it to ``reply_key``."""
+
+    ciphertext: tdh2.ValidCiphertext = field(repr=False)
+    """Already checked by the state machine (proof valid under this key and context)."""
+
+
+@dataclass(frozen=True)
+class ComputeSumPartial(PartialWork):
     """Compute this node's partial decryption of an encrypted sum (homomorphic key) and seal
     it to ``reply_key``."""
 
-    request_id: bytes
-    client: bytes
-    height: int
-    key_id: str
-    version: int
-    epoch: int
     ciphertext: SumCiphertext = field(repr=False)
-    reply_key: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
-class ComputeSignaturePartial:
+class ComputeSignaturePartial(PartialWork):
     """Compute this node's partial BLS signature of ``message`` and seal it to ``reply_key``."""
 
-    request_id: bytes
-    client: bytes
-    height: int
-    key_id: str
-    version: int
-    epoch: int
     message: bytes = field(repr=False)
-    reply_key: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)

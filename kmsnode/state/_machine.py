@@ -480,13 +480,9 @@ class KMSState:
     def _decrypt_parsed(
         self, request: Request, op: Decrypt, parsed: tdh2.Ciphertext[bytes]
     ) -> list[Effect]:
-        record = self._key(parsed.key_id)
-        self._require(request.client, record, Permission.DECRYPT)
-        if record.kind is not KeyKind.ENCRYPT:
-            raise Denied("wrong_key_kind", f"key {record.key_id} is a {record.kind.value} key")
-        if request.reply_key is None:
-            raise Denied("missing_reply_key", "decrypt needs a reply key to seal partials to")
-        version = self._usable_version(record, parsed.key_version)
+        record, version = self._partial_request(
+            request, parsed.key_id, Permission.DECRYPT, KeyKind.ENCRYPT, parsed.key_version
+        )
         assert version.public_key is not None
         try:
             # Every node checks the ciphertext's proof itself before any partial exists:
@@ -495,18 +491,7 @@ class KMSState:
         except InvalidCiphertext as exc:
             raise Denied("invalid_ciphertext", "invalid ciphertext") from exc
         self._audit(request, record.key_id, "ok")
-        return [
-            ComputePartial(
-                request_id=request.request_id,
-                client=request.client,
-                height=self.height,
-                key_id=record.key_id,
-                version=version.version,
-                epoch=version.epoch,
-                ciphertext=valid,
-                reply_key=request.reply_key,
-            )
-        ]
+        return [ComputePartial(*self._work(request, record, version), ciphertext=valid)]
 
     def _decrypt_sum(self, request: Request, op: DecryptSum) -> list[Effect]:
         try:
@@ -514,55 +499,61 @@ class KMSState:
         except InvalidCiphertext as exc:
             raise Denied("invalid_ciphertext", "invalid ciphertext") from exc
         try:
-            record = self._key(parsed.key_id)
-            self._require(request.client, record, Permission.DECRYPT)
             # A homomorphic key only: its partials x_i * a for a chosen a would be TDH2
             # decryption shares if the key were also an encryption key (and vice versa).
-            if record.kind is not KeyKind.HOMOMORPHIC:
-                raise Denied("wrong_key_kind", f"key {record.key_id} is a {record.kind.value} key")
-            if request.reply_key is None:
-                raise Denied("missing_reply_key", "decrypt_sum needs a reply key")
-            version = self._usable_version(record, parsed.key_version)
+            record, version = self._partial_request(
+                request, parsed.key_id, Permission.DECRYPT, KeyKind.HOMOMORPHIC, parsed.key_version
+            )
         except Denied as denied:
             denied.key_id = denied.key_id or parsed.key_id
             raise
         self._audit(request, record.key_id, "ok")
-        return [
-            ComputeSumPartial(
-                request_id=request.request_id,
-                client=request.client,
-                height=self.height,
-                key_id=record.key_id,
-                version=version.version,
-                epoch=version.epoch,
-                ciphertext=parsed,
-                reply_key=request.reply_key,
-            )
-        ]
+        return [ComputeSumPartial(*self._work(request, record, version), ciphertext=parsed)]
 
     def _sign(self, request: Request, op: Sign) -> list[Effect]:
-        record = self._key(op.key_id)
-        self._require(request.client, record, Permission.SIGN)
-        if record.kind is KeyKind.SIGN_ED25519:
+        record, version = self._partial_request(
+            request, op.key_id, Permission.SIGN, KeyKind.SIGN_BLS, None
+        )
+        self._audit(request, record.key_id, "ok")
+        return [ComputeSignaturePartial(*self._work(request, record, version), message=op.message)]
+
+    def _partial_request(
+        self,
+        request: Request,
+        key_id: str,
+        permission: Permission,
+        kind: KeyKind,
+        number: int | None,
+    ) -> tuple[KeyRecord, KeyVersion]:
+        """The checks of every request answered with partials: the key exists, the client
+        holds ``permission`` on it, it is of ``kind`` (a key serves one scheme), the request
+        carries a reply key, and version ``number`` (None: the current one) is usable."""
+        record = self._key(key_id)
+        self._require(request.client, record, permission)
+        if record.kind is KeyKind.SIGN_ED25519 and kind is KeyKind.SIGN_BLS:
             raise Denied("not_supported", "FROST Ed25519 signing is not served by the nodes yet")
-        if record.kind is not KeyKind.SIGN_BLS:
+        if record.kind is not kind:
             raise Denied("wrong_key_kind", f"key {record.key_id} is a {record.kind.value} key")
         if request.reply_key is None:
-            raise Denied("missing_reply_key", "sign needs a reply key to seal partials to")
-        version = self._usable_version(record, None)
-        self._audit(request, record.key_id, "ok")
-        return [
-            ComputeSignaturePartial(
-                request_id=request.request_id,
-                client=request.client,
-                height=self.height,
-                key_id=record.key_id,
-                version=version.version,
-                epoch=version.epoch,
-                message=op.message,
-                reply_key=request.reply_key,
+            raise Denied(
+                "missing_reply_key", f"{request.op.name} needs a reply key to seal partials to"
             )
-        ]
+        return record, self._usable_version(record, number)
+
+    def _work(
+        self, request: Request, record: KeyRecord, version: KeyVersion
+    ) -> tuple[bytes, bytes, int, str, int, int, bytes]:
+        """The ``PartialWork`` fields, in order, for ``request`` on ``version``."""
+        assert request.reply_key is not None  # checked by _partial_request
+        return (
+            request.request_id,
+            request.client,
+            self.height,
+            record.key_id,
+            version.version,
+            version.epoch,
+            request.reply_key,
+        )
 
     def _set_policy(self, request: Request, op: SetPolicy) -> list[Effect]:
         record = self._key(op.key_id)
