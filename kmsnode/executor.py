@@ -203,13 +203,12 @@ class Executor:
             reply_key = SealingPublicKey.decode(e.reply_key)
         except CryptoError:
             return self._refuse(e, "invalid_reply_key", "the request's reply key is not usable")
-        try:
-            value = self.keystore.get(share_record(e.key_id, e.version, e.epoch))
-        except KeystoreRecordMissing:
+        share = self._held_share(e.key_id, e.version, e.epoch, group)
+        if share is None:
             return self._refuse(
                 e, "share_unavailable", f"node {self.node_id} holds no share of this key"
             )
-        return reply_key, Share(self.node_id, group.decode_scalar(value))
+        return reply_key, share
 
     def _refuse(self, e: PartialWork, code: str, message: str) -> Output:
         self.stats.partials_refused += 1
