@@ -108,7 +108,8 @@ class Executor:
         self.keystore = keystore
         self.participants: dict[tuple[str, int, int], dkg.Participant[Any]] = {}
         self.stats = ExecutorStats()
-        self._vk_cache: dict[tuple[str, int, int], bytes] = {}
+        self._checked_vks: dict[tuple[str, int, int], bytes] = {}
+        """Key versions and epochs whose share here matched the state's verification key."""
 
     def run(self, effect: Effect) -> Output:
         """Carry out one effect."""
@@ -168,10 +169,7 @@ class Executor:
         if isinstance(loaded, Output):
             return loaded
         reply_key, share = loaded
-        cache_key = (e.key_id, e.version, e.epoch)
-        vk = self._vk_cache.get(cache_key)
-        if vk is None:
-            vk = self._vk_cache[cache_key] = _RISTRETTO.base_mul(share.value)
+        vk = self._checked_vks[(e.key_id, e.version, e.epoch)]
         partial = tdh2.partial_decrypt_valid(share, e.ciphertext, verification_key=vk)
         return self._sealed_partial(e, reply_key, partial.encode(_RISTRETTO))
 
@@ -208,6 +206,23 @@ class Executor:
             return self._refuse(
                 e, "share_unavailable", f"node {self.node_id} holds no share of this key"
             )
+        cache_key = (e.key_id, e.version, e.epoch)
+        if cache_key not in self._checked_vks:
+            # Once per key version and epoch: the share must be the one the state's
+            # verification key names, in the group the state says (else it is not used).
+            vk = group.encode(group.base_mul(share.value))
+            if vk != e.verification_keys.get(self.node_id):
+                log.error(
+                    "node %d's share of %s v%d epoch %d does not match its verification key",
+                    self.node_id,
+                    e.key_id,
+                    e.version,
+                    e.epoch,
+                )
+                return self._refuse(
+                    e, "share_unavailable", f"node {self.node_id} holds no usable share"
+                )
+            self._checked_vks[cache_key] = vk
         return reply_key, share
 
     def _refuse(self, e: PartialWork, code: str, message: str) -> Output:

@@ -356,3 +356,23 @@ def test_an_old_share_left_by_a_crash_is_erased_when_the_log_is_replayed(
     net.executors[3].keystore.put(share_record(key_id, 1, 0), old)
     net.restart(3)
     assert _shares(net, key_id)[3] == [(1, 1)]
+
+
+def test_a_share_that_does_not_match_its_verification_key_is_never_used(
+    net: LocalNetwork,
+) -> None:
+    from kmsnode.crypto.groups import RISTRETTO255
+    from kmsnode.executor import share_record
+
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"kept safe")
+    km = key_material(net, key_id)
+    # Node 2's keystore now holds another scalar under the share's name (a restore from the
+    # wrong backup, say): it must refuse rather than release a partial of a wrong share.
+    wrong = RISTRETTO255.encode_scalar(RISTRETTO255.random_scalar())
+    net.executors[2].keystore.put(share_record(key_id, 1, 0), wrong)
+    net.restart(2)  # a fresh executor: nothing checked yet
+    c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km)
+    assert c.done and c.result == b"kept safe" and not c.misbehaving
+    assert c.answers[2].error == "share_unavailable"
+    assert net.executors[2].stats.partials == 0 and net.executors[2].stats.partials_refused == 1

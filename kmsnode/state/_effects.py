@@ -6,6 +6,7 @@ same effects from the same block; the executor carries out the ones that need se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,10 @@ class PartialWork:
     version: int
     epoch: int
     reply_key: bytes = field(repr=False)
+    verification_keys: Mapping[int, bytes] = field(repr=False)
+    """The version's verification keys at this epoch, as the state holds them: the executor
+    checks its share against its own before using it (a share of another key, group or epoch
+    is refused, whatever the state machine's checks let through)."""
 
 
 @dataclass(frozen=True)

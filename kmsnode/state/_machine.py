@@ -542,7 +542,7 @@ class KMSState:
 
     def _work(
         self, request: Request, record: KeyRecord, version: KeyVersion
-    ) -> tuple[bytes, bytes, int, str, int, int, bytes]:
+    ) -> tuple[bytes, bytes, int, str, int, int, bytes, dict[int, bytes]]:
         """The ``PartialWork`` fields, in order, for ``request`` on ``version``."""
         assert request.reply_key is not None  # checked by _partial_request
         return (
@@ -553,6 +553,7 @@ class KMSState:
             version.version,
             version.epoch,
             request.reply_key,
+            version.verification_keys,  # replaced, never changed in place, by a refresh
         )
 
     def _set_policy(self, request: Request, op: SetPolicy) -> list[Effect]:
