@@ -227,7 +227,7 @@ class Executor:
 
     def _refuse(self, e: PartialWork, code: str, message: str) -> Output:
         self.stats.partials_refused += 1
-        return self._respond(e.request_id, e.height, _op_name(e), error=code, message=message)
+        return self._respond(e.request_id, e.height, e.op, error=code, message=message)
 
     def _sealed_partial(
         self, e: PartialWork, reply_key: SealingPublicKey, partial: bytes
@@ -237,7 +237,7 @@ class Executor:
         return self._respond(
             e.request_id,
             e.height,
-            _op_name(e),
+            e.op,
             # The epoch names the verification keys the partial checks against (a refresh
             # changes them, not the public key).
             result={"key_id": e.key_id, "version": e.version, "epoch": e.epoch},
@@ -395,9 +395,3 @@ class Executor:
 GROUPS_BY_NAME: dict[str, Group[Any]] = {g.name: g for g in GROUPS.values()}
 _RISTRETTO = GROUPS_BY_NAME["ristretto255"]
 """The group of encryption and homomorphic keys (their shares and partials)."""
-
-
-def _op_name(e: PartialWork) -> str:
-    if isinstance(e, ComputePartial):
-        return "decrypt"
-    return "decrypt_sum" if isinstance(e, ComputeSumPartial) else "sign"

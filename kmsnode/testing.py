@@ -8,10 +8,12 @@ benchmark uses it to measure the crypto-bound ceiling of a request.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -22,7 +24,7 @@ from .identity import NodeIdentity
 from .keystore import Keystore
 from .state import KMSState
 from .wire.payload import TickPayload, client_payload
-from .wire.requests import DescribeKey
+from .wire.requests import CreateKey, DescribeKey, KeyKind
 from .wire.responses import Response
 
 PASSPHRASE = b"in-process test network"
@@ -138,6 +140,18 @@ class LocalNetwork:
                 return
             self.commit(TickPayload(1, next(self._ticks)).encode())
         raise AssertionError("the in-process network did not settle")
+
+    def create_key(self, kind: KeyKind = KeyKind.ENCRYPT, description: str = "test") -> str:
+        """Create a key through the log and settle its DKG; its id."""
+        created = self.run(self.client.prepare(CreateKey(kind, description), now_ms=self.time_ms))
+        assert created.done, "create_key did not settle"
+        return str(created.result["key_id"])
+
+    def resigned(self, node: int, response: Response, **changes: Any) -> bytes:
+        """``response`` with ``changes`` made, signed again by ``node``: what a Byzantine node
+        sends instead of its honest answer (for ``byzantine``)."""
+        altered = dataclasses.replace(response, **changes)
+        return altered.signed(self.identities[node].signing_key).encode()
 
     def key_material(
         self, key_id: str, version: int = 1, *, client: ClientCore | None = None

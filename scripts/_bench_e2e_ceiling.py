@@ -22,7 +22,7 @@ from kmsnode.crypto.shamir import Share
 from kmsnode.crypto.signatures import verify_ed25519
 from kmsnode.executor import share_record
 from kmsnode.testing import LocalNetwork
-from kmsnode.wire.requests import CreateKey, Decrypt, KeyKind, Request
+from kmsnode.wire.requests import Decrypt, KeyKind, Request
 from kmsnode.wire.responses import Response, sealed_aad
 
 CONTEXT = {"app": "bench"}
@@ -57,9 +57,7 @@ def measure_ceiling(reps: int, pipeline_n: int) -> Ceiling:
         net = LocalNetwork(Path(d))
         try:
             core = net.client
-            res = net.run(core.prepare(CreateKey(KeyKind.ENCRYPT, "bench"), now_ms=net.time_ms))
-            assert res.done, "the in-process DKG did not produce a key"
-            key_id = res.result["key_id"]
+            key_id = net.create_key(KeyKind.ENCRYPT, "bench")
             material = net.key_material(key_id)
             public_key, vks = material.public_key, material.verification_keys
             ct = tdh2.encrypt(

@@ -35,7 +35,7 @@ from kmsnode.client._core import KeyMaterial
 from kmsnode.crypto import elgamal, tdh2
 from kmsnode.testing import LocalNetwork
 from kmsnode.wire import sums
-from kmsnode.wire.requests import CreateKey, Decrypt, DecryptSum, KeyKind, Sign
+from kmsnode.wire.requests import Decrypt, DecryptSum, KeyKind, Sign
 from testnet._control import wait_healthy
 
 OPS = ("decrypt", "decrypt_sum", "sign")
@@ -49,10 +49,8 @@ def ceilings(reps: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-ops-") as d:
         net = LocalNetwork(Path(d))
         try:
-            keys = {}
-            for kind in (KeyKind.ENCRYPT, KeyKind.HOMOMORPHIC, KeyKind.SIGN_BLS):
-                made = net.run(net.client.prepare(CreateKey(kind, "bench"), now_ms=net.time_ms))
-                keys[kind] = made.result["key_id"]
+            kinds = (KeyKind.ENCRYPT, KeyKind.HOMOMORPHIC, KeyKind.SIGN_BLS)
+            keys = {kind: net.create_key(kind, "bench") for kind in kinds}
             materials = {kind: net.key_material(key) for kind, key in keys.items()}
             enc = materials[KeyKind.ENCRYPT]
             ct = tdh2.encrypt(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,9 +31,7 @@ def net(tmp_path: Path) -> Iterator[LocalNetwork]:
 
 
 def create(net: LocalNetwork) -> str:
-    c = net.run(net.client.prepare(CreateKey(KeyKind.ENCRYPT, "pipeline"), now_ms=net.time_ms))
-    assert c.done
-    return c.result["key_id"]  # type: ignore[no-any-return]
+    return net.create_key(KeyKind.ENCRYPT, "pipeline")
 
 
 def key_material(
@@ -315,11 +312,9 @@ def test_a_node_claiming_an_older_epoch_is_named(net: LocalNetwork) -> None:
     ct = encrypt(net, key_id, b"x")
     net.run(net.client.prepare(RefreshKey(key_id), now_ms=net.time_ms))
     km1 = key_material(net, key_id)
-    signer = net.identities[2].signing_key
 
     def old_epoch(response: Response) -> bytes:
-        result = dict(response.result or {}, epoch=0)
-        return dataclasses.replace(response, result=result).signed(signer).encode()
+        return net.resigned(2, response, result=dict(response.result or {}, epoch=0))
 
     net.byzantine[2] = old_epoch
     c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km1)

@@ -3,7 +3,6 @@ without their new share, and clients misled about epochs. Over the in-process lo
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,11 +139,9 @@ def test_a_node_claiming_a_newer_epoch_is_named_once_the_partials_combine(
     key_id = create(net)
     ct = encrypt(net, key_id, b"x")
     km = key_material(net, key_id)
-    signer = net.identities[3].signing_key
 
     def newer(response: Response) -> bytes:
-        result = dict(response.result or {}, epoch=7)
-        return dataclasses.replace(response, result=result).signed(signer).encode()
+        return net.resigned(3, response, result=dict(response.result or {}, epoch=7))
 
     net.byzantine[3] = newer
     c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), km)
@@ -159,13 +156,11 @@ def test_nodes_without_a_share_do_not_outvote_those_that_serve(tmp_path: Path) -
         key_id = create(net)
         ct = encrypt(net, key_id, b"two suffice")
         for i in (1, 2):
-            signer = net.identities[i].signing_key
 
-            def no_share(response: Response, signer=signer) -> bytes:  # type: ignore[no-untyped-def]
-                refusal = dataclasses.replace(
-                    response, error="share_unavailable", message="", result=None, sealed=None
+            def no_share(response: Response, i: int = i) -> bytes:
+                return net.resigned(
+                    i, response, error="share_unavailable", message="", result=None, sealed=None
                 )
-                return refusal.signed(signer).encode()
 
             net.byzantine[i] = no_share
         c = net.run(

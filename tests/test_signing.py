@@ -3,7 +3,6 @@ the in-process log (``LocalNetwork``); signatures checked by py_ecc, an independ
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from kmsnode.errors import MalformedMessage
 from kmsnode.testing import LocalNetwork
 from kmsnode.wire.requests import (
     MAX_SIGN_MESSAGE,
-    CreateKey,
     KeyKind,
     Permission,
     RefreshKey,
@@ -45,9 +43,7 @@ def net(tmp_path: Path) -> Iterator[LocalNetwork]:
 
 
 def create(net: LocalNetwork, kind: KeyKind = KeyKind.SIGN_BLS) -> str:
-    c = net.run(net.client.prepare(CreateKey(kind, "signing"), now_ms=net.time_ms))
-    assert c.done
-    return c.result["key_id"]  # type: ignore[no-any-return]
+    return net.create_key(kind, "signing")
 
 
 def material(net: LocalNetwork, key_id: str, version: int = 1) -> KeyMaterial:
@@ -86,8 +82,7 @@ def test_a_bad_partial_is_named_and_the_signature_still_made(net: LocalNetwork) 
     def forge(response: Response) -> bytes:  # well formed, sealed, signed: under a wrong share
         bogus = bls.partial_sign(Share(2, 987654321), b"m").encode()
         sealed = seal(reply_key, bogus, sealed_aad(response.request_id, 2))
-        forged = dataclasses.replace(response, sealed=sealed)
-        return forged.signed(net.identities[2].signing_key).encode()
+        return net.resigned(2, response, sealed=sealed)
 
     net.byzantine[2] = forge
     c = net.run(prepared, km)
@@ -146,11 +141,10 @@ def test_a_message_over_the_limit_never_reaches_the_log(net: LocalNetwork) -> No
 def test_a_partial_for_another_key_is_named(net: LocalNetwork) -> None:
     key_id, other = create(net), create(net)
     km = material(net, key_id)
-    signer = net.identities[1].signing_key  # answers are taken in node order: 1 comes first
 
+    # Answers are taken in node order: node 1's comes first.
     def relabel(response: Response) -> bytes:
-        result = dict(response.result or {}, key_id=other)
-        return dataclasses.replace(response, result=result).signed(signer).encode()
+        return net.resigned(1, response, result=dict(response.result or {}, key_id=other))
 
     net.byzantine[1] = relabel
     c = sign(net, key_id, b"m", km)

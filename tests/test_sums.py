@@ -6,7 +6,6 @@ the in-process log (``LocalNetwork``), as ``tests/test_pipeline.py`` does for TD
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from kmsnode.crypto.shamir import Share
 from kmsnode.testing import LocalNetwork
 from kmsnode.wire import sums
 from kmsnode.wire.requests import (
-    CreateKey,
     Decrypt,
     DecryptSum,
     Encrypt,
@@ -44,9 +42,7 @@ def net(tmp_path: Path) -> Iterator[LocalNetwork]:
 
 
 def create(net: LocalNetwork, kind: KeyKind = KeyKind.HOMOMORPHIC) -> str:
-    c = net.run(net.client.prepare(CreateKey(kind, "sums"), now_ms=net.time_ms))
-    assert c.done
-    return c.result["key_id"]  # type: ignore[no-any-return]
+    return net.create_key(kind, "sums")
 
 
 def material(net: LocalNetwork, key_id: str) -> KeyMaterial:
@@ -139,8 +135,7 @@ def test_a_lying_node_is_named_and_the_sum_still_decrypts(net: LocalNetwork) -> 
         # Node 2 seals a well-formed partial from a wrong share: its proof cannot verify.
         bogus = elgamal.partial_decrypt(not_its_share, ct.ciphertext, key_context=ct.key_context())
         sealed = seal(reply_key, bogus.encode(), sealed_aad(response.request_id, 2))
-        forged = dataclasses.replace(response, sealed=sealed)
-        return forged.signed(net.identities[2].signing_key).encode()
+        return net.resigned(2, response, sealed=sealed)
 
     net.byzantine[2] = forge
     c = net.run(prepared, km)

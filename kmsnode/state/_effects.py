@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..crypto import dkg, tdh2
 from ..wire.sums import SumCiphertext
@@ -39,6 +39,8 @@ class PartialWork:
     key_id: str
     version: int
     epoch: int
+    op: ClassVar[str]
+    """The request operation the partial answers."""
     reply_key: bytes = field(repr=False)
     verification_keys: Mapping[int, bytes] = field(repr=False)
     """The version's verification keys at this epoch, as the state holds them: the executor
@@ -50,6 +52,8 @@ class PartialWork:
 class ComputePartial(PartialWork):
     """Compute this node's partial decryption and seal it to ``reply_key``."""
 
+    op: ClassVar[str] = "decrypt"
+
     ciphertext: tdh2.ValidCiphertext = field(repr=False)
     """Already checked by the state machine (proof valid under this key and context)."""
 
@@ -59,12 +63,16 @@ class ComputeSumPartial(PartialWork):
     """Compute this node's partial decryption of an encrypted sum (homomorphic key) and seal
     it to ``reply_key``."""
 
+    op: ClassVar[str] = "decrypt_sum"
+
     ciphertext: SumCiphertext = field(repr=False)
 
 
 @dataclass(frozen=True)
 class ComputeSignaturePartial(PartialWork):
     """Compute this node's partial BLS signature of ``message`` and seal it to ``reply_key``."""
+
+    op: ClassVar[str] = "sign"
 
     message: bytes = field(repr=False)
 
