@@ -14,17 +14,19 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .crypto import bls, dkg, elgamal, tdh2
+from .crypto import bls, dkg, elgamal, frost, tdh2
 from .crypto.errors import CryptoError
 from .crypto.groups import Group, Rng
 from .crypto.sealing import SealingPublicKey, seal
 from .crypto.shamir import Share
 from .errors import KeystoreRecordMissing
+from .frost_nonces import NonceSupply
 from .genesis import Genesis
 from .identity import NodeIdentity
 from .keystore import Keystore, RecordName
 from .state import (
     GROUPS,
+    ComputeFrostShare,
     ComputePartial,
     ComputeSignaturePartial,
     ComputeSumPartial,
@@ -110,6 +112,8 @@ class Executor:
         self.stats = ExecutorStats()
         self._checked_vks: dict[tuple[str, int, int], bytes] = {}
         """Key versions and epochs whose share here matched the state's verification key."""
+        self.nonces = NonceSupply(node_id, genesis.chain_id, identity.signing_key, keystore)
+        """This node's FROST nonces (the node posts the batches it asks for)."""
 
     def run(self, effect: Effect) -> Output:
         """Carry out one effect."""
@@ -121,6 +125,8 @@ class Executor:
             return self._sum_partial(effect)
         if isinstance(effect, ComputeSignaturePartial):
             return self._signature_partial(effect)
+        if isinstance(effect, ComputeFrostShare):
+            return self._frost_share(effect)
         if isinstance(effect, StartDkg):
             return self._start_dkg(effect)
         if isinstance(effect, DeliverDkg):
@@ -193,6 +199,44 @@ class Executor:
             return self._refuse(e, "share_unavailable", f"node {self.node_id} cannot sign")
         return self._sealed_partial(e, reply_key, partial.encode())
 
+    def _frost_share(self, e: ComputeFrostShare) -> Output:
+        """FROST round two if the log chose this node: its signature share, sealed; every
+        node answers with the commitments the log spent (the client's signing package)."""
+        package = {"commitments": list(e.commitments)}
+        ref = e.nonces.get(self.node_id)
+        if ref is None:
+            return self._respond(
+                e.request_id, e.height, e.op, result={**_stamp(e), **package, "signer": False}
+            )
+        loaded = self._load_share(e, _ED25519)
+        if isinstance(loaded, Output):
+            return loaded
+        reply_key, share = loaded
+        mine = next(c for c in e.commitments if int.from_bytes(c[:2], "big") == self.node_id)
+        # Erased durably before the share exists: a crash from here on cannot reuse it.
+        nonces = self.nonces.take(ref, mine[2:])
+        if nonces is None:
+            return self._refuse(
+                e, "nonce_unavailable", f"node {self.node_id} holds no nonce for its commitment"
+            )
+        try:
+            signing_package = frost.SigningPackage(
+                tuple(frost.SigningCommitments.decode(_FROST, c) for c in e.commitments),
+                e.message,
+            )
+            key_package = frost.KeyPackage(
+                self.node_id,
+                share.value,
+                self._checked_vks[(e.key_id, e.version, e.epoch)],
+                e.public_key,
+                self.genesis.t,
+            )
+            signature_share = frost.sign(_FROST, signing_package, nonces, key_package, e.message)
+        except CryptoError as exc:
+            log.error("node %d: FROST signing package refused: %s", self.node_id, exc)
+            return self._refuse(e, "invalid_package", "the signing package is not usable")
+        return self._sealed_partial(e, reply_key, signature_share.encode(_FROST), package)
+
     def _load_share(
         self, e: PartialWork, group: Group[Any]
     ) -> tuple[SealingPublicKey, Share] | Output:
@@ -230,18 +274,16 @@ class Executor:
         return self._respond(e.request_id, e.height, e.op, error=code, message=message)
 
     def _sealed_partial(
-        self, e: PartialWork, reply_key: SealingPublicKey, partial: bytes
+        self,
+        e: PartialWork,
+        reply_key: SealingPublicKey,
+        partial: bytes,
+        extra: dict[str, Any] | None = None,
     ) -> Output:
         sealed = seal(reply_key, partial, sealed_aad(e.request_id, self.node_id))
         self.stats.partials += 1
         return self._respond(
-            e.request_id,
-            e.height,
-            e.op,
-            # The epoch names the verification keys the partial checks against (a refresh
-            # changes them, not the public key).
-            result={"key_id": e.key_id, "version": e.version, "epoch": e.epoch},
-            sealed=sealed,
+            e.request_id, e.height, e.op, result={**_stamp(e), **(extra or {})}, sealed=sealed
         )
 
     # -- DKG ------------------------------------------------------------------------------------
@@ -392,6 +434,14 @@ class Executor:
         return bool(self.participants)
 
 
+def _stamp(e: PartialWork) -> dict[str, Any]:
+    """What a partial is made under: the key, its version and the share epoch (whose
+    verification keys the partial checks against; a refresh changes them, not the key)."""
+    return {"key_id": e.key_id, "version": e.version, "epoch": e.epoch}
+
+
 GROUPS_BY_NAME: dict[str, Group[Any]] = {g.name: g for g in GROUPS.values()}
 _RISTRETTO = GROUPS_BY_NAME["ristretto255"]
 """The group of encryption and homomorphic keys (their shares and partials)."""
+_ED25519 = GROUPS[KeyKind.SIGN_ED25519]
+_FROST = frost.FROST_ED25519_SHA512

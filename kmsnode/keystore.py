@@ -205,13 +205,20 @@ class Keystore:
     # -- records -----------------------------------------------------------------------------
     def put(self, name: RecordName, secret: bytes) -> None:
         """Store (or replace) a secret atomically and durably."""
-        nonce = os.urandom(_NONCE)
-        sealed = nonce + self._aead.encrypt(nonce, bytes(secret), name.aad(self.node_id))
+        self.put_many([(name, secret)])
+
+    def put_many(self, records: list[tuple[RecordName, bytes]]) -> None:
+        """Store several secrets in one transaction (one fsync): all of them or none."""
+        rows = []
+        for name, secret in records:
+            nonce = os.urandom(_NONCE)
+            sealed = nonce + self._aead.encrypt(nonce, bytes(secret), name.aad(self.node_id))
+            rows.append((name.kind, name.key_id, name.version, name.epoch, sealed))
         with self._db:
-            self._db.execute(
+            self._db.executemany(
                 "INSERT OR REPLACE INTO records (kind, key_id, version, epoch, sealed) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (name.kind, name.key_id, name.version, name.epoch, sealed),
+                rows,
             )
 
     def get(self, name: RecordName) -> bytes:

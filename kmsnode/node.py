@@ -159,6 +159,8 @@ class KMSNode:
         self._waiters: dict[bytes, trio.Event] = {}
         self._arrived: dict[bytes, float] = {}  # request id -> when a client submitted it here
         self._applying_since = 0.0  # when the block being applied was delivered
+        self._mid_block = False
+        """Whether a block's effects are being executed (between checkpoints)."""
         self.timings = RequestTimings()
         self.gc_pauses = gc_policy.PauseMeter()
         self._stranger_budget = consensus.TokenBucket(
@@ -335,10 +337,17 @@ class KMSNode:
         self.audit_store.append(self.state.audit.drain())
         self.stats.blocks_applied += 1
         posts: list[bytes] = []
-        for i, effect in enumerate(effects):
-            if i:
-                await trio.lowlevel.checkpoint()  # a partial costs ~1-2 ms: interleave
-            posts.extend(self._execute_one(effect))
+        self._mid_block = True
+        try:
+            for i, effect in enumerate(effects):
+                if i:
+                    await trio.lowlevel.checkpoint()  # a partial costs ~1-2 ms: interleave
+                posts.extend(self._execute_one(effect))
+        finally:
+            self._mid_block = False
+        nonces = self._nonce_batch()
+        if nonces is not None:
+            posts.append(nonces)
         if block.height % EXECUTED_MARK_EVERY == 0 or any(
             isinstance(e, (StartDkg, KeyActivated, SharesRefreshed)) for e in effects
         ):
@@ -356,6 +365,13 @@ class KMSNode:
             self._answer(response.request_id, response.encode())
         return list(out.posts)
 
+    def _nonce_batch(self) -> bytes | None:
+        """A batch of FROST nonce commitments to post, if this node's pool in the log is low
+        (only between blocks: see ``NonceSupply.wanted``)."""
+        if self._mid_block:
+            return None
+        return self.executor.nonces.wanted(self.state.nonces.pool(self.me), time.monotonic())
+
     async def _ticker(self) -> None:
         # The log only makes blocks when there is something to order; a DKG waiting for a
         # deadline height needs blocks, so nodes post empty ticks while one is open.
@@ -364,6 +380,12 @@ class KMSNode:
         while True:
             await trio.sleep(TICK_INTERVAL)
             quiet = time.monotonic() - self._applying_since >= TICK_INTERVAL
+            # A quiet log still needs this node's nonce pool filled (at the start) and a lost
+            # batch posted again.
+            nonces = self._nonce_batch() if quiet else None
+            if nonces is not None:
+                with contextlib.suppress(MempoolFull):
+                    await self.consensus.submit(nonces, wait=False)
             if quiet and (self.executor.waiting_for_height or self.state.sessions):
                 self._tick_seq += 1
                 with contextlib.suppress(MempoolFull):  # busy enough: no tick needed
@@ -601,6 +623,11 @@ class KMSNode:
                 str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()
             },
             "executor": self.executor.stats.__dict__,
+            "frost_nonce_pool": self.state.nonces.available(self.me),
+            "frost_nonces": {
+                **self.executor.nonces.stats.__dict__,
+                "batches_rejected_by_log": self.state.nonces.rejected_batches,
+            },
             "node_stats": {
                 **self.stats.__dict__,
                 "client_evictions": self.guard.evicted,

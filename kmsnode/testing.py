@@ -76,6 +76,8 @@ class LocalNetwork:
     time_ms: int = 1_760_000_000_000
     byzantine: dict[int, Callable[[Response], bytes]] = field(default_factory=dict)
     """node id -> what it sends instead of its honest response (for fault tests)."""
+    silent: set[int] = field(default_factory=set)
+    """Nodes that post no FROST nonce batches (as if down, for fault tests)."""
 
     def __post_init__(self) -> None:
         self.identities = {i: NodeIdentity.generate() for i in range(1, self.n + 1)}
@@ -118,6 +120,10 @@ class LocalNetwork:
                     data = self.byzantine[i](response) if i in self.byzantine else response.encode()
                     self.outbox.setdefault(response.request_id, {})[i] = data
                     self.outbox_history.setdefault(response.request_id, {})[i] = data
+            if i not in self.silent:
+                batch = self.executors[i].nonces.wanted(state.nonces.pool(i), self.time_ms / 1000)
+                if batch is not None:
+                    self.pending.append(batch)
 
     def restart(self, node: int) -> None:
         """Crash and restart ``node``: fresh state machine and executor, keystore reopened, the
@@ -166,6 +172,7 @@ class LocalNetwork:
             {int(i): bytes.fromhex(k) for i, k in v["verification_keys"].items()},
             v["epoch"],
             v["version"],
+            described.result["kind"],
         )
 
     def run(

@@ -1,8 +1,9 @@
 """Benchmark: each threshold operation through a fresh 4-node testnet, beside its ceiling.
 
-For ``decrypt`` (TDH2), ``decrypt_sum`` (exponential ElGamal, values below 2^16) and ``sign``
-(threshold BLS), closed loop from one ``AsyncDistributedKMS`` at concurrency 1 (latency) and
-``--conc`` (throughput), ``--seconds`` each. The ceiling beside each is the same request
+For ``decrypt`` (TDH2), ``decrypt_sum`` (exponential ElGamal, values below 2^16), ``sign``
+(threshold BLS) and ``sign_frost`` (FROST Ed25519), closed loop from one
+``AsyncDistributedKMS`` at concurrency 1 (latency) and ``--conc`` (throughput), ``--seconds``
+each. The ceiling beside each is the same request
 through ``kmsnode.testing.LocalNetwork`` in this process, on one core, with no network and no
 consensus: the four state machines, executors and the client core, crypto included. The
 ratio says how much of that the real network keeps (above 100% is possible: the testnet has
@@ -38,7 +39,7 @@ from kmsnode.wire import sums
 from kmsnode.wire.requests import Decrypt, DecryptSum, KeyKind, Sign
 from testnet._control import wait_healthy
 
-OPS = ("decrypt", "decrypt_sum", "sign")
+OPS = ("decrypt", "decrypt_sum", "sign", "sign_frost")
 CONTEXT = {"bench": "ops"}
 
 
@@ -49,7 +50,7 @@ def ceilings(reps: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-ops-") as d:
         net = LocalNetwork(Path(d))
         try:
-            kinds = (KeyKind.ENCRYPT, KeyKind.HOMOMORPHIC, KeyKind.SIGN_BLS)
+            kinds = (KeyKind.ENCRYPT, KeyKind.HOMOMORPHIC, KeyKind.SIGN_BLS, KeyKind.SIGN_ED25519)
             keys = {kind: net.create_key(kind, "bench") for kind in kinds}
             materials = {kind: net.key_material(key) for kind, key in keys.items()}
             enc = materials[KeyKind.ENCRYPT]
@@ -70,6 +71,10 @@ def ceilings(reps: int) -> dict[str, float]:
                 "sign": (
                     lambda: Sign(keys[KeyKind.SIGN_BLS], b"bench"),
                     materials[KeyKind.SIGN_BLS],
+                ),
+                "sign_frost": (
+                    lambda: Sign(keys[KeyKind.SIGN_ED25519], b"bench"),
+                    materials[KeyKind.SIGN_ED25519],
                 ),
             }
             for name, (op, km) in cases.items():
@@ -124,12 +129,14 @@ async def on_testnet(client_json: Path, seconds: float, conc: int) -> dict[str, 
         enc = (await kms.create_key("encrypt", "bench")).key_id
         hom = (await kms.create_key("homomorphic", "bench")).key_id
         signer = (await kms.create_key("sign-bls", "bench")).key_id
+        frost_signer = (await kms.create_key("sign-ed25519", "bench")).key_id
         ct = await kms.encrypt(enc, b"x" * 32, CONTEXT)
         total = kms.add(*[await kms.encrypt_int(hom, v) for v in (1000, 234)])
         calls: dict[str, Callable[[], Awaitable[Any]]] = {
             "decrypt": lambda: kms.decrypt(ct, CONTEXT),
             "decrypt_sum": lambda: kms.decrypt_sum(total, 2**16),
             "sign": lambda: kms.sign(signer, b"bench"),
+            "sign_frost": lambda: kms.sign(frost_signer, b"bench"),
         }
         for name, call in calls.items():
             await call()  # warm: key material cached, search table built

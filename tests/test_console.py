@@ -38,6 +38,8 @@ def fake_status(chain: str = "test") -> dict[str, Any]:
         "audit_total": 3,
         "peers": {"1": True, "3": True, "4": False},
         "executor": {"partials": 5, "replies": 7},
+        "frost_nonce_pool": 40,
+        "frost_nonces": {"batches_posted": 3, "nonces_used": 56},
         "node_stats": {"submitted": 9},
         "consensus_stats": {"qcs_formed": 11, "commits_announced": 2},
         "memory": {"rss_kb": 1000, "keys": 1},
@@ -124,6 +126,8 @@ def test_metrics_are_valid_prometheus_text() -> None:
     assert "kms_consensus_committed_height 12" in samples
     assert 'kms_peer_connected{peer="4"} 0' in samples
     assert "kms_executor_partials_total 5" in samples
+    assert "kms_frost_nonce_pool 40" in samples
+    assert "kms_frost_nonces_nonces_used_total 56" in samples
     assert "kms_consensus_commits_announced_total 2" in samples
     assert "process_resident_memory_bytes 1024000" in samples
     assert 'kms_request_latency_seconds{leg="ordering",quantile="0.5"} 0.0605' in samples

@@ -214,7 +214,9 @@ def test_a_dealer_restarted_after_a_complaint_justifies_with_the_same_polynomial
     group = net.states[1].sessions[next(iter(net.states[1].sessions))].observer.session.group
     for raw in net.pending:
         payload = decode_payload(raw)
-        assert isinstance(payload, DkgPayload)
+        if not isinstance(payload, DkgPayload):  # the nodes' first FROST nonce batches
+            garbled.append(raw)
+            continue
         msg = dkg.decode_message(group, payload.message)
         if isinstance(msg, dkg.Deal) and msg.dealer == 4:
             sealed = tuple((j, b"\x01" + bytes(40) if j == 2 else s) for j, s in msg.sealed_shares)

@@ -46,6 +46,8 @@ def test_a_dealer_that_zeroes_its_own_share_cannot_stop_the_nodes(net: LocalNetw
     # sealed to it, and deals f(4) = -(their sum): its share, and so its verification key,
     # is zero (the identity). Every deal is valid. A refresh must still work, not raise.
     evil = 4
+    net.commit()  # the nodes' first FROST nonce batches land: from here on, the log holds deals
+    net.settle()
     net.commit(
         client_payload(
             net.client.prepare(CreateKey(KeyKind.ENCRYPT, "z"), now_ms=net.time_ms).request

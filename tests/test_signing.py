@@ -14,7 +14,6 @@ from kmsnode.client._core import ClientCore, KeyMaterial
 from kmsnode.client.errors import (
     AccessDenied,
     KeyUnavailable,
-    RequestRejected,
     StaleKeyMaterial,
 )
 from kmsnode.crypto import bls
@@ -125,10 +124,9 @@ def test_signing_refusals(net: LocalNetwork) -> None:
     enc = create(net, KeyKind.ENCRYPT)
     with pytest.raises(KeyUnavailable):
         sign(net, enc, b"m", material(net, enc))
-    frost = create(net, KeyKind.SIGN_ED25519)
-    with pytest.raises(RequestRejected) as refused:
-        sign(net, frost, b"m", material(net, frost))
-    assert refused.value.code == "not_supported"
+    homomorphic = create(net, KeyKind.HOMOMORPHIC)
+    with pytest.raises(KeyUnavailable):
+        sign(net, homomorphic, b"m", material(net, homomorphic))
 
 
 def test_a_message_over_the_limit_never_reaches_the_log(net: LocalNetwork) -> None:

@@ -1002,3 +1002,57 @@ def test_kmsnode_init_and_genesis(tmp_path: Path) -> None:
         timeout=60,
     )
     assert again.returncode == 2 and "refusing to overwrite" in again.stderr
+
+
+def test_frost_ed25519_signing_survives_a_killed_signer(tn: Testnet, kms: DistributedKMS) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    meta = kms.create_key("sign-ed25519", "frost releases")
+    key = meta.key_id
+    public_key = Ed25519PublicKey.from_public_bytes(meta.current.public_key)  # type: ignore[union-attr]
+    signature = kms.sign(key, b"release 2.0")
+    public_key.verify(signature, b"release 2.0")  # OpenSSL: raises if invalid
+    assert kms.verify(key, b"release 2.0", signature)
+    assert not kms.verify(key, b"release 2.1", signature)
+    # The CLI signs and verifies too.
+    signed = _kms(tn, "sign", "--key", key, stdin=b"artifact digest")
+    assert signed.returncode == 0, signed.stderr
+    public_key.verify(base64.b64decode(signed.stdout.strip()), b"artifact digest")
+    ok = _kms(
+        tn,
+        "verify",
+        "--key",
+        key,
+        "--signature",
+        signed.stdout.decode().strip(),
+        stdin=b"artifact digest",
+    )
+    assert ok.returncode == 0 and ok.stdout.strip() == b"valid", ok.stderr
+    # With t = 3 of 4, a killed node leaves exactly t signers: a signature the log gives to
+    # it fails over to the three others.
+    tn.kill(3)  # SIGKILL
+    try:
+        for k in range(4):
+            message = b"while node 3 is down %d" % k
+            public_key.verify(kms.sign(key, message), message)
+    finally:
+        tn.start(3)
+
+    def caught_up() -> bool:
+        st = status(tn)
+        return (
+            all(s is not None for s in st.values())
+            and len({s["state_height"] for s in st.values()}) == 1
+        )
+
+    wait_for(caught_up, 60, "node 3 to catch up")
+    # Node 3 signs again (its pool refilled, its nonces survived the crash or were replaced):
+    # with node 1 down, every signature needs it.
+    tn.kill(1)
+    try:
+        for k in range(3):
+            message = b"node 3 is back %d" % k
+            public_key.verify(kms.sign(key, message), message)
+    finally:
+        tn.start(1)
+        wait_for(caught_up, 60, "node 1 to catch up")

@@ -14,6 +14,7 @@ from .errors import KeyUnavailable as KeyUnavailable
 from .errors import NonceReused as NonceReused
 from .errors import QuorumUnavailable as QuorumUnavailable
 from .errors import RequestRejected as RequestRejected
+from .errors import SignersFailed as SignersFailed
 from .errors import SumOutOfBound as SumOutOfBound
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     "NonceReused",
     "QuorumUnavailable",
     "RequestRejected",
+    "SignersFailed",
     "SumOutOfBound",
 ]

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .. import net
 from ..crypto import bls, elgamal, tdh2
@@ -52,11 +53,14 @@ from ._audit import AuditPage, agree_on_audit
 from ._core import ClientCore, Collector, KeyMaterial
 from ._results import KeyMetadata, KeyPolicy
 from .errors import (
+    ClientError,
     InvalidCiphertextError,
     KeyNotFound,
     KeyUnavailable,
     NonceReused,
     QuorumUnavailable,
+    RequestRejected,
+    SignersFailed,
     StaleKeyMaterial,
     SumOutOfBound,
 )
@@ -69,6 +73,13 @@ ATTEMPT_TIMEOUT = 5.0
 """Seconds one node gets to answer one attempt before the client asks it again (a node that
 went silent, e.g. restarted after taking the request, is retried instead of waited out; a
 repeat is harmless: the node answers a request it already served from its cache)."""
+SIGN_ATTEMPTS = 4
+"""FROST signing sessions a ``sign`` may run (each without the signers that failed before)."""
+SIGNER_WAIT = 2.0
+"""Seconds a FROST signature waits for a chosen signer's share once f + 1 nodes named the
+signers (they execute the same committed request at about the same time)."""
+AVOID_SECONDS = 60.0
+"""How long a signer that failed is passed over (asked last) by this client's signatures."""
 CONFIG_ENV = "KMS_CONFIG"
 MAX_AUDIT_PAGE = 1000
 """Entries one audit call asks each node for (a node serves at most this many per page)."""
@@ -128,6 +139,11 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         self._signing_version: dict[str, int] = {}
         """Per signing key: its current version when last seen (a rotation is noticed when
         the nodes sign under a newer one)."""
+        self._avoid_until: dict[int, tuple[float, bool]] = {}
+        """FROST signers that failed lately -> until when (trio clock) they are passed over,
+        and whether for a bad share (else they were silent or refused: the next valid answer
+        they give ends it)."""
+        self.signer_wait = SIGNER_WAIT
         self.last_misbehaving: tuple[int, ...] = ()
 
     @classmethod
@@ -337,17 +353,23 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             raise SumOutOfBound(bound) from None
 
     async def sign(self, key_id: str, message: bytes) -> bytes:
-        """A threshold BLS signature of ``message`` (at most 4096 bytes; sign a digest of
-        anything longer) under a ``sign-bls`` key's current version: t partials, each sealed
-        to this request and checked by pairing, combined and checked against the public key.
-        It verifies with any IETF BLS (``..._POP_``) implementation and ``verify``; the version
-        it was made under is ``signing_version(key_id)`` right after.
+        """A threshold signature of ``message`` (at most 4096 bytes; sign a digest of anything
+        longer) under a signing key's current version; the version it was made under is
+        ``signing_version(key_id)`` right after. Both kinds verify with standard libraries and
+        with ``verify``:
+
+        - ``sign-bls``: t partials, each sealed to this request and checked by pairing,
+          combined; an IETF BLS (``..._POP_``) signature.
+        - ``sign-ed25519``: FROST (RFC 9591). The log picks t signers and spends one nonce
+          commitment of each; their shares are sealed to this request, summed and checked: an
+          ordinary Ed25519 signature (RFC 8032). A signer that refuses, stays silent or sends
+          a bad share fails the attempt; the client asks again without it (up to
+          ``SIGN_ATTEMPTS`` times) and passes it over for ``AVOID_SECONDS``.
 
         Raises:
             ValueError: the message is longer than 4096 bytes.
             KeyUnavailable: not a signing key, disabled, or no active version.
-            RequestRejected: code ``not_supported`` for an Ed25519 key (FROST signing is not
-                served by the nodes yet).
+            SignersFailed: every FROST attempt lost a signer.
         """
         message = bytes(message)
         if len(message) > MAX_SIGN_MESSAGE:
@@ -357,8 +379,32 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         if material is None:
             material = _material(await self.describe_key(key_id), key_id, None)
             self._key_cache[(key_id, material.version)] = material
-        signature = await self._call_with_material(Sign(key_id, message), key_id, material)
-        return bytes(signature)
+        if material.kind != "sign-ed25519":
+            signature = await self._call_with_material(Sign(key_id, message), key_id, material)
+            return bytes(signature)
+        failure: ClientError | None = None
+        for attempt in range(SIGN_ATTEMPTS):
+            now = trio.current_time()
+            avoid = tuple(i for i, (until, _) in self._avoid_until.items() if until > now)
+            try:
+                signature = await self._call_with_material(
+                    Sign(key_id, message, avoid), key_id, material
+                )
+                return bytes(signature)
+            except SignersFailed as failed:
+                until = trio.current_time() + AVOID_SECONDS
+                for node in failed.nodes:
+                    self._avoid_until[node] = (until, node in failed.misbehaving)
+                failure = failed
+            except RequestRejected as rejected:
+                if rejected.code != "signers_unavailable":
+                    raise
+                # The nodes' nonce pools are empty (just started, or drained by a burst):
+                # they refill within a few blocks.
+                failure = rejected
+                await trio.sleep(0.25 * (attempt + 1))
+        assert failure is not None
+        raise failure
 
     def signing_version(self, key_id: str) -> int | None:
         """The key version this client's last signature under ``key_id`` was made with."""
@@ -375,11 +421,20 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             KeyUnavailable: not a BLS signing key, disabled, or no such active version.
         """
         meta = await self.describe_key(key_id)
-        if meta.kind != "sign-bls":
+        if meta.kind not in ("sign-bls", "sign-ed25519"):
             raise KeyUnavailable("wrong_key_kind", f"{key_id} is a {meta.kind} key")
         if meta.state != "enabled":
             raise KeyUnavailable("key_unavailable", f"{key_id} is {meta.state}")
         public_key = _material(meta, key_id, version).public_key
+        if meta.kind == "sign-ed25519":
+            # OpenSSL's RFC 8032 verification: no code of ours between key and verdict.
+            try:
+                Ed25519PublicKey.from_public_bytes(public_key).verify(
+                    bytes(signature), bytes(message)
+                )
+            except (InvalidSignature, ValueError):
+                return False
+            return True
         try:
             bls.verify(public_key, bytes(message), bytes(signature))
         except CryptoError:
@@ -523,6 +578,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             s.stats.connected for s in self._sessions.values()
         )
         body = {"request": prepared.payload, "relay": relay, "vouch": self._vouch}
+        signers_named = trio.Event()
         with trio.move_on_after(self.timeout):
             async with trio.open_nursery() as nursery:
                 for node_id in self.nodes:
@@ -533,13 +589,43 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                         collector,
                         nursery.cancel_scope,
                         errors,
+                        signers_named,
+                    )
+                if collector.frost:
+                    nursery.start_soon(
+                        self._wait_for_signers,
+                        collector,
+                        signers_named,
+                        nursery.cancel_scope,
+                        errors,
                     )
         self.last_misbehaving = tuple(sorted(collector.misbehaving))
+        # A signer passed over for silence or a refusal that answers validly is back.
+        for node in set(collector.answers) - collector.misbehaving - collector.refused:
+            if node in self._avoid_until and not self._avoid_until[node][1]:
+                del self._avoid_until[node]
         if errors:
             raise errors[0]
         if not collector.done:
             raise collector.unavailable()
         return collector.result
+
+    async def _wait_for_signers(
+        self,
+        collector: Collector,
+        signers_named: trio.Event,
+        done: trio.CancelScope,
+        errors: list[BaseException],
+    ) -> None:
+        """FROST: once the signers are known, give the missing ones ``signer_wait`` seconds,
+        then fail the attempt naming them (the next one goes without them)."""
+        await signers_named.wait()
+        await trio.sleep(self.signer_wait)
+        missing = collector.waiting_for_signers()
+        if not collector.done and missing:
+            collector.done = True
+            errors.append(SignersFailed(missing))
+            done.cancel()
 
     async def _ask(
         self,
@@ -548,6 +634,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         collector: Collector,
         done: trio.CancelScope,
         errors: list[BaseException],
+        signers_named: trio.Event,
     ) -> None:
         session = self._sessions[node_id]
         delay = 0.2
@@ -567,6 +654,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                     try:
                         if collector.add(node_id, env.body):
                             done.cancel()
+                        elif collector.frost and collector.waiting_for_signers():
+                            signers_named.set()
                     except Exception as exc:  # a typed rejection the nodes agree on
                         errors.append(exc)
                         done.cancel()
@@ -590,7 +679,7 @@ def _material(meta: KeyMetadata, key_id: str, version: int | None) -> KeyMateria
     v = meta.current if version is None else meta.version(version)
     if v is None or v.state != "active" or v.public_key is None:
         raise KeyUnavailable("key_unavailable", f"{key_id} has no active version {version or ''}")
-    return KeyMaterial(v.public_key, dict(v.verification_keys), v.epoch, v.version)
+    return KeyMaterial(v.public_key, dict(v.verification_keys), v.epoch, v.version, meta.kind)
 
 
 def _sum_ciphertext(data: bytes) -> sums.SumCiphertext:

@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..crypto import bls, elgamal, tdh2
-from ..crypto.errors import CryptoError, InvalidCiphertext, NotEnoughPartials
+from ..crypto import bls, elgamal, frost, tdh2
+from ..crypto.errors import CryptoError, InvalidCiphertext, InvalidPartial, NotEnoughPartials
 from ..crypto.groups import RISTRETTO255
 from ..crypto.sealing import SealingPrivateKey, open_sealed
 from ..crypto.tdh2 import PartialDecryption
@@ -32,6 +32,7 @@ from ..wire.sums import SumCiphertext
 from .errors import (
     InvalidCiphertextError,
     QuorumUnavailable,
+    SignersFailed,
     StaleKeyMaterial,
     error_for,
 )
@@ -46,12 +47,16 @@ class KeyMaterial(NamedTuple):
     epoch: int
     version: int
     """The key version these belong to (a signature is made under the current one)."""
+    kind: str = ""
+    """The key's kind (``sign-ed25519`` keys sign with FROST: shares, not partials)."""
 
 
 _DECRYPTIONS = (Decrypt, DecryptSum, Sign)
 """Operations answered with partials sealed to the request's reply key."""
-_NODE_LOCAL_ERRORS = frozenset({"share_unavailable"})
+_NODE_LOCAL_ERRORS = frozenset({"share_unavailable", "nonce_unavailable", "invalid_package"})
 """Errors about the answering node itself, not the request: never agreed on."""
+_FROST = frost.FROST_ED25519_SHA512
+_FROST_COMMITMENTS = 2 + 2 * _FROST.group.element_size
 
 
 class NonceSource:
@@ -135,6 +140,10 @@ class Collector:
     newer_stamps: dict[int, tuple[int, int]] = field(default_factory=dict)
     """Node -> the (key version, share epoch) it answered under, for partials newer than
     ``key_material``."""
+    packages: dict[int, tuple[bytes, ...]] = field(default_factory=dict)
+    """FROST: node -> the commitments it says the log spent (the signing package)."""
+    refused: set[int] = field(default_factory=set)
+    """Nodes that answered with an error about themselves (no share, no nonce)."""
     done: bool = False
     result: Any = field(default=None, repr=False)  # a decryption's plaintext: never in a repr
     """Once done: the public answer, the plaintext, the signature, or for a sum the element
@@ -167,9 +176,24 @@ class Collector:
             self.misbehaving.add(node_id)
             return False
         self.answers[node_id] = response
+        if response.error in _NODE_LOCAL_ERRORS:
+            self.refused.add(node_id)
+            if self.frost:
+                return self._try_frost()
         if isinstance(self.prepared.request.op, _DECRYPTIONS) and response.error is None:
+            if self.frost:
+                return self._add_frost(node_id, response)
             return self._add_partial(node_id, response)
         return self._settle_public()
+
+    @property
+    def frost(self) -> bool:
+        """Whether this is a FROST signature (its answers carry shares and the package)."""
+        return (
+            isinstance(self.prepared.request.op, Sign)
+            and self.key_material is not None
+            and self.key_material.kind == "sign-ed25519"
+        )
 
     def _settle_public(self) -> bool:
         # A node without a share says so for itself only: f + 1 of those must not end a
@@ -207,34 +231,145 @@ class Collector:
                 partial = bls.PartialSignature.decode(raw)
             if (partial.signer if isinstance(op, Sign) else partial.id) != node_id:
                 raise MalformedMessage("partial for another participant")
-            result = response.result if isinstance(response.result, dict) else {}
-            if result.get("key_id") != self.key_id:
-                raise MalformedMessage("a partial for another key")
-            version, epoch = result.get("version"), result.get("epoch")
-            if type(version) is not int or type(epoch) is not int or min(version, epoch) < 0:
-                raise MalformedMessage("a partial names no key version and share epoch")
-            stamp = (version, epoch)
+            stamp = self._stamp(response)
         except (MalformedMessage, CryptoError):
             self.misbehaving.add(node_id)
             return False
-        if self.key_material is not None:
-            held = (self.key_material.version, self.key_material.epoch)
-            if stamp != held:
-                # All honest nodes answer at one log height, so under one key version and
-                # share epoch, and never an older one than the client fetched before asking:
-                # older is a lie. Newer means a refresh (or, for a signature, a rotation)
-                # since the fetch; f + 1 nodes (at least one honest) saying so is worth
-                # fetching the key again, fewer wait for the others.
-                if stamp < held:
-                    self.misbehaving.add(node_id)
-                    return False
-                self.newer_stamps[node_id] = stamp
-                if sum(1 for s in self.newer_stamps.values() if s == stamp) >= self.quorum:
-                    self.done = True
-                    raise StaleKeyMaterial(stamp[1], stamp[0])
-                return False
+        if not self._current(node_id, stamp):
+            return False
         self.partials[node_id] = partial
         return self._try_combine()
+
+    def _stamp(self, response: Response) -> tuple[int, int]:
+        """The (key version, share epoch) a partial says it was made under.
+
+        Raises:
+            MalformedMessage: another key, or no version and epoch.
+        """
+        result = response.result if isinstance(response.result, dict) else {}
+        if result.get("key_id") != self.key_id:
+            raise MalformedMessage("a partial for another key")
+        version, epoch = result.get("version"), result.get("epoch")
+        if type(version) is not int or type(epoch) is not int or min(version, epoch) < 0:
+            raise MalformedMessage("a partial names no key version and share epoch")
+        return version, epoch
+
+    def _current(self, node_id: int, stamp: tuple[int, int]) -> bool:
+        """Whether a partial's stamp is the one the key material is for.
+
+        Raises:
+            StaleKeyMaterial: f + 1 nodes answered under one newer stamp.
+        """
+        if self.key_material is None:
+            return True
+        held = (self.key_material.version, self.key_material.epoch)
+        if stamp == held:
+            return True
+        # All honest nodes answer at one log height, so under one key version and share
+        # epoch, and never an older one than the client fetched before asking: older is a
+        # lie. Newer means a refresh (or, for a signature, a rotation) since the fetch; f + 1
+        # nodes (at least one honest) saying so is worth fetching the key again, fewer wait
+        # for the others.
+        if stamp < held:
+            self.misbehaving.add(node_id)
+            return False
+        self.newer_stamps[node_id] = stamp
+        if sum(1 for s in self.newer_stamps.values() if s == stamp) >= self.quorum:
+            self.done = True
+            raise StaleKeyMaterial(stamp[1], stamp[0])
+        return False
+
+    # -- FROST --------------------------------------------------------------------------------
+    def _add_frost(self, node_id: int, response: Response) -> bool:
+        """Take a node's FROST answer: the package it says the log spent, and (a chosen
+        signer) its signature share sealed to this request."""
+        reply_key = self.prepared.reply_key
+        assert reply_key is not None
+        try:
+            stamp = self._stamp(response)
+            assert isinstance(response.result, dict)  # _stamp checked it
+            listed = response.result.get("commitments")
+            if (
+                not isinstance(listed, list)
+                or len(listed) != self.genesis.t
+                or not all(isinstance(c, bytes) and len(c) == _FROST_COMMITMENTS for c in listed)
+            ):
+                raise MalformedMessage("a FROST answer without t commitments")
+            package = tuple(listed)
+            signers = {int.from_bytes(c[:2], "big") for c in package}
+            share = None
+            if response.sealed is not None:
+                raw = open_sealed(
+                    reply_key, response.sealed, sealed_aad(response.request_id, node_id)
+                )
+                share = frost.SignatureShare.decode(_FROST, raw)
+                if share.identifier != node_id or node_id not in signers:
+                    raise MalformedMessage("a FROST share from a signer the package does not list")
+        except (MalformedMessage, CryptoError):
+            self.misbehaving.add(node_id)
+            return False
+        if not self._current(node_id, stamp):
+            return False
+        self.packages[node_id] = package
+        if share is not None:
+            self.partials[node_id] = share
+        return self._try_frost()
+
+    def _try_frost(self) -> bool:
+        """Once f + 1 nodes agree on the package (one of them honest: it is the log's), sum
+        the chosen signers' shares; a signer that refused or sent a bad share fails this
+        attempt at once, naming it, so the next one avoids it.
+
+        Raises:
+            SignersFailed: a chosen signer refused, or its share does not verify.
+        """
+        counts = Counter(self.packages.values())
+        agreed = next((p for p, c in counts.items() if c >= self.quorum), None)
+        if agreed is None:
+            return False
+        liars = {i for i, p in self.packages.items() if p != agreed}
+        self.misbehaving.update(liars)
+        signers = [int.from_bytes(c[:2], "big") for c in agreed]
+        refused = [i for i in signers if i in self.refused]
+        if refused:
+            self.done = True
+            raise SignersFailed(refused)
+        shares = [self.partials[i] for i in signers if i in self.partials and i not in liars]
+        if len(shares) < len(signers):
+            return False
+        assert self.key_material is not None and isinstance(self.prepared.request.op, Sign)
+        material = self.key_material
+        try:
+            package = frost.SigningPackage(
+                tuple(frost.SigningCommitments.decode(_FROST, c) for c in agreed),
+                self.prepared.request.op.message,
+            )
+            public = frost.PublicKeyPackage(
+                dict(material.verification_keys), material.public_key, self.genesis.t
+            )
+            signature = frost.aggregate(_FROST, package, shares, public)
+        except InvalidPartial as exc:
+            self.misbehaving.update(exc.culprits)
+            self.done = True
+            raise SignersFailed(exc.culprits, exc.culprits) from None
+        except CryptoError:
+            # f + 1 nodes vouched for a package that does not work, or the key material is
+            # not this key's: nothing to retry with.
+            self.done = True
+            raise SignersFailed(signers) from None
+        self.misbehaving.update(self.newer_stamps)
+        self.done = True
+        self.result = signature
+        return True
+
+    def waiting_for_signers(self) -> tuple[int, ...]:
+        """FROST: the chosen signers whose shares have not come (once the package is known)."""
+        counts = Counter(self.packages.values())
+        agreed = next((p for p, c in counts.items() if c >= self.quorum), None)
+        if agreed is None:
+            return ()
+        signers = [int.from_bytes(c[:2], "big") for c in agreed]
+        return tuple(i for i in signers if i not in self.partials)
 
     @cached_property
     def key_id(self) -> str:

@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--key", required=True)
         p.add_argument("--context", action="append", default=[], help="key=value (repeatable)")
         p.add_argument("--base64", action="store_true", help="base64 ciphertext on the wire")
-    p = sub.add_parser("sign", help="threshold BLS signature of stdin (<= 4096 bytes; base64)")
+    p = sub.add_parser(
+        "sign", help="threshold signature (BLS or FROST Ed25519) of stdin (<= 4096 bytes; base64)"
+    )
     p.add_argument("--key", required=True)
     p = sub.add_parser("verify", help="check a signature of stdin (exit 1 if invalid)")
     p.add_argument("--key", required=True)

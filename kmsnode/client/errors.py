@@ -11,6 +11,7 @@
     ├── RequestRejected       any other refusal the nodes agree on; ``code`` says which
     ├── SumOutOfBound         a decrypted sum lies outside [0, bound): ask with a larger one
     ├── StaleKeyMaterial      partials of a newer share epoch (refetched and retried first)
+    ├── SignersFailed         FROST signers the log chose did not all sign (retried first)
     └── QuorumUnavailable     not enough valid answers in time; says how many answered and
                               which nodes misbehaved
 
@@ -90,6 +91,20 @@ class StaleKeyMaterial(ClientError):
         )
         self.epoch = epoch
         self.version = version
+
+
+class SignersFailed(ClientError):
+    """Some of the signers the log chose for a FROST signature refused, went silent or sent
+    an invalid share (``nodes``; those among ``misbehaving`` sent a share that does not
+    verify). The client library asks again with them to be avoided (up to ``SIGN_ATTEMPTS``
+    times); callers see this only if every attempt failed so."""
+
+    code = "signers_failed"
+
+    def __init__(self, nodes: Iterable[int], misbehaving: Iterable[int] = ()) -> None:
+        self.nodes = tuple(sorted(set(nodes)))
+        self.misbehaving = tuple(sorted(set(misbehaving)))
+        super().__init__(f"FROST signers {list(self.nodes)} did not deliver valid shares")
 
 
 class QuorumUnavailable(ClientError):

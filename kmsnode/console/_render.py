@@ -318,6 +318,11 @@ def metrics(status: Mapping[str, Any], chain_id: str) -> str:
         ("kms_keys", "Keys in the replicated state.", "keys"),
         ("kms_dkg_sessions_open", "DKG or refresh sessions in progress.", "dkg_sessions"),
         ("kms_audit_entries", "Entries in the audit trail.", "audit_total"),
+        (
+            "kms_frost_nonce_pool",
+            "Unused FROST nonce commitments this node holds in the log.",
+            "frost_nonce_pool",
+        ),
     )
     for name, help_text, field in gauges:
         out.add(name, "gauge", help_text, status.get(field))
@@ -331,6 +336,7 @@ def metrics(status: Mapping[str, Any], chain_id: str) -> str:
         )
     for group, prefix in (
         ("executor", "kms_executor"),
+        ("frost_nonces", "kms_frost_nonces"),
         ("node_stats", "kms_node"),
         ("consensus_stats", "kms_consensus"),
     ):

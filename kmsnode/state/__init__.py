@@ -5,6 +5,7 @@ from ._audit import AuditEntry as AuditEntry
 from ._audit import AuditTrail as AuditTrail
 from ._audit import entry_from_json as entry_from_json
 from ._audit import verify_chain as verify_chain
+from ._effects import ComputeFrostShare as ComputeFrostShare
 from ._effects import ComputePartial as ComputePartial
 from ._effects import ComputeSignaturePartial as ComputeSignaturePartial
 from ._effects import ComputeSumPartial as ComputeSumPartial
@@ -23,14 +24,19 @@ from ._keys import VersionState as VersionState
 from ._machine import NONCE_WINDOW_MS as NONCE_WINDOW_MS
 from ._machine import CommittedBatch as CommittedBatch
 from ._machine import KMSState as KMSState
+from ._nonces import MAX_POOL as MAX_POOL
+from ._nonces import NodePool as NodePool
+from ._nonces import NonceRef as NonceRef
 
 __all__ = [
     "GENESIS_HASH",
     "GROUPS",
+    "MAX_POOL",
     "NONCE_WINDOW_MS",
     "AuditEntry",
     "AuditTrail",
     "CommittedBatch",
+    "ComputeFrostShare",
     "ComputePartial",
     "ComputeSignaturePartial",
     "ComputeSumPartial",
@@ -41,6 +47,8 @@ __all__ = [
     "KeyRecord",
     "KeyState",
     "KeyVersion",
+    "NodePool",
+    "NonceRef",
     "PartialWork",
     "Reply",
     "SharesRefreshed",

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from ..crypto import dkg, tdh2
 from ..wire.sums import SumCiphertext
+from ._nonces import NonceRef
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,26 @@ class ComputeSignaturePartial(PartialWork):
 
 
 @dataclass(frozen=True)
+class ComputeFrostShare(PartialWork):
+    """FROST round two for ``message``: the log chose ``signers`` and spent one commitment of
+    each (``commitments``: each ``id:u16 | D | E``, by id; ``nonces``: where each sits in its
+    signer's pool). A chosen signer seals its signature share to ``reply_key``; every node
+    answers with the commitments, so the client learns the package from f + 1 of them."""
+
+    op: ClassVar[str] = "sign"
+
+    message: bytes = field(repr=False)
+    public_key: bytes = b""
+    """The key version's group public key (the binding factors and challenge hash it)."""
+    commitments: tuple[bytes, ...] = ()
+    nonces: Mapping[int, NonceRef] = field(default_factory=dict)
+
+    @property
+    def signers(self) -> tuple[int, ...]:
+        return tuple(sorted(self.nonces))
+
+
+@dataclass(frozen=True)
 class StartDkg:
     """Open a DKG session: the node builds its participant and posts its deal."""
 
@@ -119,6 +140,7 @@ Effect = (
     | ComputePartial
     | ComputeSumPartial
     | ComputeSignaturePartial
+    | ComputeFrostShare
     | StartDkg
     | DeliverDkg
     | KeyActivated

@@ -8,6 +8,7 @@ on its own (signature, replay window, policy), so no node has to trust another's
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,13 @@ from ..crypto import dkg, tdh2
 from ..crypto.errors import CryptoError, InvalidCiphertext
 from ..errors import MalformedMessage
 from ..genesis import Genesis
-from ..wire.payload import ClientPayload, DkgPayload, TickPayload, decode_payload
+from ..wire.payload import (
+    ClientPayload,
+    DkgPayload,
+    NoncePayload,
+    TickPayload,
+    decode_payload,
+)
 from ..wire.requests import (
     CreateKey,
     Decrypt,
@@ -39,6 +46,7 @@ from ..wire.requests import (
 from ..wire.sums import SumCiphertext
 from ._audit import AuditTrail
 from ._effects import (
+    ComputeFrostShare,
     ComputePartial,
     ComputeSignaturePartial,
     ComputeSumPartial,
@@ -50,6 +58,7 @@ from ._effects import (
     StartDkg,
 )
 from ._keys import GROUPS, KeyRecord, KeyState, KeyVersion, VersionState
+from ._nonces import NoncePools
 
 NONCE_WINDOW_MS = 10 * 60 * 1000
 """A request's nonce carries its creation time (``nonce >> 16`` is Unix ms); the log accepts it
@@ -126,6 +135,9 @@ class KMSState:
             info.id: dkg.Member(info.signing_key, info.sealing_key) for info in genesis.nodes
         }
         self.rejected_payloads = 0
+        self.nonces = NoncePools(
+            genesis.chain_id, {info.id: info.signing_key for info in genesis.nodes}
+        )
 
     # -- applying blocks ----------------------------------------------------------------------
     def apply(self, block: CommittedBatch) -> list[Effect]:
@@ -152,6 +164,8 @@ class KMSState:
                 effects.extend(self._client(payload.request))
             elif isinstance(payload, DkgPayload):
                 effects.extend(self._dkg_message(payload))
+            elif isinstance(payload, NoncePayload):
+                self.nonces.add(payload)
             elif isinstance(payload, TickPayload):
                 pass
         effects.extend(self._dkg_heights())
@@ -511,11 +525,38 @@ class KMSState:
         return [ComputeSumPartial(*self._work(request, record, version), ciphertext=parsed)]
 
     def _sign(self, request: Request, op: Sign) -> list[Effect]:
-        record, version = self._partial_request(
-            request, op.key_id, Permission.SIGN, KeyKind.SIGN_BLS, None
-        )
+        kind = KeyKind.SIGN_BLS
+        if (record := self.keys.get(op.key_id)) is not None and record.kind is KeyKind.SIGN_ED25519:
+            kind = KeyKind.SIGN_ED25519
+        record, version = self._partial_request(request, op.key_id, Permission.SIGN, kind, None)
+        if kind is KeyKind.SIGN_ED25519:
+            return self._frost_sign(request, op, record, version)
         self._audit(request, record.key_id, "ok")
         return [ComputeSignaturePartial(*self._work(request, record, version), message=op.message)]
+
+    def _frost_sign(
+        self, request: Request, op: Sign, record: KeyRecord, version: KeyVersion
+    ) -> list[Effect]:
+        """FROST's coordinator: choose t signers with commitments in the log, spend one each."""
+        t = self.genesis.t
+        signers = self.nonces.choose(request.request_id, version.verification_keys, op.avoid, t)
+        if signers is None:
+            raise Denied(
+                "signers_unavailable",
+                f"fewer than {t} nodes have FROST nonce commitments in the log; retry shortly",
+            )
+        spent = {i: self.nonces.spend(i) for i in signers}
+        self._audit(request, record.key_id, "ok")
+        assert version.public_key is not None  # an active version has one
+        return [
+            ComputeFrostShare(
+                *self._work(request, record, version),
+                message=op.message,
+                public_key=version.public_key,
+                commitments=tuple(struct.pack(">H", i) + spent[i][1] for i in signers),
+                nonces={i: ref for i, (ref, _) in spent.items()},
+            )
+        ]
 
     def _partial_request(
         self,
@@ -530,8 +571,6 @@ class KMSState:
         carries a reply key, and version ``number`` (None: the current one) is usable."""
         record = self._key(key_id)
         self._require(request.client, record, permission)
-        if record.kind is KeyKind.SIGN_ED25519 and kind is KeyKind.SIGN_BLS:
-            raise Denied("not_supported", "FROST Ed25519 signing is not served by the nodes yet")
         if record.kind is not kind:
             raise Denied("wrong_key_kind", f"key {record.key_id} is a {record.kind.value} key")
         if request.reply_key is None:

@@ -4,18 +4,29 @@ A log payload is ``[tag, body]``: ``"req"`` with a client ``Request``'s bytes; `
 ``[key_id, version, epoch, message]`` where ``message`` is a signed DKG message (its signature
 names the node that posted it; the DKG machine checks it); or ``"tick"`` with ``[node, seq]``:
 an empty entry nodes post while a DKG waits for a deadline height, because the log only makes
-blocks when there is something to order.
+blocks when there is something to order; or ``"nonces"`` with
+``[node, seq, replace, [commitment, ...], signature]``: a batch of a node's FROST nonce
+commitments for its pool in the log (``kmsnode.state``), signed by the node.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..crypto.encoding import transcript
+from ..crypto.signatures import verify_ed25519
 from ..errors import MalformedMessage
 from ._codec import Reader, pack, unpack
 from .requests import MAX_KEY_ID, Request
 
 MAX_DKG_MESSAGE = 2 * 1024 * 1024
+MAX_NONCE_BATCH = 64
+"""Commitments one nonce batch may carry."""
+NONCE_COMMITMENT_SIZE = 64
+"""A FROST Ed25519 commitment pair ``D || E`` (two encoded points)."""
+_NONCES_DST = b"kmsnode/frost-nonces/v1"
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,46 @@ class TickPayload:
         return pack(["tick", [self.node, self.seq]])
 
 
-LogPayload = ClientPayload | DkgPayload | TickPayload
+@dataclass(frozen=True)
+class NoncePayload:
+    """A batch of node ``node``'s FROST nonce commitments ``D || E``, its ``seq``-th (the log
+    takes a node's batches in order, each once); ``replace`` drops the node's unused ones
+    first (its keystore lost their nonces, e.g. after a restore from backup)."""
+
+    node: int
+    seq: int
+    replace: bool
+    commitments: tuple[bytes, ...]
+    signature: bytes = b""
+
+    def signing_bytes(self, chain_id: str) -> bytes:
+        """What the node signs: the batch, bound to the chain."""
+        body = pack([self.node, self.seq, self.replace, list(self.commitments)])
+        return transcript(_NONCES_DST, chain_id.encode(), body)
+
+    def signed(self, chain_id: str, key: Ed25519PrivateKey) -> NoncePayload:
+        return NoncePayload(
+            self.node,
+            self.seq,
+            self.replace,
+            self.commitments,
+            key.sign(self.signing_bytes(chain_id)),
+        )
+
+    def verify(self, chain_id: str, public_key: bytes) -> None:
+        """Raises: CryptoError: the signature is not the node's."""
+        verify_ed25519(public_key, self.signature, self.signing_bytes(chain_id))
+
+    def encode(self) -> bytes:
+        return pack(
+            [
+                "nonces",
+                [self.node, self.seq, self.replace, list(self.commitments), self.signature],
+            ]
+        )
+
+
+LogPayload = ClientPayload | DkgPayload | TickPayload | NoncePayload
 
 
 def client_payload(request: Request) -> bytes:
@@ -83,4 +133,26 @@ def decode_payload(data: bytes) -> LogPayload:
     if tag == "tick":
         t = Reader(r.raw(1), "tick", 2)
         return TickPayload(t.integer(0, "node", 1, 2**16), t.integer(1, "seq"))
+    if tag == "nonces":
+        n = Reader(r.raw(1), "nonces", 5)
+        replace = n.raw(2)
+        items = n.raw(3)
+        if not isinstance(replace, bool):
+            raise MalformedMessage("nonces.replace: expected a boolean")
+        if (
+            not isinstance(items, list)
+            or not 1 <= len(items) <= MAX_NONCE_BATCH
+            or not all(isinstance(c, bytes) and len(c) == NONCE_COMMITMENT_SIZE for c in items)
+        ):
+            raise MalformedMessage(
+                f"nonces.commitments: expected 1..{MAX_NONCE_BATCH} commitments of "
+                f"{NONCE_COMMITMENT_SIZE} bytes"
+            )
+        return NoncePayload(
+            n.integer(0, "node", 1, 2**16),
+            n.integer(1, "seq"),
+            replace,
+            tuple(items),
+            n.blob(4, "signature", 64),
+        )
     raise MalformedMessage(f"payload: unknown tag {tag!r}")

@@ -30,6 +30,8 @@ MAX_CIPHERTEXT = 1024 * 1024
 MAX_DESCRIPTION = 256
 MAX_SIGN_MESSAGE = 4096
 """Bytes a message to sign may take (as AWS KMS's raw-message limit; sign a digest if more)."""
+MAX_AVOID = 64
+"""Node ids a signing request may ask the log to pass over."""
 MAX_SUM_CIPHERTEXT = 256
 """Bytes a sum ciphertext may take (``kmsnode.wire.sums``; a key id of MAX_KEY_ID fits)."""
 
@@ -166,18 +168,36 @@ class DecryptSum:
 
 @dataclass(frozen=True)
 class Sign:
-    """Ask every node for its partial signature of ``message`` under a signing key."""
+    """Ask the nodes for partial signatures of ``message`` under a signing key.
+
+    ``avoid`` (FROST keys only) names nodes the client saw fail to sign lately: the log picks
+    the signers among the others while at least ``t`` of them can sign.
+    """
 
     key_id: str
     message: bytes
+    avoid: tuple[int, ...] = ()
     name: ClassVar[str] = "sign"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "avoid", tuple(sorted(set(self.avoid))))
+
     def fields(self) -> list[Any]:
-        return [self.key_id, self.message]
+        return [self.key_id, self.message, list(self.avoid)]
 
     @classmethod
     def parse(cls, r: Reader) -> Sign:
-        return cls(_key_id(r, 1), r.blob(2, "message", max_len=MAX_SIGN_MESSAGE))
+        avoid = r.raw(3)
+        if (
+            not isinstance(avoid, list)
+            or len(avoid) > MAX_AVOID
+            or not all(type(i) is int and 1 <= i <= 2**16 for i in avoid)
+            or avoid != sorted(set(avoid))
+        ):
+            raise MalformedMessage(
+                f"sign.avoid: expected at most {MAX_AVOID} distinct node ids, sorted"
+            )
+        return cls(_key_id(r, 1), r.blob(2, "message", max_len=MAX_SIGN_MESSAGE), tuple(avoid))
 
 
 @dataclass(frozen=True)
@@ -270,7 +290,7 @@ OPERATIONS: dict[str, tuple[type[Any], int]] = {
     Encrypt.name: (Encrypt, 2),
     Decrypt.name: (Decrypt, 3),
     DecryptSum.name: (DecryptSum, 2),
-    Sign.name: (Sign, 3),
+    Sign.name: (Sign, 4),
     SetPolicy.name: (SetPolicy, 4),
     GetPolicy.name: (GetPolicy, 2),
     DisableKey.name: (DisableKey, 2),

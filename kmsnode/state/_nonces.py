@@ -1,0 +1,114 @@
+"""FROST nonce-commitment pools: the log as FROST's coordinator (DESIGN §7).
+
+Each node posts batches of commitments ``D || E`` to nonces it keeps in its keystore. The log
+numbers them (``NonceRef``: batch ``seq``, position) and a committed signing request takes
+each chosen signer's oldest one, so every honest node agrees on which commitment signs which
+message, and no commitment is ever handed out twice. A signer's nonce is bound to the one
+package the log gave it: even a node restored from a backup that still holds a used nonce
+can only compute the same share for the same package again, which reveals nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ..crypto.errors import CryptoError
+from ..crypto.groups import ED25519
+from ..wire.payload import NoncePayload
+
+MAX_POOL = 128
+"""Unused commitments a node may hold in the log (a batch that would exceed it is refused)."""
+
+
+class NonceRef(NamedTuple):
+    """Where a commitment sits: the node's batch ``seq`` and its position in that batch."""
+
+    seq: int
+    position: int
+
+
+@dataclass
+class NodePool:
+    """One node's unused commitments, oldest first, and the batch ``seq`` it must post next."""
+
+    next_seq: int = 0
+    entries: deque[tuple[NonceRef, bytes]] = field(default_factory=deque)
+
+    def refs(self) -> set[NonceRef]:
+        return {ref for ref, _ in self.entries}
+
+
+class NoncePools:
+    """Every node's pool (see the module docstring). Deterministic; no secrets."""
+
+    def __init__(self, chain_id: str, signing_keys: Mapping[int, bytes]) -> None:
+        self._chain_id = chain_id
+        self._signing_keys = dict(signing_keys)
+        self.pools: dict[int, NodePool] = {i: NodePool() for i in signing_keys}
+        self.rejected_batches = 0
+
+    def pool(self, node: int) -> NodePool:
+        """``node``'s pool (empty for a node outside the committee)."""
+        return self.pools.get(node) or NodePool()
+
+    def available(self, node: int) -> int:
+        """Unused commitments ``node`` holds in the log."""
+        pool = self.pools.get(node)
+        return len(pool.entries) if pool is not None else 0
+
+    def add(self, batch: NoncePayload) -> bool:
+        """Take a committed batch; returns whether it was accepted.
+
+        Refused (every node alike): a node outside the committee, a wrong signature, a batch
+        out of sequence (a replayed or superseded one), a pool overflow, or a commitment that
+        is not two valid non-identity points.
+        """
+        pool = self.pools.get(batch.node)
+        if pool is None or batch.seq != pool.next_seq:
+            self.rejected_batches += 1
+            return False
+        try:
+            batch.verify(self._chain_id, self._signing_keys[batch.node])
+            for c in batch.commitments:
+                ED25519.decode(c[:32])
+                ED25519.decode(c[32:])
+        except CryptoError:
+            self.rejected_batches += 1
+            return False
+        kept = 0 if batch.replace else len(pool.entries)
+        if kept + len(batch.commitments) > MAX_POOL:
+            self.rejected_batches += 1
+            return False
+        if batch.replace:
+            pool.entries.clear()
+        pool.entries.extend((NonceRef(batch.seq, i), c) for i, c in enumerate(batch.commitments))
+        pool.next_seq += 1
+        return True
+
+    def choose(
+        self, request_id: bytes, candidates: Iterable[int], avoid: Iterable[int], count: int
+    ) -> list[int] | None:
+        """``count`` signers among ``candidates`` with a commitment to spend, or None.
+
+        Nodes the client asked to avoid come last. Within each group the order is a hash of
+        the request and the node id: it spreads the work (and the nonce use) over the nodes,
+        and no party but the log picks who signs.
+        """
+        avoided = set(avoid)
+
+        def rank(node: int) -> tuple[bool, bytes]:
+            digest = hashlib.sha256(request_id + node.to_bytes(2, "big")).digest()
+            return node in avoided, digest
+
+        ready = sorted((i for i in candidates if self.available(i) > 0), key=rank)
+        if len(ready) < count:
+            return None
+        return sorted(ready[:count])
+
+    def spend(self, node: int) -> tuple[NonceRef, bytes]:
+        """Take ``node``'s oldest commitment (it must have one: see ``choose``)."""
+        return self.pools[node].entries.popleft()

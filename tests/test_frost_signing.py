@@ -1,0 +1,332 @@
+"""FROST Ed25519 signing through the log: nonce pools, signer choice, shares, and the client's
+aggregation, over the in-process log (``LocalNetwork``). Signatures are checked with OpenSSL
+(``cryptography``), an independent RFC 8032 implementation."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from kmsnode.client._core import Collector, KeyMaterial
+from kmsnode.client.errors import RequestRejected, SignersFailed
+from kmsnode.crypto import frost
+from kmsnode.crypto.sealing import SealingPublicKey, open_sealed, seal
+from kmsnode.frost_nonces import BATCH, LOW_WATER, nonce_record
+from kmsnode.state import ComputeFrostShare, KMSState, NonceRef
+from kmsnode.testing import LocalNetwork
+from kmsnode.wire.payload import NoncePayload, client_payload, decode_payload
+from kmsnode.wire.requests import KeyKind, RefreshKey, Sign
+from kmsnode.wire.responses import Response, sealed_aad
+
+SUITE = frost.FROST_ED25519_SHA512
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[LocalNetwork]:
+    network = LocalNetwork(tmp_path)
+    yield network
+    network.close()
+
+
+def openssl_verifies(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def sign(
+    net: LocalNetwork, key_id: str, message: bytes, km: KeyMaterial, avoid: tuple[int, ...] = ()
+) -> Collector:
+    return net.run(net.client.prepare(Sign(key_id, message, avoid), now_ms=net.time_ms), km)
+
+
+def signers_of(net: LocalNetwork, request_id: bytes) -> list[int]:
+    """The signers the log chose, from a non-Byzantine node's answer."""
+    answers = net.outbox_history[request_id]
+    for node in sorted(answers):
+        if node in net.byzantine:
+            continue
+        result = Response.decode(answers[node]).result
+        assert isinstance(result, dict)
+        return sorted(int.from_bytes(c[:2], "big") for c in result["commitments"])
+    raise AssertionError("no honest answer")
+
+
+def test_a_frost_signature_verifies_with_openssl(net: LocalNetwork) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    assert km.kind == "sign-ed25519"
+    c = sign(net, key_id, b"release 1.4.2", km)
+    assert c.done and not c.misbehaving
+    signature = c.result
+    assert isinstance(signature, bytes) and len(signature) == 64
+    assert openssl_verifies(km.public_key, b"release 1.4.2", signature)
+    assert not openssl_verifies(km.public_key, b"release 1.4.3", signature)
+    # Exactly t signers took part, and each spent one commitment of its pool.
+    chosen = signers_of(net, c.prepared.request_id)
+    assert len(chosen) == net.t
+    # FROST is randomized: a second signature of the same message differs, and verifies.
+    again = sign(net, key_id, b"release 1.4.2", km)
+    assert again.result != signature
+    assert openssl_verifies(km.public_key, b"release 1.4.2", again.result)
+    assert [e.op for e in net.states[2].audit.entries][-1] == "sign"
+
+
+def test_every_node_spends_the_same_commitments_and_pools_refill(net: LocalNetwork) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    pools = {i: net.states[1].nonces.available(i) for i in net.states}
+    assert all(p >= LOW_WATER for p in pools.values())
+    used: dict[int, int] = dict.fromkeys(net.states, 0)
+    for k in range(3 * BATCH):
+        c = sign(net, key_id, b"m%d" % k, km)
+        assert c.done, k
+        for i in signers_of(net, c.prepared.request_id):
+            used[i] += 1
+    # Every node holds the same pools (deterministic), none ran dry, and the work was spread.
+    views = [
+        {i: [e for e in s.nonces.pool(i).entries] for i in net.states} for s in net.states.values()
+    ]
+    assert all(v == views[0] for v in views)
+    assert all(net.states[1].nonces.available(i) >= LOW_WATER for i in net.states)
+    assert all(n > 0 for n in used.values()), used
+    # Nonces in each keystore: exactly the node's unspent pool (spent ones were erased).
+    for i, ex in net.executors.items():
+        held = {n for n in ex.keystore.names("frost-nonce")}
+        assert held == {nonce_record(ref) for ref, _ in net.states[i].nonces.pool(i).entries}
+
+
+def test_the_log_chooses_signers_deterministically_and_honours_avoid(net: LocalNetwork) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    c = sign(net, key_id, b"m", km, avoid=(1,))
+    assert 1 not in signers_of(net, c.prepared.request_id)
+    # Too many to avoid: the log still picks t signers, the avoided ones last.
+    c = sign(net, key_id, b"m", km, avoid=(1, 2))
+    chosen = signers_of(net, c.prepared.request_id)
+    assert {3, 4} <= set(chosen) and len(chosen) == net.t
+    assert c.done and openssl_verifies(km.public_key, b"m", c.result)
+
+
+def test_a_bad_share_names_its_signer_and_a_retry_without_it_succeeds(net: LocalNetwork) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    evil = 2
+
+    def bad_share(response: Response) -> bytes:
+        if response.sealed is None:
+            return response.encode()
+        prepared_key = reply_keys[response.request_id]
+        wrong = frost.SignatureShare(evil, 12345).encode(SUITE)
+        sealed = seal(prepared_key, wrong, sealed_aad(response.request_id, evil))
+        return net.resigned(evil, response, sealed=sealed)
+
+    reply_keys: dict[bytes, SealingPublicKey] = {}
+    net.byzantine[evil] = bad_share
+    for k in range(12):  # until the log picks the Byzantine node
+        prepared = net.client.prepare(Sign(key_id, b"m%d" % k), now_ms=net.time_ms)
+        assert prepared.request.reply_key is not None
+        reply_keys[prepared.request_id] = SealingPublicKey.decode(prepared.request.reply_key)
+        try:
+            c = net.run(prepared, km)
+        except SignersFailed as failed:
+            assert failed.nodes == (evil,) and failed.misbehaving == (evil,)
+            break
+        assert evil not in signers_of(net, prepared.request_id)
+        assert openssl_verifies(km.public_key, b"m%d" % k, c.result)
+    else:
+        raise AssertionError("the log never chose node 2")
+    c = sign(net, key_id, b"retry", km, avoid=(evil,))
+    assert c.done and openssl_verifies(km.public_key, b"retry", c.result)
+
+
+def test_a_node_lying_about_the_package_is_outvoted_and_named(net: LocalNetwork) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    liar = 4
+
+    def other_package(response: Response) -> bytes:
+        result = dict(response.result or {})
+        if "commitments" in result:
+            forged = list(result["commitments"])
+            forged[0] = forged[0][:2] + bytes(reversed(forged[0][2:]))
+            result["commitments"] = forged
+        return net.resigned(liar, response, result=result)
+
+    net.byzantine[liar] = other_package
+    first = sign(net, key_id, b"m", km, avoid=(liar,))
+    answers = net.outbox_history[first.prepared.request_id]
+    c = net.client.collector(first.prepared, km)
+    for node in (liar, *sorted(set(answers) - {liar})):  # the liar speaks first
+        if c.add(node, answers[node]):
+            break
+    assert c.done and openssl_verifies(km.public_key, b"m", c.result)
+    assert c.misbehaving == {liar}
+
+
+def test_a_silent_node_runs_dry_and_is_passed_over(net: LocalNetwork) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    net.silent.add(3)  # posts no more nonce batches, as if down
+    for k in range(LOW_WATER + BATCH):
+        c = sign(net, key_id, b"m%d" % k, km)
+        assert c.done
+    assert net.states[1].nonces.available(3) == 0
+    c = sign(net, key_id, b"later", km)
+    assert 3 not in signers_of(net, c.prepared.request_id)
+    # With two nodes silent and dry, t = 3 signers cannot be found: refused, not hung.
+    net.silent.add(4)
+    for k in range(3 * BATCH):
+        try:
+            sign(net, key_id, b"n%d" % k, km)
+        except RequestRejected as refused:
+            assert refused.code == "signers_unavailable"
+            break
+    else:
+        raise AssertionError("node 4's pool never ran dry")
+
+
+def test_a_nonce_is_erased_before_its_share_leaves_and_never_used_twice(
+    net: LocalNetwork,
+) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    prepared = net.client.prepare(Sign(key_id, b"once"), now_ms=net.time_ms)
+    net.commit(client_payload(prepared.request))
+    answers = net.outbox_history[prepared.request_id]
+    signer = signers_of(net, prepared.request_id)[0]
+    assert Response.decode(answers[signer]).sealed is not None
+    # The committed effect run again (a crash before the executed-height mark): the nonce
+    # is gone from the keystore, so the signer refuses instead of signing with another.
+    effect = _effect_for(net, prepared.request_id)
+    response = net.executors[signer].run(effect).responses[0]
+    assert response.error == "nonce_unavailable" and response.sealed is None
+    c = net.client.collector(prepared, km)
+    for node, data in sorted(answers.items()):
+        c.add(node, data)
+    assert c.done and openssl_verifies(km.public_key, b"once", c.result)
+
+
+def _effect_for(net: LocalNetwork, request_id: bytes) -> ComputeFrostShare:
+    """The FROST effect the log made for ``request_id``, from a fresh replay of the log."""
+    state = KMSState(net.genesis)
+    for block in net.log:
+        for effect in state.apply(block):
+            if isinstance(effect, ComputeFrostShare) and effect.request_id == request_id:
+                return effect
+    raise AssertionError("no FROST effect for the request")
+
+
+def test_a_restored_keystore_replaces_its_lost_commitments(
+    net: LocalNetwork, tmp_path: Path
+) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    node = 2
+    ks = net.executors[node].keystore
+    for name in ks.names("frost-nonce"):  # as if restored from before these were made
+        ks.delete(name)
+    net.restart(node)
+    net.commit()
+    net.settle()
+    pool = net.states[1].nonces.pool(node)
+    held = set(net.executors[node].keystore.names("frost-nonce"))
+    assert pool.entries and held == {nonce_record(ref) for ref, _ in pool.entries}
+    for k in range(6):
+        c = sign(net, key_id, b"m%d" % k, km)
+        assert c.done and openssl_verifies(km.public_key, b"m%d" % k, c.result)
+
+
+def test_the_log_refuses_forged_replayed_and_oversized_batches(net: LocalNetwork) -> None:
+    net.commit()
+    net.settle()
+    pools = net.states[1].nonces
+    before = {i: pools.available(i) for i in net.states}
+    seq = pools.pool(1).next_seq
+    commitment = net.states[1].nonces.pool(2).entries[0][1]
+    forged = NoncePayload(1, seq, False, (commitment,)).signed(
+        net.genesis.chain_id, net.identities[2].signing_key
+    )
+    replayed = NoncePayload(1, seq - 1, False, (commitment,)).signed(
+        net.genesis.chain_id, net.identities[1].signing_key
+    )
+    bad_point = NoncePayload(1, seq, False, (b"\x01" + bytes(63),)).signed(
+        net.genesis.chain_id, net.identities[1].signing_key
+    )
+    other_chain = NoncePayload(1, seq, False, (commitment,)).signed(
+        "another-chain", net.identities[1].signing_key
+    )
+    for payload in (forged, replayed, bad_point, other_chain):
+        assert decode_payload(payload.encode()) == payload
+        net.commit(payload.encode())
+    assert {i: pools.available(i) for i in net.states} == before
+    assert pools.rejected_batches == 4
+    assert all(s.nonces.rejected_batches == 4 for s in net.states.values())
+
+
+def test_signing_after_a_refresh_uses_the_new_shares(net: LocalNetwork) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    net.run(net.client.prepare(RefreshKey(key_id), now_ms=net.time_ms))
+    fresh = net.key_material(key_id)
+    assert fresh.epoch == km.epoch + 1 and fresh.public_key == km.public_key
+    c = sign(net, key_id, b"after refresh", fresh)
+    assert c.done and openssl_verifies(km.public_key, b"after refresh", c.result)
+
+
+def test_a_frost_effect_carries_no_secret_in_its_repr() -> None:
+    e = ComputeFrostShare(
+        b"r" * 32,
+        b"c" * 32,
+        1,
+        "key-1",
+        1,
+        0,
+        b"k",
+        {},
+        message=b"secret message",
+        public_key=b"p",
+        commitments=(),
+        nonces={1: NonceRef(0, 0)},
+    )
+    assert "secret message" not in repr(e)
+    assert dataclasses.is_dataclass(e)
+
+
+def test_a_keystore_restored_with_a_used_nonce_can_only_repeat_the_same_share(
+    net: LocalNetwork, tmp_path: Path
+) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    node = 1
+    db = tmp_path / f"node{node}.db"
+    net.executors[node].keystore.close()
+    backup = tmp_path / "backup.db"
+    shutil.copyfile(db, backup)
+    net.restart(node)
+    prepared = net.client.prepare(Sign(key_id, b"m", (4,)), now_ms=net.time_ms)
+    c = net.run(prepared, km)
+    assert c.done and node in signers_of(net, prepared.request_id)
+    assert prepared.reply_key is not None
+
+    def share_in(data: bytes) -> frost.SignatureShare:
+        sealed = Response.decode(data).sealed
+        assert sealed is not None
+        raw = open_sealed(prepared.reply_key, sealed, sealed_aad(prepared.request_id, node))
+        return frost.SignatureShare.decode(SUITE, raw)
+
+    first = share_in(net.outbox_history[prepared.request_id][node])
+    # Restore the backup (it still holds the nonce the log spent) and execute the block again.
+    net.executors[node].keystore.close()
+    shutil.copyfile(backup, db)
+    net.restart(node)
+    again = net.executors[node].run(_effect_for(net, prepared.request_id)).responses[0]
+    assert share_in(again.encode()) == first  # the same share: nothing new revealed
