@@ -37,6 +37,7 @@ from .state import (
     Reply,
     SharesRefreshed,
     StartDkg,
+    logged_commitments,
 )
 from .wire.payload import DkgPayload
 from .wire.requests import KeyKind
@@ -220,10 +221,7 @@ class Executor:
                 e, "nonce_unavailable", f"node {self.node_id} holds no nonce for its commitment"
             )
         try:
-            signing_package = frost.SigningPackage(
-                tuple(frost.SigningCommitments.decode(_FROST, c) for c in e.commitments),
-                e.message,
-            )
+            signing_package = frost.SigningPackage(logged_commitments(e.commitments), e.message)
             key_package = frost.KeyPackage(
                 self.node_id,
                 share.value,

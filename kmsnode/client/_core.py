@@ -26,6 +26,7 @@ from ..crypto.sealing import SealingPrivateKey, open_sealed
 from ..crypto.tdh2 import PartialDecryption
 from ..errors import MalformedMessage
 from ..genesis import Genesis
+from ..state import logged_commitments
 from ..wire.requests import Decrypt, DecryptSum, Operation, Request, Sign
 from ..wire.responses import Response, sealed_aad
 from ..wire.sums import SumCiphertext
@@ -341,8 +342,7 @@ class Collector:
         material = self.key_material
         try:
             package = frost.SigningPackage(
-                tuple(frost.SigningCommitments.decode(_FROST, c) for c in agreed),
-                self.prepared.request.op.message,
+                logged_commitments(agreed), self.prepared.request.op.message
             )
             public = frost.PublicKeyPackage(
                 dict(material.verification_keys), material.public_key, self.genesis.t

@@ -27,6 +27,7 @@ from ._machine import KMSState as KMSState
 from ._nonces import MAX_POOL as MAX_POOL
 from ._nonces import NodePool as NodePool
 from ._nonces import NonceRef as NonceRef
+from ._nonces import logged_commitments as logged_commitments
 
 __all__ = [
     "GENESIS_HASH",
@@ -55,5 +56,6 @@ __all__ = [
     "StartDkg",
     "VersionState",
     "entry_from_json",
+    "logged_commitments",
     "verify_chain",
 ]

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ..crypto.errors import CryptoError
+from ..crypto.errors import CryptoError, InvalidEncoding
+from ..crypto.frost import SigningCommitments
 from ..crypto.groups import ED25519
 from ..wire.payload import NoncePayload
 
@@ -112,3 +113,21 @@ class NoncePools:
     def spend(self, node: int) -> tuple[NonceRef, bytes]:
         """Take ``node``'s oldest commitment (it must have one: see ``choose``)."""
         return self.pools[node].entries.popleft()
+
+
+def logged_commitments(listed: Sequence[bytes]) -> tuple[SigningCommitments[bytes], ...]:
+    """A signing package's commitments as the log spent them (each ``id:u16 | D | E``).
+
+    The points are not decoded again (a subgroup check costs ~0.1 ms a point): every honest
+    replica checked them when their batch entered the log (``NoncePools.add``), and a package
+    reaches a signer from the log, and a client from f + 1 nodes (one of them honest).
+
+    Raises:
+        InvalidEncoding: an entry of the wrong size or naming participant 0.
+    """
+    out = []
+    for c in listed:
+        if len(c) != 2 + 2 * ED25519.element_size or c[:2] == b"\x00\x00":
+            raise InvalidEncoding("a FROST commitment is id:u16 | D | E with id >= 1")
+        out.append(SigningCommitments(int.from_bytes(c[:2], "big"), c[2:34], c[34:]))
+    return tuple(out)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kmsnode.crypto.errors import InvalidEncoding
 from kmsnode.crypto.groups import ED25519
-from kmsnode.state import MAX_POOL
+from kmsnode.state import MAX_POOL, logged_commitments
 from kmsnode.state._nonces import NoncePools
 from kmsnode.wire.payload import NoncePayload
 
@@ -110,3 +112,12 @@ def test_no_commitment_is_handed_out_twice_and_replicas_agree(ops: list[tuple]) 
                 spent.add((node, ref.seq, ref.position))
         for r in replicas:
             assert all(r.available(i) <= MAX_POOL for i in PUBLIC)
+
+
+def test_logged_commitments_keep_the_logs_bytes_and_refuse_malformed_entries() -> None:
+    entry = (3).to_bytes(2, "big") + COMMITMENTS[0]
+    (c,) = logged_commitments([entry])
+    assert (c.identifier, c.hiding + c.binding) == (3, COMMITMENTS[0])
+    for bad in (entry[:-1], bytes(2) + COMMITMENTS[0]):
+        with pytest.raises(InvalidEncoding):
+            logged_commitments([bad])
