@@ -298,17 +298,18 @@ class Executor:
             seed = None
         old_share = None
         if s.previous is not None:
-            # A refresh deals a sharing of zero and adds it to this node's current share.
+            # A refresh (a reshare to the same committee) deals a sharing of this node's
+            # current share; without one, the node only receives its new share.
             old_share = self._held_share(s.key_id, s.version, s.previous.epoch, s.group)
             if old_share is None:
                 log.warning(
-                    "cannot join the refresh of %s v%d: node %d holds no share of epoch %d",
+                    "node %d holds no share of %s v%d epoch %d: it joins the refresh to "
+                    "receive a new share, not to deal",
+                    self.node_id,
                     s.key_id,
                     s.version,
-                    self.node_id,
                     s.previous.epoch,
                 )
-                return Output()
         if seed is None:
             seed = secrets.token_bytes(32)
             # Durable before the deal leaves: a restarted node rebuilds the same polynomial
@@ -319,6 +320,7 @@ class Executor:
             signing_key=self.identity.signing_key,
             sealing_key=self.identity.sealing_key,
             id=self.node_id,
+            old_id=self.node_id if old_share is not None else None,
             old_share=old_share,
             rng=seeded_rng(seed),
         )
@@ -341,7 +343,7 @@ class Executor:
         also covers a node that stopped in between (a replayed log runs it again) and a node
         that could not form its new share. Such a node keeps nothing: an old share no request
         will ever use again is only a liability (with t - 1 others stolen earlier it would
-        rebuild the key), and it cannot serve this version until a reshare gives it a share.
+        rebuild the key), and it cannot serve this version until the next refresh gives it a share.
         """
         for name in self.keystore.names("share"):
             if name.key_id == e.key_id and name.version == e.version and name.epoch < e.epoch:

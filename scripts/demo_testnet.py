@@ -86,7 +86,7 @@ def main() -> None:
             wait_healthy(tn, timeout=60)
             print("node 2 is back")
 
-            step("refresh the key's shares: every node adds a sharing of zero (same public key)")
+            step("refresh the key's shares: a reshare among the same nodes (same public key)")
             t0 = time.monotonic()
             after = kms.refresh_key(key_id).versions[0]
             print(f"epoch {version.epoch} -> {after.epoch} in {time.monotonic() - t0:.1f}s")

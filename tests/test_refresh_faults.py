@@ -171,3 +171,20 @@ def test_nodes_without_a_share_do_not_outvote_those_that_serve(tmp_path: Path) -
         assert c.done and c.result == b"two suffice"
     finally:
         net.close()
+
+
+def test_a_refresh_gives_a_node_that_lost_its_share_a_new_one(net: LocalNetwork) -> None:
+    # A refresh is a reshare to the same committee: the nodes holding shares deal, every node
+    # receives. Node 4 lost its share (a restore from an older backup, say); after the refresh
+    # it serves again, and with node 1 silent the decryption needs it.
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"repaired")
+    net.executors[4].keystore.delete(share_record(key_id, 1, 0))
+    refresh(net, key_id)
+    net.settle()
+    assert net.states[1].keys[key_id].versions[0].epoch == 1
+    assert _shares(net, key_id) == {i: [(1, 1)] for i in range(1, 5)}
+    assert net.executors[4].stats.shares_missing == 0
+    net.byzantine[1] = lambda response: b"\x00"  # useless: t = 3 needs nodes 2, 3 and 4
+    c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), key_material(net, key_id))
+    assert c.done and c.result == b"repaired" and c.misbehaving == {1}

@@ -428,7 +428,10 @@ class KMSState:
             version=version.version,
             epoch=epoch,
             group=group,
-            kind=dkg.Kind.REFRESH if refresh else dkg.Kind.DKG,
+            # A refresh is a reshare to the same committee and threshold: every holder deals a
+            # sharing of its share, and every member's new share comes from t of them, so a
+            # member that lost its share (or missed a refresh) gets one again.
+            kind=dkg.Kind.RESHARE if refresh else dkg.Kind.DKG,
             committee=self._members,
             threshold=self.genesis.t,
             deal_deadline=h + DEAL_WINDOW,
@@ -645,7 +648,7 @@ class KMSState:
         record = self.keys[entry.key_id]
         version = record.version(entry.version)
         assert version is not None
-        if entry.observer.session.kind is dkg.Kind.REFRESH:
+        if entry.observer.session.kind is not dkg.Kind.DKG:
             return self._refresh_outcome(entry, record, version, actions)
         for action in actions:
             if isinstance(action, dkg.Completed):

@@ -261,9 +261,10 @@ class RotateKey(_OnKey):
 
 @dataclass(frozen=True)
 class RefreshKey(_OnKey):
-    """New shares for every active version of ``key_id`` (proactive refresh): the nodes add a
-    sharing of zero, so the public key and every ciphertext stay valid while the shares held
-    before are useless from then on; each node erases its old share once its new one is final."""
+    """New shares for every active version of ``key_id`` (proactive refresh, run as a reshare
+    to the same committee): the public key and every ciphertext stay valid while the shares
+    held before are useless from then on; each node erases its old share once its new one is
+    final, and a node that had lost its share gets a new one."""
 
     name: ClassVar[str] = "refresh_key"
 

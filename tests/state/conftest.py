@@ -103,13 +103,14 @@ class Network:
         for e in effects:
             if isinstance(e, StartDkg):
                 s = e.session
-                # A refresh adds a sharing of zero to the node's current share.
+                # A refresh (a reshare to the same committee) deals the node's current share.
                 old = self.results[(i, s.key_id, s.version)].share if s.previous else None
                 p = dkg.Participant(
                     s,
                     signing_key=ident.signing_key,
                     sealing_key=ident.sealing_key,
                     id=i,
+                    old_id=i if old is not None else None,
                     old_share=old,
                 )
                 self.participants[(i, s.key_id, s.version, s.epoch)] = p

@@ -51,7 +51,7 @@ def test_refresh_keeps_the_public_key_and_moves_the_version_to_a_new_epoch(net: 
     }
     for es in effects.values():
         (start,) = [e for e in es if isinstance(e, StartDkg)]
-        assert start.session.kind is dkg.Kind.REFRESH and start.session.epoch == 1
+        assert start.session.kind is dkg.Kind.RESHARE and start.session.epoch == 1
     # One refresh at a time; meanwhile the version serves under its old shares.
     assert outcome(net, net.admin, RefreshKey(key_id)) == {"refresh_in_progress"}
     described = replies(net.send(net.admin.request(DescribeKey(key_id), at_ms=net.time_ms)))
@@ -126,7 +126,7 @@ def test_a_failed_refresh_leaves_the_version_serving_under_its_old_shares(net: N
     original = net._actions
 
     def silence(i, s, actions):  # type: ignore[no-untyped-def]
-        if i in (1, 2) or s.kind is not dkg.Kind.REFRESH:
+        if i in (1, 2) or s.kind is dkg.Kind.DKG:
             original(i, s, actions)
 
     net._actions = silence  # type: ignore[method-assign]
