@@ -89,6 +89,11 @@ class CommittedBlock:
     block: Block = field(repr=False)
     dropped: tuple[int, ...] = ()
 
+    @property
+    def proposer(self) -> NodeId:
+        """Who proposed the block (its signature says so): a sign of life, for applications."""
+        return self.block.proposer
+
 
 @dataclass(frozen=True)
 class Send:

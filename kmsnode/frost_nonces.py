@@ -15,6 +15,7 @@ Security:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -31,9 +32,9 @@ from .wire.payload import NoncePayload
 
 log = logging.getLogger(__name__)
 
-BATCH = 32
+BATCH = 64
 """Nonces made and posted at a time (one keystore transaction, one log payload)."""
-LOW_WATER = 32
+LOW_WATER = 64
 """Post a new batch when fewer unused commitments than this are left in the log."""
 REPOST_AFTER = 3.0
 """Seconds before a posted batch that has not landed is posted again (same bytes)."""
@@ -42,19 +43,22 @@ _SUITE = FROST_ED25519_SHA512
 _G = _SUITE.group
 
 
-def nonce_record(ref: NonceRef) -> RecordName:
-    """Where the nonce pair of the commitment at ``ref`` lives in the keystore."""
-    return RecordName(_KIND, f"batch-{ref.seq}", ref.position, 0)
+def nonce_record(ref: NonceRef, commitment: bytes) -> RecordName:
+    """Where the nonce pair of ``commitment``, at ``ref`` in the log, lives in the keystore.
+
+    The name binds the commitment (by hash): nonces made for a batch number that the log
+    gave to other commitments (a node catching up from an old backup) never answer for them.
+    """
+    digest = hashlib.sha256(commitment).hexdigest()[:32]
+    return RecordName(_KIND, f"{ref.seq}-{digest}", ref.position, 0)
 
 
-def _ref(name: RecordName) -> NonceRef | None:
-    prefix = "batch-"
-    if name.kind != _KIND or not name.key_id.startswith(prefix):
+def _parse(name: RecordName) -> tuple[NonceRef, str] | None:
+    """The log position and commitment digest a record name carries (None: not a nonce)."""
+    seq, _, digest = name.key_id.partition("-")
+    if name.kind != _KIND or not seq.isdigit() or not digest:
         return None
-    try:
-        return NonceRef(int(name.key_id[len(prefix) :]), name.version)
-    except ValueError:
-        return None
+    return NonceRef(int(seq), name.version), digest
 
 
 @dataclass
@@ -105,13 +109,12 @@ class NonceSupply:
         seq = pool.next_seq
         if seq != self._seen_seq:  # a start, or a batch of ours landed
             self._seen_seq = seq
-            self._collect(pool)
-            missing = pool.refs() - self._held()
+            missing = len(pool.entries) - len(self._collect(pool))
             if missing and not self._replace:
                 log.warning(
                     "the log lists %d FROST nonce commitments of node %d whose nonces its "
                     "keystore lacks (restored from a backup?): replacing them",
-                    len(missing),
+                    missing,
                     self.node_id,
                 )
             self._replace = bool(missing)
@@ -129,7 +132,7 @@ class NonceSupply:
         """The nonce pair of the commitment the log spent at ``ref``, erased durably first;
         None (nothing to sign with) when it is missing or does not match ``commitment``."""
         try:
-            secret = self._keystore.take(nonce_record(ref))
+            secret = self._keystore.take(nonce_record(ref, commitment))
         except KeystoreRecordMissing:
             self.stats.nonces_refused += 1
             return None
@@ -149,25 +152,27 @@ class NonceSupply:
         return SigningNonces(hiding, binding, commitments)
 
     # -- internals ---------------------------------------------------------------------------
-    def _held(self) -> set[NonceRef]:
-        return {ref for name in self._keystore.names(_KIND) if (ref := _ref(name)) is not None}
-
-    def _collect(self, pool: NodePool) -> None:
-        """Erase nonces the log will never spend: of batches before ``pool.next_seq`` and no
-        longer in the pool (spent elsewhere, replaced, or a batch that never landed)."""
-        live = pool.refs()
+    def _collect(self, pool: NodePool) -> set[RecordName]:
+        """Erase nonces the log will never spend: of batches before ``pool.next_seq`` whose
+        commitment is not in the pool (spent, replaced, or made for a batch number the log
+        gave to other commitments). Returns the names of the pool's nonces still held."""
+        wanted = {nonce_record(ref, c) for ref, c in pool.entries}
+        held: set[RecordName] = set()
         for name in self._keystore.names(_KIND):
-            ref = _ref(name)
-            if ref is None or (ref.seq < pool.next_seq and ref not in live):
+            parsed = _parse(name)
+            if name in wanted:
+                held.add(name)
+            elif parsed is None or parsed[0].seq < pool.next_seq:
                 self._keystore.delete(name)
+        return held
 
     def _batch(self, seq: int) -> bytes:
         """Batch ``seq``: rebuilt from the keystore if its nonces exist (a repost, or after a
         restart), else made now and stored durably before anything is posted."""
         stored = sorted(
-            (ref.position, name)
+            (parsed[0].position, name)
             for name in self._keystore.names(_KIND)
-            if (ref := _ref(name)) is not None and ref.seq == seq
+            if (parsed := _parse(name)) is not None and parsed[0].seq == seq
         )
         commitments: list[bytes] = []
         if stored:
@@ -182,13 +187,14 @@ class NonceSupply:
             for position in range(BATCH):
                 hiding = nonce_generate(_SUITE, self._hedge, self._rng)
                 binding = nonce_generate(_SUITE, self._hedge, self._rng)
+                commitment = _G.base_mul(hiding) + _G.base_mul(binding)
                 records.append(
                     (
-                        nonce_record(NonceRef(seq, position)),
+                        nonce_record(NonceRef(seq, position), commitment),
                         _G.encode_scalar(hiding) + _G.encode_scalar(binding),
                     )
                 )
-                commitments.append(_G.base_mul(hiding) + _G.base_mul(binding))
+                commitments.append(commitment)
             self._keystore.put_many(records)  # durable before the commitments leave
             self.stats.nonces_made += BATCH
         batch = NoncePayload(self.node_id, seq, self._replace, tuple(commitments))

@@ -52,6 +52,8 @@ RESPONSE_CACHE = 4096
 """Answers kept for late fetches (by request id)."""
 ANSWER_TIMEOUT = 30.0
 TICK_INTERVAL = 0.05
+CATCHING_UP_MS = 10_000
+"""A block committed longer ago than this is applied by a node catching up."""
 DEDUP_WINDOW_BYTES = 16 * 1024 * 1024
 REQUEST_FRAME_SLACK = 1024
 """Bytes a client's frame may carry beyond one payload (the envelope and its tags)."""
@@ -345,9 +347,12 @@ class KMSNode:
                 posts.extend(self._execute_one(effect))
         finally:
             self._mid_block = False
-        nonces = self._nonce_batch()
-        if nonces is not None:
-            posts.append(nonces)
+        # Not while catching up: the pool as of an old block is not the log's (the batch
+        # number may be taken already), so a batch made now would only be refused.
+        if time.time() * 1000 - block.timestamp_ms < CATCHING_UP_MS:
+            nonces = self._nonce_batch()
+            if nonces is not None:
+                posts.append(nonces)
         if block.height % EXECUTED_MARK_EVERY == 0 or any(
             isinstance(e, (StartDkg, KeyActivated, SharesRefreshed)) for e in effects
         ):

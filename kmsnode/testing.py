@@ -35,6 +35,8 @@ class _Block:
     height: int
     timestamp_ms: int
     payloads: tuple[bytes, ...]
+    proposer: int | None = None
+    """Consensus index (position in the genesis) of the node that proposed it."""
 
 
 def make_genesis(
@@ -77,7 +79,8 @@ class LocalNetwork:
     byzantine: dict[int, Callable[[Response], bytes]] = field(default_factory=dict)
     """node id -> what it sends instead of its honest response (for fault tests)."""
     silent: set[int] = field(default_factory=set)
-    """Nodes that post no FROST nonce batches (as if down, for fault tests)."""
+    """Nodes that propose no blocks and post no FROST nonce batches (as if down, for fault
+    tests; they still apply blocks and answer)."""
 
     def __post_init__(self) -> None:
         self.identities = {i: NodeIdentity.generate() for i in range(1, self.n + 1)}
@@ -107,7 +110,10 @@ class LocalNetwork:
         """Commit one block holding queued node posts and ``payloads`` on every node."""
         self.height += 1
         self.time_ms += 50
-        block = _Block(self.height, self.time_ms, (*self.pending, *payloads))
+        # Leaders rotate among the nodes that are not silent (as if down).
+        up = [k for k, info in enumerate(self.genesis.nodes) if info.id not in self.silent]
+        proposer = up[self.height % len(up)] if up else None
+        block = _Block(self.height, self.time_ms, (*self.pending, *payloads), proposer)
         self.log.append(block)
         self.pending = []
         for i, state in self.states.items():

@@ -252,3 +252,48 @@ async def test_a_ciphertext_naming_a_version_that_never_became_active_is_the_opa
         monkeypatch.setattr(fresh, "describe_key", describe)
         with pytest.raises(InvalidCiphertextError):
             await fresh.decrypt(ct, {"app": "x"})
+
+
+class Mute(FakeSession):
+    """A node that takes every request and never answers (down after receiving them)."""
+
+    async def request(self, envelope: net.Envelope, timeout: float) -> list[net.Envelope]:
+        self.asked += 1
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_a_silent_frost_signer_fails_its_attempt_and_is_passed_over(
+    local: LocalNetwork,
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key_id = local.create_key(KeyKind.SIGN_ED25519)
+    kms = client_for(local, {})
+    kms.signer_wait = 0.2
+    public_key = Ed25519PublicKey.from_public_bytes(local.key_material(key_id).public_key)
+    peer = kms._host.peer_id.to_base58()
+    kms._sessions[4] = Mute(local, 4, peer)  # type: ignore[assignment]
+    # The log does not know node 4 is down (it still proposes here): whenever it picks it,
+    # the attempt fails after signer_wait and the next one asks the log to pass it over.
+    with trio.fail_after(20):
+        for k in range(12):
+            message = b"m%d" % k
+            public_key.verify(await kms.sign(key_id, message), message)
+            if 4 in kms._avoid_until:
+                break
+    assert 4 in kms._avoid_until, "the log never picked node 4 in 12 signatures"
+    with trio.fail_after(5):
+        for k in range(5):  # passed over: no more waiting on it
+            public_key.verify(await kms.sign(key_id, b"n%d" % k), b"n%d" % k)
+
+
+async def test_a_passed_over_signer_that_signs_validly_is_back(local: LocalNetwork) -> None:
+    key_id = local.create_key(KeyKind.SIGN_ED25519)
+    kms = client_for(local, {})
+    far = trio.current_time() + 600
+    kms._avoid_until = {1: far, 2: far}
+    # t = 3 of 4 with two passed over: the log must take one of them, and it signs validly.
+    with trio.fail_after(5):
+        await kms.sign(key_id, b"m")
+    assert len(kms._avoid_until) == 1

@@ -17,9 +17,15 @@ from kmsnode.client._core import Collector, KeyMaterial
 from kmsnode.client.errors import RequestRejected, SignersFailed
 from kmsnode.crypto import frost
 from kmsnode.crypto.sealing import SealingPublicKey, open_sealed, seal
-from kmsnode.frost_nonces import BATCH, LOW_WATER, nonce_record
-from kmsnode.state import ComputeFrostShare, KMSState, NonceRef
-from kmsnode.testing import LocalNetwork
+from kmsnode.errors import KeystoreRecordMissing
+from kmsnode.executor import Executor
+from kmsnode.frost_nonces import BATCH, LOW_WATER, REPOST_AFTER, nonce_record
+from kmsnode.identity import NodeIdentity
+from kmsnode.keystore import Keystore
+from kmsnode.state import MAX_POOL, ComputeFrostShare, KMSState, NonceRef
+from kmsnode.state._machine import FROST_SIGNS_PER_BLOCK
+from kmsnode.state._nonces import STALE_AFTER
+from kmsnode.testing import PASSPHRASE, LocalNetwork
 from kmsnode.wire.payload import NoncePayload, client_payload, decode_payload
 from kmsnode.wire.requests import KeyKind, RefreshKey, Sign
 from kmsnode.wire.responses import Response, sealed_aad
@@ -101,7 +107,7 @@ def test_every_node_spends_the_same_commitments_and_pools_refill(net: LocalNetwo
     # Nonces in each keystore: exactly the node's unspent pool (spent ones were erased).
     for i, ex in net.executors.items():
         held = {n for n in ex.keystore.names("frost-nonce")}
-        assert held == {nonce_record(ref) for ref, _ in net.states[i].nonces.pool(i).entries}
+        assert held == {nonce_record(ref, c) for ref, c in net.states[i].nonces.pool(i).entries}
 
 
 def test_the_log_chooses_signers_deterministically_and_honours_avoid(net: LocalNetwork) -> None:
@@ -172,26 +178,126 @@ def test_a_node_lying_about_the_package_is_outvoted_and_named(net: LocalNetwork)
     assert c.misbehaving == {liar}
 
 
-def test_a_silent_node_runs_dry_and_is_passed_over(net: LocalNetwork) -> None:
+def test_a_node_that_proposes_nothing_is_passed_over_then_used_when_needed(
+    net: LocalNetwork,
+) -> None:
     key_id = net.create_key(KeyKind.SIGN_ED25519)
     km = net.key_material(key_id)
-    net.silent.add(3)  # posts no more nonce batches, as if down
-    for k in range(LOW_WATER + BATCH):
+    net.silent.add(3)  # proposes no blocks and posts no nonce batches, as if down
+    for _ in range(STALE_AFTER + 1):
+        net.commit()
+    assert net.states[1].nonces.stale(3, net.height)
+    assert net.states[1].nonces.available(3) > 0  # it still has commitments to spend
+    for k in range(10):
         c = sign(net, key_id, b"m%d" % k, km)
-        assert c.done
-    assert net.states[1].nonces.available(3) == 0
-    c = sign(net, key_id, b"later", km)
-    assert 3 not in signers_of(net, c.prepared.request_id)
-    # With two nodes silent and dry, t = 3 signers cannot be found: refused, not hung.
+        assert c.done and 3 not in signers_of(net, c.prepared.request_id)
+    # With node 4 down too, t = 3 needs node 3 after all (it does answer here).
     net.silent.add(4)
-    for k in range(3 * BATCH):
+    for _ in range(STALE_AFTER + 1):
+        net.commit()
+    c = sign(net, key_id, b"both", km)
+    assert c.done and signers_of(net, c.prepared.request_id) in ([1, 2, 3], [1, 2, 4])
+    # Until their pools run dry: then t signers cannot be found, refused and not hung.
+    for k in range(2 * MAX_POOL):
         try:
             sign(net, key_id, b"n%d" % k, km)
         except RequestRejected as refused:
             assert refused.code == "signers_unavailable"
             break
     else:
-        raise AssertionError("node 4's pool never ran dry")
+        raise AssertionError("the silent nodes' pools never ran dry")
+
+
+def test_one_client_gets_at_most_its_share_of_signatures_per_block(net: LocalNetwork) -> None:
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    burst = [
+        net.client.prepare(Sign(key_id, b"burst%d" % k), now_ms=net.time_ms)
+        for k in range(FROST_SIGNS_PER_BLOCK + 4)
+    ]
+    pools = net.states[1].nonces
+    before = sum(pools.available(i) for i in net.states)
+    net.commit(*(client_payload(p.request) for p in burst))
+    codes = [Response.decode(net.outbox_history[p.request_id][1]).error for p in burst]
+    assert codes.count(None) == FROST_SIGNS_PER_BLOCK and codes.count("throttled") == 4
+    # The refused ones spent nothing (the refills are posted, not yet in the log).
+    after = sum(pools.available(i) for i in net.states)
+    assert before - after == FROST_SIGNS_PER_BLOCK * net.t
+
+
+def test_a_node_restored_from_an_old_backup_catches_up_and_replaces_its_pool(
+    net: LocalNetwork, tmp_path: Path
+) -> None:
+    # The keystore goes back in time; the log does not. Catching up block by block, the
+    # node makes nonces for batch numbers the log already gave to commitments made after the
+    # backup: they must never answer for those, and the node must replace what it lost.
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    node = 2
+    db = tmp_path / f"node{node}.db"
+    net.executors[node].keystore.close()
+    shutil.copyfile(db, tmp_path / "backup.db")
+    net.restart(node)
+    backup_height = net.height
+    seq = net.states[1].nonces.pool(node).next_seq
+    k = 0
+    while net.states[1].nonces.pool(node).next_seq < seq + 2:
+        k += 1
+        assert sign(net, key_id, b"m%d" % k, km).done
+    net.executors[node].keystore.close()
+    shutil.copyfile(tmp_path / "backup.db", db)
+    ks = Keystore.open(db, PASSPHRASE, node)
+    executor = Executor(node, net.genesis, NodeIdentity.load(ks), ks)
+    state = KMSState(net.genesis)
+    for block in net.log[:backup_height]:
+        for effect in state.apply(block):
+            executor.replay(effect)
+    posts = []
+    for block in net.log[backup_height:]:  # executed again, as KMSNode does after a restore
+        for effect in state.apply(block):
+            executor.run(effect)
+        made = executor.nonces.wanted(state.nonces.pool(node), net.time_ms / 1000)
+        if made is not None:
+            posts.append(made)
+    assert posts, "the catching-up node made no batch (the test lost its point)"
+    net.states[node], net.executors[node] = state, executor
+    net.commit(*posts)  # what it posted while behind: the log refuses all of it
+    net.settle()
+    pool = net.states[1].nonces.pool(node)
+    assert {nonce_record(ref, c) for ref, c in pool.entries} == set(ks.names("frost-nonce"))
+    refusals = 0
+    for j in range(40):
+        c = sign(net, key_id, b"after%d" % j, km)
+        assert c.done
+        answer = Response.decode(net.outbox_history[c.prepared.request_id][node])
+        refusals += answer.error == "nonce_unavailable"
+    assert refusals == 0
+
+
+def test_a_batch_not_yet_in_the_log_is_posted_again_with_the_same_nonces(
+    net: LocalNetwork,
+) -> None:
+    ex = net.executors[1]
+    pool = net.states[1].nonces.pool(1)
+    first = ex.nonces.wanted(pool, 100.0)
+    assert first is not None
+    assert ex.nonces.wanted(pool, 100.0 + REPOST_AFTER / 2) is None  # not yet
+    again = ex.nonces.wanted(pool, 100.0 + REPOST_AFTER)
+    assert again == first
+    # A restarted node rebuilds the very same batch from its keystore.
+    net.restart(1)
+    assert net.executors[1].nonces.wanted(net.states[1].nonces.pool(1), 0.0) == first
+
+
+def test_a_nonce_that_does_not_match_its_commitment_is_never_used(net: LocalNetwork) -> None:
+    net.commit()
+    net.settle()
+    ex = net.executors[1]
+    ref, commitment = net.states[1].nonces.pool(1).entries[0]
+    ex.keystore.put(nonce_record(ref, commitment), bytes(31) + b"\x07" + bytes(31) + b"\x09")
+    assert ex.nonces.take(ref, commitment) is None
+    assert ex.nonces.stats.nonces_refused == 1
+    with pytest.raises(KeystoreRecordMissing):  # erased all the same
+        ex.keystore.get(nonce_record(ref, commitment))
 
 
 def test_a_nonce_is_erased_before_its_share_leaves_and_never_used_twice(
@@ -239,7 +345,7 @@ def test_a_restored_keystore_replaces_its_lost_commitments(
     net.settle()
     pool = net.states[1].nonces.pool(node)
     held = set(net.executors[node].keystore.names("frost-nonce"))
-    assert pool.entries and held == {nonce_record(ref) for ref, _ in pool.entries}
+    assert pool.entries and held == {nonce_record(ref, c) for ref, c in pool.entries}
     for k in range(6):
         c = sign(net, key_id, b"m%d" % k, km)
         assert c.done and openssl_verifies(km.public_key, b"m%d" % k, c.result)

@@ -53,7 +53,6 @@ from ._audit import AuditPage, agree_on_audit
 from ._core import ClientCore, Collector, KeyMaterial
 from ._results import KeyMetadata, KeyPolicy
 from .errors import (
-    ClientError,
     InvalidCiphertextError,
     KeyNotFound,
     KeyUnavailable,
@@ -139,10 +138,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         self._signing_version: dict[str, int] = {}
         """Per signing key: its current version when last seen (a rotation is noticed when
         the nodes sign under a newer one)."""
-        self._avoid_until: dict[int, tuple[float, bool]] = {}
-        """FROST signers that failed lately -> until when (trio clock) they are passed over,
-        and whether for a bad share (else they were silent or refused: the next valid answer
-        they give ends it)."""
+        self._avoid_until: dict[int, float] = {}
+        """FROST signers that failed lately -> until when (trio clock) the log is asked to
+        pass them over (sooner, if one signs validly when the log needs it after all)."""
         self.signer_wait = SIGNER_WAIT
         self.last_misbehaving: tuple[int, ...] = ()
 
@@ -366,6 +364,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
           a bad share fails the attempt; the client asks again without it (up to
           ``SIGN_ATTEMPTS`` times) and passes it over for ``AVOID_SECONDS``.
 
+        FROST signatures back off and retry while the nodes' nonce pools are empty or this
+        client has too many signatures in one block (``signers_unavailable``, ``throttled``).
+
         Raises:
             ValueError: the message is longer than 4096 bytes.
             KeyUnavailable: not a signing key, disabled, or no active version.
@@ -382,29 +383,28 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         if material.kind != "sign-ed25519":
             signature = await self._call_with_material(Sign(key_id, message), key_id, material)
             return bytes(signature)
-        failure: ClientError | None = None
-        for attempt in range(SIGN_ATTEMPTS):
+        failures = busy = 0
+        while True:
             now = trio.current_time()
-            avoid = tuple(i for i, (until, _) in self._avoid_until.items() if until > now)
+            avoid = tuple(i for i, until in self._avoid_until.items() if until > now)
             try:
                 signature = await self._call_with_material(
                     Sign(key_id, message, avoid), key_id, material
                 )
                 return bytes(signature)
             except SignersFailed as failed:
-                until = trio.current_time() + AVOID_SECONDS
-                for node in failed.nodes:
-                    self._avoid_until[node] = (until, node in failed.misbehaving)
-                failure = failed
-            except RequestRejected as rejected:
-                if rejected.code != "signers_unavailable":
+                failures += 1
+                if failures >= SIGN_ATTEMPTS:
                     raise
-                # The nodes' nonce pools are empty (just started, or drained by a burst):
-                # they refill within a few blocks.
-                failure = rejected
-                await trio.sleep(0.25 * (attempt + 1))
-        assert failure is not None
-        raise failure
+                for node in failed.nodes:
+                    self._avoid_until[node] = trio.current_time() + AVOID_SECONDS
+            except RequestRejected as rejected:
+                # The nonce pools are empty (the nodes just started, or a burst drained
+                # them) or this client signs too much at once: back off, the pools refill.
+                busy += 1
+                if rejected.code not in ("signers_unavailable", "throttled") or busy > 6:
+                    raise
+                await trio.sleep(min(0.1 * 2**busy, 2.0))
 
     def signing_version(self, key_id: str) -> int | None:
         """The key version this client's last signature under ``key_id`` was made with."""
@@ -600,10 +600,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                         errors,
                     )
         self.last_misbehaving = tuple(sorted(collector.misbehaving))
-        # A signer passed over for silence or a refusal that answers validly is back.
-        for node in set(collector.answers) - collector.misbehaving - collector.refused:
-            if node in self._avoid_until and not self._avoid_until[node][1]:
-                del self._avoid_until[node]
+        for node in collector.signers:  # a passed-over signer that signed validly is back
+            self._avoid_until.pop(node, None)
         if errors:
             raise errors[0]
         if not collector.done:

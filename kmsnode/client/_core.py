@@ -145,6 +145,8 @@ class Collector:
     """FROST: node -> the commitments it says the log spent (the signing package)."""
     refused: set[int] = field(default_factory=set)
     """Nodes that answered with an error about themselves (no share, no nonce)."""
+    signers: tuple[int, ...] = ()
+    """FROST, once done: the nodes whose shares made the signature."""
     done: bool = False
     result: Any = field(default=None, repr=False)  # a decryption's plaintext: never in a repr
     """Once done: the public answer, the plaintext, the signature, or for a sum the element
@@ -360,6 +362,7 @@ class Collector:
         self.misbehaving.update(self.newer_stamps)
         self.done = True
         self.result = signature
+        self.signers = tuple(signers)
         return True
 
     def waiting_for_signers(self) -> tuple[int, ...]:

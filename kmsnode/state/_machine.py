@@ -71,10 +71,16 @@ DEAL_WINDOW = 20
 COMPLAINT_WINDOW = 20
 JUSTIFICATION_WINDOW = 20
 """DKG phase lengths in log heights (nodes post ticks so the height moves while they wait)."""
+FROST_SIGNS_PER_BLOCK = 16
+"""FROST signatures one client may have in one block: the nonce pools are shared by every
+client and key, and a burst beyond what the nodes refill between blocks would starve the
+others (a refused request says ``throttled``; the client library backs off and retries)."""
 
 
 class CommittedBatch(Protocol):
-    """What the state needs of a committed block (``consensus.CommittedBlock`` fits)."""
+    """What the state needs of a committed block (``consensus.CommittedBlock`` fits). A
+    block may also name its ``proposer`` (consensus index): FROST signer choice prefers
+    nodes that proposed lately."""
 
     @property
     def height(self) -> int: ...
@@ -138,6 +144,8 @@ class KMSState:
         self.nonces = NoncePools(
             genesis.chain_id, {info.id: info.signing_key for info in genesis.nodes}
         )
+        self._frost_signs: dict[bytes, int] = {}
+        """FROST signatures per client in the block being applied (see FROST_SIGNS_PER_BLOCK)."""
 
     # -- applying blocks ----------------------------------------------------------------------
     def apply(self, block: CommittedBatch) -> list[Effect]:
@@ -151,6 +159,10 @@ class KMSState:
         self.height = block.height
         self.timestamp_ms = max(self.timestamp_ms, block.timestamp_ms)
         self._prune_seen()
+        proposer = getattr(block, "proposer", None)  # a consensus index, when the log says
+        if type(proposer) is int and 0 <= proposer < len(self.genesis.nodes):
+            self.nonces.proposed(self.genesis.nodes[proposer].id, self.height)
+        self._frost_signs.clear()
         effects: list[Effect] = []
         for raw in block.payloads:
             try:
@@ -542,13 +554,22 @@ class KMSState:
     ) -> list[Effect]:
         """FROST's coordinator: choose t signers with commitments in the log, spend one each."""
         t = self.genesis.t
-        signers = self.nonces.choose(request.request_id, version.verification_keys, op.avoid, t)
+        if self._frost_signs.get(request.client, 0) >= FROST_SIGNS_PER_BLOCK:
+            raise Denied(
+                "throttled",
+                f"at most {FROST_SIGNS_PER_BLOCK} FROST signatures per client per block; "
+                "retry shortly",
+            )
+        signers = self.nonces.choose(
+            request.request_id, version.verification_keys, op.avoid, t, self.height
+        )
         if signers is None:
             raise Denied(
                 "signers_unavailable",
                 f"fewer than {t} nodes have FROST nonce commitments in the log; retry shortly",
             )
         spent = {i: self.nonces.spend(i) for i in signers}
+        self._frost_signs[request.client] = self._frost_signs.get(request.client, 0) + 1
         self._audit(request, record.key_id, "ok")
         assert version.public_key is not None  # an active version has one
         return [

@@ -21,8 +21,12 @@ from ..crypto.frost import SigningCommitments
 from ..crypto.groups import ED25519
 from ..wire.payload import NoncePayload
 
-MAX_POOL = 128
+MAX_POOL = 256
 """Unused commitments a node may hold in the log (a batch that would exceed it is refused)."""
+STALE_AFTER = 16
+"""Heights after its last proposed block at which a node counts as probably down: the log
+then picks it as a signer only when it must (it would hold the signature up until the client
+gives up on it)."""
 
 
 class NonceRef(NamedTuple):
@@ -51,6 +55,8 @@ class NoncePools:
         self._signing_keys = dict(signing_keys)
         self.pools: dict[int, NodePool] = {i: NodePool() for i in signing_keys}
         self.rejected_batches = 0
+        self.last_proposed: dict[int, int] = {}
+        """Node -> the height of the last committed block it proposed."""
 
     def pool(self, node: int) -> NodePool:
         """``node``'s pool (empty for a node outside the committee)."""
@@ -90,20 +96,37 @@ class NoncePools:
         pool.next_seq += 1
         return True
 
+    def proposed(self, node: int, height: int) -> None:
+        """``node`` proposed the block committed at ``height``."""
+        self.last_proposed[node] = height
+
+    def stale(self, node: int, height: int) -> bool:
+        """Whether ``node`` proposed none of the last ``STALE_AFTER`` committed blocks (never
+        before any block names its proposer)."""
+        if not self.last_proposed:
+            return False
+        return height - self.last_proposed.get(node, 0) > STALE_AFTER
+
     def choose(
-        self, request_id: bytes, candidates: Iterable[int], avoid: Iterable[int], count: int
+        self,
+        request_id: bytes,
+        candidates: Iterable[int],
+        avoid: Iterable[int],
+        count: int,
+        height: int,
     ) -> list[int] | None:
         """``count`` signers among ``candidates`` with a commitment to spend, or None.
 
-        Nodes the client asked to avoid come last. Within each group the order is a hash of
-        the request and the node id: it spreads the work (and the nonce use) over the nodes,
-        and no party but the log picks who signs.
+        Nodes that look down (``stale``) come last, and after them, nodes the client asked to
+        avoid. Within each group the order is a hash of the request and the node id: it
+        spreads the work (and the nonce use) over the nodes, and no party but the log picks
+        who signs.
         """
         avoided = set(avoid)
 
-        def rank(node: int) -> tuple[bool, bytes]:
+        def rank(node: int) -> tuple[bool, bool, bytes]:
             digest = hashlib.sha256(request_id + node.to_bytes(2, "big")).digest()
-            return node in avoided, digest
+            return self.stale(node, height), node in avoided, digest
 
         ready = sorted((i for i in candidates if self.available(i) > 0), key=rank)
         if len(ready) < count:

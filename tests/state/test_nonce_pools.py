@@ -68,9 +68,25 @@ def test_choose_needs_t_ready_nodes_and_puts_avoided_ones_last() -> None:
     pools = NoncePools(CHAIN, PUBLIC)
     for node in (1, 2, 3):
         pools.add(batch(node, 0, 2))
-    assert pools.choose(b"r" * 32, [1, 2, 3, 4], (), 4) is None  # node 4 has none
-    assert pools.choose(b"r" * 32, [1, 2, 3, 4], (1,), 2) == [2, 3]
-    assert pools.choose(b"r" * 32, [1, 2, 3, 4], (1, 2, 3), 3) == [1, 2, 3]
+    assert pools.choose(b"r" * 32, [1, 2, 3, 4], (), 4, 1) is None  # node 4 has none
+    assert pools.choose(b"r" * 32, [1, 2, 3, 4], (1,), 2, 1) == [2, 3]
+    assert pools.choose(b"r" * 32, [1, 2, 3, 4], (1, 2, 3), 3, 1) == [1, 2, 3]
+
+
+def test_nodes_that_proposed_nothing_lately_come_last() -> None:
+    pools = NoncePools(CHAIN, PUBLIC)
+    for node in (1, 2, 3, 4):
+        pools.add(batch(node, 0, 2))
+    assert not pools.stale(4, 100)  # no block has named a proposer yet
+    for height in range(1, 40):
+        pools.proposed((1, 2, 3)[height % 3], height)
+    assert pools.stale(4, 39) and not pools.stale(1, 39)
+    for k in range(20):
+        request = bytes([k]) * 32
+        assert 4 not in pools.choose(request, [1, 2, 3, 4], (), 3, 39)  # type: ignore[operator]
+        # After the nodes a client asked to avoid, and only when needed, it still signs.
+        assert pools.choose(request, [1, 2, 3, 4], (1, 2), 3, 39) == [1, 2, 3]
+        assert pools.choose(request, [1, 2, 3, 4], (1,), 4, 39) == [1, 2, 3, 4]
 
 
 @settings(max_examples=60, deadline=None)
@@ -100,7 +116,7 @@ def test_no_commitment_is_handed_out_twice_and_replicas_agree(ops: list[tuple]) 
             assert len(outcomes) == 1
         else:
             _, request_id, avoid = op
-            picks = [r.choose(request_id, [1, 2, 3, 4], avoid, 2) for r in replicas]
+            picks = [r.choose(request_id, [1, 2, 3, 4], avoid, 2, 1) for r in replicas]
             assert picks[0] == picks[1]
             if picks[0] is None:
                 continue
