@@ -8,6 +8,7 @@
     │   ├── KeystoreCorrupted         a record or the file fails authentication: refuse to start
     │   └── KeystoreRecordMissing     no such secret (key id / version / epoch)
     ├── ConfigError                   a config or genesis file that cannot be used
+    ├── LogRulesMismatch              the node's log was written under other state rules
     └── MalformedMessage              bytes from the network that do not decode strictly
 
 Operational errors carry fields and say what to do; nothing secret is ever in a message.
@@ -41,6 +42,12 @@ class KeystoreRecordMissing(KeystoreError, KeyError):
 
 class ConfigError(KMSError, ValueError):
     """A configuration or genesis file that cannot be used; the message says what to fix."""
+
+
+class LogRulesMismatch(KMSError):
+    """The node's committed log was applied under another version of the state machine's
+    rules: replaying it under these rules would derive other keys, epochs and answers than
+    the ones the keystore and the other nodes hold, so the node refuses to start."""
 
 
 class MalformedMessage(KMSError, ValueError):

@@ -301,7 +301,21 @@ class Executor:
             # A refresh (a reshare to the same committee) deals a sharing of this node's
             # current share; without one, the node only receives its new share.
             old_share = self._held_share(s.key_id, s.version, s.previous.epoch, s.group)
-            if old_share is None:
+            expected = s.previous.verification_keys.get(self.node_id)
+            if old_share is not None and (
+                expected is None or not s.group.eq(s.group.base_mul(old_share.value), expected)
+            ):
+                # Its deal would be refused and the node named: receive only, and say why.
+                log.error(
+                    "node %d's share of %s v%d epoch %d does not match its verification key: "
+                    "it joins the refresh to receive a new share, not to deal",
+                    self.node_id,
+                    s.key_id,
+                    s.version,
+                    s.previous.epoch,
+                )
+                old_share = None
+            elif old_share is None:
                 log.warning(
                     "node %d holds no share of %s v%d epoch %d: it joins the refresh to "
                     "receive a new share, not to deal",

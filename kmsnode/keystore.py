@@ -318,6 +318,35 @@ class Keystore:
                 (str(height).encode() + self._height_mac(height),),
             )
 
+    def rules_version(self) -> int | None:
+        """The state-machine rules version this node's log is applied under (None: not yet
+        recorded, a fresh node or one from before versions were recorded).
+
+        Raises:
+            KeystoreCorrupted: the mark was altered or is malformed.
+        """
+        row = self._db.execute("SELECT value FROM meta WHERE name='rules_version'").fetchone()
+        if row is None:
+            return None
+        value = bytes(row[0])
+        digits, tag = value[:-32], value[-32:]
+        if not digits.isdigit() or not hmac.compare_digest(tag, self._meta_mac(b"rules", digits)):
+            raise KeystoreCorrupted(f"keystore {self.path}: the rules-version mark was altered")
+        return int(digits)
+
+    def set_rules_version(self, version: int) -> None:
+        """Record, durably, the rules version the log is applied under."""
+        digits = str(version).encode()
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('rules_version', ?)",
+                (digits + self._meta_mac(b"rules", digits),),
+            )
+
+    def _meta_mac(self, what: bytes, value: bytes) -> bytes:
+        msg = transcript(FORMAT, what, str(self.node_id).encode(), value)
+        return hmac.new(self._mac_key, msg, hashlib.sha256).digest()
+
     def _iter_rows(self) -> Iterator[tuple[str, str, int, int, bytes]]:
         try:
             with closing(

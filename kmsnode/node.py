@@ -28,13 +28,14 @@ from .audit_store import AuditStore
 from .config import NodeConfig
 from .console import Console, load_or_create_token, parse_listen
 from .crypto.groups.ed25519 import verify_signature as ed25519_verify_signature
-from .errors import ConfigError, MalformedMessage
+from .errors import ConfigError, LogRulesMismatch, MalformedMessage
 from .executor import Executor
 from .genesis import Genesis
 from .identity import NodeIdentity
 from .keystore import Keystore
 from .state import (
     GENESIS_HASH,
+    RULES_VERSION,
     KeyActivated,
     KMSState,
     SharesRefreshed,
@@ -133,6 +134,27 @@ class NodeStats:
     replayed_blocks: int = 0
 
 
+def check_rules_version(keystore: Keystore) -> None:
+    """Refuse to run a log under other state rules than it was written with (a fresh node
+    records the current ones).
+
+    Raises:
+        LogRulesMismatch: the log was applied under another rules version.
+    """
+    recorded = keystore.rules_version()
+    if recorded is None:
+        if keystore.executed_height() == 0:
+            keystore.set_rules_version(RULES_VERSION)
+            return
+        recorded = 1  # executed blocks before versions were recorded
+    if recorded != RULES_VERSION:
+        raise LogRulesMismatch(
+            f"this node's log was applied under state rules v{recorded}; this software applies "
+            f"v{RULES_VERSION} and cannot replay it to the same keys and answers: run the "
+            "release that wrote it, or start a new network"
+        )
+
+
 class KMSNode:
     """A running node; ``await nursery.start(node.run)``."""
 
@@ -148,6 +170,7 @@ class KMSNode:
         self.info = self.genesis.node(self.me)
         self.keystore = Keystore.open(config.keystore, passphrase, self.me)
         self.keystore.executed_height()  # an altered mark stops the start here, by name
+        check_rules_version(self.keystore)
         self.identity = NodeIdentity.load(self.keystore)
         if self.identity.signing_public != self.info.signing_key:
             raise ValueError(

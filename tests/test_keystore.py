@@ -189,3 +189,32 @@ def test_a_new_keystore_is_owner_only(tmp_path: Path) -> None:
             path = tmp_path / name
             if path.exists():
                 assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+
+
+def test_a_log_is_only_replayed_under_the_rules_it_was_written_with(tmp_path: Path) -> None:
+    from kmsnode.errors import LogRulesMismatch
+    from kmsnode.node import check_rules_version
+    from kmsnode.state import RULES_VERSION
+
+    fresh = make(tmp_path, 1)
+    check_rules_version(fresh)  # a fresh node records the rules it runs
+    assert fresh.rules_version() == RULES_VERSION
+    check_rules_version(fresh)
+    # Executed blocks and no mark: written before versions were recorded (v1).
+    old = Keystore.create(tmp_path / "old.db", b"pw", 2, scrypt_log2_n=10)
+    old.set_executed_height(40)
+    with pytest.raises(LogRulesMismatch, match="v1"):
+        check_rules_version(old)
+    newer = Keystore.create(tmp_path / "newer.db", b"pw", 3, scrypt_log2_n=10)
+    newer.set_rules_version(RULES_VERSION + 1)
+    with pytest.raises(LogRulesMismatch, match=f"v{RULES_VERSION + 1}"):
+        check_rules_version(newer)
+    # The mark is authenticated like the executed height.
+    db = fresh._db
+    value = bytes(db.execute("SELECT value FROM meta WHERE name='rules_version'").fetchone()[0])
+    with db:
+        db.execute(
+            "UPDATE meta SET value=? WHERE name='rules_version'", (b"1" + value[len(b"2") :],)
+        )
+    with pytest.raises(KeystoreCorrupted, match="rules-version"):
+        fresh.rules_version()

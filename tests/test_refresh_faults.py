@@ -3,6 +3,7 @@ without their new share, and clients misled about epochs. Over the in-process lo
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,3 +189,20 @@ def test_a_refresh_gives_a_node_that_lost_its_share_a_new_one(net: LocalNetwork)
     net.byzantine[1] = lambda response: b"\x00"  # useless: t = 3 needs nodes 2, 3 and 4
     c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), key_material(net, key_id))
     assert c.done and c.result == b"repaired" and c.misbehaving == {1}
+
+
+def test_a_node_holding_a_wrong_share_says_so_and_receives_a_right_one(
+    net: LocalNetwork, caplog: pytest.LogCaptureFixture
+) -> None:
+    key_id = create(net)
+    ct = encrypt(net, key_id, b"mended")
+    wrong = G.encode_scalar(secrets.randbelow(G.order - 1) + 1)
+    net.executors[4].keystore.put(share_record(key_id, 1, 0), wrong)  # a bad restore, say
+    with caplog.at_level(logging.ERROR, logger="kmsnode.executor"):
+        refresh(net, key_id)
+    assert "does not match its verification key" in caplog.text  # not dealt, and said why
+    net.settle()
+    assert net.states[1].keys[key_id].versions[0].epoch == 1
+    net.byzantine[1] = lambda response: b"\x00"  # useless: t = 3 needs nodes 2, 3 and 4
+    c = net.run(net.client.prepare(Decrypt(ct, CTX), now_ms=net.time_ms), key_material(net, key_id))
+    assert c.done and c.result == b"mended" and c.misbehaving == {1}

@@ -22,6 +22,7 @@ from ._keys import KeyState as KeyState
 from ._keys import KeyVersion as KeyVersion
 from ._keys import VersionState as VersionState
 from ._machine import NONCE_WINDOW_MS as NONCE_WINDOW_MS
+from ._machine import RULES_VERSION as RULES_VERSION
 from ._machine import CommittedBatch as CommittedBatch
 from ._machine import KMSState as KMSState
 from ._nonces import MAX_POOL as MAX_POOL
@@ -34,6 +35,7 @@ __all__ = [
     "GROUPS",
     "MAX_POOL",
     "NONCE_WINDOW_MS",
+    "RULES_VERSION",
     "AuditEntry",
     "AuditTrail",
     "CommittedBatch",

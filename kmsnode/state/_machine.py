@@ -60,6 +60,10 @@ from ._effects import (
 from ._keys import GROUPS, KeyRecord, KeyState, KeyVersion, VersionState
 from ._nonces import NoncePools
 
+RULES_VERSION = 2
+"""The version of these rules. Bumped whenever ``apply`` would derive something else from
+some committed input than before: a node applies its log only under the rules it was written
+with (v1: before FROST signing was served and refresh ran as a reshare)."""
 NONCE_WINDOW_MS = 10 * 60 * 1000
 """A request's nonce carries its creation time (``nonce >> 16`` is Unix ms); the log accepts it
 within this window of the block's time, so the replay set only needs to cover the window."""
