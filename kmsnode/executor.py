@@ -392,6 +392,18 @@ class Executor:
         elif isinstance(effect, SharesRefreshed):
             self._erase_older_shares(effect)
 
+    def unsettled_posts(self) -> list[bytes]:
+        """After a replay: the DKG messages this node's open sessions decided to post that
+        the log has not taken yet (lost with the mempool in a crash), to post again."""
+        out: list[bytes] = []
+        for participant in self.participants.values():
+            s = participant.session
+            out.extend(
+                DkgPayload(s.key_id, s.version, s.epoch, post.message.encode()).encode()
+                for post in participant.unsettled_posts()
+            )
+        return out
+
     def _deliver_dkg(self, e: DeliverDkg) -> Output:
         participant = self.participants.get((e.key_id, e.version, e.epoch))
         if participant is None:

@@ -317,6 +317,9 @@ class KMSNode:
             else:
                 for effect in effects:
                     self.executor.replay(effect)
+        # DKG messages decided before the crash that never reached the log (the mempool is
+        # memory): without them an honest dealer would be disqualified.
+        backlog.extend(p for p in self.executor.unsettled_posts() if p not in backlog)
         return backlog
 
     def _stored_blocks(self, start: int, stop: int | None) -> Any:

@@ -144,6 +144,7 @@ class LocalNetwork:
                 executor.replay(effect)
         self.states[node] = state
         self.executors[node] = executor
+        self.pending.extend(executor.unsettled_posts())  # as KMSNode posts them again
 
     def settle(self, max_blocks: int = 500) -> None:
         """Commit ticks until no node waits for the log (DKG sessions finished)."""

@@ -373,3 +373,33 @@ def test_a_share_that_does_not_match_its_verification_key_is_never_used(
     assert c.done and c.result == b"kept safe" and not c.misbehaving
     assert c.answers[2].error == "share_unavailable"
     assert net.executors[2].stats.partials == 0 and net.executors[2].stats.partials_refused == 1
+
+
+def test_a_deal_lost_in_a_crash_is_posted_again_after_the_restart(net: LocalNetwork) -> None:
+    # Node 4 decided its deal, then crashed before it reached the log (the mempool is
+    # memory): restarted, it replays the log and posts the deal again, so it is not
+    # disqualified as a dealer that never dealt.
+    from kmsnode.crypto import dkg
+    from kmsnode.wire.payload import DkgPayload, client_payload, decode_payload
+
+    net.commit()
+    net.settle()  # the nodes' first nonce batches land first: the log then holds deals
+    prepared = net.client.prepare(CreateKey(KeyKind.ENCRYPT, "lost deal"), now_ms=net.time_ms)
+    net.commit(client_payload(prepared.request))
+    session = next(iter(net.states[1].sessions.values())).observer.session
+
+    def dealer(raw: bytes) -> int | None:
+        payload = decode_payload(raw)
+        if not isinstance(payload, DkgPayload):
+            return None
+        return dkg.decode_message(session.group, payload.message).sender
+
+    assert 4 in {dealer(raw) for raw in net.pending}
+    net.pending = [raw for raw in net.pending if dealer(raw) != 4]  # lost with node 4
+    net.restart(4)
+    assert sorted(dealer(raw) for raw in net.pending) == [1, 2, 3, 4]  # 4 posted again
+    net.settle()
+    key_id = next(iter(net.states[1].keys))
+    version = net.states[1].keys[key_id].versions[0]
+    assert version.state.value == "active" and 4 in version.qualified
+    assert 4 not in version.disqualified

@@ -40,7 +40,7 @@ from ._events import (
     Rejected,
     Start,
 )
-from ._messages import Complaint, Deal, Justification, decode_message, share_aad
+from ._messages import Complaint, Deal, Justification, Message, decode_message, share_aad
 from ._session import Kind, Session
 
 E = TypeVar("E")
@@ -187,6 +187,8 @@ class Participant(Generic[E]):
         self._deals: dict[int, _DealState[E]] = {}
         self._disqualified: dict[int, str] = {}
         self._rejected_deals: dict[int, str] = {}
+        self._posted: list[Message[E]] = []
+        """Everything this participant asked to post, in order (see ``unsettled_posts``)."""
         self.result: DkgResult[E] | None = None
         self.failure: str | None = None
 
@@ -223,6 +225,43 @@ class Participant(Generic[E]):
             SessionStateError: ``Start`` twice, a log event before ``Start``, or heights going
                 backwards (the driver must feed the log in order).
         """
+        actions = self._handle(event)
+        self._posted.extend(a.message for a in actions if isinstance(a, Post))
+        return actions
+
+    def unsettled_posts(self) -> list[Post[E]]:
+        """What this participant asked to post that the log has not taken yet, while it can
+        still count (its phase's deadline has not passed).
+
+        For a driver that replayed the log after a crash: replayed events ask for the same
+        posts again, but the driver does not post those (most landed); a post decided just
+        before the crash may not have, and without it an honest dealer would be disqualified
+        (a lost deal or justification) or a node left without its share (a lost complaint).
+        """
+        s, h = self.session, self._height
+        out: list[Post[E]] = []
+        for msg in self._posted:
+            if isinstance(msg, Deal):
+                pending = msg.dealer not in self._deals and h < s.deal_deadline
+            elif isinstance(msg, Complaint):
+                st = self._deals.get(msg.dealer)
+                pending = (
+                    st is not None
+                    and msg.complainer not in st.complaints
+                    and h < s.complaint_deadline
+                )
+            else:
+                st = self._deals.get(msg.dealer)
+                pending = (
+                    st is not None
+                    and not st.complaints.get(msg.complainer, False)
+                    and h < s.justification_deadline
+                )
+            if pending and self.status not in (Status.COMPLETED, Status.FAILED):
+                out.append(Post(msg))
+        return out
+
+    def _handle(self, event: Event) -> list[Action[E]]:
         if isinstance(event, Start):
             self._move(Status.DEALING, "start the session")
             return self._deal()

@@ -157,3 +157,48 @@ def test_garbage_and_foreign_session_messages_are_rejected(setup: Any) -> None:
         Committed(1, Complaint.create(G, s.session_id, 2, 3, ids[2].signing_key).encode())
     )
     assert isinstance(r3, Rejected) and "has no deal" in r3.reason
+
+
+def test_unsettled_posts_are_what_the_log_has_not_taken_while_it_still_counts() -> None:
+    """A restarted driver posts these again: a deal, a complaint and a justification each
+    stay unsettled until committed, and none outlives its phase's deadline."""
+    from kmsnode.crypto.dkg import Committed, Complaint, Deal, HeightReached, Justification
+    from kmsnode.crypto.dkg import Participant as P
+    from kmsnode.crypto.dkg import Start as S
+    from kmsnode.crypto.dkg.testing import identities
+
+    from ._sim import dkg_session
+
+    g = RISTRETTO255
+    ids = identities(4)
+    session = dkg_session(
+        g, ids, 3, deal_deadline=4, complaint_deadline=8, justification_deadline=12
+    )
+    nodes = {
+        i: P(session, signing_key=k.signing_key, sealing_key=k.sealing_key, id=i)
+        for i, k in ids.items()
+    }
+    deals = {i: p.handle(S())[0].message for i, p in nodes.items()}  # type: ignore[union-attr]
+    assert [type(p.message) for p in nodes[1].unsettled_posts()] == [Deal]
+    # Dealer 2's share for node 1 is garbled: node 1 will complain about it.
+    d2 = deals[2]
+    garbled = tuple((j, b"\x01" + bytes(60) if j == 1 else s) for j, s in d2.sealed_shares)  # type: ignore[union-attr]
+    bad = Deal.create(g, d2.session_id, 2, d2.commitments, d2.proof, garbled, ids[2].signing_key)  # type: ignore[union-attr]
+    posts: dict[int, list[object]] = {i: [] for i in nodes}
+    for h, msg in enumerate([deals[1], bad, deals[3], deals[4]], start=1):
+        for i, p in nodes.items():
+            posts[i] += [
+                a.message for a in p.handle(Committed(h, msg.encode())) if hasattr(a, "message")
+            ]  # type: ignore[union-attr]
+    complaint = next(m for m in posts[1] if isinstance(m, Complaint))
+    assert [p.message for p in nodes[1].unsettled_posts()] == [complaint]  # its deal landed
+    for p in nodes.values():
+        posts_now = p.handle(Committed(5, complaint.encode()))
+        if p is nodes[2]:
+            justification = next(
+                a.message for a in posts_now if isinstance(a.message, Justification)
+            )  # type: ignore[union-attr]
+    assert nodes[1].unsettled_posts() == []  # the complaint landed
+    assert [p.message for p in nodes[2].unsettled_posts()] == [justification]
+    nodes[2].handle(HeightReached(12))  # the justification deadline passed: too late to post
+    assert nodes[2].unsettled_posts() == []
