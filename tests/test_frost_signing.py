@@ -436,3 +436,17 @@ def test_a_keystore_restored_with_a_used_nonce_can_only_repeat_the_same_share(
     net.restart(node)
     again = net.executors[node].run(_effect_for(net, prepared.request_id)).responses[0]
     assert share_in(again.encode()) == first  # the same share: nothing new revealed
+
+
+def test_frost_signing_on_a_larger_committee(tmp_path: Path) -> None:
+    net = LocalNetwork(tmp_path, n=7, f=2, t=5)
+    try:
+        key_id = net.create_key(KeyKind.SIGN_ED25519)
+        km = net.key_material(key_id)
+        for k in range(3):
+            c = sign(net, key_id, b"m%d" % k, km, avoid=(k + 1,))
+            assert c.done and openssl_verifies(km.public_key, b"m%d" % k, c.result)
+            chosen = signers_of(net, c.prepared.request_id)
+            assert len(chosen) == 5 and k + 1 not in chosen
+    finally:
+        net.close()
