@@ -45,9 +45,18 @@ class ConfigError(KMSError, ValueError):
 
 
 class LogRulesMismatch(KMSError):
-    """The node's committed log was applied under another version of the state machine's
-    rules: replaying it under these rules would derive other keys, epochs and answers than
-    the ones the keystore and the other nodes hold, so the node refuses to start."""
+    """The network's log is applied under another version of the state machine's rules than
+    this software's: replaying it would derive other keys, epochs and answers than the ones
+    the keystores and the other nodes hold, so the node refuses to start."""
+
+    def __init__(self, found: int, supported: int, where: str) -> None:
+        super().__init__(
+            f"{where} says state rules v{found}; this software applies v{supported} and cannot "
+            "replay such a log to the same keys and answers: run the release that wrote it, "
+            "or start a new network"
+        )
+        self.found = found
+        self.supported = supported
 
 
 class MalformedMessage(KMSError, ValueError):

@@ -37,6 +37,7 @@ from .state import (
     Reply,
     SharesRefreshed,
     StartDkg,
+    entry_signer,
     logged_commitments,
 )
 from .wire.payload import DkgPayload
@@ -113,7 +114,7 @@ class Executor:
         self.stats = ExecutorStats()
         self._checked_vks: dict[tuple[str, int, int], bytes] = {}
         """Key versions and epochs whose share here matched the state's verification key."""
-        self.nonces = NonceSupply(node_id, genesis.chain_id, identity.signing_key, keystore)
+        self.nonce_supply = NonceSupply(node_id, genesis.chain_id, identity.signing_key, keystore)
         """This node's FROST nonces (the node posts the batches it asks for)."""
 
     def run(self, effect: Effect) -> Output:
@@ -204,18 +205,16 @@ class Executor:
         """FROST round two if the log chose this node: its signature share, sealed; every
         node answers with the commitments the log spent (the client's signing package)."""
         package = {"commitments": list(e.commitments)}
-        ref = e.nonces.get(self.node_id)
+        ref = e.nonce_refs.get(self.node_id)
         if ref is None:
-            return self._respond(
-                e.request_id, e.height, e.op, result={**_stamp(e), **package, "signer": False}
-            )
+            return self._respond(e.request_id, e.height, e.op, result={**_stamp(e), **package})
         loaded = self._load_share(e, _ED25519)
         if isinstance(loaded, Output):
             return loaded
         reply_key, share = loaded
-        mine = next(c for c in e.commitments if int.from_bytes(c[:2], "big") == self.node_id)
+        mine = next(c for c in e.commitments if entry_signer(c) == self.node_id)
         # Erased durably before the share exists: a crash from here on cannot reuse it.
-        nonces = self.nonces.take(ref, mine[2:])
+        nonces = self.nonce_supply.take(ref, mine[2:])
         if nonces is None:
             return self._refuse(
                 e, "nonce_unavailable", f"node {self.node_id} holds no nonce for its commitment"

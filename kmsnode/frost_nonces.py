@@ -2,8 +2,9 @@
 
 FROST round one runs ahead of time: the node keeps a pool of nonce commitments in the log
 (``kmsnode.state``'s ``NoncePools``), and the nonces themselves only in its keystore, under the
-batch sequence number and position the log will give their commitments. Sans-I/O: ``wanted``
-says which batch to post (the caller posts it), ``take`` hands a nonce out once.
+batch sequence number and position the log will give their commitments, named by the
+commitment. No network I/O (the keystore is its only I/O): ``wanted`` says which batch to post
+(the caller posts it), ``take`` hands a nonce out once.
 
 Security:
 - nonces are stored durably before their commitments leave the node, and a nonce is erased
@@ -21,23 +22,22 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .crypto.errors import CryptoError
 from .crypto.frost import FROST_ED25519_SHA512, SigningCommitments, SigningNonces
 from .crypto.frost.round1 import nonce_generate
 from .crypto.groups import Rng, default_rng
 from .errors import KeystoreRecordMissing
 from .keystore import Keystore, RecordName
 from .state import NodePool, NonceRef
-from .wire.payload import NoncePayload
+from .wire.payload import MAX_NONCE_BATCH, NoncePayload
 
 log = logging.getLogger(__name__)
 
-BATCH = 64
+BATCH = MAX_NONCE_BATCH
 """Nonces made and posted at a time (one keystore transaction, one log payload)."""
-LOW_WATER = 64
+LOW_WATER = BATCH
 """Post a new batch when fewer unused commitments than this are left in the log."""
 REPOST_AFTER = 3.0
-"""Seconds before a posted batch that has not landed is posted again (same bytes)."""
+"""Seconds before a posted batch that has not landed is posted again (the same commitments)."""
 _KIND = "frost-nonce"
 _SUITE = FROST_ED25519_SHA512
 _G = _SUITE.group
@@ -51,6 +51,12 @@ def nonce_record(ref: NonceRef, commitment: bytes) -> RecordName:
     """
     digest = hashlib.sha256(commitment).hexdigest()[:32]
     return RecordName(_KIND, f"{ref.seq}-{digest}", ref.position, 0)
+
+
+def _commitment(hiding: int, binding: int) -> bytes:
+    """The commitment to a nonce pair as the log carries it: the encodings of ``D`` and ``E``,
+    concatenated (``D = d*G``, ``E = e*G``)."""
+    return _G.base_mul(hiding) + _G.base_mul(binding)
 
 
 def _parse(name: RecordName) -> tuple[NonceRef, str] | None:
@@ -137,18 +143,13 @@ class NonceSupply:
             self.stats.nonces_refused += 1
             return None
         hiding, binding = _G.decode_scalar(secret[:32]), _G.decode_scalar(secret[32:])
-        made = _G.base_mul(hiding) + _G.base_mul(binding)
-        if made != commitment:
+        if _commitment(hiding, binding) != commitment:
             self.stats.nonces_refused += 1
             log.error("node %d: the nonce at %s does not match its commitment", self.node_id, ref)
             return None
         self.stats.nonces_used += 1
-        try:
-            commitments = SigningCommitments(
-                self.node_id, _G.decode(commitment[:32]), _G.decode(commitment[32:])
-            )
-        except CryptoError:
-            return None
+        # The points are the commitment's own, computed just now: valid by construction.
+        commitments = SigningCommitments(self.node_id, commitment[:32], commitment[32:])
         return SigningNonces(hiding, binding, commitments)
 
     # -- internals ---------------------------------------------------------------------------
@@ -179,15 +180,14 @@ class NonceSupply:
             for _, name in stored:
                 secret = self._keystore.get(name)
                 commitments.append(
-                    _G.base_mul(_G.decode_scalar(secret[:32]))
-                    + _G.base_mul(_G.decode_scalar(secret[32:]))
+                    _commitment(_G.decode_scalar(secret[:32]), _G.decode_scalar(secret[32:]))
                 )
         else:
             records: list[tuple[RecordName, bytes]] = []
             for position in range(BATCH):
                 hiding = nonce_generate(_SUITE, self._hedge, self._rng)
                 binding = nonce_generate(_SUITE, self._hedge, self._rng)
-                commitment = _G.base_mul(hiding) + _G.base_mul(binding)
+                commitment = _commitment(hiding, binding)
                 records.append(
                     (
                         nonce_record(NonceRef(seq, position), commitment),

@@ -17,6 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from .crypto.sealing import SealingPublicKey
 from .errors import ConfigError
 
+RULES_VERSION = 2
+"""The version of the replicated state machine's rules this software applies. Bumped whenever
+``KMSState.apply`` would derive something else from some committed input than before; a
+network's genesis names the rules its log is applied under, and a node applies a log only
+under those (v1: before FROST signing was served and refresh ran as a reshare)."""
+
 
 @dataclass(frozen=True)
 class NodeInfo:
@@ -52,6 +58,9 @@ class Genesis:
     t: int
     nodes: tuple[NodeInfo, ...]
     admins: tuple[bytes, ...]
+    rules_version: int = RULES_VERSION
+    """The state-machine rules the network's log is applied under (a file without the field
+    predates versions: 1)."""
 
     @property
     def n(self) -> int:
@@ -74,6 +83,7 @@ class Genesis:
             "t": self.t,
             "nodes": [info.to_json() for info in self.nodes],
             "admins": [a.hex() for a in self.admins],
+            "rules_version": self.rules_version,
         }
 
     def dump(self, path: str | os.PathLike[str]) -> None:
@@ -107,6 +117,7 @@ class Genesis:
                 t=int(data["t"]),
                 nodes=nodes,
                 admins=tuple(_key32(a, "admin key") for a in data["admins"]),
+                rules_version=int(data.get("rules_version", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"invalid genesis: {exc}") from exc

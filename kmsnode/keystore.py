@@ -278,12 +278,6 @@ class Keystore:
             count += 1
         return count
 
-    def _height_mac(self, height: int) -> bytes:
-        msg = transcript(
-            FORMAT, b"executed_height", str(self.node_id).encode(), str(height).encode()
-        )
-        return hmac.new(self._mac_key, msg, hashlib.sha256).digest()
-
     def executed_height(self) -> int:
         """The last log height whose effects this node executed (0 for none).
 
@@ -291,20 +285,7 @@ class Keystore:
             KeystoreCorrupted: the mark was altered (its MAC fails) or is malformed: a changed
                 mark would make a restart skip or repeat executions, so it is not guessed.
         """
-        row = self._db.execute("SELECT value FROM meta WHERE name='executed_height'").fetchone()
-        if row is None:
-            return 0
-        value = bytes(row[0])
-        try:
-            digits, tag = value[:-32], value[-32:]
-            height = int(digits.decode("ascii"))
-            if height < 0 or not digits.isdigit():
-                raise ValueError("not a height")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise KeystoreCorrupted(f"keystore {self.path}: damaged executed-height mark") from exc
-        if not hmac.compare_digest(tag, self._height_mac(height)):
-            raise KeystoreCorrupted(f"keystore {self.path}: executed-height mark was altered")
-        return height
+        return self._read_mark("executed_height", "executed-height") or 0
 
     def set_executed_height(self, height: int) -> None:
         """Record, durably, that the effects of every height up to ``height`` were executed.
@@ -312,11 +293,7 @@ class Keystore:
         Written in the same database as the shares, so a share stored by a block's DKG and the
         mark that the block was executed cannot disagree after a crash by more than one block.
         """
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES ('executed_height', ?)",
-                (str(height).encode() + self._height_mac(height),),
-            )
+        self._write_mark("executed_height", height)
 
     def rules_version(self) -> int | None:
         """The state-machine rules version this node's log is applied under (None: not yet
@@ -325,26 +302,35 @@ class Keystore:
         Raises:
             KeystoreCorrupted: the mark was altered or is malformed.
         """
-        row = self._db.execute("SELECT value FROM meta WHERE name='rules_version'").fetchone()
+        return self._read_mark("rules_version", "rules-version")
+
+    def set_rules_version(self, version: int) -> None:
+        """Record, durably, the rules version the log is applied under."""
+        self._write_mark("rules_version", version)
+
+    def _read_mark(self, name: str, label: str) -> int | None:
+        """A MAC'd integer in the metadata (None: absent)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
         if row is None:
             return None
         value = bytes(row[0])
         digits, tag = value[:-32], value[-32:]
-        if not digits.isdigit() or not hmac.compare_digest(tag, self._meta_mac(b"rules", digits)):
-            raise KeystoreCorrupted(f"keystore {self.path}: the rules-version mark was altered")
+        if not digits.isdigit():
+            raise KeystoreCorrupted(f"keystore {self.path}: damaged {label} mark")
+        if not hmac.compare_digest(tag, self._mark_mac(name, digits)):
+            raise KeystoreCorrupted(f"keystore {self.path}: {label} mark was altered")
         return int(digits)
 
-    def set_rules_version(self, version: int) -> None:
-        """Record, durably, the rules version the log is applied under."""
-        digits = str(version).encode()
+    def _write_mark(self, name: str, value: int) -> None:
+        digits = str(value).encode()
         with self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES ('rules_version', ?)",
-                (digits + self._meta_mac(b"rules", digits),),
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                (name, digits + self._mark_mac(name, digits)),
             )
 
-    def _meta_mac(self, what: bytes, value: bytes) -> bytes:
-        msg = transcript(FORMAT, what, str(self.node_id).encode(), value)
+    def _mark_mac(self, name: str, digits: bytes) -> bytes:
+        msg = transcript(FORMAT, name.encode(), str(self.node_id).encode(), digits)
         return hmac.new(self._mac_key, msg, hashlib.sha256).digest()
 
     def _iter_rows(self) -> Iterator[tuple[str, str, int, int, bytes]]:

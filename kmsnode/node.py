@@ -53,8 +53,11 @@ RESPONSE_CACHE = 4096
 """Answers kept for late fetches (by request id)."""
 ANSWER_TIMEOUT = 30.0
 TICK_INTERVAL = 0.05
-CATCHING_UP_MS = 10_000
-"""A block committed longer ago than this is applied by a node catching up."""
+CATCHING_UP_MS = 60_000
+"""A block committed longer ago than this (by the proposer's clock) is applied by a node
+catching up: it posts no nonce batch then (generous: clocks may differ by seconds; the ticker
+posts for a quiet log whatever the clocks say, and a batch made from a stale view is only
+refused by the log and its nonces erased)."""
 DEDUP_WINDOW_BYTES = 16 * 1024 * 1024
 REQUEST_FRAME_SLACK = 1024
 """Bytes a client's frame may carry beyond one payload (the envelope and its tags)."""
@@ -134,13 +137,15 @@ class NodeStats:
     replayed_blocks: int = 0
 
 
-def check_rules_version(keystore: Keystore) -> None:
-    """Refuse to run a log under other state rules than it was written with (a fresh node
-    records the current ones).
+def check_rules_version(genesis: Genesis, keystore: Keystore) -> None:
+    """Refuse to apply a log under other state rules than the network's genesis names, or
+    than this node's log was applied under so far (a fresh node records them).
 
     Raises:
-        LogRulesMismatch: the log was applied under another rules version.
+        LogRulesMismatch: either names another rules version than this software's.
     """
+    if genesis.rules_version != RULES_VERSION:
+        raise LogRulesMismatch(genesis.rules_version, RULES_VERSION, "the genesis file")
     recorded = keystore.rules_version()
     if recorded is None:
         if keystore.executed_height() == 0:
@@ -148,11 +153,7 @@ def check_rules_version(keystore: Keystore) -> None:
             return
         recorded = 1  # executed blocks before versions were recorded
     if recorded != RULES_VERSION:
-        raise LogRulesMismatch(
-            f"this node's log was applied under state rules v{recorded}; this software applies "
-            f"v{RULES_VERSION} and cannot replay it to the same keys and answers: run the "
-            "release that wrote it, or start a new network"
-        )
+        raise LogRulesMismatch(recorded, RULES_VERSION, "this node's keystore")
 
 
 class KMSNode:
@@ -170,7 +171,7 @@ class KMSNode:
         self.info = self.genesis.node(self.me)
         self.keystore = Keystore.open(config.keystore, passphrase, self.me)
         self.keystore.executed_height()  # an altered mark stops the start here, by name
-        check_rules_version(self.keystore)
+        check_rules_version(self.genesis, self.keystore)
         self.identity = NodeIdentity.load(self.keystore)
         if self.identity.signing_public != self.info.signing_key:
             raise ValueError(
@@ -401,7 +402,9 @@ class KMSNode:
         (only between blocks: see ``NonceSupply.wanted``)."""
         if self._mid_block:
             return None
-        return self.executor.nonces.wanted(self.state.nonces.pool(self.me), time.monotonic())
+        return self.executor.nonce_supply.wanted(
+            self.state.nonce_pools.pool(self.me), time.monotonic()
+        )
 
     async def _ticker(self) -> None:
         # The log only makes blocks when there is something to order; a DKG waiting for a
@@ -654,10 +657,10 @@ class KMSNode:
                 str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()
             },
             "executor": self.executor.stats.__dict__,
-            "frost_nonce_pool": self.state.nonces.available(self.me),
+            "frost_nonce_pool": self.state.nonce_pools.available(self.me),
             "frost_nonces": {
-                **self.executor.nonces.stats.__dict__,
-                "batches_rejected_by_log": self.state.nonces.rejected_batches,
+                **self.executor.nonce_supply.stats.__dict__,
+                "batches_rejected_by_log": self.state.nonce_pools.rejected_batches,
             },
             "node_stats": {
                 **self.stats.__dict__,

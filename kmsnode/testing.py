@@ -127,7 +127,9 @@ class LocalNetwork:
                     self.outbox.setdefault(response.request_id, {})[i] = data
                     self.outbox_history.setdefault(response.request_id, {})[i] = data
             if i not in self.silent:
-                batch = self.executors[i].nonces.wanted(state.nonces.pool(i), self.time_ms / 1000)
+                batch = self.executors[i].nonce_supply.wanted(
+                    state.nonce_pools.pool(i), self.time_ms / 1000
+                )
                 if batch is not None:
                     self.pending.append(batch)
 

@@ -16,10 +16,11 @@ from kmsnode import net
 from kmsnode.client._async import AsyncDistributedKMS
 from kmsnode.client._core import ClientCore, NonceSource
 from kmsnode.client._results import KeyMetadata
-from kmsnode.client.errors import InvalidCiphertextError, KeyUnavailable
+from kmsnode.client.errors import InvalidCiphertextError, KeyUnavailable, QuorumUnavailable
 from kmsnode.testing import LocalNetwork
 from kmsnode.wire.payload import client_payload
-from kmsnode.wire.requests import CreateKey, KeyKind, ListKeys, Request
+from kmsnode.wire.requests import CreateKey, KeyKind, ListKeys, Request, Sign
+from kmsnode.wire.responses import Response
 from kmsnode.wire.vouch import vouch_valid
 
 
@@ -297,3 +298,29 @@ async def test_a_passed_over_signer_that_signs_validly_is_back(local: LocalNetwo
     with trio.fail_after(5):
         await kms.sign(key_id, b"m")
     assert len(kms._avoid_until) == 1
+
+
+async def test_a_frost_call_every_node_answered_without_a_package_ends_at_once(
+    local: LocalNetwork,
+) -> None:
+    # No two nodes name the same package (f + 1 = 2 needed): once every node has answered
+    # there is nothing to wait for, so the call ends well before its deadline.
+    key_id = local.create_key(KeyKind.SIGN_ED25519)
+    kms = client_for(local, {})
+    kms.timeout = 20.0
+    peer = kms._host.peer_id.to_base58()
+
+    class OwnPackage(FakeSession):
+        async def request(self, envelope: net.Envelope, timeout: float) -> list[net.Envelope]:
+            answers = await super().request(envelope, timeout)
+            response = Response.decode(answers[0].body)
+            result = dict(response.result or {})
+            if "commitments" in result:
+                result["commitments"] = [c[:-1] + bytes([self.node]) for c in result["commitments"]]
+            return [net.Envelope("resp", self.local.resigned(self.node, response, result=result))]
+
+    kms._sessions = {i: OwnPackage(local, i, peer) for i in local.genesis.ids}  # type: ignore[assignment]
+    t0 = trio.current_time()
+    with pytest.raises(QuorumUnavailable):
+        await kms._call_with_material(Sign(key_id, b"m"), key_id, local.key_material(key_id))
+    assert trio.current_time() - t0 < 5

@@ -4,7 +4,6 @@ aggregation, over the in-process log (``LocalNetwork``). Signatures are checked 
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,6 @@ from kmsnode.identity import NodeIdentity
 from kmsnode.keystore import Keystore
 from kmsnode.state import MAX_POOL, ComputeFrostShare, KMSState, NonceRef
 from kmsnode.state._machine import FROST_SIGNS_PER_BLOCK
-from kmsnode.state._nonces import STALE_AFTER
 from kmsnode.testing import PASSPHRASE, LocalNetwork
 from kmsnode.wire.payload import NoncePayload, client_payload, decode_payload
 from kmsnode.wire.requests import KeyKind, RefreshKey, Sign
@@ -89,7 +87,7 @@ def test_a_frost_signature_verifies_with_openssl(net: LocalNetwork) -> None:
 def test_every_node_spends_the_same_commitments_and_pools_refill(net: LocalNetwork) -> None:
     key_id = net.create_key(KeyKind.SIGN_ED25519)
     km = net.key_material(key_id)
-    pools = {i: net.states[1].nonces.available(i) for i in net.states}
+    pools = {i: net.states[1].nonce_pools.available(i) for i in net.states}
     assert all(p >= LOW_WATER for p in pools.values())
     used: dict[int, int] = dict.fromkeys(net.states, 0)
     for k in range(3 * BATCH):
@@ -99,15 +97,18 @@ def test_every_node_spends_the_same_commitments_and_pools_refill(net: LocalNetwo
             used[i] += 1
     # Every node holds the same pools (deterministic), none ran dry, and the work was spread.
     views = [
-        {i: [e for e in s.nonces.pool(i).entries] for i in net.states} for s in net.states.values()
+        {i: [e for e in s.nonce_pools.pool(i).entries] for i in net.states}
+        for s in net.states.values()
     ]
     assert all(v == views[0] for v in views)
-    assert all(net.states[1].nonces.available(i) >= LOW_WATER for i in net.states)
+    assert all(net.states[1].nonce_pools.available(i) >= LOW_WATER for i in net.states)
     assert all(n > 0 for n in used.values()), used
     # Nonces in each keystore: exactly the node's unspent pool (spent ones were erased).
     for i, ex in net.executors.items():
         held = {n for n in ex.keystore.names("frost-nonce")}
-        assert held == {nonce_record(ref, c) for ref, c in net.states[i].nonces.pool(i).entries}
+        assert held == {
+            nonce_record(ref, c) for ref, c in net.states[i].nonce_pools.pool(i).entries
+        }
 
 
 def test_the_log_chooses_signers_deterministically_and_honours_avoid(net: LocalNetwork) -> None:
@@ -184,16 +185,16 @@ def test_a_node_that_proposes_nothing_is_passed_over_then_used_when_needed(
     key_id = net.create_key(KeyKind.SIGN_ED25519)
     km = net.key_material(key_id)
     net.silent.add(3)  # proposes no blocks and posts no nonce batches, as if down
-    for _ in range(STALE_AFTER + 1):
+    for _ in range(net.states[1].nonce_pools.stale_after + 1):
         net.commit()
-    assert net.states[1].nonces.stale(3, net.height)
-    assert net.states[1].nonces.available(3) > 0  # it still has commitments to spend
+    assert net.states[1].nonce_pools.stale(3, net.height)
+    assert net.states[1].nonce_pools.available(3) > 0  # it still has commitments to spend
     for k in range(10):
         c = sign(net, key_id, b"m%d" % k, km)
         assert c.done and 3 not in signers_of(net, c.prepared.request_id)
     # With node 4 down too, t = 3 needs node 3 after all (it does answer here).
     net.silent.add(4)
-    for _ in range(STALE_AFTER + 1):
+    for _ in range(net.states[1].nonce_pools.stale_after + 1):
         net.commit()
     c = sign(net, key_id, b"both", km)
     assert c.done and signers_of(net, c.prepared.request_id) in ([1, 2, 3], [1, 2, 4])
@@ -214,7 +215,7 @@ def test_one_client_gets_at_most_its_share_of_signatures_per_block(net: LocalNet
         net.client.prepare(Sign(key_id, b"burst%d" % k), now_ms=net.time_ms)
         for k in range(FROST_SIGNS_PER_BLOCK + 4)
     ]
-    pools = net.states[1].nonces
+    pools = net.states[1].nonce_pools
     before = sum(pools.available(i) for i in net.states)
     net.commit(*(client_payload(p.request) for p in burst))
     codes = [Response.decode(net.outbox_history[p.request_id][1]).error for p in burst]
@@ -238,9 +239,9 @@ def test_a_node_restored_from_an_old_backup_catches_up_and_replaces_its_pool(
     shutil.copyfile(db, tmp_path / "backup.db")
     net.restart(node)
     backup_height = net.height
-    seq = net.states[1].nonces.pool(node).next_seq
+    seq = net.states[1].nonce_pools.pool(node).next_seq
     k = 0
-    while net.states[1].nonces.pool(node).next_seq < seq + 2:
+    while net.states[1].nonce_pools.pool(node).next_seq < seq + 2:
         k += 1
         assert sign(net, key_id, b"m%d" % k, km).done
     net.executors[node].keystore.close()
@@ -255,14 +256,14 @@ def test_a_node_restored_from_an_old_backup_catches_up_and_replaces_its_pool(
     for block in net.log[backup_height:]:  # executed again, as KMSNode does after a restore
         for effect in state.apply(block):
             executor.run(effect)
-        made = executor.nonces.wanted(state.nonces.pool(node), net.time_ms / 1000)
+        made = executor.nonce_supply.wanted(state.nonce_pools.pool(node), net.time_ms / 1000)
         if made is not None:
             posts.append(made)
     assert posts, "the catching-up node made no batch (the test lost its point)"
     net.states[node], net.executors[node] = state, executor
     net.commit(*posts)  # what it posted while behind: the log refuses all of it
     net.settle()
-    pool = net.states[1].nonces.pool(node)
+    pool = net.states[1].nonce_pools.pool(node)
     assert {nonce_record(ref, c) for ref, c in pool.entries} == set(ks.names("frost-nonce"))
     refusals = 0
     for j in range(40):
@@ -277,25 +278,25 @@ def test_a_batch_not_yet_in_the_log_is_posted_again_with_the_same_nonces(
     net: LocalNetwork,
 ) -> None:
     ex = net.executors[1]
-    pool = net.states[1].nonces.pool(1)
-    first = ex.nonces.wanted(pool, 100.0)
+    pool = net.states[1].nonce_pools.pool(1)
+    first = ex.nonce_supply.wanted(pool, 100.0)
     assert first is not None
-    assert ex.nonces.wanted(pool, 100.0 + REPOST_AFTER / 2) is None  # not yet
-    again = ex.nonces.wanted(pool, 100.0 + REPOST_AFTER)
+    assert ex.nonce_supply.wanted(pool, 100.0 + REPOST_AFTER / 2) is None  # not yet
+    again = ex.nonce_supply.wanted(pool, 100.0 + REPOST_AFTER)
     assert again == first
     # A restarted node rebuilds the very same batch from its keystore.
     net.restart(1)
-    assert net.executors[1].nonces.wanted(net.states[1].nonces.pool(1), 0.0) == first
+    assert net.executors[1].nonce_supply.wanted(net.states[1].nonce_pools.pool(1), 0.0) == first
 
 
 def test_a_nonce_that_does_not_match_its_commitment_is_never_used(net: LocalNetwork) -> None:
     net.commit()
     net.settle()
     ex = net.executors[1]
-    ref, commitment = net.states[1].nonces.pool(1).entries[0]
+    ref, commitment = net.states[1].nonce_pools.pool(1).entries[0]
     ex.keystore.put(nonce_record(ref, commitment), bytes(31) + b"\x07" + bytes(31) + b"\x09")
-    assert ex.nonces.take(ref, commitment) is None
-    assert ex.nonces.stats.nonces_refused == 1
+    assert ex.nonce_supply.take(ref, commitment) is None
+    assert ex.nonce_supply.stats.nonces_refused == 1
     with pytest.raises(KeystoreRecordMissing):  # erased all the same
         ex.keystore.get(nonce_record(ref, commitment))
 
@@ -343,7 +344,7 @@ def test_a_restored_keystore_replaces_its_lost_commitments(
     net.restart(node)
     net.commit()
     net.settle()
-    pool = net.states[1].nonces.pool(node)
+    pool = net.states[1].nonce_pools.pool(node)
     held = set(net.executors[node].keystore.names("frost-nonce"))
     assert pool.entries and held == {nonce_record(ref, c) for ref, c in pool.entries}
     for k in range(6):
@@ -354,10 +355,10 @@ def test_a_restored_keystore_replaces_its_lost_commitments(
 def test_the_log_refuses_forged_replayed_and_oversized_batches(net: LocalNetwork) -> None:
     net.commit()
     net.settle()
-    pools = net.states[1].nonces
+    pools = net.states[1].nonce_pools
     before = {i: pools.available(i) for i in net.states}
     seq = pools.pool(1).next_seq
-    commitment = net.states[1].nonces.pool(2).entries[0][1]
+    commitment = net.states[1].nonce_pools.pool(2).entries[0][1]
     forged = NoncePayload(1, seq, False, (commitment,)).signed(
         net.genesis.chain_id, net.identities[2].signing_key
     )
@@ -375,7 +376,7 @@ def test_the_log_refuses_forged_replayed_and_oversized_batches(net: LocalNetwork
         net.commit(payload.encode())
     assert {i: pools.available(i) for i in net.states} == before
     assert pools.rejected_batches == 4
-    assert all(s.nonces.rejected_batches == 4 for s in net.states.values())
+    assert all(s.nonce_pools.rejected_batches == 4 for s in net.states.values())
 
 
 def test_signing_after_a_refresh_uses_the_new_shares(net: LocalNetwork) -> None:
@@ -401,10 +402,9 @@ def test_a_frost_effect_carries_no_secret_in_its_repr() -> None:
         message=b"secret message",
         public_key=b"p",
         commitments=(),
-        nonces={1: NonceRef(0, 0)},
+        nonce_refs={1: NonceRef(0, 0)},
     )
     assert "secret message" not in repr(e)
-    assert dataclasses.is_dataclass(e)
 
 
 def test_a_keystore_restored_with_a_used_nonce_can_only_repeat_the_same_share(
@@ -450,3 +450,34 @@ def test_frost_signing_on_a_larger_committee(tmp_path: Path) -> None:
             assert len(chosen) == 5 and k + 1 not in chosen
     finally:
         net.close()
+
+
+def test_a_chosen_signer_lying_about_the_package_still_settles_the_attempt(
+    net: LocalNetwork,
+) -> None:
+    # Node 4 is a chosen signer (the log passes over node 1 here) and names a forged
+    # package: it is outvoted, and its share still counts against the agreed one, so the
+    # signature completes, or (had its share been bad) the attempt fails naming it; it never
+    # stalls waiting for a share that was set aside.
+    key_id = net.create_key(KeyKind.SIGN_ED25519)
+    km = net.key_material(key_id)
+    liar = 4
+
+    def other_package(response: Response) -> bytes:
+        result = dict(response.result or {})
+        if "commitments" in result:
+            forged = list(result["commitments"])
+            forged[0] = forged[0][:2] + bytes(reversed(forged[0][2:]))
+            result["commitments"] = forged
+        return net.resigned(liar, response, result=result)
+
+    net.byzantine[liar] = other_package
+    first = sign(net, key_id, b"m", km, avoid=(1,))
+    assert signers_of(net, first.prepared.request_id) == [2, 3, 4]
+    answers = net.outbox_history[first.prepared.request_id]
+    c = net.client.collector(first.prepared, km)
+    for node in (liar, 2, 3, 1):
+        if c.add(node, answers[node]):
+            break
+    assert c.done and openssl_verifies(km.public_key, b"m", c.result)
+    assert c.misbehaving == {liar} and c.waiting_for_signers() == ()

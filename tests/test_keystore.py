@@ -192,23 +192,38 @@ def test_a_new_keystore_is_owner_only(tmp_path: Path) -> None:
 
 
 def test_a_log_is_only_replayed_under_the_rules_it_was_written_with(tmp_path: Path) -> None:
+    import dataclasses
+
     from kmsnode.errors import LogRulesMismatch
+    from kmsnode.genesis import Genesis
+    from kmsnode.identity import NodeIdentity
     from kmsnode.node import check_rules_version
     from kmsnode.state import RULES_VERSION
+    from kmsnode.testing import make_genesis
 
+    genesis = make_genesis(
+        {i: NodeIdentity.generate() for i in range(1, 5)}, (bytes(32),), f=1, t=2
+    )
     fresh = make(tmp_path, 1)
-    check_rules_version(fresh)  # a fresh node records the rules it runs
+    check_rules_version(genesis, fresh)  # a fresh node records the rules it runs
     assert fresh.rules_version() == RULES_VERSION
-    check_rules_version(fresh)
+    check_rules_version(genesis, fresh)
+    # A network whose genesis predates versions (no field: v1), or names newer rules.
+    legacy = {k: v for k, v in genesis.to_json().items() if k != "rules_version"}
+    with pytest.raises(LogRulesMismatch, match="genesis file says state rules v1") as caught:
+        check_rules_version(Genesis.from_json(legacy), fresh)
+    assert (caught.value.found, caught.value.supported) == (1, RULES_VERSION)
+    with pytest.raises(LogRulesMismatch):
+        check_rules_version(dataclasses.replace(genesis, rules_version=RULES_VERSION + 1), fresh)
     # Executed blocks and no mark: written before versions were recorded (v1).
     old = Keystore.create(tmp_path / "old.db", b"pw", 2, scrypt_log2_n=10)
     old.set_executed_height(40)
-    with pytest.raises(LogRulesMismatch, match="v1"):
-        check_rules_version(old)
+    with pytest.raises(LogRulesMismatch, match="keystore says state rules v1"):
+        check_rules_version(genesis, old)
     newer = Keystore.create(tmp_path / "newer.db", b"pw", 3, scrypt_log2_n=10)
     newer.set_rules_version(RULES_VERSION + 1)
     with pytest.raises(LogRulesMismatch, match=f"v{RULES_VERSION + 1}"):
-        check_rules_version(newer)
+        check_rules_version(genesis, newer)
     # The mark is authenticated like the executed height.
     db = fresh._db
     value = bytes(db.execute("SELECT value FROM meta WHERE name='rules_version'").fetchone()[0])
@@ -216,5 +231,5 @@ def test_a_log_is_only_replayed_under_the_rules_it_was_written_with(tmp_path: Pa
         db.execute(
             "UPDATE meta SET value=? WHERE name='rules_version'", (b"1" + value[len(b"2") :],)
         )
-    with pytest.raises(KeystoreCorrupted, match="rules-version"):
+    with pytest.raises(KeystoreCorrupted, match="rules-version mark"):
         fresh.rules_version()

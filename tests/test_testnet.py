@@ -337,10 +337,11 @@ def test_answers_are_fetchable_by_request_id_from_any_node(
 
     wait_for(all_fetched, 20, "every node's answer by request id")
     assert fetched[1] == submitted[0].body
-    v = kms.describe_key(key_id).versions[0]
+    meta = kms.describe_key(key_id)
+    v = meta.versions[0]
     assert v.public_key is not None
     collector = ClientCore(g, admin).collector(
-        prepared, KeyMaterial(v.public_key, v.verification_keys, v.epoch, v.version)
+        prepared, KeyMaterial(v.public_key, v.verification_keys, v.epoch, v.version, meta.kind)
     )
     for i, data in sorted(fetched.items()):
         collector.add(i, data)

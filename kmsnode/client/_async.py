@@ -361,8 +361,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         - ``sign-ed25519``: FROST (RFC 9591). The log picks t signers and spends one nonce
           commitment of each; their shares are sealed to this request, summed and checked: an
           ordinary Ed25519 signature (RFC 8032). A signer that refuses, stays silent or sends
-          a bad share fails the attempt; the client asks again without it (up to
-          ``SIGN_ATTEMPTS`` times) and passes it over for ``AVOID_SECONDS``.
+          a bad share fails the attempt; the client asks again without it
+          (``SIGN_ATTEMPTS`` attempts in all) and passes it over for ``AVOID_SECONDS``, or
+          until it signs validly when the log needs it after all.
 
         FROST signatures back off and retry while the nodes' nonce pools are empty or this
         client has too many signatures in one block (``signers_unavailable``, ``throttled``).
@@ -371,6 +372,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             ValueError: the message is longer than 4096 bytes.
             KeyUnavailable: not a signing key, disabled, or no active version.
             SignersFailed: every FROST attempt lost a signer.
+            RequestRejected: ``throttled`` or ``signers_unavailable`` still after 6 back-offs
+                (about 8 s).
         """
         message = bytes(message)
         if len(message) > MAX_SIGN_MESSAGE:
@@ -413,12 +416,13 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
     async def verify(
         self, key_id: str, message: bytes, signature: bytes, version: int | None = None
     ) -> bool:
-        """Whether ``signature`` is the key's BLS signature of ``message`` under ``version``
+        """Whether ``signature`` is the key's signature of ``message`` under ``version``
         (default: the current one), checked here against the public key f + 1 nodes vouch
-        for. A rotation retires the older versions from ``verify`` unless named.
+        for: BLS for a ``sign-bls`` key, Ed25519 (by OpenSSL) for a ``sign-ed25519`` one. A
+        rotation retires the older versions from ``verify`` unless named.
 
         Raises:
-            KeyUnavailable: not a BLS signing key, disabled, or no such active version.
+            KeyUnavailable: not a signing key, disabled, or no such active version.
         """
         meta = await self.describe_key(key_id)
         if meta.kind not in ("sign-bls", "sign-ed25519"):
@@ -581,16 +585,6 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         signers_named = trio.Event()
         with trio.move_on_after(self.timeout):
             async with trio.open_nursery() as nursery:
-                for node_id in self.nodes:
-                    nursery.start_soon(
-                        self._ask,
-                        node_id,
-                        body,
-                        collector,
-                        nursery.cancel_scope,
-                        errors,
-                        signers_named,
-                    )
                 if collector.frost:
                     nursery.start_soon(
                         self._wait_for_signers,
@@ -599,6 +593,19 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                         nursery.cancel_scope,
                         errors,
                     )
+                async with trio.open_nursery() as asks:
+                    for node_id in self.nodes:
+                        asks.start_soon(
+                            self._ask,
+                            node_id,
+                            body,
+                            collector,
+                            nursery.cancel_scope,
+                            errors,
+                            signers_named,
+                        )
+                if not signers_named.is_set():
+                    nursery.cancel_scope.cancel()  # every node answered: nothing to wait for
         self.last_misbehaving = tuple(sorted(collector.misbehaving))
         for node in collector.signers:  # a passed-over signer that signed validly is back
             self._avoid_until.pop(node, None)

@@ -26,7 +26,7 @@ from ..crypto.sealing import SealingPrivateKey, open_sealed
 from ..crypto.tdh2 import PartialDecryption
 from ..errors import MalformedMessage
 from ..genesis import Genesis
-from ..state import logged_commitments
+from ..state import PACKAGE_ENTRY_SIZE, entry_signer, logged_commitments
 from ..wire.requests import Decrypt, DecryptSum, Operation, Request, Sign
 from ..wire.responses import Response, sealed_aad
 from ..wire.sums import SumCiphertext
@@ -48,7 +48,7 @@ class KeyMaterial(NamedTuple):
     epoch: int
     version: int
     """The key version these belong to (a signature is made under the current one)."""
-    kind: str = ""
+    kind: str
     """The key's kind (``sign-ed25519`` keys sign with FROST: shares, not partials)."""
 
 
@@ -57,7 +57,6 @@ _DECRYPTIONS = (Decrypt, DecryptSum, Sign)
 _NODE_LOCAL_ERRORS = frozenset({"share_unavailable", "nonce_unavailable", "invalid_package"})
 """Errors about the answering node itself, not the request: never agreed on."""
 _FROST = frost.FROST_ED25519_SHA512
-_FROST_COMMITMENTS = 2 + 2 * _FROST.group.element_size
 
 
 class NonceSource:
@@ -295,11 +294,11 @@ class Collector:
             if (
                 not isinstance(listed, list)
                 or len(listed) != self.genesis.t
-                or not all(isinstance(c, bytes) and len(c) == _FROST_COMMITMENTS for c in listed)
+                or not all(isinstance(c, bytes) and len(c) == PACKAGE_ENTRY_SIZE for c in listed)
             ):
                 raise MalformedMessage("a FROST answer without t commitments")
             package = tuple(listed)
-            signers = {int.from_bytes(c[:2], "big") for c in package}
+            signers = {entry_signer(c) for c in package}
             share = None
             if response.sealed is not None:
                 raw = open_sealed(
@@ -325,19 +324,21 @@ class Collector:
 
         Raises:
             SignersFailed: a chosen signer refused, or its share does not verify.
+            QuorumUnavailable: every share verifies, yet the signature does not (the key
+                material is not the key's): asking again would not help.
         """
-        counts = Counter(self.packages.values())
-        agreed = next((p for p, c in counts.items() if c >= self.quorum), None)
+        agreed = self._agreed_package()
         if agreed is None:
             return False
-        liars = {i for i, p in self.packages.items() if p != agreed}
-        self.misbehaving.update(liars)
-        signers = [int.from_bytes(c[:2], "big") for c in agreed]
+        self.misbehaving.update(i for i, p in self.packages.items() if p != agreed)
+        signers = [entry_signer(c) for c in agreed]
         refused = [i for i in signers if i in self.refused]
         if refused:
             self.done = True
             raise SignersFailed(refused)
-        shares = [self.partials[i] for i in signers if i in self.partials and i not in liars]
+        # A signer that lied about the package still counts with its share: the share is
+        # checked against the agreed package, and a bad one names it.
+        shares = [self.partials[i] for i in signers if i in self.partials]
         if len(shares) < len(signers):
             return False
         assert self.key_material is not None and isinstance(self.prepared.request.op, Sign)
@@ -355,24 +356,25 @@ class Collector:
             self.done = True
             raise SignersFailed(exc.culprits, exc.culprits) from None
         except CryptoError:
-            # f + 1 nodes vouched for a package that does not work, or the key material is
-            # not this key's: nothing to retry with.
             self.done = True
-            raise SignersFailed(signers) from None
+            raise QuorumUnavailable(len(self.answers), self.genesis.t, self.misbehaving) from None
         self.misbehaving.update(self.newer_stamps)
         self.done = True
         self.result = signature
         self.signers = tuple(signers)
         return True
 
+    def _agreed_package(self) -> tuple[bytes, ...] | None:
+        """FROST: the package f + 1 nodes name (so the log's), once they do."""
+        counts = Counter(self.packages.values())
+        return next((p for p, c in counts.items() if c >= self.quorum), None)
+
     def waiting_for_signers(self) -> tuple[int, ...]:
         """FROST: the chosen signers whose shares have not come (once the package is known)."""
-        counts = Counter(self.packages.values())
-        agreed = next((p for p, c in counts.items() if c >= self.quorum), None)
+        agreed = self._agreed_package()
         if agreed is None:
             return ()
-        signers = [int.from_bytes(c[:2], "big") for c in agreed]
-        return tuple(i for i in signers if i not in self.partials)
+        return tuple(entry_signer(c) for c in agreed if entry_signer(c) not in self.partials)
 
     @cached_property
     def key_id(self) -> str:

@@ -1,5 +1,6 @@
 """The replicated KMS state machine (pure): keys, policies, DKG sessions, replay window, audit."""
 
+from ..genesis import RULES_VERSION as RULES_VERSION
 from ._audit import GENESIS_HASH as GENESIS_HASH
 from ._audit import AuditEntry as AuditEntry
 from ._audit import AuditTrail as AuditTrail
@@ -22,19 +23,22 @@ from ._keys import KeyState as KeyState
 from ._keys import KeyVersion as KeyVersion
 from ._keys import VersionState as VersionState
 from ._machine import NONCE_WINDOW_MS as NONCE_WINDOW_MS
-from ._machine import RULES_VERSION as RULES_VERSION
 from ._machine import CommittedBatch as CommittedBatch
 from ._machine import KMSState as KMSState
 from ._nonces import MAX_POOL as MAX_POOL
+from ._nonces import PACKAGE_ENTRY_SIZE as PACKAGE_ENTRY_SIZE
 from ._nonces import NodePool as NodePool
 from ._nonces import NonceRef as NonceRef
+from ._nonces import entry_signer as entry_signer
 from ._nonces import logged_commitments as logged_commitments
+from ._nonces import package_entry as package_entry
 
 __all__ = [
     "GENESIS_HASH",
     "GROUPS",
     "MAX_POOL",
     "NONCE_WINDOW_MS",
+    "PACKAGE_ENTRY_SIZE",
     "RULES_VERSION",
     "AuditEntry",
     "AuditTrail",
@@ -58,6 +62,8 @@ __all__ = [
     "StartDkg",
     "VersionState",
     "entry_from_json",
+    "entry_signer",
     "logged_commitments",
+    "package_entry",
     "verify_chain",
 ]

@@ -80,10 +80,10 @@ class ComputeSignaturePartial(PartialWork):
 
 @dataclass(frozen=True)
 class ComputeFrostShare(PartialWork):
-    """FROST round two for ``message``: the log chose ``signers`` and spent one commitment of
-    each (``commitments``: each ``id:u16 | D | E``, by id; ``nonces``: where each sits in its
-    signer's pool). A chosen signer seals its signature share to ``reply_key``; every node
-    answers with the commitments, so the client learns the package from f + 1 of them."""
+    """FROST round two for ``message``: the log chose the signers and spent one commitment
+    of each (``commitments``: ``package_entry`` lines, by signer; ``nonce_refs``: where each
+    sat in its signer's pool). A chosen signer seals its signature share to ``reply_key``;
+    every node answers with the commitments, so the client learns the package from f + 1."""
 
     op: ClassVar[str] = "sign"
 
@@ -91,11 +91,7 @@ class ComputeFrostShare(PartialWork):
     public_key: bytes = b""
     """The key version's group public key (the binding factors and challenge hash it)."""
     commitments: tuple[bytes, ...] = ()
-    nonces: Mapping[int, NonceRef] = field(default_factory=dict)
-
-    @property
-    def signers(self) -> tuple[int, ...]:
-        return tuple(sorted(self.nonces))
+    nonce_refs: Mapping[int, NonceRef] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ on its own (signature, replay window, policy), so no node has to trust another's
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,12 +57,8 @@ from ._effects import (
     StartDkg,
 )
 from ._keys import GROUPS, KeyRecord, KeyState, KeyVersion, VersionState
-from ._nonces import NoncePools
+from ._nonces import NoncePools, package_entry
 
-RULES_VERSION = 2
-"""The version of these rules. Bumped whenever ``apply`` would derive something else from
-some committed input than before: a node applies its log only under the rules it was written
-with (v1: before FROST signing was served and refresh ran as a reshare)."""
 NONCE_WINDOW_MS = 10 * 60 * 1000
 """A request's nonce carries its creation time (``nonce >> 16`` is Unix ms); the log accepts it
 within this window of the block's time, so the replay set only needs to cover the window."""
@@ -82,9 +77,7 @@ others (a refused request says ``throttled``; the client library backs off and r
 
 
 class CommittedBatch(Protocol):
-    """What the state needs of a committed block (``consensus.CommittedBlock`` fits). A
-    block may also name its ``proposer`` (consensus index): FROST signer choice prefers
-    nodes that proposed lately."""
+    """What the state needs of a committed block (``consensus.CommittedBlock`` fits)."""
 
     @property
     def height(self) -> int: ...
@@ -94,6 +87,12 @@ class CommittedBatch(Protocol):
 
     @property
     def payloads(self) -> Sequence[bytes]: ...
+
+    @property
+    def proposer(self) -> int | None:
+        """The proposer's consensus index (its position in the genesis), if known: FROST
+        signer choice prefers nodes that proposed lately."""
+        ...
 
 
 @dataclass
@@ -145,7 +144,7 @@ class KMSState:
             info.id: dkg.Member(info.signing_key, info.sealing_key) for info in genesis.nodes
         }
         self.rejected_payloads = 0
-        self.nonces = NoncePools(
+        self.nonce_pools = NoncePools(
             genesis.chain_id, {info.id: info.signing_key for info in genesis.nodes}
         )
         self._frost_signs: dict[bytes, int] = {}
@@ -163,9 +162,9 @@ class KMSState:
         self.height = block.height
         self.timestamp_ms = max(self.timestamp_ms, block.timestamp_ms)
         self._prune_seen()
-        proposer = getattr(block, "proposer", None)  # a consensus index, when the log says
+        proposer = block.proposer
         if type(proposer) is int and 0 <= proposer < len(self.genesis.nodes):
-            self.nonces.proposed(self.genesis.nodes[proposer].id, self.height)
+            self.nonce_pools.proposed(self.genesis.nodes[proposer].id, self.height)
         self._frost_signs.clear()
         effects: list[Effect] = []
         for raw in block.payloads:
@@ -181,7 +180,7 @@ class KMSState:
             elif isinstance(payload, DkgPayload):
                 effects.extend(self._dkg_message(payload))
             elif isinstance(payload, NoncePayload):
-                self.nonces.add(payload)
+                self.nonce_pools.add(payload)
             elif isinstance(payload, TickPayload):
                 pass
         effects.extend(self._dkg_heights())
@@ -564,7 +563,7 @@ class KMSState:
                 f"at most {FROST_SIGNS_PER_BLOCK} FROST signatures per client per block; "
                 "retry shortly",
             )
-        signers = self.nonces.choose(
+        signers = self.nonce_pools.choose(
             request.request_id, version.verification_keys, op.avoid, t, self.height
         )
         if signers is None:
@@ -572,7 +571,7 @@ class KMSState:
                 "signers_unavailable",
                 f"fewer than {t} nodes have FROST nonce commitments in the log; retry shortly",
             )
-        spent = {i: self.nonces.spend(i) for i in signers}
+        spent = {i: self.nonce_pools.spend(i) for i in signers}
         self._frost_signs[request.client] = self._frost_signs.get(request.client, 0) + 1
         self._audit(request, record.key_id, "ok")
         assert version.public_key is not None  # an active version has one
@@ -581,8 +580,8 @@ class KMSState:
                 *self._work(request, record, version),
                 message=op.message,
                 public_key=version.public_key,
-                commitments=tuple(struct.pack(">H", i) + spent[i][1] for i in signers),
-                nonces={i: ref for i, (ref, _) in spent.items()},
+                commitments=tuple(package_entry(i, spent[i][1]) for i in signers),
+                nonce_refs={i: ref for i, (ref, _) in spent.items()},
             )
         ]
 

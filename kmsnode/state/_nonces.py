@@ -19,14 +19,15 @@ from typing import NamedTuple
 from ..crypto.errors import CryptoError, InvalidEncoding
 from ..crypto.frost import SigningCommitments
 from ..crypto.groups import ED25519
-from ..wire.payload import NoncePayload
+from ..wire.payload import NONCE_COMMITMENT_SIZE, NoncePayload
 
 MAX_POOL = 256
 """Unused commitments a node may hold in the log (a batch that would exceed it is refused)."""
-STALE_AFTER = 16
-"""Heights after its last proposed block at which a node counts as probably down: the log
-then picks it as a signer only when it must (it would hold the signature up until the client
-gives up on it)."""
+STALE_ROUNDS = 4
+"""Leader turns (n heights each) after its last proposed block at which a node counts as
+probably down: the log then picks it as a signer only when it must (it would hold the
+signature up until the client gives up on it)."""
+PACKAGE_ENTRY_SIZE = 2 + NONCE_COMMITMENT_SIZE
 
 
 class NonceRef(NamedTuple):
@@ -43,9 +44,6 @@ class NodePool:
     next_seq: int = 0
     entries: deque[tuple[NonceRef, bytes]] = field(default_factory=deque)
 
-    def refs(self) -> set[NonceRef]:
-        return {ref for ref, _ in self.entries}
-
 
 class NoncePools:
     """Every node's pool (see the module docstring). Deterministic; no secrets."""
@@ -53,6 +51,8 @@ class NoncePools:
     def __init__(self, chain_id: str, signing_keys: Mapping[int, bytes]) -> None:
         self._chain_id = chain_id
         self._signing_keys = dict(signing_keys)
+        self.stale_after = STALE_ROUNDS * len(signing_keys)
+        """Heights without a block of its own after which a node looks down."""
         self.pools: dict[int, NodePool] = {i: NodePool() for i in signing_keys}
         self.rejected_batches = 0
         self.last_proposed: dict[int, int] = {}
@@ -101,11 +101,11 @@ class NoncePools:
         self.last_proposed[node] = height
 
     def stale(self, node: int, height: int) -> bool:
-        """Whether ``node`` proposed none of the last ``STALE_AFTER`` committed blocks (never
+        """Whether ``node`` proposed none of the last ``stale_after`` committed blocks (never
         before any block names its proposer)."""
         if not self.last_proposed:
             return False
-        return height - self.last_proposed.get(node, 0) > STALE_AFTER
+        return height - self.last_proposed.get(node, 0) > self.stale_after
 
     def choose(
         self,
@@ -117,10 +117,10 @@ class NoncePools:
     ) -> list[int] | None:
         """``count`` signers among ``candidates`` with a commitment to spend, or None.
 
-        Nodes that look down (``stale``) come last, and after them, nodes the client asked to
-        avoid. Within each group the order is a hash of the request and the node id: it
-        spreads the work (and the nonce use) over the nodes, and no party but the log picks
-        who signs.
+        The order: nodes that look up (not ``stale``) and that the client did not ask to
+        avoid; then those it asked to avoid; then stale ones, likewise. Within each group the
+        order is a hash of the request and the node id: it spreads the work (and the nonce
+        use) over the nodes, and no party but the log picks who signs.
         """
         avoided = set(avoid)
 
@@ -138,19 +138,29 @@ class NoncePools:
         return self.pools[node].entries.popleft()
 
 
+def package_entry(signer: int, commitment: bytes) -> bytes:
+    """One signer's line of a signing package as the log states it: ``id:u16 | D | E``."""
+    return signer.to_bytes(2, "big") + commitment
+
+
+def entry_signer(entry: bytes) -> int:
+    """The signer a package line names."""
+    return int.from_bytes(entry[:2], "big")
+
+
 def logged_commitments(listed: Sequence[bytes]) -> tuple[SigningCommitments[bytes], ...]:
-    """A signing package's commitments as the log spent them (each ``id:u16 | D | E``).
+    """A signing package's commitments as the log spent them (``package_entry`` lines).
 
     The points are not decoded again (a subgroup check costs ~0.1 ms a point): every honest
     replica checked them when their batch entered the log (``NoncePools.add``), and a package
     reaches a signer from the log, and a client from f + 1 nodes (one of them honest).
 
     Raises:
-        InvalidEncoding: an entry of the wrong size or naming participant 0.
+        InvalidEncoding: a line of the wrong size or naming participant 0.
     """
     out = []
     for c in listed:
-        if len(c) != 2 + 2 * ED25519.element_size or c[:2] == b"\x00\x00":
-            raise InvalidEncoding("a FROST commitment is id:u16 | D | E with id >= 1")
-        out.append(SigningCommitments(int.from_bytes(c[:2], "big"), c[2:34], c[34:]))
+        if len(c) != PACKAGE_ENTRY_SIZE or entry_signer(c) == 0:
+            raise InvalidEncoding("a FROST package line is id:u16 | D | E with id >= 1")
+        out.append(SigningCommitments(entry_signer(c), c[2:34], c[34:]))
     return tuple(out)

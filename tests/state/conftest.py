@@ -26,6 +26,7 @@ class Block:
     height: int
     timestamp_ms: int
     payloads: tuple[bytes, ...]
+    proposer: int | None = None
 
 
 @dataclass

@@ -31,7 +31,7 @@ _KEY_IDS = st.sampled_from([*_KEYS.values(), "key-0000000000000000"])
 
 def _fill_nonce_pools() -> None:
     """Every node posts one batch of valid commitments (FROST signing then has signers)."""
-    pools = _NET.states[1].nonces
+    pools = _NET.states[1].nonce_pools
     batches = []
     for i, ident in _NET.identities.items():
         points = [
@@ -95,7 +95,7 @@ def test_any_signed_request_is_answered_alike_and_never_raises(op: object, reply
     SEEN.update([(replies[0].error or "ok") if replies else "partial"])
     # A refresh left running is let to finish, so the next example starts from a quiet key.
     _NET.run_until(lambda: not any(s.sessions for s in _NET.states.values()), max_blocks=400)
-    if min(_NET.states[1].nonces.available(i) for i in _NET.identities) < 8:
+    if min(_NET.states[1].nonce_pools.available(i) for i in _NET.identities) < 8:
         _fill_nonce_pools()
 
 
@@ -116,11 +116,11 @@ def test_any_nonce_batch_is_taken_or_refused_alike_and_never_raises(
     raw_tag = b"\x92\xa6nonces" + garbage  # the tag with arbitrary bytes after it
     _NET.commit(signed, raw_tag)
     views = {
-        i: {j: list(s.nonces.pool(j).entries) for j in _NET.identities}
+        i: {j: list(s.nonce_pools.pool(j).entries) for j in _NET.identities}
         for i, s in _NET.states.items()
     }
     assert len({str(v) for v in views.values()}) == 1
-    if min(_NET.states[1].nonces.available(i) for i in _NET.identities) < 8:
+    if min(_NET.states[1].nonce_pools.available(i) for i in _NET.identities) < 8:
         _fill_nonce_pools()
 
 
