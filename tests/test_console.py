@@ -163,6 +163,7 @@ def test_pages_escape_what_they_show() -> None:
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     html = _render.overview(fake_status())
     assert "2 of 3" in html and "down" in html
+    assert "FROST nonces" in html and "commitments in the log" in html and ">40<" in html
 
 
 def test_the_keys_page_shows_share_epochs_and_refreshes() -> None:

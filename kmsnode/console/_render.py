@@ -82,6 +82,11 @@ def overview(status: Mapping[str, Any]) -> str:
         + table(("node", "consensus link"), peer_rows, raw=True)
         + "<h2>requests</h2>"
         + _pairs({**status.get("node_stats", {}), **status.get("executor", {})})
+        + "<h2>FROST nonces (this node's pool in the log, and its keystore's supply)</h2>"
+        + _pairs(
+            {"commitments in the log": status.get("frost_nonce_pool", "?")}
+            | status.get("frost_nonces", {})
+        )
         + "<h2>request timings (ms)</h2>"
         + _pairs(status.get("latency_ms", {}))
         + "<h2>memory</h2>"
