@@ -100,6 +100,9 @@ class NonceSupply:
         self._posted: tuple[int, float] | None = None
         """The seq of the batch last posted, and when."""
         self.stats = NonceStats()
+        self.missing = 0
+        """Commitments of this node in the log whose nonces its keystore lacks, as of the last
+        check (a start, and each batch of its own landing); a replacing batch is then due."""
 
     def wanted(self, pool: NodePool, now: float) -> bytes | None:
         """The batch to post now, if any, given this node's pool as the log holds it after
@@ -115,7 +118,7 @@ class NonceSupply:
         seq = pool.next_seq
         if seq != self._seen_seq:  # a start, or a batch of ours landed
             self._seen_seq = seq
-            missing = len(pool.entries) - len(self._collect(pool))
+            missing = self.missing = len(pool.entries) - len(self._collect(pool))
             if missing and not self._replace:
                 log.warning(
                     "the log lists %d FROST nonce commitments of node %d whose nonces its "

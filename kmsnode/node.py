@@ -658,6 +658,7 @@ class KMSNode:
             },
             "executor": self.executor.stats.__dict__,
             "frost_nonce_pool": self.state.nonce_pools.available(self.me),
+            "frost_nonces_missing": self.executor.nonce_supply.missing,
             "frost_nonces": {
                 **self.executor.nonce_supply.stats.__dict__,
                 "batches_rejected_by_log": self.state.nonce_pools.rejected_batches,

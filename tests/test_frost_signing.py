@@ -265,6 +265,7 @@ def test_a_node_restored_from_an_old_backup_catches_up_and_replaces_its_pool(
     net.settle()
     pool = net.states[1].nonce_pools.pool(node)
     assert {nonce_record(ref, c) for ref, c in pool.entries} == set(ks.names("frost-nonce"))
+    assert executor.nonce_supply.missing == 0
     refusals = 0
     for j in range(40):
         c = sign(net, key_id, b"after%d" % j, km)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -502,6 +503,24 @@ def test_flipped_bit_in_a_keystore_refuses_to_start(
     proc = run_node()
     assert proc.returncode != 0
     assert "executed-height mark was altered" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # A genesis from before state rules were versioned (no field: v1): the node will not
+    # apply the network's log under other rules than it names.
+    for name in ("keystore.db", "keystore.db-wal", "keystore.db-shm"):
+        (d / name).unlink(missing_ok=True)
+    with sqlite3.connect(src / "keystore.db") as live, sqlite3.connect(d / "keystore.db") as copy:
+        live.backup(copy)
+    old_genesis = json.loads((tn.dir / "genesis.json").read_text())
+    del old_genesis["rules_version"]
+    (d / "genesis.json").write_text(json.dumps(old_genesis))
+    lines = [
+        f'genesis = "{d / "genesis.json"}"' if x.startswith("genesis") else x
+        for x in (d / "node.toml").read_text().splitlines()
+    ]
+    (d / "node.toml").write_text("\n".join(lines) + "\n")
+    proc = run_node()
+    assert proc.returncode != 0
+    assert "genesis file says state rules v1" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -1054,6 +1073,54 @@ def test_frost_ed25519_signing_survives_a_killed_signer(tn: Testnet, kms: Distri
         for k in range(3):
             message = b"node 3 is back %d" % k
             public_key.verify(kms.sign(key, message), message)
+    finally:
+        tn.start(1)
+        wait_for(caught_up, 60, "node 1 to catch up")
+
+
+def test_a_node_restored_from_an_old_keystore_backup_signs_again(
+    tn: Testnet, kms: DistributedKMS, tmp_path: Path
+) -> None:
+    # Node 2's keystore goes back in time (the log does not): nonces it posted since the
+    # backup are gone, used ones are back. It catches up, replaces its pool, and signs
+    # correctly when it must (node 1 down: t = 3 needs nodes 2, 3 and 4).
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    meta = kms.create_key("sign-ed25519", "restore drill")
+    assert meta.current is not None and meta.current.public_key is not None
+    public_key = Ed25519PublicKey.from_public_bytes(meta.current.public_key)
+    live = tn.dir / "node2" / "keystore.db"
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(live) as src, sqlite3.connect(backup) as dst:
+        src.backup(dst)  # a consistent copy of the live database
+    posted = status(tn)[2]["frost_nonces"]["batches_posted"]
+    k = 0
+    while status(tn)[2]["frost_nonces"]["batches_posted"] == posted:  # until node 2 refilled
+        k += 1
+        assert k < 400, "node 2 never posted a new nonce batch"
+        message = b"before the restore %d" % k
+        public_key.verify(kms.sign(meta.key_id, message), message)
+    tn.kill(2)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{live}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(backup, live)
+    tn.start(2)
+
+    def caught_up() -> bool:
+        st = status(tn)
+        return (
+            all(s is not None for s in st.values())
+            and len({s["state_height"] for s in st.values()}) == 1
+            and st[2]["frost_nonce_pool"] > 0
+            and st[2]["frost_nonces_missing"] == 0  # its lost nonces' commitments replaced
+        )
+
+    wait_for(caught_up, 60, "node 2 to catch up and replace its nonce pool")
+    tn.kill(1)
+    try:
+        for j in range(5):
+            message = b"after the restore %d" % j
+            public_key.verify(kms.sign(meta.key_id, message), message)
     finally:
         tn.start(1)
         wait_for(caught_up, 60, "node 1 to catch up")

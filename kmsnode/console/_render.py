@@ -84,7 +84,10 @@ def overview(status: Mapping[str, Any]) -> str:
         + _pairs({**status.get("node_stats", {}), **status.get("executor", {})})
         + "<h2>FROST nonces (this node's pool in the log, and its keystore's supply)</h2>"
         + _pairs(
-            {"commitments in the log": status.get("frost_nonce_pool", "?")}
+            {
+                "commitments in the log": status.get("frost_nonce_pool", "?"),
+                "of which without a nonce here": status.get("frost_nonces_missing", "?"),
+            }
             | status.get("frost_nonces", {})
         )
         + "<h2>request timings (ms)</h2>"
@@ -327,6 +330,11 @@ def metrics(status: Mapping[str, Any], chain_id: str) -> str:
             "kms_frost_nonce_pool",
             "Unused FROST nonce commitments this node holds in the log.",
             "frost_nonce_pool",
+        ),
+        (
+            "kms_frost_nonces_missing",
+            "This node's commitments in the log whose nonces its keystore lacks (replacing).",
+            "frost_nonces_missing",
         ),
     )
     for name, help_text, field in gauges:
