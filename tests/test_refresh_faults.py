@@ -183,7 +183,9 @@ def test_a_refresh_gives_a_node_that_lost_its_share_a_new_one(net: LocalNetwork)
     net.executors[4].keystore.delete(share_record(key_id, 1, 0))
     refresh(net, key_id)
     net.settle()
-    assert net.states[1].keys[key_id].versions[0].epoch == 1
+    version = net.states[1].keys[key_id].versions[0]
+    assert version.epoch == 1 and version.qualified == (1, 2, 3)  # node 4 only received
+    assert list(version.disqualified) == [4], version.disqualified
     assert _shares(net, key_id) == {i: [(1, 1)] for i in range(1, 5)}
     assert net.executors[4].stats.shares_missing == 0
     net.byzantine[1] = lambda response: b"\x00"  # useless: t = 3 needs nodes 2, 3 and 4

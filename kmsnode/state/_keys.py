@@ -41,9 +41,10 @@ class KeyVersion:
     public_key: bytes | None = None
     verification_keys: dict[int, bytes] = field(default_factory=dict)
     qualified: tuple[int, ...] = ()
-    """Dealers whose dealings make up this version (QUAL)."""
+    """Dealers whose dealings make up this version's current shares (QUAL of its DKG, or of
+    its last refresh)."""
     disqualified: dict[int, str] = field(default_factory=dict)
-    """Dealers left out, with the reason every node agreed on."""
+    """Dealers left out of that session, with the reason every node agreed on."""
     failure: str = ""
     refreshing_to: int | None = None
     """The epoch a running refresh will move this version to (``None``: no refresh running)."""

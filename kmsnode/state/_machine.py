@@ -719,6 +719,8 @@ class KMSState:
                 version.verification_keys = {
                     i: group.encode(vk) for i, vk in result.verification_keys.items()
                 }
+                version.qualified = tuple(result.qualified)
+                version.disqualified = dict(result.disqualified)
                 version.refreshed_height = self.height
                 version.refresh_failure = ""
                 return [SharesRefreshed(entry.key_id, entry.version, entry.epoch)]
