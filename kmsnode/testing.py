@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,7 @@ class LocalNetwork:
         self.states: dict[int, KMSState] = {}
         self.executors: dict[int, Executor] = {}
         for i, ident in self.identities.items():
-            ks = Keystore.create(self.directory / f"node{i}.db", PASSPHRASE, i, scrypt_log2_n=10)
+            ks = Keystore.create(self.keystore_path(i), PASSPHRASE, i, scrypt_log2_n=10)
             ident.save(ks)
             self.states[i] = KMSState(self.genesis)
             self.executors[i] = Executor(i, self.genesis, ident, ks)
@@ -138,7 +139,7 @@ class LocalNetwork:
         committed log replayed as ``KMSNode`` does (every block counted as executed)."""
         old = self.executors[node]
         old.keystore.close()
-        ks = Keystore.open(self.directory / f"node{node}.db", PASSPHRASE, node)
+        ks = Keystore.open(self.keystore_path(node), PASSPHRASE, node)
         state = KMSState(self.genesis)
         executor = Executor(node, self.genesis, NodeIdentity.load(ks), ks)
         for block in self.log:
@@ -147,6 +148,22 @@ class LocalNetwork:
         self.states[node] = state
         self.executors[node] = executor
         self.pending.extend(executor.unsettled_posts())  # as KMSNode posts them again
+
+    def keystore_path(self, node: int) -> Path:
+        """Where ``node``'s keystore file lives."""
+        return self.directory / f"node{node}.db"
+
+    def backup_keystore(self, node: int, to: Path) -> None:
+        """Copy ``node``'s keystore to ``to`` (closed for the copy, then the node restarted)."""
+        self.executors[node].keystore.close()
+        shutil.copyfile(self.keystore_path(node), to)
+        self.restart(node)
+
+    def restore_keystore(self, node: int, backup: Path) -> None:
+        """Put ``backup`` back as ``node``'s keystore; the caller restarts the node (or
+        reopens the keystore itself)."""
+        self.executors[node].keystore.close()
+        shutil.copyfile(backup, self.keystore_path(node))
 
     def settle(self, max_blocks: int = 500) -> None:
         """Commit ticks until no node waits for the log (DKG sessions finished)."""

@@ -4,7 +4,6 @@ aggregation, over the in-process log (``LocalNetwork``). Signatures are checked 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,19 +209,16 @@ def test_a_node_restored_from_an_old_backup_catches_up_and_replaces_its_pool(
     key_id = net.create_key(KeyKind.SIGN_ED25519)
     km = net.key_material(key_id)
     node = 2
-    db = tmp_path / f"node{node}.db"
-    net.executors[node].keystore.close()
-    shutil.copyfile(db, tmp_path / "backup.db")
-    net.restart(node)
+    backup = tmp_path / "backup.db"
+    net.backup_keystore(node, backup)
     backup_height = net.height
     seq = net.states[1].nonce_pools.pool(node).next_seq
     k = 0
     while net.states[1].nonce_pools.pool(node).next_seq < seq + 2:
         k += 1
         assert sign(net, key_id, b"m%d" % k, km).done
-    net.executors[node].keystore.close()
-    shutil.copyfile(tmp_path / "backup.db", db)
-    ks = Keystore.open(db, PASSPHRASE, node)
+    net.restore_keystore(node, backup)
+    ks = Keystore.open(net.keystore_path(node), PASSPHRASE, node)
     executor = Executor(node, net.genesis, NodeIdentity.load(ks), ks)
     state = KMSState(net.genesis)
     for block in net.log[:backup_height]:
@@ -390,11 +386,8 @@ def test_a_keystore_restored_with_a_used_nonce_can_only_repeat_the_same_share(
     key_id = net.create_key(KeyKind.SIGN_ED25519)
     km = net.key_material(key_id)
     node = 1
-    db = tmp_path / f"node{node}.db"
-    net.executors[node].keystore.close()
     backup = tmp_path / "backup.db"
-    shutil.copyfile(db, backup)
-    net.restart(node)
+    net.backup_keystore(node, backup)
     prepared = net.client.prepare(Sign(key_id, b"m", (4,)), now_ms=net.time_ms)
     c = net.run(prepared, km)
     assert c.done and node in signers_of(net, prepared.request_id)
@@ -408,8 +401,7 @@ def test_a_keystore_restored_with_a_used_nonce_can_only_repeat_the_same_share(
 
     first = share_in(net.outbox_history[prepared.request_id][node])
     # Restore the backup (it still holds the nonce the log spent) and execute the block again.
-    net.executors[node].keystore.close()
-    shutil.copyfile(backup, db)
+    net.restore_keystore(node, backup)
     net.restart(node)
     again = net.executors[node].run(_effect_for(net, prepared.request_id)).responses[0]
     assert share_in(again.encode()) == first  # the same share: nothing new revealed
