@@ -13,7 +13,7 @@ from . import memtrace
 from .config import NodeConfig
 from .crypto.sealing import SealingPublicKey
 from .errors import KMSError
-from .genesis import Genesis, NodeInfo
+from .genesis import DEFAULT_MIN_DELETION_WAIT_S, Genesis, NodeInfo
 from .identity import NodeIdentity
 from .keystore import PASSPHRASE_ENV, Keystore, read_passphrase
 
@@ -80,6 +80,7 @@ def genesis(args: argparse.Namespace) -> int:
         t,
         tuple(sorted(nodes, key=lambda i: i.id)),
         tuple(bytes.fromhex(a) for a in args.admin),
+        min_deletion_wait_s=args.min_deletion_wait,
     )
     g.validate()
     g.dump(args.out)
@@ -167,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--admin", action="append", required=True, help="admin client key (hex)")
     p.add_argument("--f", type=int, default=None)
     p.add_argument("--t", type=int, default=None)
+    p.add_argument(
+        "--min-deletion-wait",
+        type=int,
+        default=DEFAULT_MIN_DELETION_WAIT_S,
+        metavar="SECONDS",
+        help="shortest waiting period a key deletion may be scheduled with (default 7 days)",
+    )
     p.set_defaults(func=genesis)
     p = sub.add_parser("run", help="run a node")
     p.add_argument("--config", required=True)

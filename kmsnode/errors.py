@@ -49,11 +49,12 @@ class LogRulesMismatch(KMSError):
     this software's: replaying it would derive other keys, epochs and answers than the ones
     the keystores and the other nodes hold, so the node refuses to start."""
 
-    def __init__(self, found: int, supported: int, where: str) -> None:
+    def __init__(self, found: int, supported: tuple[int, ...], where: str) -> None:
+        versions = ", ".join(f"v{v}" for v in supported)
         super().__init__(
-            f"{where} says state rules v{found}; this software applies v{supported} and cannot "
-            "replay such a log to the same keys and answers: run the release that wrote it, "
-            "or start a new network"
+            f"{where} says state rules v{found}; this node can apply only {versions} here and "
+            "cannot replay such a log to the same keys and answers: run the release that wrote "
+            "it, or start a new network"
         )
         self.found = found
         self.supported = supported

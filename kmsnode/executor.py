@@ -33,6 +33,7 @@ from .state import (
     DeliverDkg,
     Effect,
     KeyActivated,
+    KeyDeleted,
     PartialWork,
     Reply,
     SharesRefreshed,
@@ -98,6 +99,8 @@ class ExecutorStats:
     dkg_rejected_messages: int = 0
     shares_missing: int = 0
     """Refreshes that completed without a new share for this node (it cannot serve them)."""
+    keys_erased: int = 0
+    """Deleted keys whose secrets this node erased."""
 
 
 class Executor:
@@ -138,6 +141,9 @@ class Executor:
             return Output()
         if isinstance(effect, SharesRefreshed):
             self._erase_older_shares(effect)
+            return Output()
+        if isinstance(effect, KeyDeleted):
+            self._erase_key(effect)
             return Output()
         raise AssertionError(f"unknown effect {type(effect).__name__}")
 
@@ -358,9 +364,14 @@ class Executor:
         will ever use again is only a liability (with t - 1 others stolen earlier it would
         rebuild the key), and it cannot serve this version until the next refresh gives it a share.
         """
-        for name in self.keystore.names("share"):
-            if name.key_id == e.key_id and name.version == e.version and name.epoch < e.epoch:
-                self.keystore.delete(name)
+        older = [
+            name
+            for name in self.keystore.names("share")
+            if name.key_id == e.key_id and name.version == e.version and name.epoch < e.epoch
+        ]
+        if older:
+            self.keystore.delete_many(older)
+            self.keystore.scrub()
         try:
             self.keystore.get(share_record(e.key_id, e.version, e.epoch))
         except KeystoreRecordMissing:
@@ -376,6 +387,17 @@ class Executor:
             return
         log.info("key %s version %d refreshed to epoch %d", e.key_id, e.version, e.epoch)
 
+    def _erase_key(self, e: KeyDeleted) -> None:
+        """Erase every secret of a deleted key (shares of all versions and epochs, DKG seeds)
+        in one transaction, and scrub the keystore file of them (``Keystore.scrub``)."""
+        names = [n for n in self.keystore.names() if n.key_id == e.key_id]
+        self.keystore.delete_many(names)
+        self.keystore.scrub()
+        for cache_key in [k for k in self._checked_vks if k[0] == e.key_id]:
+            del self._checked_vks[cache_key]
+        self.stats.keys_erased += 1
+        log.info("key %s deleted: %d keystore records erased", e.key_id, len(names))
+
     def replay(self, effect: Effect) -> None:
         """Re-run what an already executed block's effect did to this node's DKG sessions.
 
@@ -390,6 +412,8 @@ class Executor:
             self._deliver_dkg(effect)
         elif isinstance(effect, SharesRefreshed):
             self._erase_older_shares(effect)
+        elif isinstance(effect, KeyDeleted):
+            self._erase_key(effect)
 
     def unsettled_posts(self) -> list[bytes]:
         """After a replay: the DKG messages this node's open sessions decided to post that

@@ -16,12 +16,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .crypto.sealing import SealingPublicKey
 from .errors import ConfigError
+from .wire.requests import MAX_DELETION_WAIT_S
 
-RULES_VERSION = 2
-"""The version of the replicated state machine's rules this software applies. Bumped whenever
-``KMSState.apply`` would derive something else from some committed input than before; a
-network's genesis names the rules its log is applied under, and a node applies a log only
-under those (v1: before FROST signing was served and refresh ran as a reshare)."""
+RULES_VERSION = 3
+"""The newest version of the replicated state machine's rules this software applies (what a
+new genesis names). Bumped whenever ``KMSState.apply`` would derive something else from some
+committed input than before; a network's genesis names the rules its log is applied under, and
+a node applies a log only under those. v1: before FROST signing was served and refresh ran as
+a reshare; v2: before keys could be scheduled for deletion."""
+SUPPORTED_RULES = (2, 3)
+"""Rules versions this software can apply a log under (v2 as v3 without key deletion)."""
+DEFAULT_MIN_DELETION_WAIT_S = 7 * 24 * 3600
+"""The shortest waiting period a scheduled key deletion may have unless the genesis says
+otherwise (AWS KMS's minimum: time to notice a mistaken or malicious deletion)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,9 @@ class Genesis:
     rules_version: int = RULES_VERSION
     """The state-machine rules the network's log is applied under (a file without the field
     predates versions: 1)."""
+    min_deletion_wait_s: int = DEFAULT_MIN_DELETION_WAIT_S
+    """The shortest waiting period a key deletion may be scheduled with, in seconds of log
+    time (test networks set it low; a production network keeps days)."""
 
     @property
     def n(self) -> int:
@@ -84,6 +94,7 @@ class Genesis:
             "nodes": [info.to_json() for info in self.nodes],
             "admins": [a.hex() for a in self.admins],
             "rules_version": self.rules_version,
+            "min_deletion_wait_s": self.min_deletion_wait_s,
         }
 
     def dump(self, path: str | os.PathLike[str]) -> None:
@@ -118,6 +129,9 @@ class Genesis:
                 nodes=nodes,
                 admins=tuple(_key32(a, "admin key") for a in data["admins"]),
                 rules_version=int(data.get("rules_version", 1)),
+                min_deletion_wait_s=int(
+                    data.get("min_deletion_wait_s", DEFAULT_MIN_DELETION_WAIT_S)
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"invalid genesis: {exc}") from exc
@@ -144,6 +158,10 @@ class Genesis:
             raise ConfigError("genesis peer ids must be distinct")
         if not self.admins:
             raise ConfigError("genesis needs at least one admin client key")
+        if not 0 <= self.min_deletion_wait_s <= MAX_DELETION_WAIT_S:
+            raise ConfigError(
+                f"genesis min_deletion_wait_s must be 0..{MAX_DELETION_WAIT_S} seconds"
+            )
 
 
 def _key32(value: Any, what: str) -> bytes:

@@ -235,9 +235,30 @@ class Keystore:
 
     def delete(self, name: RecordName) -> bool:
         """Erase a secret durably; returns whether it existed."""
+        return self.delete_many([name]) > 0
+
+    def delete_many(self, names: list[RecordName]) -> int:
+        """Erase several secrets in one transaction (one fsync); returns how many existed.
+
+        The database overwrites deleted records with zeros (``secure_delete``); ``scrub``
+        also clears the write-ahead log of their earlier copies.
+        """
         with self._db:
-            cur = self._db.execute(f"DELETE FROM records WHERE {_WHERE}", _key(name))
-        return cur.rowcount > 0
+            cur = self._db.executemany(
+                f"DELETE FROM records WHERE {_WHERE}", [_key(n) for n in names]
+            )
+        return max(cur.rowcount, 0)
+
+    def scrub(self) -> bool:
+        """Checkpoint the write-ahead log into the database and truncate it, so no earlier
+        copy of an erased record stays in either file (after a key deletion or a refresh).
+
+        What the filesystem or the disk keeps of truncated blocks is beyond a file's reach:
+        whole-disk encryption covers that. Returns False if another reader of the file kept
+        the log from being truncated (it is then truncated at a later checkpoint).
+        """
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
 
     def take(self, name: RecordName) -> bytes:
         """Read a single-use secret and erase it durably *before* returning it.
@@ -373,5 +394,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    # Deleted records (old shares, spent nonces) are overwritten with zeros, not just unlinked.
+    db.execute("PRAGMA secure_delete=ON")
     db.executescript(_SCHEMA)
     return db

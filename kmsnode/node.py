@@ -35,8 +35,9 @@ from .identity import NodeIdentity
 from .keystore import Keystore
 from .state import (
     GENESIS_HASH,
-    RULES_VERSION,
+    SUPPORTED_RULES,
     KeyActivated,
+    KeyDeleted,
     KMSState,
     SharesRefreshed,
     StartDkg,
@@ -142,18 +143,19 @@ def check_rules_version(genesis: Genesis, keystore: Keystore) -> None:
     than this node's log was applied under so far (a fresh node records them).
 
     Raises:
-        LogRulesMismatch: either names another rules version than this software's.
+        LogRulesMismatch: the genesis names rules this software cannot apply, or the keystore
+            others than the genesis.
     """
-    if genesis.rules_version != RULES_VERSION:
-        raise LogRulesMismatch(genesis.rules_version, RULES_VERSION, "the genesis file")
+    if genesis.rules_version not in SUPPORTED_RULES:
+        raise LogRulesMismatch(genesis.rules_version, SUPPORTED_RULES, "the genesis file")
     recorded = keystore.rules_version()
     if recorded is None:
         if keystore.executed_height() == 0:
-            keystore.set_rules_version(RULES_VERSION)
+            keystore.set_rules_version(genesis.rules_version)
             return
         recorded = 1  # executed blocks before versions were recorded
-    if recorded != RULES_VERSION:
-        raise LogRulesMismatch(recorded, RULES_VERSION, "this node's keystore")
+    if recorded != genesis.rules_version:
+        raise LogRulesMismatch(recorded, (genesis.rules_version,), "this node's keystore")
 
 
 class KMSNode:
@@ -381,7 +383,7 @@ class KMSNode:
             if nonces is not None:
                 posts.append(nonces)
         if block.height % EXECUTED_MARK_EVERY == 0 or any(
-            isinstance(e, (StartDkg, KeyActivated, SharesRefreshed)) for e in effects
+            isinstance(e, (StartDkg, KeyActivated, SharesRefreshed, KeyDeleted)) for e in effects
         ):
             self.keystore.set_executed_height(block.height)
         for payload in posts:
@@ -408,7 +410,8 @@ class KMSNode:
 
     async def _ticker(self) -> None:
         # The log only makes blocks when there is something to order; a DKG waiting for a
-        # deadline height needs blocks, so nodes post empty ticks while one is open.
+        # deadline height needs blocks, so nodes post empty ticks while one is open, and a
+        # key deletion comes due only in a block after its time.
         # Only when the log is quiet: a busy log advances heights without them (posting one
         # from every node every interval filled the dedup window with tiny payloads).
         while True:
@@ -420,7 +423,9 @@ class KMSNode:
             if nonces is not None:
                 with contextlib.suppress(MempoolFull):
                     await self.consensus.submit(nonces, wait=False)
-            if quiet and (self.executor.waiting_for_height or self.state.sessions):
+            due = self.state.next_deletion_ms
+            deletion_due = due is not None and due <= time.time() * 1000
+            if quiet and (self.executor.waiting_for_height or self.state.sessions or deletion_due):
                 self._tick_seq += 1
                 with contextlib.suppress(MempoolFull):  # busy enough: no tick needed
                     await self.consensus.submit(
@@ -510,6 +515,8 @@ class KMSNode:
         req = Request.decode(data)
         if req.chain_id != self.genesis.chain_id:
             raise MalformedMessage("request for another chain")
+        if not self.state.serves(req.op.name):
+            raise MalformedMessage(f"the network's rules do not serve {req.op.name}")
         req.verify()
         return req
 

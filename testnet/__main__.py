@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ._control import statuses, wait_healthy, wait_partitioned
-from ._launcher import DEFAULT_DIR, Testnet
+from ._launcher import DEFAULT_DIR, TESTNET_MIN_DELETION_WAIT_S, Testnet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--f", type=int, default=None)
     p.add_argument("--t", type=int, default=None)
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument(
+        "--min-deletion-wait",
+        type=int,
+        default=TESTNET_MIN_DELETION_WAIT_S,
+        metavar="SECONDS",
+        help="shortest wait before a scheduled key deletion (a new testnet; default "
+        f"{TESTNET_MIN_DELETION_WAIT_S} s, where a production genesis keeps 7 days)",
+    )
     sub.add_parser("status", parents=[common], help="per node: up, round, height, peers")
     p = sub.add_parser("kill", parents=[common], help="SIGKILL one node (a crash)")
     p.add_argument("node", type=int)
@@ -55,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         if not (tn.dir / "genesis.json").exists():
             print(f"generating a {args.n}-node testnet in {tn.dir} ...", flush=True)
-            tn.generate(args.n, args.f, args.t)
+            tn.generate(args.n, args.f, args.t, min_deletion_wait_s=args.min_deletion_wait)
         for i in tn.nodes():
             if not tn.alive(i):
                 tn.start(i)

@@ -34,6 +34,10 @@ from kmsnode.identity import NodeIdentity
 from kmsnode.keystore import Keystore
 from kmsnode.net import peer_id_from_public_key
 
+TESTNET_MIN_DELETION_WAIT_S = 60
+"""A local testnet's shortest key-deletion wait: long enough to cancel a mistake in a drill,
+short enough to watch a deletion happen (a production genesis keeps 7 days)."""
+
 DEFAULT_DIR = Path(".testnet")
 
 
@@ -92,7 +96,13 @@ class Testnet:
 
     # -- generation ------------------------------------------------------------------------------
     def generate(
-        self, n: int, f: int | None = None, t: int | None = None, *, scrypt_log2_n: int = 15
+        self,
+        n: int,
+        f: int | None = None,
+        t: int | None = None,
+        *,
+        scrypt_log2_n: int = 15,
+        min_deletion_wait_s: int = TESTNET_MIN_DELETION_WAIT_S,
     ) -> dict[str, Any]:
         """Create identities, keystores, configs, genesis and an admin client config."""
         if n < 4:
@@ -150,7 +160,14 @@ class Testnet:
             )
             nodes[str(i)] = {"port": port, "console_port": console_port, "pid": None}
         chain_id = f"testnet-{secrets.token_hex(4)}"
-        genesis = Genesis(chain_id, f, t, tuple(infos), (admin.public_key().public_bytes_raw(),))
+        genesis = Genesis(
+            chain_id,
+            f,
+            t,
+            tuple(infos),
+            (admin.public_key().public_bytes_raw(),),
+            min_deletion_wait_s=min_deletion_wait_s,
+        )
         genesis.validate()
         genesis.dump(self.dir / "genesis.json")
         (self.dir / "client.json").write_text(

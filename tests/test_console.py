@@ -182,6 +182,21 @@ def test_the_keys_page_shows_share_epochs_and_refreshes() -> None:
     assert "refreshed at height 812" in html and "only 2 valid deals &lt;b&gt;" in html
 
 
+def test_the_keys_page_shows_when_a_deletion_comes_due_and_came() -> None:
+    base = {"kind": "encrypt", "description": "", "versions": []}
+    html = _render.keys(
+        1,
+        [
+            {**base, "key_id": "k1", "state": "pending-deletion", "deletion_due_ms": 0},
+            {**base, "key_id": "k2", "state": "deleted", "deleted_ms": 1_000},
+            {**base, "key_id": "k3", "state": "deleted", "deleted_ms": "<b>"},
+        ],
+    )
+    assert "pending-deletion (shares erased at 1970-01-01T00:00:00+00:00)" in html
+    assert "deleted (shares erased 1970-01-01T00:00:01+00:00)" in html
+    assert "deleted (shares erased ?)" in html and "<b>" not in html
+
+
 def test_console_listens_on_loopback_only() -> None:
     assert parse_listen("127.0.0.1:9201") == ("127.0.0.1", 9201)
     assert parse_listen("localhost:9201") == ("127.0.0.1", 9201)

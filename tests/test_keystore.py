@@ -90,6 +90,37 @@ def test_take_erases_before_returning(tmp_path: Path) -> None:
         ks.get(name)
 
 
+def test_erased_records_leave_no_bytes_in_the_files(tmp_path: Path) -> None:
+    """``delete_many`` + ``scrub``: neither the database nor its write-ahead log keeps the
+    sealed bytes of an erased record (old shares, deleted keys), while others stay."""
+    names = [RecordName("share", f"key-{i}", 1, 0) for i in range(6)]
+
+    def on_disk() -> bytes:
+        wal = tmp_path / "ks.db-wal"
+        return (tmp_path / "ks.db").read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+    with make(tmp_path) as ks:
+        assert ks._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+        ks.put_many([(n, os.urandom(32)) for n in names])
+        ks.scrub()  # the records reach the database file itself
+        sealed = {
+            n.key_id: bytes(
+                ks._db.execute("SELECT sealed FROM records WHERE key_id=?", (n.key_id,)).fetchone()[
+                    0
+                ]
+            )
+            for n in names
+        }
+        assert all(s in on_disk() for s in sealed.values())
+        assert ks.delete_many([names[1], names[4], RecordName("share", "absent", 1, 0)]) == 2
+        assert ks.scrub() is True
+        disk = on_disk()
+        for n in names:
+            assert (sealed[n.key_id] in disk) is (n not in (names[1], names[4])), n.key_id
+        assert [n.key_id for n in ks.names()] == ["key-0", "key-2", "key-3", "key-5"]
+        assert ks.delete_many([]) == 0
+
+
 def test_delete_and_missing(tmp_path: Path) -> None:
     with make(tmp_path) as ks:
         ks.put(SHARE, b"x")
@@ -198,7 +229,7 @@ def test_a_log_is_only_replayed_under_the_rules_it_was_written_with(tmp_path: Pa
     from kmsnode.genesis import Genesis
     from kmsnode.identity import NodeIdentity
     from kmsnode.node import check_rules_version
-    from kmsnode.state import RULES_VERSION
+    from kmsnode.state import RULES_VERSION, SUPPORTED_RULES
     from kmsnode.testing import make_genesis
 
     genesis = make_genesis(
@@ -212,7 +243,7 @@ def test_a_log_is_only_replayed_under_the_rules_it_was_written_with(tmp_path: Pa
     legacy = {k: v for k, v in genesis.to_json().items() if k != "rules_version"}
     with pytest.raises(LogRulesMismatch, match="genesis file says state rules v1") as caught:
         check_rules_version(Genesis.from_json(legacy), fresh)
-    assert (caught.value.found, caught.value.supported) == (1, RULES_VERSION)
+    assert (caught.value.found, caught.value.supported) == (1, SUPPORTED_RULES)
     with pytest.raises(LogRulesMismatch):
         check_rules_version(dataclasses.replace(genesis, rules_version=RULES_VERSION + 1), fresh)
     # Executed blocks and no mark: written before versions were recorded (v1).
@@ -224,6 +255,16 @@ def test_a_log_is_only_replayed_under_the_rules_it_was_written_with(tmp_path: Pa
     newer.set_rules_version(RULES_VERSION + 1)
     with pytest.raises(LogRulesMismatch, match=f"v{RULES_VERSION + 1}"):
         check_rules_version(genesis, newer)
+    # A network still on v2 rules runs on this software (v3 without key deletion), and each
+    # keystore stays with the rules its log was applied under.
+    v2 = dataclasses.replace(genesis, rules_version=2)
+    on_v2 = Keystore.create(tmp_path / "v2.db", b"pw", 4, scrypt_log2_n=10)
+    check_rules_version(v2, on_v2)
+    assert on_v2.rules_version() == 2
+    with pytest.raises(LogRulesMismatch, match="keystore says state rules v2"):
+        check_rules_version(genesis, on_v2)
+    with pytest.raises(LogRulesMismatch, match=f"keystore says state rules v{RULES_VERSION}"):
+        check_rules_version(v2, fresh)
     # The mark is authenticated like the executed height.
     db = fresh._db
     value = bytes(db.execute("SELECT value FROM meta WHERE name='rules_version'").fetchone()[0])

@@ -27,7 +27,13 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kmsnode import net
-from kmsnode.client import AccessDenied, DistributedKMS, InvalidCiphertextError, QuorumUnavailable
+from kmsnode.client import (
+    AccessDenied,
+    DistributedKMS,
+    InvalidCiphertextError,
+    KeyUnavailable,
+    QuorumUnavailable,
+)
 from kmsnode.client._core import ClientCore, KeyMaterial
 from kmsnode.genesis import Genesis
 from kmsnode.identity import NodeIdentity
@@ -43,6 +49,8 @@ from ._scripts import load_script
 pytestmark = pytest.mark.slow
 
 CTX = {"app": "payroll", "tenant": "acme"}
+DELETION_WAIT_S = 2
+"""The suite's testnet lets a key deletion come due this soon (a production genesis: days)."""
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
@@ -57,7 +65,7 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 @pytest.fixture(scope="module")
 def tn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testnet]:
     network = Testnet(tmp_path_factory.mktemp("testnet"))
-    network.generate(4, scrypt_log2_n=12)
+    network.generate(4, scrypt_log2_n=12, min_deletion_wait_s=DELETION_WAIT_S)
     # The nodes (and those restarted by the tests) keep their protocol events: see
     # test_flight_recorders_merge_into_one_timeline.
     os.environ[FLIGHT_RECORDER_ENV] = "100000"
@@ -853,6 +861,52 @@ def test_kms_cli_refresh_key_keeps_ciphertexts_and_replaces_every_share(
         with Keystore.open(d / "keystore.db", passphrase, i) as ks:
             held = [(n.version, n.epoch) for n in ks.names("share") if n.key_id == key]
         assert held == [(1, 1)], f"node {i} holds {held}"
+
+
+def test_a_deleted_key_leaves_every_keystore_through_the_cli(
+    tn: Testnet, kms: DistributedKMS
+) -> None:
+    made = _kms(tn, "create-key", "--description", "to be shredded")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.decode().strip()
+    ct = kms.encrypt(key, b"shred me", CTX)
+    too_soon = _kms(tn, "--json", "schedule-key-deletion", key, "--seconds", "1")
+    assert too_soon.returncode == 1 and json.loads(too_soon.stderr)["error"] == "wait_too_short"
+    scheduled = _kms(tn, "--json", "schedule-key-deletion", key, "--seconds", str(DELETION_WAIT_S))
+    assert scheduled.returncode == 0, scheduled.stderr
+    assert json.loads(scheduled.stdout)["state"] == "pending-deletion"
+    with pytest.raises(KeyUnavailable, match="pending-deletion"):
+        kms.decrypt(ct, CTX)
+    # Nobody asks anything of the key: the nodes' ticks make the block that deletes it.
+    wait_for(lambda: kms.describe_key(key).state == "deleted", 30, "the deletion to come due")
+    meta = kms.describe_key(key)
+    assert meta.deleted_ms is not None and meta.deletion_due_ms is None
+    with pytest.raises(KeyUnavailable, match="deleted"):
+        kms.decrypt(ct, CTX)
+
+    def erased_everywhere() -> bool:
+        for i in tn.nodes():
+            d = tn.dir / f"node{i}"
+            passphrase = (d / "passphrase").read_text().strip().encode()
+            with Keystore.open(d / "keystore.db", passphrase, i) as ks:
+                if any(n.key_id == key for n in ks.names()):
+                    return False
+        return True
+
+    # Every node executes the deleting block (on its own schedule, a moment apart).
+    wait_for(erased_everywhere, 30, "every keystore to drop the key")
+    total = kms.audit(0, 1).total
+    page = kms.audit(max(0, total - 200), 200)
+    trail = [(e.op, e.outcome) for e in page.entries if e.key_id == key and e.op != "describe_key"]
+    assert trail[-4:] == [
+        ("schedule_key_deletion", "ok"),
+        ("decrypt", "key_unavailable"),
+        ("key_deleted", "ok"),
+        ("decrypt", "key_unavailable"),
+    ], trail
+    refused = _kms(tn, "--json", "cancel-key-deletion", key)
+    assert refused.returncode == 1
+    assert json.loads(refused.stderr)["error"] == "not_pending_deletion"
 
 
 def test_kms_cli_homomorphic_sum(tn: Testnet) -> None:

@@ -13,9 +13,12 @@ from kmsnode.crypto.errors import CryptoError
 from kmsnode.errors import MalformedMessage
 from kmsnode.wire.payload import client_payload, decode_payload
 from kmsnode.wire.requests import (
+    MAX_DELETION_WAIT_S,
     OPERATIONS,
+    CancelKeyDeletion,
     CreateKey,
     Decrypt,
+    DecryptSum,
     DescribeKey,
     DisableKey,
     EnableKey,
@@ -25,9 +28,12 @@ from kmsnode.wire.requests import (
     ListKeys,
     Operation,
     Permission,
+    RefreshKey,
     Request,
     RotateKey,
+    ScheduleKeyDeletion,
     SetPolicy,
+    Sign,
 )
 
 KEY = Ed25519PrivateKey.generate()
@@ -118,20 +124,29 @@ def test_hostile_msgpack_is_malformed_for_every_decoder(data: bytes) -> None:
         unpack(b"\x82\xa1a\x01\xc4\x01b\x02")  # unsortable keys are never canonical
 
 
+_ALL_OPS: list[Operation] = [
+    CreateKey(KeyKind.ENCRYPT, "d"),
+    DescribeKey("key-1"),
+    ListKeys(),
+    Encrypt("key-1"),
+    Decrypt(b"ct", {"a": "1"}),
+    SetPolicy("key-1", b"c" * 32, (Permission.DECRYPT, Permission.ENCRYPT)),
+    GetPolicy("key-1"),
+    DisableKey("key-1"),
+    EnableKey("key-1"),
+    RotateKey("key-1"),
+    RefreshKey("key-1"),
+    Sign("key-1", b"m", (2, 3)),
+    DecryptSum(b"sum"),
+    ScheduleKeyDeletion("key-1", 7 * 86400),
+    CancelKeyDeletion("key-1"),
+]
+"""One of every operation (a new one must be added here: the test below checks)."""
+
+
 @pytest.mark.parametrize(
     "op",
-    [
-        CreateKey(KeyKind.ENCRYPT, "d"),
-        DescribeKey("key-1"),
-        ListKeys(),
-        Encrypt("key-1"),
-        Decrypt(b"ct", {"a": "1"}),
-        SetPolicy("key-1", b"c" * 32, (Permission.DECRYPT, Permission.ENCRYPT)),
-        GetPolicy("key-1"),
-        DisableKey("key-1"),
-        EnableKey("key-1"),
-        RotateKey("key-1"),
-    ],
+    _ALL_OPS,
     ids=lambda op: op.name,
 )
 def test_every_operation_round_trips_and_every_one_is_registered(op: Operation) -> None:
@@ -147,3 +162,12 @@ def test_every_operation_round_trips_and_every_one_is_registered(op: Operation) 
         bad = [*fields[:4], wrong, *fields[5:]]
         with pytest.raises(MalformedMessage):
             Request.decode(msgpack.packb(bad))
+    assert set(OPERATIONS) == {op.name for op in _ALL_OPS}
+
+
+@pytest.mark.parametrize("wait", [-1, MAX_DELETION_WAIT_S + 1, "7", 1.5, True, None])
+def test_a_deletion_wait_out_of_range_or_not_an_integer_is_malformed(wait: object) -> None:
+    fields = msgpack.unpackb(_request(op=ScheduleKeyDeletion("key-1", 60)).encode())
+    fields[4][2] = wait
+    with pytest.raises(MalformedMessage, match="wait_seconds"):
+        Request.decode(msgpack.packb(fields))

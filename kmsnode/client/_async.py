@@ -29,7 +29,9 @@ from ..crypto.errors import CryptoError
 from ..genesis import Genesis
 from ..wire import sums
 from ..wire.requests import (
+    DEFAULT_DELETION_WAIT_S,
     MAX_SIGN_MESSAGE,
+    CancelKeyDeletion,
     CreateKey,
     Decrypt,
     DecryptSum,
@@ -44,6 +46,7 @@ from ..wire.requests import (
     Permission,
     RefreshKey,
     RotateKey,
+    ScheduleKeyDeletion,
     SetPolicy,
     Sign,
     is_key_id,
@@ -521,6 +524,48 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
     async def enable_key(self, key_id: str) -> None:
         """Allow a disabled key's use again (the key's admins)."""
         await self._call(EnableKey(key_id))
+
+    async def schedule_key_deletion(
+        self, key_id: str, wait_seconds: int = DEFAULT_DELETION_WAIT_S
+    ) -> int:
+        """Schedule ``key_id`` for deletion after ``wait_seconds`` (the key's admins): it is
+        unusable at once, and at the due time every node erases its shares, so nothing
+        encrypted under it can be decrypted again. Returns the due time (Unix ms, log time).
+
+        Raises:
+            RequestRejected: ``wait_too_short`` (below the network's minimum, see the genesis),
+                ``rotation_in_progress`` or ``refresh_in_progress``, or ``not_supported`` on a
+                network whose rules predate deletion.
+            KeyUnavailable: the key is already pending deletion or deleted.
+        """
+        self._require_rules(3, "key deletion")
+        result = await self._call(ScheduleKeyDeletion(key_id, wait_seconds))
+        self._forget_key(key_id)
+        return int(result["deletion_due_ms"])
+
+    async def cancel_key_deletion(self, key_id: str) -> str:
+        """Stop a scheduled deletion before it is due (the key's admins). Returns the key's
+        state: ``disabled`` (``enable_key`` to use it again), or ``failed`` for a key whose
+        DKG had failed.
+
+        Raises:
+            RequestRejected: ``not_pending_deletion``.
+        """
+        self._require_rules(3, "key deletion")
+        result = await self._call(CancelKeyDeletion(key_id))
+        return str(result["state"])
+
+    def _require_rules(self, version: int, what: str) -> None:
+        if self.genesis.rules_version < version:
+            raise RequestRejected(
+                "not_supported",
+                f"this network's rules (v{self.genesis.rules_version}) predate {what}",
+            )
+
+    def _forget_key(self, key_id: str) -> None:
+        """Drop cached public material of ``key_id`` (its state changed)."""
+        for cached in [k for k in self._key_cache if k[0] == key_id]:
+            del self._key_cache[cached]
 
     async def get_policy(self, key_id: str) -> KeyPolicy:
         """Every client's grants on ``key_id`` (for the key's admins)."""

@@ -52,11 +52,16 @@ class KeyMetadata:
     kind: str
     description: str
     state: str
-    """``creating``, ``enabled``, ``disabled`` or ``failed``."""
+    """``creating``, ``enabled``, ``disabled``, ``failed``, ``pending-deletion`` or
+    ``deleted``."""
     current_version: int | None
     created_height: int
     created_ms: int
     versions: tuple[KeyVersionInfo, ...]
+    deletion_due_ms: int | None = None
+    """When a scheduled deletion comes due (Unix ms, log time)."""
+    deleted_ms: int | None = None
+    """When the key was deleted (its shares erased on every node)."""
 
     @property
     def current(self) -> KeyVersionInfo | None:
@@ -109,6 +114,8 @@ class KeyMetadata:
                 created_height=int(d["created_height"]),
                 created_ms=int(d["created_ms"]),
                 versions=versions,
+                deletion_due_ms=_optional_int(d.get("deletion_due_ms")),
+                deleted_ms=_optional_int(d.get("deleted_ms")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RequestRejected("malformed_answer", f"not a key description: {exc}") from exc
@@ -122,6 +129,8 @@ class KeyMetadata:
             "current_version": self.current_version,
             "created_height": self.created_height,
             "created_ms": self.created_ms,
+            "deletion_due_ms": self.deletion_due_ms,
+            "deleted_ms": self.deleted_ms,
             "versions": [v.to_json() for v in self.versions],
         }
 
@@ -151,3 +160,7 @@ class KeyPolicy:
             "creator": self.creator.hex(),
             "grants": {c.hex(): list(p) for c, p in sorted(self.grants.items())},
         }
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -12,6 +12,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..genesis import Genesis
+from ..wire.requests import DEFAULT_DELETION_WAIT_S
 from ._async import AsyncDistributedKMS, ClientConfig
 from ._audit import AuditPage
 from ._results import KeyMetadata, KeyPolicy
@@ -149,6 +150,14 @@ class DistributedKMS:
 
     def enable_key(self, key_id: str) -> None:
         self._run(self._async.enable_key, key_id)
+
+    def schedule_key_deletion(
+        self, key_id: str, wait_seconds: int = DEFAULT_DELETION_WAIT_S
+    ) -> int:
+        return self._run(self._async.schedule_key_deletion, key_id, wait_seconds)  # type: ignore[no-any-return]
+
+    def cancel_key_deletion(self, key_id: str) -> str:
+        return self._run(self._async.cancel_key_deletion, key_id)  # type: ignore[no-any-return]
 
     def get_policy(self, key_id: str) -> KeyPolicy:
         return self._run(self._async.get_policy, key_id)  # type: ignore[no-any-return]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import datetime
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ..wire.requests import DEFAULT_DELETION_WAIT_S
 from .errors import ClientError
 
 
@@ -89,6 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     for name, what in (("disable-key", "stop every use of"), ("enable-key", "allow again")):
         p = sub.add_parser(name, help=f"{what} a key (key admins)")
         p.add_argument("key_id")
+    p = sub.add_parser(
+        "schedule-key-deletion",
+        help="make a key unusable now and erase its shares on every node after a wait "
+        "(key admins; nothing encrypted under it can be decrypted afterwards)",
+    )
+    p.add_argument("key_id")
+    p.add_argument("--days", type=float, default=None, help="waiting period in days (default 30)")
+    p.add_argument("--seconds", type=int, default=None, help="waiting period in seconds")
+    p = sub.add_parser(
+        "cancel-key-deletion", help="stop a scheduled deletion (the key is left disabled)"
+    )
+    p.add_argument("key_id")
     p = sub.add_parser("get-policy", help="every client's grants on a key (key admins)")
     p.add_argument("key_id")
     p = sub.add_parser("audit", help="the audit trail, as f + 1 nodes agree on it")
@@ -255,6 +269,26 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
     elif cmd in ("disable-key", "enable-key"):
         (kms.disable_key if cmd == "disable-key" else kms.enable_key)(args.key_id)
         state = "disabled" if cmd == "disable-key" else "enabled"
+        _emit(args, {"key_id": args.key_id, "state": state}, f"{args.key_id} {state}")
+    elif cmd == "schedule-key-deletion":
+        if args.days is not None and args.seconds is not None:
+            raise SystemExit("kms: give --days or --seconds, not both")
+        wait = DEFAULT_DELETION_WAIT_S
+        if args.days is not None:
+            wait = round(args.days * 86400)
+        elif args.seconds is not None:
+            wait = args.seconds
+        due = kms.schedule_key_deletion(args.key_id, wait)
+        when = datetime.datetime.fromtimestamp(due / 1000, datetime.UTC).isoformat(
+            timespec="seconds"
+        )
+        _emit(
+            args,
+            {"key_id": args.key_id, "state": "pending-deletion", "deletion_due_ms": due},
+            f"{args.key_id} pending deletion; its shares are erased at {when}",
+        )
+    elif cmd == "cancel-key-deletion":
+        state = kms.cancel_key_deletion(args.key_id)
         _emit(args, {"key_id": args.key_id, "state": state}, f"{args.key_id} {state}")
     elif cmd == "get-policy":
         policy = kms.get_policy(args.key_id)

@@ -6,6 +6,7 @@ HTML-escaped; pages carry no script, so the response's CSP can forbid all of it.
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -100,6 +101,14 @@ def overview(status: Mapping[str, Any]) -> str:
     return page("node", status.get("node", "?"), body)
 
 
+def _utc(ms: object) -> str:
+    """A log time (Unix ms) as UTC ISO 8601 to the second."""
+    if not isinstance(ms, int) or isinstance(ms, bool):
+        return "?"
+    when = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
+    return when.isoformat(timespec="seconds")
+
+
 def keys(node: object, records: Sequence[Mapping[str, Any]]) -> str:
     """Keys with their versions: state, share epoch, public key, who dealt, refreshes."""
     rows = []
@@ -122,9 +131,12 @@ def keys(node: object, records: Sequence[Mapping[str, Any]]) -> str:
             )
             for v in k.get("versions", [])
         )
-        rows.append(
-            (_e(k["key_id"]), _e(k["kind"]), _e(k["state"]), _e(k["description"]), versions)
-        )
+        state = _e(k["state"])
+        if k.get("deletion_due_ms") is not None:
+            state += f" (shares erased at {_utc(k['deletion_due_ms'])})"
+        elif k.get("deleted_ms") is not None:
+            state += f" (shares erased {_utc(k['deleted_ms'])})"
+        rows.append((_e(k["key_id"]), _e(k["kind"]), state, _e(k["description"]), versions))
     body = f"<p>{len(records)} keys</p>" + table(
         ("key", "kind", "state", "description", "versions"), rows, raw=True
     )

@@ -1,6 +1,7 @@
 """The replicated KMS state machine (pure): keys, policies, DKG sessions, replay window, audit."""
 
 from ..genesis import RULES_VERSION as RULES_VERSION
+from ..genesis import SUPPORTED_RULES as SUPPORTED_RULES
 from ._audit import GENESIS_HASH as GENESIS_HASH
 from ._audit import AuditEntry as AuditEntry
 from ._audit import AuditTrail as AuditTrail
@@ -13,6 +14,7 @@ from ._effects import ComputeSumPartial as ComputeSumPartial
 from ._effects import DeliverDkg as DeliverDkg
 from ._effects import Effect as Effect
 from ._effects import KeyActivated as KeyActivated
+from ._effects import KeyDeleted as KeyDeleted
 from ._effects import PartialWork as PartialWork
 from ._effects import Reply as Reply
 from ._effects import SharesRefreshed as SharesRefreshed
@@ -40,6 +42,7 @@ __all__ = [
     "NONCE_WINDOW_MS",
     "PACKAGE_ENTRY_SIZE",
     "RULES_VERSION",
+    "SUPPORTED_RULES",
     "AuditEntry",
     "AuditTrail",
     "CommittedBatch",
@@ -51,6 +54,7 @@ __all__ = [
     "Effect",
     "KMSState",
     "KeyActivated",
+    "KeyDeleted",
     "KeyRecord",
     "KeyState",
     "KeyVersion",

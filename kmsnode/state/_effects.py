@@ -131,6 +131,14 @@ class SharesRefreshed:
     epoch: int
 
 
+@dataclass(frozen=True)
+class KeyDeleted:
+    """A key's scheduled deletion came due: every share of every version, at every epoch,
+    must leave every keystore (nothing will ever use them again)."""
+
+    key_id: str
+
+
 Effect = (
     Reply
     | ComputePartial
@@ -141,4 +149,5 @@ Effect = (
     | DeliverDkg
     | KeyActivated
     | SharesRefreshed
+    | KeyDeleted
 )

@@ -20,6 +20,11 @@ class KeyState(enum.Enum):
     """An admin stopped its use (``disable_key``) until ``enable_key``."""
     FAILED = "failed"
     """Its first DKG failed; the key cannot be used (create another)."""
+    PENDING_DELETION = "pending-deletion"
+    """Scheduled for deletion: unusable, until ``cancel_key_deletion`` or the due time."""
+    DELETED = "deleted"
+    """Deleted: every node erased its shares; only this public record remains (its id is
+    never reused, and the audit trail keeps naming it)."""
 
 
 class VersionState(enum.Enum):
@@ -85,6 +90,10 @@ class KeyRecord:
     state: KeyState
     versions: list[KeyVersion]
     policy: dict[bytes, frozenset[Permission]] = field(default_factory=dict)
+    deletion_due_ms: int | None = None
+    """When a scheduled deletion comes due, in log time (``None``: none scheduled)."""
+    deleted_ms: int | None = None
+    """The log time the key was deleted at (``None``: not deleted)."""
 
     @property
     def current(self) -> KeyVersion | None:
@@ -120,6 +129,8 @@ class KeyRecord:
             "created_height": self.created_height,
             "created_ms": self.created_ms,
             "current_version": current.version if current else None,
+            "deletion_due_ms": self.deletion_due_ms,
+            "deleted_ms": self.deleted_ms,
             "versions": [v.to_json() for v in self.versions],
         }
 

@@ -8,6 +8,7 @@ on its own (signature, replay window, policy), so no node has to trust another's
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from ..wire.payload import (
     decode_payload,
 )
 from ..wire.requests import (
+    RULES_3_OPERATIONS,
+    CancelKeyDeletion,
     CreateKey,
     Decrypt,
     DecryptSum,
@@ -39,6 +42,7 @@ from ..wire.requests import (
     RefreshKey,
     Request,
     RotateKey,
+    ScheduleKeyDeletion,
     SetPolicy,
     Sign,
 )
@@ -52,6 +56,7 @@ from ._effects import (
     DeliverDkg,
     Effect,
     KeyActivated,
+    KeyDeleted,
     Reply,
     SharesRefreshed,
     StartDkg,
@@ -149,6 +154,9 @@ class KMSState:
         )
         self._frost_signs: dict[bytes, int] = {}
         """FROST signatures per client in the block being applied (see FROST_SIGNS_PER_BLOCK)."""
+        self._deletions: list[tuple[int, str]] = []
+        """Scheduled deletions as a heap of (due time, key id); an entry whose key is no longer
+        pending deletion with that due time (cancelled) is skipped when it comes up."""
 
     # -- applying blocks ----------------------------------------------------------------------
     def apply(self, block: CommittedBatch) -> list[Effect]:
@@ -166,7 +174,7 @@ class KMSState:
         if type(proposer) is int and 0 <= proposer < len(self.genesis.nodes):
             self.nonce_pools.proposed(self.genesis.nodes[proposer].id, self.height)
         self._frost_signs.clear()
-        effects: list[Effect] = []
+        effects: list[Effect] = self._delete_due_keys()
         for raw in block.payloads:
             try:
                 payload = decode_payload(raw)
@@ -174,6 +182,9 @@ class KMSState:
                 # (a committed block is applied again at every restart: raising here would
                 # stop every honest node for good). Every node rejects the same payloads.
                 self.rejected_payloads += 1
+                continue
+            if isinstance(payload, ClientPayload) and not self.serves(payload.request.op.name):
+                self.rejected_payloads += 1  # what older rules could not decode, as they did
                 continue
             if isinstance(payload, ClientPayload):
                 effects.extend(self._client(payload.request))
@@ -184,6 +195,43 @@ class KMSState:
             elif isinstance(payload, TickPayload):
                 pass
         effects.extend(self._dkg_heights())
+        return effects
+
+    def serves(self, op_name: str) -> bool:
+        """Whether the network's rules (its genesis) know the operation ``op_name``."""
+        return self.genesis.rules_version >= 3 or op_name not in RULES_3_OPERATIONS
+
+    @property
+    def next_deletion_ms(self) -> int | None:
+        """When the next scheduled key deletion comes due (log time), if any: a quiet log
+        needs a block after it (nodes post a tick) for the deletion to happen."""
+        while self._deletions:
+            due, key_id = self._deletions[0]
+            record = self.keys.get(key_id)
+            if record is not None and record.deletion_due_ms == due:
+                return due
+            heapq.heappop(self._deletions)  # cancelled: drop it
+        return None
+
+    def _delete_due_keys(self) -> list[Effect]:
+        """Delete every key whose scheduled deletion is due by this block's time."""
+        effects: list[Effect] = []
+        while (due := self.next_deletion_ms) is not None and due <= self.timestamp_ms:
+            _, key_id = heapq.heappop(self._deletions)
+            record = self.keys[key_id]
+            record.state = KeyState.DELETED
+            record.deletion_due_ms = None
+            record.deleted_ms = self.timestamp_ms
+            self.audit.append(
+                height=self.height,
+                timestamp_ms=self.timestamp_ms,
+                request_id=b"",
+                client=b"",
+                op="key_deleted",
+                key_id=key_id,
+                outcome="ok",
+            )
+            effects.append(KeyDeleted(key_id))
         return effects
 
     # -- client requests ----------------------------------------------------------------------
@@ -229,6 +277,10 @@ class KMSState:
                 return self._refresh_key(request, op)
             if isinstance(op, (DisableKey, EnableKey)):
                 return self._set_key_state(request, op)
+            if isinstance(op, ScheduleKeyDeletion):
+                return self._schedule_deletion(request, op)
+            if isinstance(op, CancelKeyDeletion):
+                return self._cancel_deletion(request, op)
             if isinstance(op, GetPolicy):
                 record = self._key(op.key_id)
                 self._require(request.client, record, Permission.ADMIN)
@@ -625,6 +677,8 @@ class KMSState:
     def _set_policy(self, request: Request, op: SetPolicy) -> list[Effect]:
         record = self._key(op.key_id)
         self._require(request.client, record, Permission.ADMIN)
+        if record.state is KeyState.DELETED:
+            raise Denied("key_unavailable", f"key {record.key_id} is deleted")
         self._grant(record, op.client, frozenset(op.permissions))
         self._audit(request, op.key_id, "ok")
         return [
@@ -644,6 +698,46 @@ class KMSState:
         if record.state not in (KeyState.ENABLED, KeyState.DISABLED):
             raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
         record.state = KeyState.DISABLED if isinstance(op, DisableKey) else KeyState.ENABLED
+        self._audit(request, op.key_id, "ok")
+        return [self._reply(request, result={"key_id": op.key_id, "state": record.state.value})]
+
+    def _schedule_deletion(self, request: Request, op: ScheduleKeyDeletion) -> list[Effect]:
+        record = self._key(op.key_id)
+        self._require(request.client, record, Permission.ADMIN)
+        if record.state not in (KeyState.ENABLED, KeyState.DISABLED, KeyState.FAILED):
+            raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
+        if any(v.state is VersionState.PENDING for v in record.versions):
+            raise Denied("rotation_in_progress", f"a new version of {record.key_id} is pending")
+        if any(v.refreshing_to is not None for v in record.versions):
+            raise Denied("refresh_in_progress", f"a refresh of {record.key_id} is running")
+        shortest = self.genesis.min_deletion_wait_s
+        if op.wait_seconds < shortest:
+            raise Denied(
+                "wait_too_short",
+                f"this network deletes keys no sooner than {shortest} s after they are "
+                "scheduled for deletion",
+            )
+        due = self.timestamp_ms + op.wait_seconds * 1000
+        record.state = KeyState.PENDING_DELETION
+        record.deletion_due_ms = due
+        heapq.heappush(self._deletions, (due, record.key_id))
+        self._audit(request, op.key_id, "ok")
+        return [
+            self._reply(
+                request,
+                result={"key_id": op.key_id, "state": record.state.value, "deletion_due_ms": due},
+            )
+        ]
+
+    def _cancel_deletion(self, request: Request, op: CancelKeyDeletion) -> list[Effect]:
+        record = self._key(op.key_id)
+        self._require(request.client, record, Permission.ADMIN)
+        if record.state is not KeyState.PENDING_DELETION:
+            raise Denied("not_pending_deletion", f"key {record.key_id} is {record.state.value}")
+        # As AWS KMS: back disabled, whatever it was before, so its use resumes only when an
+        # admin says so.
+        record.state = KeyState.FAILED if record.current is None else KeyState.DISABLED
+        record.deletion_due_ms = None  # its heap entry is skipped when it comes up
         self._audit(request, op.key_id, "ok")
         return [self._reply(request, result={"key_id": op.key_id, "state": record.state.value})]
 

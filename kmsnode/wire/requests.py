@@ -34,6 +34,10 @@ MAX_AVOID = 64
 """Node ids a signing request may ask the log to pass over."""
 MAX_SUM_CIPHERTEXT = 256
 """Bytes a sum ciphertext may take (``kmsnode.wire.sums``; a key id of MAX_KEY_ID fits)."""
+MAX_DELETION_WAIT_S = 30 * 24 * 3600
+"""The longest waiting period a key deletion may be scheduled with (as AWS KMS: 30 days)."""
+DEFAULT_DELETION_WAIT_S = 30 * 24 * 3600
+"""The waiting period a scheduled deletion gets when the caller names none (AWS KMS's default)."""
 
 
 class KeyKind(enum.Enum):
@@ -269,6 +273,32 @@ class RefreshKey(_OnKey):
     name: ClassVar[str] = "refresh_key"
 
 
+@dataclass(frozen=True)
+class ScheduleKeyDeletion:
+    """Destroy ``key_id`` after ``wait_seconds`` of log time: it is unusable at once, and when
+    the wait is over every node erases its shares of every version (crypto-shredding: what
+    was encrypted under the key can never be decrypted again). ``cancel_key_deletion`` undoes
+    it until then. The genesis sets the shortest wait a network accepts."""
+
+    key_id: str
+    wait_seconds: int = DEFAULT_DELETION_WAIT_S
+    name: ClassVar[str] = "schedule_key_deletion"
+
+    def fields(self) -> list[Any]:
+        return [self.key_id, self.wait_seconds]
+
+    @classmethod
+    def parse(cls, r: Reader) -> ScheduleKeyDeletion:
+        return cls(_key_id(r, 1), r.integer(2, "wait_seconds", 0, MAX_DELETION_WAIT_S))
+
+
+@dataclass(frozen=True)
+class CancelKeyDeletion(_OnKey):
+    """Stop a scheduled deletion; the key comes back disabled (``enable_key`` to use it)."""
+
+    name: ClassVar[str] = "cancel_key_deletion"
+
+
 Operation = (
     CreateKey
     | DescribeKey
@@ -283,6 +313,8 @@ Operation = (
     | EnableKey
     | RotateKey
     | RefreshKey
+    | ScheduleKeyDeletion
+    | CancelKeyDeletion
 )
 OPERATIONS: dict[str, tuple[type[Any], int]] = {
     CreateKey.name: (CreateKey, 3),
@@ -298,7 +330,12 @@ OPERATIONS: dict[str, tuple[type[Any], int]] = {
     EnableKey.name: (EnableKey, 2),
     RotateKey.name: (RotateKey, 2),
     RefreshKey.name: (RefreshKey, 2),
+    ScheduleKeyDeletion.name: (ScheduleKeyDeletion, 3),
+    CancelKeyDeletion.name: (CancelKeyDeletion, 2),
 }
+RULES_3_OPERATIONS = frozenset({ScheduleKeyDeletion.name, CancelKeyDeletion.name})
+"""Operations a network's log serves only under state rules v3 and later (under v2 the log
+dropped them as undecodable, and a v2 log replayed today must still do so)."""
 
 
 def _encode_op(op: Operation) -> list[Any]:
