@@ -4,8 +4,9 @@ Starts a fresh testnet in ``.testnet`` (or ``--dir``), creates a key by distribu
 generation, encrypts with an encryption context, decrypts from sealed partials, kills one node
 with SIGKILL and decrypts again, shows a wrong context refused, restarts the node, refreshes
 the key's shares (same public key, old ciphertext still decrypts), signs with a FROST Ed25519
-key (checked by OpenSSL), prints the verified audit
-trail and the operator console's metrics, and stops the network (``--keep`` leaves it running).
+key (checked by OpenSSL), deletes a key (its shares erased on every node), prints the verified
+audit trail and the operator console's metrics, and stops the network (``--keep`` leaves it
+running).
 """
 
 from __future__ import annotations
@@ -19,9 +20,24 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from kmsnode.client import DistributedKMS, InvalidCiphertextError
+from kmsnode.client import ClientError, DistributedKMS, InvalidCiphertextError
+from kmsnode.keystore import Keystore
 from testnet._control import wait_healthy
 from testnet._launcher import Testnet
+
+DEMO_DELETION_WAIT_S = 3
+
+
+def held(tn: Testnet, key_id: str) -> int:
+    """Keystore records naming ``key_id`` across the testnet's nodes (read with their
+    passphrases, as an operator could)."""
+    count = 0
+    for i in tn.nodes():
+        d = tn.dir / f"node{i}"
+        passphrase = (d / "passphrase").read_text().strip().encode()
+        with Keystore.open(d / "keystore.db", passphrase, i) as ks:
+            count += sum(1 for n in ks.names() if n.key_id == key_id)
+    return count
 
 
 def step(text: str) -> None:
@@ -40,7 +56,8 @@ def main() -> None:
         shutil.rmtree(tn.dir)
 
     step("start a 4-node testnet (f = 1, t = 3): identities, encrypted keystores, genesis")
-    tn.generate(4)
+    # Key deletion waits at least 3 s on this demo network (a production genesis: days).
+    tn.generate(4, min_deletion_wait_s=DEMO_DELETION_WAIT_S)
     for i in tn.nodes():
         tn.start(i)
     start = time.monotonic()
@@ -113,11 +130,32 @@ def main() -> None:
             )
             print("an ordinary Ed25519 signature: OpenSSL verifies it under the key's public key")
 
+            step("schedule a key's deletion: unusable at once, every node's share erased when due")
+            doomed = kms.create_key("encrypt", "demo: to be shredded").key_id
+            secret = kms.encrypt(doomed, b"shred me", context)
+            due = kms.schedule_key_deletion(doomed, DEMO_DELETION_WAIT_S)
+            print(f"{doomed} pending deletion, due in {(due / 1000 - time.time()):.1f}s")
+            try:
+                kms.decrypt(secret, context)
+            except ClientError as exc:
+                print(f"decrypt while pending: refused ({exc})")
+            deadline = time.monotonic() + 30
+            # Deleted once f + 1 nodes say so; each node erases as it executes the block.
+            while kms.describe_key(doomed).state != "deleted" or held(tn, doomed):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the deletion did not come due on every node")
+                time.sleep(0.5)
+            print(f"{doomed} deleted; records of it in the nodes' keystores: {held(tn, doomed)}")
+            try:
+                kms.decrypt(secret, context)
+            except ClientError as exc:
+                print(f"decrypt now: refused for good ({exc})")
+
             step("the audit trail: the entries f + 1 nodes agree on, hash chain verified")
             page = kms.audit(0, 1000)
             for e in page.entries:
                 print(
-                    f"  #{e.index:<3} height {e.height:<4} {e.op:<13} {e.key_id:<22} "
+                    f"  #{e.index:<3} height {e.height:<4} {e.op:<21} {e.key_id:<22} "
                     f"{e.outcome:<14} client {e.client.hex()[:12]}..."
                 )
             head = page.entries[-1].hash.hex() if page.entries else "-"

@@ -297,7 +297,7 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
     elif cmd == "audit":
         page = kms.audit(args.start, args.limit)
         lines = [
-            f"#{e.index:<5} height {e.height:<6} {e.op:<13} {e.key_id or '-':<22} "
+            f"#{e.index:<5} height {e.height:<6} {e.op:<21} {e.key_id or '-':<22} "
             f"{e.outcome:<18} client {e.client.hex()[:16]}"
             for e in page.entries
         ]
