@@ -157,6 +157,7 @@ def main() -> None:
                 print(
                     f"  #{e.index:<3} height {e.height:<4} {e.op:<21} {e.key_id:<22} "
                     f"{e.outcome:<14} client {e.client.hex()[:12]}..."
+                    + (f"  {e.detail}" if e.detail else "")
                 )
             head = page.entries[-1].hash.hex() if page.entries else "-"
             print(

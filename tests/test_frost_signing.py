@@ -4,6 +4,7 @@ aggregation, over the in-process log (``LocalNetwork``). Signatures are checked 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,14 @@ from kmsnode.executor import Executor
 from kmsnode.frost_nonces import BATCH, LOW_WATER, REPOST_AFTER, nonce_record
 from kmsnode.identity import NodeIdentity
 from kmsnode.keystore import Keystore
-from kmsnode.state import MAX_POOL, ComputeFrostShare, KMSState, NonceRef
+from kmsnode.state import (
+    MAX_POOL,
+    ComputeFrostShare,
+    KMSState,
+    NonceRef,
+    entry_from_json,
+    verify_chain,
+)
 from kmsnode.state._machine import FROST_SIGNS_PER_BLOCK
 from kmsnode.testing import PASSPHRASE, LocalNetwork
 from kmsnode.wire.payload import NoncePayload, client_payload, decode_payload
@@ -80,7 +88,19 @@ def test_a_frost_signature_verifies_with_openssl(net: LocalNetwork) -> None:
     again = sign(net, key_id, b"release 1.4.2", km)
     assert again.result != signature
     assert openssl_verifies(km.public_key, b"release 1.4.2", again.result)
-    assert [e.op for e in net.states[2].audit.entries][-1] == "sign"
+    # The audit trail names the signers the log chose for each signature (hashed with it).
+    last = net.states[2].audit.entries[-1]
+    assert (last.op, last.outcome) == ("sign", "ok")
+    assert last.detail == "signers " + ",".join(
+        map(str, signers_of(net, again.prepared.request_id))
+    )
+    first = [e for e in net.states[3].audit.entries if e.request_id == c.prepared.request_id]
+    assert [e.detail for e in first] == ["signers " + ",".join(map(str, chosen))]
+    assert entry_from_json(last.to_json()) == last
+    verify_chain(net.states[2].audit.entries)
+    tampered = dataclasses.replace(last, detail="signers 1,2,3")
+    with pytest.raises(ValueError):
+        verify_chain([*net.states[2].audit.entries[:-1], tampered])
 
 
 def test_every_node_spends_the_same_commitments_and_pools_refill(net: LocalNetwork) -> None:

@@ -31,20 +31,25 @@ class AuditEntry:
     """``ok`` or an error code (``access_denied``, ``replay``, ...)."""
     prev_hash: bytes
     hash: bytes
+    detail: str = ""
+    """What else the log decided, where it matters to an auditor (a FROST signature's
+    signers); empty for most entries, and then not part of the hashed bytes at all, so
+    entries from before the field hash as they did."""
 
     def body(self) -> bytes:
-        return pack(
-            [
-                self.index,
-                self.height,
-                self.timestamp_ms,
-                self.request_id,
-                self.client,
-                self.op,
-                self.key_id,
-                self.outcome,
-            ]
-        )
+        fields: list[object] = [
+            self.index,
+            self.height,
+            self.timestamp_ms,
+            self.request_id,
+            self.client,
+            self.op,
+            self.key_id,
+            self.outcome,
+        ]
+        if self.detail:
+            fields.append(self.detail)
+        return pack(fields)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -58,7 +63,7 @@ class AuditEntry:
             "outcome": self.outcome,
             "prev_hash": self.prev_hash.hex(),
             "hash": self.hash.hex(),
-        }
+        } | ({"detail": self.detail} if self.detail else {})
 
 
 def entry_from_json(x: dict[str, object]) -> AuditEntry:
@@ -74,6 +79,7 @@ def entry_from_json(x: dict[str, object]) -> AuditEntry:
         outcome=str(x["outcome"]),
         prev_hash=bytes.fromhex(str(x["prev_hash"])),
         hash=bytes.fromhex(str(x["hash"])),
+        detail=str(x.get("detail", "")),
     )
 
 
@@ -110,6 +116,7 @@ class AuditTrail:
         op: str,
         key_id: str,
         outcome: str,
+        detail: str = "",
     ) -> AuditEntry:
         partial = AuditEntry(
             self.total,
@@ -122,6 +129,7 @@ class AuditTrail:
             outcome,
             self.head,
             b"",
+            detail,
         )
         h = chain_hash(self.head, partial.body())
         entry = AuditEntry(**{**partial.__dict__, "hash": h})

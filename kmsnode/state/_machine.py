@@ -625,7 +625,9 @@ class KMSState:
             )
         spent = {i: self.nonce_pools.spend(i) for i in signers}
         self._frost_signs[request.client] = self._frost_signs.get(request.client, 0) + 1
-        self._audit(request, record.key_id, "ok")
+        # Which nodes' nonces the log spent (from rules v3: a v2 log keeps its audit hashes).
+        detail = "signers " + ",".join(map(str, signers)) if self.genesis.rules_version >= 3 else ""
+        self._audit(request, record.key_id, "ok", detail)
         assert version.public_key is not None  # an active version has one
         return [
             ComputeFrostShare(
@@ -838,7 +840,7 @@ class KMSState:
             request.request_id, request.client, self.height, request.op.name, result, error, message
         )
 
-    def _audit(self, request: Request, key_id: str, outcome: str) -> None:
+    def _audit(self, request: Request, key_id: str, outcome: str, detail: str = "") -> None:
         self.audit.append(
             height=self.height,
             timestamp_ms=self.timestamp_ms,
@@ -847,4 +849,5 @@ class KMSState:
             op=request.op.name,
             key_id=key_id,
             outcome=outcome,
+            detail=detail,
         )

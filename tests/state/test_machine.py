@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from kmsnode.crypto import tdh2
@@ -471,3 +473,20 @@ def test_a_committed_payload_of_hostile_msgpack_is_rejected_not_fatal(
     assert all(s.rejected_payloads == before[i] + 1 for i, s in net.states.items())
     key_id = create_key(net)  # and the log goes on
     assert key_id
+
+
+def test_an_entry_without_detail_hashes_as_before_the_field_existed(net: Network) -> None:
+    # Logs applied under rules v2 must keep their audit hashes: an entry without a detail is
+    # the eight fields it always was; a detail is hashed with its entry.
+    from kmsnode.wire._codec import pack
+
+    create_key(net)
+    e = net.states[1].audit.entries[0]
+    assert e.detail == ""
+    old_body = pack(
+        [e.index, e.height, e.timestamp_ms, e.request_id, e.client, e.op, e.key_id, e.outcome]
+    )
+    assert e.body() == old_body
+    assert "detail" not in e.to_json()
+    detailed = dataclasses.replace(e, detail="signers 1,2,3")
+    assert detailed.body() != old_body and detailed.to_json()["detail"] == "signers 1,2,3"
