@@ -19,9 +19,9 @@ from .crypto.errors import CryptoError
 from .crypto.groups import Group, Rng
 from .crypto.sealing import SealingPublicKey, seal
 from .crypto.shamir import Share
-from .errors import KeystoreRecordMissing
+from .errors import KeystoreRecordMissing, LogRulesMismatch
 from .frost_nonces import NonceSupply
-from .genesis import Genesis
+from .genesis import SUPPORTED_RULES, Genesis
 from .identity import NodeIdentity
 from .keystore import Keystore, RecordName
 from .state import (
@@ -36,6 +36,7 @@ from .state import (
     KeyDeleted,
     PartialWork,
     Reply,
+    RulesActivated,
     SharesRefreshed,
     StartDkg,
     entry_signer,
@@ -101,6 +102,8 @@ class ExecutorStats:
     """Refreshes that completed without a new share for this node (it cannot serve them)."""
     keys_erased: int = 0
     """Deleted keys whose secrets this node erased."""
+    scrubs_deferred: int = 0
+    """Scrubs of the keystore file put off because another reader held it."""
 
 
 class Executor:
@@ -117,6 +120,9 @@ class Executor:
         self.stats = ExecutorStats()
         self._checked_vks: dict[tuple[str, int, int], bytes] = {}
         """Key versions and epochs whose share here matched the state's verification key."""
+        self.scrub_pending = True
+        """Whether erased records may still have copies in the keystore's files (at a start:
+        a crash may have come between an erase and its scrub)."""
         self.nonce_supply = NonceSupply(node_id, genesis.chain_id, identity.signing_key, keystore)
         """This node's FROST nonces (the node posts the batches it asks for)."""
 
@@ -144,6 +150,9 @@ class Executor:
             return Output()
         if isinstance(effect, KeyDeleted):
             self._erase_key(effect)
+            return Output()
+        if isinstance(effect, RulesActivated):
+            self._rules_activated(effect)
             return Output()
         raise AssertionError(f"unknown effect {type(effect).__name__}")
 
@@ -371,7 +380,8 @@ class Executor:
         ]
         if older:
             self.keystore.delete_many(older)
-            self.keystore.scrub()
+            self.scrub_pending = True
+            self.retry_scrub()
         try:
             self.keystore.get(share_record(e.key_id, e.version, e.epoch))
         except KeystoreRecordMissing:
@@ -392,11 +402,35 @@ class Executor:
         in one transaction, and scrub the keystore file of them (``Keystore.scrub``)."""
         names = [n for n in self.keystore.names() if n.key_id == e.key_id]
         self.keystore.delete_many(names)
-        self.keystore.scrub()
+        self.scrub_pending = True
+        self.retry_scrub()
         for cache_key in [k for k in self._checked_vks if k[0] == e.key_id]:
             del self._checked_vks[cache_key]
         self.stats.keys_erased += 1
         log.info("key %s deleted: %d keystore records erased", e.key_id, len(names))
+
+    def _rules_activated(self, e: RulesActivated) -> None:
+        """Record that the log now runs rules ``e.version``; stop if this software cannot.
+
+        Raises:
+            LogRulesMismatch: this software does not apply ``e.version`` (it said it did, in
+                the log, before the upgrade was allowed: the node was downgraded since).
+        """
+        if e.version not in SUPPORTED_RULES:
+            raise LogRulesMismatch(e.version, SUPPORTED_RULES, "the log")
+        self.keystore.set_rules_version(e.version)
+        log.info("the log runs state rules v%d from here on", e.version)
+
+    def retry_scrub(self) -> bool:
+        """Scrub the keystore file of erased records if a scrub is owed; returns whether one
+        is still owed (another reader held the file: the node tries again shortly)."""
+        if self.scrub_pending and self.keystore.scrub():
+            self.scrub_pending = False
+        elif self.scrub_pending:
+            self.stats.scrubs_deferred += 1
+            if self.stats.scrubs_deferred % 60 == 1:  # not every second while it lasts
+                log.warning("keystore busy (another reader): erased records are scrubbed later")
+        return self.scrub_pending
 
     def replay(self, effect: Effect) -> None:
         """Re-run what an already executed block's effect did to this node's DKG sessions.
@@ -414,6 +448,8 @@ class Executor:
             self._erase_older_shares(effect)
         elif isinstance(effect, KeyDeleted):
             self._erase_key(effect)
+        elif isinstance(effect, RulesActivated):
+            self._rules_activated(effect)
 
     def unsettled_posts(self) -> list[bytes]:
         """After a replay: the DKG messages this node's open sessions decided to post that

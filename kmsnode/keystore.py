@@ -257,7 +257,15 @@ class Keystore:
         whole-disk encryption covers that. Returns False if another reader of the file kept
         the log from being truncated (it is then truncated at a later checkpoint).
         """
-        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        # Never wait for another reader (a backup, an operator's tool): the node's event loop
+        # runs this. A busy file is scrubbed on a later try (``Executor.retry_scrub``).
+        self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:  # locked: same as busy
+            busy = 1
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         return not busy
 
     def take(self, name: RecordName) -> bytes:
@@ -390,11 +398,23 @@ def _derive(passphrase: bytes, salt: bytes, log2_n: int) -> bytes:
     return Scrypt(salt=salt, length=32, n=2**log2_n, r=8, p=1).derive(passphrase)
 
 
+_BUSY_TIMEOUT_MS = 5000
+"""How long a keystore statement waits for another reader of the file (sqlite3's default)."""
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False)
+    db = sqlite3.connect(
+        path,
+        isolation_level="DEFERRED",
+        check_same_thread=False,
+        timeout=_BUSY_TIMEOUT_MS / 1000,
+    )
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    # Deleted records (old shares, spent nonces) are overwritten with zeros, not just unlinked.
+    # Deleted records (old shares, spent nonces) are overwritten with zeros, not just unlinked,
+    # and the write-ahead log is cut back to nothing after each checkpoint (not left holding
+    # old copies of pages until they happen to be overwritten).
     db.execute("PRAGMA secure_delete=ON")
+    db.execute("PRAGMA journal_size_limit=0")
     db.executescript(_SCHEMA)
     return db

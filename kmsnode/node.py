@@ -39,13 +39,14 @@ from .state import (
     KeyActivated,
     KeyDeleted,
     KMSState,
+    RulesActivated,
     SharesRefreshed,
     StartDkg,
     entry_from_json,
     verify_chain,
 )
-from .wire.payload import TickPayload, client_payload
-from .wire.requests import Request
+from .wire.payload import RulesPayload, TickPayload, client_payload
+from .wire.requests import ActivateRules, Request
 from .wire.vouch import vouch_valid
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,11 @@ RESPONSE_CACHE = 4096
 """Answers kept for late fetches (by request id)."""
 ANSWER_TIMEOUT = 30.0
 TICK_INTERVAL = 0.05
+SCRUB_RETRY = 1.0
+"""Seconds between tries to scrub the keystore file while another reader holds it."""
+RULES_REPOST = 5.0
+"""Seconds before a node says again (in the log) which state rules its software applies, while
+the log does not show its latest statement (lost with a mempool, or never made)."""
 CATCHING_UP_MS = 60_000
 """A block committed longer ago than this (by the proposer's clock) is applied by a node
 catching up: it posts no nonce batch then (generous: clocks may differ by seconds; the ticker
@@ -139,12 +145,13 @@ class NodeStats:
 
 
 def check_rules_version(genesis: Genesis, keystore: Keystore) -> None:
-    """Refuse to apply a log under other state rules than the network's genesis names, or
-    than this node's log was applied under so far (a fresh node records them).
+    """Refuse to apply a log under rules this software cannot apply: the genesis's (where the
+    log starts), or the newest this node's log was applied under so far (the keystore's mark,
+    moved on by upgrades in the log; a fresh node records the genesis's).
 
     Raises:
-        LogRulesMismatch: the genesis names rules this software cannot apply, or the keystore
-            others than the genesis.
+        LogRulesMismatch: the genesis or the keystore names rules this software cannot apply,
+            or the keystore older rules than the genesis (it belongs to another log).
     """
     if genesis.rules_version not in SUPPORTED_RULES:
         raise LogRulesMismatch(genesis.rules_version, SUPPORTED_RULES, "the genesis file")
@@ -154,8 +161,12 @@ def check_rules_version(genesis: Genesis, keystore: Keystore) -> None:
             keystore.set_rules_version(genesis.rules_version)
             return
         recorded = 1  # executed blocks before versions were recorded
-    if recorded != genesis.rules_version:
-        raise LogRulesMismatch(recorded, (genesis.rules_version,), "this node's keystore")
+    if recorded not in SUPPORTED_RULES or recorded < genesis.rules_version:
+        raise LogRulesMismatch(recorded, SUPPORTED_RULES, "this node's keystore")
+
+
+class NotServed(MalformedMessage):
+    """A well-formed, signed request the log would not serve under its current rules."""
 
 
 class KMSNode:
@@ -195,6 +206,9 @@ class KMSNode:
             STRANGER_RATE, STRANGER_BURST, time.monotonic()
         )
         self._tick_seq = int(time.time() * 1000)
+        self._rules_seq = int(time.time() * 1000)  # above any this node signed before
+        self._rules_posted_at = -RULES_REPOST
+        self._scrub_at = 0.0
 
         net_identity = net.NetworkIdentity.from_private_bytes(
             self.identity.network_key.private_bytes_raw()
@@ -383,7 +397,8 @@ class KMSNode:
             if nonces is not None:
                 posts.append(nonces)
         if block.height % EXECUTED_MARK_EVERY == 0 or any(
-            isinstance(e, (StartDkg, KeyActivated, SharesRefreshed, KeyDeleted)) for e in effects
+            isinstance(e, (StartDkg, KeyActivated, SharesRefreshed, KeyDeleted, RulesActivated))
+            for e in effects
         ):
             self.keystore.set_executed_height(block.height)
         for payload in posts:
@@ -408,10 +423,25 @@ class KMSNode:
             self.state.nonce_pools.pool(self.me), time.monotonic()
         )
 
+    def _rules_statement(self) -> bytes | None:
+        """This node's signed statement of the rules its software applies, if the log lacks
+        it (a rules upgrade activates only once every node's statement lists the version)."""
+        logged = self.state.rules_support.get(self.me)
+        now = time.monotonic()
+        if (logged is not None and logged[1] == SUPPORTED_RULES) or (
+            now - self._rules_posted_at < RULES_REPOST
+        ):
+            return None
+        self._rules_posted_at = now
+        self._rules_seq += 1
+        statement = RulesPayload(self.me, self._rules_seq, SUPPORTED_RULES)
+        return statement.signed(self.genesis.chain_id, self.identity.signing_key).encode()
+
     async def _ticker(self) -> None:
         # The log only makes blocks when there is something to order; a DKG waiting for a
         # deadline height needs blocks, so nodes post empty ticks while one is open, and a
-        # key deletion comes due only in a block after its time.
+        # key deletion comes due only in a block after its time, and activated rules only at
+        # their height.
         # Only when the log is quiet: a busy log advances heights without them (posting one
         # from every node every interval filled the dedup window with tiny payloads).
         while True:
@@ -423,9 +453,23 @@ class KMSNode:
             if nonces is not None:
                 with contextlib.suppress(MempoolFull):
                     await self.consensus.submit(nonces, wait=False)
+            now = time.monotonic()
+            if self.executor.scrub_pending and not self._mid_block and now >= self._scrub_at:
+                self._scrub_at = now + SCRUB_RETRY
+                self.executor.retry_scrub()
+            statement = self._rules_statement()
+            if statement is not None:
+                with contextlib.suppress(MempoolFull):
+                    await self.consensus.submit(statement, wait=False)
             due = self.state.next_deletion_ms
             deletion_due = due is not None and due <= time.time() * 1000
-            if quiet and (self.executor.waiting_for_height or self.state.sessions or deletion_due):
+            upgrade_pending = self.state.pending_rules is not None
+            if quiet and (
+                self.executor.waiting_for_height
+                or self.state.sessions
+                or deletion_due
+                or upgrade_pending
+            ):
                 self._tick_seq += 1
                 with contextlib.suppress(MempoolFull):  # busy enough: no tick needed
                     await self.consensus.submit(
@@ -516,8 +560,17 @@ class KMSNode:
         if req.chain_id != self.genesis.chain_id:
             raise MalformedMessage("request for another chain")
         if not self.state.serves(req.op.name):
-            raise MalformedMessage(f"the network's rules do not serve {req.op.name}")
+            raise NotServed(
+                f"not_supported: the log's rules (v{self.state.rules_version}) do not serve "
+                f"{req.op.name}"
+            )
         req.verify()
+        if isinstance(req.op, ActivateRules) and self.state.rules_version < 3:
+            # Under v2 rules the log drops a refused activation without a word (as v2
+            # software did), so the reason is only given here.
+            refusal = self.state.activation_refusal(req, req.op)
+            if refusal is not None:
+                raise NotServed(f"{refusal.code}: {refusal.message}")
         return req
 
     def _within_budget(self, known: bool) -> bool:
@@ -546,6 +599,10 @@ class KMSNode:
             return
         try:
             req = self._admit(body)
+        except NotServed as exc:  # a well-formed request the log would refuse: say why
+            self.stats.refused_before_log += 1
+            yield net.Envelope("err", {"reason": f"refused: {exc}"})
+            return
         except Exception as exc:
             self.stats.refused_before_log += 1
             yield net.Envelope("err", {"reason": f"refused: {type(exc).__name__}"})
@@ -659,6 +716,16 @@ class KMSNode:
             "dkg_sessions": len(self.state.sessions),
             "audit_head": self.state.audit.head.hex(),
             "audit_total": self.state.audit.total,
+            "rules": {
+                "version": self.state.rules_version,
+                "supported": list(SUPPORTED_RULES),
+                "pending": self.state.pending_rules,
+                "nodes_lacking": {
+                    str(v): self.state.nodes_lacking(v)
+                    for v in SUPPORTED_RULES
+                    if v > self.state.rules_version
+                },
+            },
             "partitioned_from": sorted(self.mesh.cut),
             "peers": {
                 str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()

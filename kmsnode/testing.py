@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .client._core import ClientCore, Collector, KeyMaterial, Prepared
 from .executor import Executor
-from .genesis import Genesis, NodeInfo
+from .genesis import RULES_VERSION, SUPPORTED_RULES, Genesis, NodeInfo
 from .identity import NodeIdentity
 from .keystore import Keystore
 from .state import KMSState
-from .wire.payload import TickPayload, client_payload
+from .wire.payload import RulesPayload, TickPayload, client_payload
 from .wire.requests import CreateKey, DescribeKey, KeyKind
 from .wire.responses import Response
 
@@ -79,6 +79,8 @@ class LocalNetwork:
     time_ms: int = 1_760_000_000_000
     byzantine: dict[int, Callable[[Response], bytes]] = field(default_factory=dict)
     """node id -> what it sends instead of its honest response (for fault tests)."""
+    rules_version: int = RULES_VERSION
+    """The state rules the genesis names (an older network, for upgrade tests)."""
     silent: set[int] = field(default_factory=set)
     """Nodes that propose no blocks and post no FROST nonce batches (as if down, for fault
     tests; they still apply blocks and answer)."""
@@ -86,7 +88,10 @@ class LocalNetwork:
     def __post_init__(self) -> None:
         self.identities = {i: NodeIdentity.generate() for i in range(1, self.n + 1)}
         admin_pub = self.admin.public_key().public_bytes_raw()
-        self.genesis = make_genesis(self.identities, (admin_pub,), f=self.f, t=self.t)
+        self.genesis = dataclasses.replace(
+            make_genesis(self.identities, (admin_pub,), f=self.f, t=self.t),
+            rules_version=self.rules_version,
+        )
         self.states: dict[int, KMSState] = {}
         self.executors: dict[int, Executor] = {}
         for i, ident in self.identities.items():
@@ -133,6 +138,13 @@ class LocalNetwork:
                 )
                 if batch is not None:
                     self.pending.append(batch)
+
+    def state_rules(self, node: int, versions: tuple[int, ...] = SUPPORTED_RULES) -> bytes:
+        """``node``'s signed statement that its software applies ``versions`` (what a node
+        posts at its start), to commit."""
+        seq = next(self._ticks) + 1
+        payload = RulesPayload(node, seq, versions)
+        return payload.signed(self.genesis.chain_id, self.identities[node].signing_key).encode()
 
     def restart(self, node: int) -> None:
         """Crash and restart ``node``: fresh state machine and executor, keystore reopened, the

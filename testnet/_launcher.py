@@ -29,7 +29,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kmsnode.config import NodeConfig
-from kmsnode.genesis import Genesis, NodeInfo
+from kmsnode.genesis import RULES_VERSION, Genesis, NodeInfo
 from kmsnode.identity import NodeIdentity
 from kmsnode.keystore import Keystore
 from kmsnode.net import peer_id_from_public_key
@@ -103,6 +103,7 @@ class Testnet:
         *,
         scrypt_log2_n: int = 15,
         min_deletion_wait_s: int = TESTNET_MIN_DELETION_WAIT_S,
+        rules_version: int = RULES_VERSION,
     ) -> dict[str, Any]:
         """Create identities, keystores, configs, genesis and an admin client config."""
         if n < 4:
@@ -167,6 +168,7 @@ class Testnet:
             tuple(infos),
             (admin.public_key().public_bytes_raw(),),
             min_deletion_wait_s=min_deletion_wait_s,
+            rules_version=rules_version,
         )
         genesis.validate()
         genesis.dump(self.dir / "genesis.json")

@@ -33,6 +33,7 @@ from kmsnode.client import (
     InvalidCiphertextError,
     KeyUnavailable,
     QuorumUnavailable,
+    RequestRejected,
 )
 from kmsnode.client._core import ClientCore, KeyMaterial
 from kmsnode.genesis import Genesis
@@ -877,12 +878,6 @@ def test_a_deleted_key_leaves_every_keystore_through_the_cli(
     assert json.loads(scheduled.stdout)["state"] == "pending-deletion"
     with pytest.raises(KeyUnavailable, match="pending-deletion"):
         kms.decrypt(ct, CTX)
-    # Nobody asks anything of the key: the nodes' ticks make the block that deletes it.
-    wait_for(lambda: kms.describe_key(key).state == "deleted", 30, "the deletion to come due")
-    meta = kms.describe_key(key)
-    assert meta.deleted_ms is not None and meta.deletion_due_ms is None
-    with pytest.raises(KeyUnavailable, match="deleted"):
-        kms.decrypt(ct, CTX)
 
     def erased_everywhere() -> bool:
         for i in tn.nodes():
@@ -893,8 +888,14 @@ def test_a_deleted_key_leaves_every_keystore_through_the_cli(
                     return False
         return True
 
-    # Every node executes the deleting block (on its own schedule, a moment apart).
+    # Nobody asks anything of the log now (reading keystores commits nothing): the nodes'
+    # own ticks make the block that deletes the key, and each node erases its share.
     wait_for(erased_everywhere, 30, "every keystore to drop the key")
+    meta = kms.describe_key(key)
+    assert meta.state == "deleted"
+    assert meta.deleted_ms is not None and meta.deletion_due_ms is None
+    with pytest.raises(KeyUnavailable, match="deleted"):
+        kms.decrypt(ct, CTX)
     total = kms.audit(0, 1).total
     page = kms.audit(max(0, total - 200), 200)
     trail = [(e.op, e.outcome) for e in page.entries if e.key_id == key and e.op != "describe_key"]
@@ -907,6 +908,46 @@ def test_a_deleted_key_leaves_every_keystore_through_the_cli(
     refused = _kms(tn, "--json", "cancel-key-deletion", key)
     assert refused.returncode == 1
     assert json.loads(refused.stderr)["error"] == "not_pending_deletion"
+
+
+def test_a_v2_testnet_upgrades_to_v3_rules_in_place(tmp_path: Path) -> None:
+    """Real processes: nodes running this software on a v2 genesis say so in the log; an
+    admin activates v3 through the CLI; key deletion, refused before, then works."""
+    old = Testnet(tmp_path / "v2net")
+    old.generate(4, scrypt_log2_n=12, min_deletion_wait_s=DELETION_WAIT_S, rules_version=2)
+    for i in old.nodes():
+        old.start(i)
+    try:
+        wait_healthy(old, timeout=120)
+        g = genesis(old)
+        with DistributedKMS.from_config(old.dir / "client.json", timeout=30) as client:
+            key = client.create_key("encrypt", "upgrade drill").key_id
+            with pytest.raises(RequestRejected, match="not_supported") as caught:
+                client.schedule_key_deletion(key, DELETION_WAIT_S)
+            assert caught.value.code == "not_supported"
+
+            def rules() -> dict[int, Any]:
+                return {i: s["rules"] for i, s in trio.run(statuses, g, old.nodes()).items()}
+
+            wait_for(
+                lambda: all(r["nodes_lacking"].get("3") == [] for r in rules().values()),
+                30,
+                "every node to say in the log that it applies v3",
+            )
+            done = _kms(old, "--json", "activate-rules", "3", "--after-blocks", "2")
+            assert done.returncode == 0, done.stderr
+            at = json.loads(done.stdout)["height"]
+            # Nobody sends anything: the nodes tick the log to that height themselves.
+            wait_for(
+                lambda: all(r["version"] == 3 for r in rules().values()),
+                30,
+                f"v3 to take effect at height {at}",
+            )
+            assert client.schedule_key_deletion(key, DELETION_WAIT_S) > 0
+            wait_for(lambda: client.describe_key(key).state == "deleted", 30, "the deletion")
+    finally:
+        for i in old.nodes():
+            old.kill(i)
 
 
 def test_kms_cli_homomorphic_sum(tn: Testnet) -> None:

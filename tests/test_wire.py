@@ -15,6 +15,7 @@ from kmsnode.wire.payload import client_payload, decode_payload
 from kmsnode.wire.requests import (
     MAX_DELETION_WAIT_S,
     OPERATIONS,
+    ActivateRules,
     CancelKeyDeletion,
     CreateKey,
     Decrypt,
@@ -140,6 +141,7 @@ _ALL_OPS: list[Operation] = [
     DecryptSum(b"sum"),
     ScheduleKeyDeletion("key-1", 7 * 86400),
     CancelKeyDeletion("key-1"),
+    ActivateRules(3, 20),
 ]
 """One of every operation (a new one must be added here: the test below checks)."""
 

@@ -31,6 +31,7 @@ from ..wire import sums
 from ..wire.requests import (
     DEFAULT_DELETION_WAIT_S,
     MAX_SIGN_MESSAGE,
+    ActivateRules,
     CancelKeyDeletion,
     CreateKey,
     Decrypt,
@@ -82,6 +83,8 @@ SIGNER_WAIT = 2.0
 signers (they execute the same committed request at about the same time)."""
 AVOID_SECONDS = 60.0
 """How long a signer that failed is passed over (asked last) by this client's signatures."""
+ACTIVATION_DELAY = 20
+"""Blocks between an upgrade's commit and its rules taking effect, unless the caller says."""
 CONFIG_ENV = "KMS_CONFIG"
 MAX_AUDIT_PAGE = 1000
 """Entries one audit call asks each node for (a node serves at most this many per page)."""
@@ -535,10 +538,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         Raises:
             RequestRejected: ``wait_too_short`` (below the network's minimum, see the genesis),
                 ``rotation_in_progress`` or ``refresh_in_progress``, or ``not_supported`` on a
-                network whose rules predate deletion.
+                network whose rules (v2) predate deletion.
             KeyUnavailable: the key is already pending deletion or deleted.
         """
-        self._require_rules(3, "key deletion")
         result = await self._call(ScheduleKeyDeletion(key_id, wait_seconds))
         self._forget_key(key_id)
         return int(result["deletion_due_ms"])
@@ -551,16 +553,21 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         Raises:
             RequestRejected: ``not_pending_deletion``.
         """
-        self._require_rules(3, "key deletion")
         result = await self._call(CancelKeyDeletion(key_id))
         return str(result["state"])
 
-    def _require_rules(self, version: int, what: str) -> None:
-        if self.genesis.rules_version < version:
-            raise RequestRejected(
-                "not_supported",
-                f"this network's rules (v{self.genesis.rules_version}) predate {what}",
-            )
+    async def activate_rules(self, version: int, after_blocks: int = ACTIVATION_DELAY) -> int:
+        """Move the network to state rules ``version`` (genesis admins), ``after_blocks``
+        blocks after the one that commits the request. Every node must first have said in the
+        log that its software applies ``version`` (upgrade them all, then call this). Returns
+        the height the rules take effect at.
+
+        Raises:
+            RequestRejected: ``rules_unsupported`` (names the nodes to upgrade first),
+                ``rules_not_newer``, ``activation_pending`` or ``access_denied``.
+        """
+        result = await self._call(ActivateRules(version, after_blocks))
+        return int(result["height"])
 
     def _forget_key(self, key_id: str) -> None:
         """Drop cached public material of ``key_id`` (its state changed)."""
@@ -714,6 +721,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                     reason = env.body.get("reason") if isinstance(env.body, dict) else None
                     if reason in ("busy", "timeout"):
                         break
+                    if isinstance(reason, str):
+                        collector.refused_before_log(node_id, reason)
             else:
                 return  # a refusal before the log (bad request): other nodes will say so too
             await trio.sleep(delay)

@@ -33,6 +33,7 @@ from ..wire.sums import SumCiphertext
 from .errors import (
     InvalidCiphertextError,
     QuorumUnavailable,
+    RequestRejected,
     SignersFailed,
     StaleKeyMaterial,
     error_for,
@@ -146,6 +147,8 @@ class Collector:
     """Nodes that answered with an error about themselves (no share, no nonce)."""
     signers: tuple[int, ...] = ()
     """FROST, once done: the nodes whose shares made the signature."""
+    refusals: dict[int, str] = field(default_factory=dict)
+    """Nodes that refused to put the request into the log, with the reason they gave."""
     done: bool = False
     result: Any = field(default=None, repr=False)  # a decryption's plaintext: never in a repr
     """Once done: the public answer, the plaintext, the signature, or for a sum the element
@@ -463,8 +466,26 @@ class Collector:
         bls.verify(public_key, op.message, signature)
         return signature
 
-    def unavailable(self) -> QuorumUnavailable:
-        """The error to raise when waiting ends unsettled."""
+    def refused_before_log(self, node_id: int, reason: str) -> None:
+        """Record a node's refusal to put the request into the log (``reason`` is its text)."""
+        if node_id not in self.answers:
+            self.refusals[node_id] = reason[:300]
+
+    def unavailable(self) -> QuorumUnavailable | RequestRejected:
+        """The error to raise when waiting ends unsettled: the reason ``f + 1`` nodes gave
+        for refusing the request before the log, if they agree on one, else how many
+        answered."""
+        reasons = Counter(self.refusals.values())
+        if reasons:
+            reason, count = reasons.most_common(1)[0]
+            if count >= self.quorum:
+                # "refused: CODE: message" names why (e.g. the log's rules do not serve the
+                # operation); "refused: SomeError" only that the request is malformed.
+                text = reason.removeprefix("refused: ")
+                code, sep, message = text.partition(": ")
+                if sep and code.replace("_", "").isalpha() and code.islower():
+                    return error_for(code, message)
+                return RequestRejected("refused", text)
         valid = len(set(self.answers) - self.misbehaving)
         needed = (
             self.genesis.t if isinstance(self.prepared.request.op, _DECRYPTIONS) else self.quorum

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..genesis import Genesis
 from ..wire.requests import DEFAULT_DELETION_WAIT_S
-from ._async import AsyncDistributedKMS, ClientConfig
+from ._async import ACTIVATION_DELAY, AsyncDistributedKMS, ClientConfig
 from ._audit import AuditPage
 from ._results import KeyMetadata, KeyPolicy
 
@@ -158,6 +158,9 @@ class DistributedKMS:
 
     def cancel_key_deletion(self, key_id: str) -> str:
         return self._run(self._async.cancel_key_deletion, key_id)  # type: ignore[no-any-return]
+
+    def activate_rules(self, version: int, after_blocks: int = ACTIVATION_DELAY) -> int:
+        return self._run(self._async.activate_rules, version, after_blocks)  # type: ignore[no-any-return]
 
     def get_policy(self, key_id: str) -> KeyPolicy:
         return self._run(self._async.get_policy, key_id)  # type: ignore[no-any-return]

@@ -103,6 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         "cancel-key-deletion", help="stop a scheduled deletion (the key is left disabled)"
     )
     p.add_argument("key_id")
+    p = sub.add_parser(
+        "activate-rules",
+        help="move the network to newer state rules once every node runs software that "
+        "applies them (genesis admins)",
+    )
+    p.add_argument("version", type=int)
+    p.add_argument(
+        "--after-blocks", type=int, default=20, help="blocks until they take effect (default 20)"
+    )
     p = sub.add_parser("get-policy", help="every client's grants on a key (key admins)")
     p.add_argument("key_id")
     p = sub.add_parser("audit", help="the audit trail, as f + 1 nodes agree on it")
@@ -290,6 +299,13 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
     elif cmd == "cancel-key-deletion":
         state = kms.cancel_key_deletion(args.key_id)
         _emit(args, {"key_id": args.key_id, "state": state}, f"{args.key_id} {state}")
+    elif cmd == "activate-rules":
+        height = kms.activate_rules(args.version, args.after_blocks)
+        _emit(
+            args,
+            {"version": args.version, "height": height},
+            f"state rules v{args.version} take effect at height {height}",
+        )
     elif cmd == "get-policy":
         policy = kms.get_policy(args.key_id)
         lines = [f"{c.hex()} {','.join(p)}" for c, p in sorted(policy.grants.items())]

@@ -17,6 +17,7 @@ from ._effects import KeyActivated as KeyActivated
 from ._effects import KeyDeleted as KeyDeleted
 from ._effects import PartialWork as PartialWork
 from ._effects import Reply as Reply
+from ._effects import RulesActivated as RulesActivated
 from ._effects import SharesRefreshed as SharesRefreshed
 from ._effects import StartDkg as StartDkg
 from ._keys import GROUPS as GROUPS
@@ -62,6 +63,7 @@ __all__ = [
     "NonceRef",
     "PartialWork",
     "Reply",
+    "RulesActivated",
     "SharesRefreshed",
     "StartDkg",
     "VersionState",

@@ -139,6 +139,14 @@ class KeyDeleted:
     key_id: str
 
 
+@dataclass(frozen=True)
+class RulesActivated:
+    """From this block on the log is applied under state rules ``version``: the node records
+    it (and stops, naming the version, if its software cannot apply it)."""
+
+    version: int
+
+
 Effect = (
     Reply
     | ComputePartial
@@ -150,4 +158,5 @@ Effect = (
     | KeyActivated
     | SharesRefreshed
     | KeyDeleted
+    | RulesActivated
 )

@@ -22,11 +22,13 @@ from ..wire.payload import (
     ClientPayload,
     DkgPayload,
     NoncePayload,
+    RulesPayload,
     TickPayload,
     decode_payload,
 )
 from ..wire.requests import (
     RULES_3_OPERATIONS,
+    ActivateRules,
     CancelKeyDeletion,
     CreateKey,
     Decrypt,
@@ -58,6 +60,7 @@ from ._effects import (
     KeyActivated,
     KeyDeleted,
     Reply,
+    RulesActivated,
     SharesRefreshed,
     StartDkg,
 )
@@ -154,6 +157,12 @@ class KMSState:
         )
         self._frost_signs: dict[bytes, int] = {}
         """FROST signatures per client in the block being applied (see FROST_SIGNS_PER_BLOCK)."""
+        self.rules_version = genesis.rules_version
+        """The state rules the log is applied under now (the genesis's, until an upgrade)."""
+        self.rules_support: dict[int, tuple[int, tuple[int, ...]]] = {}
+        """Per node: (seq, versions) of its latest signed statement of the rules it applies."""
+        self.pending_rules: tuple[int, int] | None = None
+        """An activated upgrade not yet in force: (version, the height it takes effect at)."""
         self._deletions: list[tuple[int, str]] = []
         """Scheduled deletions as a heap of (due time, key id); an entry whose key is no longer
         pending deletion with that due time (cancelled) is skipped when it comes up."""
@@ -174,7 +183,8 @@ class KMSState:
         if type(proposer) is int and 0 <= proposer < len(self.genesis.nodes):
             self.nonce_pools.proposed(self.genesis.nodes[proposer].id, self.height)
         self._frost_signs.clear()
-        effects: list[Effect] = self._delete_due_keys()
+        effects: list[Effect] = self._rules_due()
+        effects.extend(self._delete_due_keys())
         for raw in block.payloads:
             try:
                 payload = decode_payload(raw)
@@ -183,7 +193,7 @@ class KMSState:
                 # stop every honest node for good). Every node rejects the same payloads.
                 self.rejected_payloads += 1
                 continue
-            if isinstance(payload, ClientPayload) and not self.serves(payload.request.op.name):
+            if isinstance(payload, ClientPayload) and not self._decodable(payload.request):
                 self.rejected_payloads += 1  # what older rules could not decode, as they did
                 continue
             if isinstance(payload, ClientPayload):
@@ -192,14 +202,103 @@ class KMSState:
                 effects.extend(self._dkg_message(payload))
             elif isinstance(payload, NoncePayload):
                 self.nonce_pools.add(payload)
+            elif isinstance(payload, RulesPayload):
+                self._rules_statement(payload)
             elif isinstance(payload, TickPayload):
                 pass
         effects.extend(self._dkg_heights())
         return effects
 
     def serves(self, op_name: str) -> bool:
-        """Whether the network's rules (its genesis) know the operation ``op_name``."""
-        return self.genesis.rules_version >= 3 or op_name not in RULES_3_OPERATIONS
+        """Whether the log's current rules know the operation ``op_name``."""
+        return self.rules_version >= 3 or op_name not in RULES_3_OPERATIONS
+
+    def _decodable(self, request: Request) -> bool:
+        """Whether software of the log's current rules could decode ``request``: what it could
+        not, it dropped, and a replay today must drop it too. Under v2 that also holds for
+        ``activate_rules``, except one that activates: it can only be committed once every
+        node said its software applies the new rules, i.e. no v2-only software is left."""
+        if not self.serves(request.op.name):
+            return False
+        if isinstance(request.op, ActivateRules) and self.rules_version < 3:
+            return self.activation_refusal(request, request.op) is None
+        return True
+
+    # -- rules upgrades -----------------------------------------------------------------------
+    def _rules_statement(self, payload: RulesPayload) -> None:
+        """Record a node's signed statement of the rules its software applies (its latest)."""
+        info = next((i for i in self.genesis.nodes if i.id == payload.node), None)
+        previous = self.rules_support.get(payload.node)
+        if info is None or (previous is not None and payload.seq <= previous[0]):
+            self.rejected_payloads += 1
+            return
+        try:
+            payload.verify(self.genesis.chain_id, info.signing_key)
+        except CryptoError:
+            self.rejected_payloads += 1
+            return
+        self.rules_support[payload.node] = (payload.seq, payload.versions)
+
+    def nodes_lacking(self, version: int) -> list[int]:
+        """Committee members that have not said (in the log) that they apply ``version``."""
+        return [
+            i.id
+            for i in self.genesis.nodes
+            if version not in self.rules_support.get(i.id, (0, ()))[1]
+        ]
+
+    def activation_refusal(self, request: Request, op: ActivateRules) -> Denied | None:
+        """Why ``op`` cannot activate now (None: it can). Changes nothing."""
+        if request.chain_id != self.genesis.chain_id:
+            return Denied("wrong_chain", "the request is for another network (chain id)")
+        try:
+            request.verify()
+        except (CryptoError, MalformedMessage):
+            return Denied("invalid_signature", "the request's signature does not verify")
+        if not self.is_admin(request.client):
+            return Denied("access_denied", "only genesis admins may change the network's rules")
+        if op.version <= self.rules_version:
+            return Denied("rules_not_newer", f"the log already runs rules v{self.rules_version}")
+        if self.pending_rules is not None:
+            v, h = self.pending_rules
+            return Denied("activation_pending", f"rules v{v} take effect at height {h}")
+        lacking = self.nodes_lacking(op.version)
+        if lacking:
+            return Denied(
+                "rules_unsupported",
+                f"nodes {lacking} have not said their software applies rules v{op.version}: "
+                "upgrade them first",
+            )
+        return None
+
+    def _activate_rules(self, request: Request, op: ActivateRules) -> list[Effect]:
+        refusal = self.activation_refusal(request, op)
+        if refusal is not None:
+            raise refusal
+        height = self.height + op.after_blocks
+        self.pending_rules = (op.version, height)
+        detail = f"v{op.version} at height {height}"
+        self._audit(request, "", "ok", detail)
+        return [self._reply(request, result={"version": op.version, "height": height})]
+
+    def _rules_due(self) -> list[Effect]:
+        """Put a pending upgrade in force at its height, before the block's payloads."""
+        if self.pending_rules is None or self.height < self.pending_rules[1]:
+            return []
+        version = self.pending_rules[0]
+        self.pending_rules = None
+        self.rules_version = version
+        self.audit.append(
+            height=self.height,
+            timestamp_ms=self.timestamp_ms,
+            request_id=b"",
+            client=b"",
+            op="rules_activated",
+            key_id="",
+            outcome="ok",
+            detail=f"v{version}",
+        )
+        return [RulesActivated(version)]
 
     @property
     def next_deletion_ms(self) -> int | None:
@@ -281,6 +380,8 @@ class KMSState:
                 return self._schedule_deletion(request, op)
             if isinstance(op, CancelKeyDeletion):
                 return self._cancel_deletion(request, op)
+            if isinstance(op, ActivateRules):
+                return self._activate_rules(request, op)
             if isinstance(op, GetPolicy):
                 record = self._key(op.key_id)
                 self._require(request.client, record, Permission.ADMIN)
@@ -626,7 +727,7 @@ class KMSState:
         spent = {i: self.nonce_pools.spend(i) for i in signers}
         self._frost_signs[request.client] = self._frost_signs.get(request.client, 0) + 1
         # Which nodes' nonces the log spent (from rules v3: a v2 log keeps its audit hashes).
-        detail = "signers " + ",".join(map(str, signers)) if self.genesis.rules_version >= 3 else ""
+        detail = "signers " + ",".join(map(str, signers)) if self.rules_version >= 3 else ""
         self._audit(request, record.key_id, "ok", detail)
         assert version.public_key is not None  # an active version has one
         return [

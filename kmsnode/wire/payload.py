@@ -6,7 +6,9 @@ names the node that posted it; the DKG machine checks it); or ``"tick"`` with ``
 an empty entry nodes post while a DKG waits for a deadline height, because the log only makes
 blocks when there is something to order; or ``"nonces"`` with
 ``[node, seq, replace, [commitment, ...], signature]``: a batch of a node's FROST nonce
-commitments for its pool in the log (``kmsnode.state``), signed by the node.
+commitments for its pool in the log (``kmsnode.state``), signed by the node; or ``"rules"``
+with ``[node, seq, [version, ...], signature]``: the state-rules versions the node's software
+can apply, signed by the node (a rules upgrade activates only once every node said so).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ MAX_NONCE_BATCH = 64
 NONCE_COMMITMENT_SIZE = 64
 """A FROST Ed25519 commitment pair ``D || E`` (two encoded points)."""
 _NONCES_DST = b"kmsnode/frost-nonces/v1"
+_RULES_DST = b"kmsnode/rules-support/v1"
+MAX_RULES_VERSIONS = 16
+"""Versions one rules-support statement may list."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,36 @@ class NoncePayload:
         )
 
 
-LogPayload = ClientPayload | DkgPayload | TickPayload | NoncePayload
+@dataclass(frozen=True)
+class RulesPayload:
+    """Node ``node`` says its software can apply state rules ``versions`` (its ``seq``-th such
+    statement: the log keeps each node's latest, so an old one cannot be replayed over it)."""
+
+    node: int
+    seq: int
+    versions: tuple[int, ...]
+    signature: bytes = b""
+
+    def signing_bytes(self, chain_id: str) -> bytes:
+        """What the node signs: the statement, bound to the chain."""
+        return transcript(
+            _RULES_DST, chain_id.encode(), pack([self.node, self.seq, list(self.versions)])
+        )
+
+    def signed(self, chain_id: str, key: Ed25519PrivateKey) -> RulesPayload:
+        return RulesPayload(
+            self.node, self.seq, self.versions, key.sign(self.signing_bytes(chain_id))
+        )
+
+    def verify(self, chain_id: str, public_key: bytes) -> None:
+        """Raises: CryptoError: the signature is not the node's."""
+        verify_ed25519(public_key, self.signature, self.signing_bytes(chain_id))
+
+    def encode(self) -> bytes:
+        return pack(["rules", [self.node, self.seq, list(self.versions), self.signature]])
+
+
+LogPayload = ClientPayload | DkgPayload | TickPayload | NoncePayload | RulesPayload
 
 
 def client_payload(request: Request) -> bytes:
@@ -154,5 +188,23 @@ def decode_payload(data: bytes) -> LogPayload:
             replace,
             tuple(items),
             n.blob(4, "signature", 64),
+        )
+    if tag == "rules":
+        g = Reader(r.raw(1), "rules", 4)
+        versions = g.raw(2)
+        if (
+            not isinstance(versions, list)
+            or not 1 <= len(versions) <= MAX_RULES_VERSIONS
+            or not all(type(v) is int and 1 <= v <= 2**16 for v in versions)
+            or versions != sorted(set(versions))
+        ):
+            raise MalformedMessage(
+                f"rules.versions: expected 1..{MAX_RULES_VERSIONS} distinct versions, sorted"
+            )
+        return RulesPayload(
+            g.integer(0, "node", 1, 2**16),
+            g.integer(1, "seq"),
+            tuple(versions),
+            g.blob(3, "signature", 64),
         )
     raise MalformedMessage(f"payload: unknown tag {tag!r}")

@@ -299,6 +299,32 @@ class CancelKeyDeletion(_OnKey):
     name: ClassVar[str] = "cancel_key_deletion"
 
 
+MAX_ACTIVATION_DELAY = 1_000_000
+"""Blocks ahead an activation of new state rules may be scheduled."""
+
+
+@dataclass(frozen=True)
+class ActivateRules:
+    """Move the network's log to state rules ``version`` at ``after_blocks`` blocks after the
+    one that commits this (genesis admins only; every node must first have said in the log
+    that its software applies ``version``). Blocks before that height keep their rules, so a
+    replay from the start derives the same state."""
+
+    version: int
+    after_blocks: int
+    name: ClassVar[str] = "activate_rules"
+
+    def fields(self) -> list[Any]:
+        return [self.version, self.after_blocks]
+
+    @classmethod
+    def parse(cls, r: Reader) -> ActivateRules:
+        return cls(
+            r.integer(1, "version", 1, 2**16),
+            r.integer(2, "after_blocks", 1, MAX_ACTIVATION_DELAY),
+        )
+
+
 Operation = (
     CreateKey
     | DescribeKey
@@ -315,6 +341,7 @@ Operation = (
     | RefreshKey
     | ScheduleKeyDeletion
     | CancelKeyDeletion
+    | ActivateRules
 )
 OPERATIONS: dict[str, tuple[type[Any], int]] = {
     CreateKey.name: (CreateKey, 3),
@@ -332,6 +359,7 @@ OPERATIONS: dict[str, tuple[type[Any], int]] = {
     RefreshKey.name: (RefreshKey, 2),
     ScheduleKeyDeletion.name: (ScheduleKeyDeletion, 3),
     CancelKeyDeletion.name: (CancelKeyDeletion, 2),
+    ActivateRules.name: (ActivateRules, 3),
 }
 RULES_3_OPERATIONS = frozenset({ScheduleKeyDeletion.name, CancelKeyDeletion.name})
 """Operations a network's log serves only under state rules v3 and later (under v2 the log

@@ -66,6 +66,8 @@ class Network:
     height: int = 0
     time_ms: int = T0
     effects: dict[int, list[Effect]] = field(default_factory=dict)
+    log: list[Block] = field(default_factory=list)
+    """Every committed block, in order (to replay on a fresh state)."""
     _ticks: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -90,6 +92,7 @@ class Network:
         self.height += 1
         self.time_ms += 100
         block = Block(self.height, self.time_ms, tuple(self.pending) + payloads)
+        self.log.append(block)
         self.pending = []
         out = {}
         for i, state in self.states.items():

@@ -1,0 +1,136 @@
+"""Upgrading a network's state rules in place: nodes say in the log which rules their software
+applies, a genesis admin activates newer rules at a later height, and a replay from the start
+derives the same state (v2 before that height, v3 from it)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kmsnode.state import KeyState, KMSState, RulesActivated, verify_chain
+from kmsnode.wire.payload import RulesPayload
+from kmsnode.wire.requests import ActivateRules, ScheduleKeyDeletion
+
+from .conftest import Client, Network
+from .test_machine import create_key, replies
+
+WEEK_S = 7 * 24 * 3600
+
+
+def v2_network() -> Network:
+    net = Network()
+    net.genesis = dataclasses.replace(net.genesis, rules_version=2)
+    net.states = {i: KMSState(net.genesis) for i in net.identities}
+    return net
+
+
+def statement(net: Network, node: int, versions: tuple[int, ...], seq: int = 1) -> bytes:
+    payload = RulesPayload(node, seq, versions)
+    return payload.signed(net.genesis.chain_id, net.identities[node].signing_key).encode()
+
+
+def say_supported(net: Network, nodes: tuple[int, ...], versions: tuple[int, ...] = (2, 3)) -> None:
+    net.commit(*(statement(net, i, versions, seq=net.height + 1) for i in nodes))
+
+
+def outcome(net: Network, client: Client, op: object) -> set[str | None]:
+    return {r.error for r in replies(net.send(client.request(op, at_ms=net.time_ms))).values()}  # type: ignore[arg-type]
+
+
+def test_v2_rules_until_the_activation_height_then_v3_and_a_replay_agrees() -> None:
+    net = v2_network()
+    key_id = create_key(net)
+    say_supported(net, (1, 2, 3, 4))
+    assert all(s.nodes_lacking(3) == [] for s in net.states.values())
+    rejected = net.states[1].rejected_payloads
+    assert (
+        replies(net.send(net.admin.request(ScheduleKeyDeletion(key_id, WEEK_S), at_ms=net.time_ms)))
+        == {}
+    )
+    assert net.states[1].rejected_payloads == rejected + 1  # v2 cannot decode it, as before
+
+    rs = replies(net.send(net.admin.request(ActivateRules(3, 3), at_ms=net.time_ms)))
+    at = net.height + 3
+    assert {(r.error, str(r.result)) for r in rs.values()} == {
+        (None, str({"version": 3, "height": at}))
+    }
+    assert all(s.pending_rules == (3, at) for s in net.states.values())
+    # Until that height: still v2 (a deletion is still dropped), and no second activation.
+    assert (
+        replies(net.send(net.admin.request(ScheduleKeyDeletion(key_id, WEEK_S), at_ms=net.time_ms)))
+        == {}
+    )
+    assert outcome(net, net.admin, ActivateRules(3, 1)) == set()  # v2: refused silently
+    assert net.height == at - 1 and net.states[1].rules_version == 2
+    effects = net.tick()
+    assert all(RulesActivated(3) in es for es in effects.values())
+    assert all(s.rules_version == 3 and s.pending_rules is None for s in net.states.values())
+    assert outcome(net, net.admin, ScheduleKeyDeletion(key_id, WEEK_S)) == {None}
+    assert {s.keys[key_id].state for s in net.states.values()} == {KeyState.PENDING_DELETION}
+    # The audit trail names the activation request and the moment the rules changed.
+    entries = net.states[2].audit.entries
+    activation = [(e.op, e.detail) for e in entries if "rules" in e.op]
+    assert activation == [("activate_rules", f"v3 at height {at}"), ("rules_activated", "v3")]
+    verify_chain(entries)
+    # Under v3 an activation that cannot happen is answered (and audited), not dropped.
+    assert outcome(net, net.admin, ActivateRules(3, 1)) == {"rules_not_newer"}
+
+    # A node replaying the whole log from the start derives the same state.
+    fresh = KMSState(net.genesis)
+    for block in net.log:
+        fresh.apply(block)
+    assert fresh.audit.head == net.states[1].audit.head
+    assert fresh.rules_version == 3 and fresh.keys[key_id].state is KeyState.PENDING_DELETION
+
+
+def test_activation_needs_every_node_to_run_software_that_applies_the_rules() -> None:
+    net = v2_network()
+    say_supported(net, (1, 2, 4))
+    say_supported(net, (3,), versions=(2,))  # node 3's software applies v2 only
+    before = net.states[1].audit.total
+    # Under v2 every refusal is silent (v2 software dropped the request undecoded) ...
+    for client, op in (
+        (net.admin, ActivateRules(3, 5)),  # node 3 has not said it applies v3
+        (Client(), ActivateRules(3, 5)),  # not a genesis admin
+        (net.admin, ActivateRules(2, 5)),  # not newer
+    ):
+        assert outcome(net, client, op) == set()
+    assert net.states[1].audit.total == before and net.states[1].pending_rules is None
+    # ... and the state says why (the node tells a client the same before the log).
+    refusal = net.states[1].activation_refusal(
+        net.admin.request(ActivateRules(3, 5), at_ms=net.time_ms), ActivateRules(3, 5)
+    )
+    assert refusal is not None and refusal.code == "rules_unsupported" and "[3]" in refusal.message
+    say_supported(net, (3,))  # node 3 upgraded: its newer statement replaces the old one
+    assert outcome(net, net.admin, ActivateRules(3, 5)) == {None}
+    assert outcome(net, net.admin, ActivateRules(3, 5)) == set()  # pending: dropped under v2
+
+
+def test_rules_statements_are_checked_and_only_the_latest_counts() -> None:
+    net = v2_network()
+    st = net.states[1]
+    good = statement(net, 2, (2, 3), seq=5)
+    forged = (
+        RulesPayload(3, 9, (2, 3))
+        .signed(net.genesis.chain_id, net.identities[2].signing_key)
+        .encode()
+    )  # node 2's key claiming to be node 3
+    stranger = (
+        RulesPayload(9, 1, (2, 3))
+        .signed(net.genesis.chain_id, net.identities[2].signing_key)
+        .encode()
+    )
+    net.commit(good, forged, stranger)
+    assert st.rules_support == {2: (5, (2, 3))}
+    assert st.rejected_payloads == 2
+    net.commit(statement(net, 2, (2,), seq=5), statement(net, 2, (2,), seq=4))  # not newer
+    assert st.rules_support == {2: (5, (2, 3))}
+    net.commit(statement(net, 2, (2,), seq=6))  # a downgraded node says so
+    assert st.rules_support == {2: (6, (2,))} and 2 in st.nodes_lacking(3)
+    assert len({str(s.rules_support) for s in net.states.values()}) == 1
+
+
+def test_a_v3_network_rejects_activating_what_no_node_applies(net: Network) -> None:
+    say_supported(net, (1, 2, 3, 4))
+    assert outcome(net, net.admin, ActivateRules(4, 5)) == {"rules_unsupported"}
+    assert outcome(net, Client(), ActivateRules(4, 5)) == {"access_denied"}
+    assert net.states[1].pending_rules is None and net.states[1].rules_version == 3
