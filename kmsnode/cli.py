@@ -83,6 +83,13 @@ def genesis(args: argparse.Namespace) -> int:
         min_deletion_wait_s=args.min_deletion_wait,
     )
     g.validate()
+    if g.min_deletion_wait_s < DEFAULT_MIN_DELETION_WAIT_S:
+        print(
+            f"warning: keys may be deleted {g.min_deletion_wait_s} s after they are scheduled "
+            "(7 days unless set): little time to notice and cancel a mistaken or malicious "
+            "deletion; meant for test networks",
+            file=sys.stderr,
+        )
     g.dump(args.out)
     print(f"wrote {args.out}: n={n} f={f} t={t}")
     return 0

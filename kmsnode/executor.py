@@ -406,6 +406,8 @@ class Executor:
         self.retry_scrub()
         for cache_key in [k for k in self._checked_vks if k[0] == e.key_id]:
             del self._checked_vks[cache_key]
+        for session in [k for k in self.participants if k[0] == e.key_id]:
+            del self.participants[session]  # none should be open (the log refuses it)
         self.stats.keys_erased += 1
         log.info("key %s deleted: %d keystore records erased", e.key_id, len(names))
 

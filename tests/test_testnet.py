@@ -871,6 +871,8 @@ def test_a_deleted_key_leaves_every_keystore_through_the_cli(
     assert made.returncode == 0, made.stderr
     key = made.stdout.decode().strip()
     ct = kms.encrypt(key, b"shred me", CTX)
+    too_long = _kms(tn, "schedule-key-deletion", key, "--days", "31")
+    assert too_long.returncode != 0 and b"0..30 days" in too_long.stderr
     too_soon = _kms(tn, "--json", "schedule-key-deletion", key, "--seconds", "1")
     assert too_soon.returncode == 1 and json.loads(too_soon.stderr)["error"] == "wait_too_short"
     scheduled = _kms(tn, "--json", "schedule-key-deletion", key, "--seconds", str(DELETION_WAIT_S))

@@ -286,9 +286,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         try:
             material = await self._key_material(ct.key_id, ct.key_version)
         except KeyNotFound:
-            # Keys are never deleted, so a ciphertext naming a key or version that does not
-            # exist (or never became active) was tampered with, or made elsewhere: the same
-            # opaque error as any other.
+            # Key ids are never reused (a deleted key stays, as such), so a ciphertext naming a
+            # key or version that does not exist (or never became active) was tampered with,
+            # or made elsewhere: the same opaque error as any other.
             raise InvalidCiphertextError() from None
         return bytes(await self._call_with_material(op, ct.key_id, material))
 
@@ -735,6 +735,8 @@ def _material(meta: KeyMetadata, key_id: str, version: int | None) -> KeyMateria
     Raises:
         KeyUnavailable: no such active version.
     """
+    if meta.state == "deleted":
+        raise KeyUnavailable("key_unavailable", f"key {key_id} is deleted")
     v = meta.current if version is None else meta.version(version)
     if v is None or v.state != "active" or v.public_key is None:
         raise KeyUnavailable("key_unavailable", f"{key_id} has no active version {version or ''}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..wire.requests import DEFAULT_DELETION_WAIT_S
+from ..wire.requests import DEFAULT_DELETION_WAIT_S, MAX_DELETION_WAIT_S
 from .errors import ClientError
 
 
@@ -287,6 +287,8 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
             wait = round(args.days * 86400)
         elif args.seconds is not None:
             wait = args.seconds
+        if not 0 <= wait <= MAX_DELETION_WAIT_S:
+            raise SystemExit(f"kms: the wait must be 0..{MAX_DELETION_WAIT_S // 86400} days")
         due = kms.schedule_key_deletion(args.key_id, wait)
         when = datetime.datetime.fromtimestamp(due / 1000, datetime.UTC).isoformat(
             timespec="seconds"

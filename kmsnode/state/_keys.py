@@ -33,6 +33,8 @@ class VersionState(enum.Enum):
     PENDING = "pending"
     ACTIVE = "active"
     FAILED = "failed"
+    DELETED = "deleted"
+    """Its key was deleted: no node holds a share of it any more."""
 
 
 @dataclass(slots=True)  # one per key version held in memory: no per-instance __dict__
@@ -129,10 +131,18 @@ class KeyRecord:
             "created_height": self.created_height,
             "created_ms": self.created_ms,
             "current_version": current.version if current else None,
-            "deletion_due_ms": self.deletion_due_ms,
-            "deleted_ms": self.deleted_ms,
             "versions": [v.to_json() for v in self.versions],
-        }
+        } | self._deletion_json()
+
+    def _deletion_json(self) -> dict[str, Any]:
+        # Only when there is something to say: a key that was never scheduled for deletion is
+        # described as before deletion existed (nodes of v2 rules must answer alike).
+        out: dict[str, Any] = {}
+        if self.deletion_due_ms is not None:
+            out["deletion_due_ms"] = self.deletion_due_ms
+        if self.deleted_ms is not None:
+            out["deleted_ms"] = self.deleted_ms
+        return out
 
 
 GROUPS: dict[KeyKind, Group[Any]] = {

@@ -321,6 +321,17 @@ class KMSState:
             record.state = KeyState.DELETED
             record.deletion_due_ms = None
             record.deleted_ms = self.timestamp_ms
+            for version in record.versions:
+                version.state = VersionState.DELETED
+            # Its grants stay (its former users may still describe it) but allow nothing now:
+            # a client known only through them meets the stranger budget again. (The policy of
+            # a deleted key is frozen, so the count is not touched for it again.)
+            for client in record.policy:
+                left = self._grants[client] - 1
+                if left:
+                    self._grants[client] = left
+                else:
+                    del self._grants[client]
             self.audit.append(
                 height=self.height,
                 timestamp_ms=self.timestamp_ms,
@@ -436,7 +447,7 @@ class KMSState:
         return client in self.genesis.admins
 
     def knows(self, client: bytes) -> bool:
-        """Whether ``client`` is a genesis admin or granted anything on some key: nodes let
+        """Whether ``client`` is a genesis admin or granted anything on some key not deleted: nodes let
         requests from anyone else reach the log only at a small rate (see the node)."""
         return client in self._grants or self.is_admin(client)
 
@@ -780,8 +791,9 @@ class KMSState:
     def _set_policy(self, request: Request, op: SetPolicy) -> list[Effect]:
         record = self._key(op.key_id)
         self._require(request.client, record, Permission.ADMIN)
-        if record.state is KeyState.DELETED:
-            raise Denied("key_unavailable", f"key {record.key_id} is deleted")
+        if record.state in (KeyState.PENDING_DELETION, KeyState.DELETED):
+            # Frozen while pending, so no one can lock the other admins out of cancelling.
+            raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
         self._grant(record, op.client, frozenset(op.permissions))
         self._audit(request, op.key_id, "ok")
         return [
@@ -840,7 +852,9 @@ class KMSState:
         # As AWS KMS: back disabled, whatever it was before, so its use resumes only when an
         # admin says so.
         record.state = KeyState.FAILED if record.current is None else KeyState.DISABLED
-        record.deletion_due_ms = None  # its heap entry is skipped when it comes up
+        record.deletion_due_ms = None
+        self._deletions = [d for d in self._deletions if d[1] != record.key_id]
+        heapq.heapify(self._deletions)
         self._audit(request, op.key_id, "ok")
         return [self._reply(request, result={"key_id": op.key_id, "state": record.state.value})]
 

@@ -73,6 +73,10 @@ def test_a_scheduled_key_is_unusable_at_once_and_deleted_when_due(net: Network) 
     assert described[1].result["deletion_due_ms"] == due.pop()  # type: ignore[index]
     assert outcome(net, net.admin, EnableKey(key_id)) == {"key_unavailable"}
     assert outcome(net, net.admin, ScheduleKeyDeletion(key_id, WEEK_S)) == {"key_unavailable"}
+    # The policy is frozen while pending: no admin can lock the others out of cancelling.
+    user = Client()
+    grant = SetPolicy(key_id, user.public, (Permission.DECRYPT,))
+    assert outcome(net, net.admin, grant) == {"key_unavailable"}
     assert not any(deleted_effects(net).values())
 
     # Just before the due time nothing happens; the first block at or after it deletes.
@@ -84,6 +88,10 @@ def test_a_scheduled_key_is_unusable_at_once_and_deleted_when_due(net: Network) 
     assert all(es == [KeyDeleted(key_id)] for es in deleted_effects(net).values())
     record = net.states[1].keys[key_id]
     assert record.deleted_ms == net.time_ms and record.deletion_due_ms is None
+    assert record.current is None
+    assert {v.state for v in record.versions} == {VersionState.DELETED}
+    described = record.to_json()
+    assert described["deleted_ms"] == net.time_ms and "deletion_due_ms" not in described
     # The audit trail names the deletion, the same on every node, and still verifies.
     entries = net.states[2].audit.entries
     assert [(e.op, e.key_id, e.outcome) for e in entries[-1:]] == [("key_deleted", key_id, "ok")]
@@ -114,6 +122,7 @@ def test_a_cancelled_deletion_leaves_the_key_disabled_and_never_fires(net: Netwo
     rs = replies(net.send(net.admin.request(CancelKeyDeletion(key_id), at_ms=net.time_ms)))
     assert {r.result["state"] for r in rs.values()} == {"disabled"}  # type: ignore[index]
     assert states(net, key_id) == {KeyState.DISABLED}
+    assert all(not s._deletions for s in net.states.values())  # nothing left to skip later
     assert outcome(net, net.admin, CancelKeyDeletion(key_id)) == {"not_pending_deletion"}
     assert outcome(net, net.admin, Decrypt(ct), reply=True) == {"key_unavailable"}
     assert outcome(net, net.admin, EnableKey(key_id)) == {None}
@@ -162,6 +171,34 @@ def test_who_may_delete_and_how_soon(net: Network) -> None:
     ops = [(e.op, e.outcome) for e in net.states[1].audit.entries if "deletion" in e.op]
     assert ops[-1] == ("cancel_key_deletion", "access_denied")
     assert ops.count(("schedule_key_deletion", "wait_too_short")) == 2
+
+
+def test_a_key_never_scheduled_is_described_as_before_deletion_existed(net: Network) -> None:
+    # Nodes of v2 rules (old software among them) must answer describe_key alike.
+    key_id = create_key(net)
+    described = net.states[1].keys[key_id].to_json()
+    assert "deletion_due_ms" not in described and "deleted_ms" not in described
+
+
+def test_grants_on_a_deleted_key_no_longer_make_a_client_known(net: Network) -> None:
+    key_id = create_key(net)
+    other = create_key(net)
+    only_here, also_elsewhere = Client(), Client()
+    for client, keys in ((only_here, (key_id,)), (also_elsewhere, (key_id, other))):
+        for k in keys:
+            net.send(
+                net.admin.request(
+                    SetPolicy(k, client.public, (Permission.DECRYPT,)), at_ms=net.time_ms
+                )
+            )
+    net.send(net.admin.request(ScheduleKeyDeletion(key_id, WEEK_S), at_ms=net.time_ms))
+    assert all(s.knows(only_here.public) for s in net.states.values())
+    net.time_ms += WEEK_S * 1000
+    net.tick()
+    for s in net.states.values():
+        assert not s.knows(only_here.public) and s.knows(also_elsewhere.public)
+    # A former grantee may still see the tombstone.
+    assert outcome(net, only_here, DescribeKey(key_id)) == {None}
 
 
 def test_a_genesis_may_allow_a_shorter_wait() -> None:
