@@ -38,7 +38,7 @@ def init(args: argparse.Namespace) -> int:
         "peer_id": peer_id_from_public_key(identity.network_public),
         "addrs": [args.listen],
         "signing_key": identity.signing_public.hex(),
-        "sealing_key": identity.sealing_key.public_key.encode().hex(),
+        "sealing_key": identity.sealing_public.encode().hex(),
         "network_key": identity.network_public.hex(),
     }
     (d / "public.json").write_text(json.dumps(public, indent=2) + "\n", encoding="utf-8")

@@ -24,6 +24,7 @@ from .frost_nonces import NonceSupply
 from .genesis import SUPPORTED_RULES, Genesis
 from .identity import NodeIdentity
 from .keystore import Keystore, RecordName
+from .receiving_keys import ReceivingKeys
 from .state import (
     GROUPS,
     ComputeFrostShare,
@@ -123,6 +124,14 @@ class Executor:
         self.scrub_pending = True
         """Whether erased records may still have copies in the keystore's files (at a start:
         a crash may have come between an erase and its scrub)."""
+        self.receiving = ReceivingKeys(
+            node_id,
+            genesis.chain_id,
+            identity.signing_key,
+            genesis.node(node_id).sealing_key,
+            keystore,
+        )
+        """This node's receiving keys (the node posts the ones they ask for)."""
         self.nonce_supply = NonceSupply(node_id, genesis.chain_id, identity.signing_key, keystore)
         """This node's FROST nonces (the node posts the batches it asks for)."""
 
@@ -310,6 +319,20 @@ class Executor:
             if replaying:
                 return Output()  # finished (seed erased) or never started here
             seed = None
+        member_key = s.committee[self.node_id].sealing_key
+        receiving = self.receiving.private_for(member_key) if member_key is not None else None
+        if receiving is None:
+            # The key this session seals our shares to is gone (a restore from an older
+            # backup): no share could be opened. Sit it out; a later refresh gives one.
+            log.error(
+                "node %d lacks the receiving key session %s v%d epoch %d seals its shares to: "
+                "it takes no part",
+                self.node_id,
+                s.key_id,
+                s.version,
+                s.epoch,
+            )
+            return Output()
         old_share = None
         if s.previous is not None:
             # A refresh (a reshare to the same committee) deals a sharing of this node's
@@ -346,7 +369,7 @@ class Executor:
         participant = dkg.Participant(
             s,
             signing_key=self.identity.signing_key,
-            sealing_key=self.identity.sealing_key,
+            sealing_key=receiving,
             id=self.node_id,
             old_id=self.node_id if old_share is not None else None,
             old_share=old_share,

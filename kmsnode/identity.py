@@ -10,11 +10,15 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .crypto.sealing import SealingPrivateKey
+from .crypto.sealing import SealingPrivateKey, SealingPublicKey
+from .errors import KeystoreRecordMissing
 from .keystore import Keystore, RecordName
 
 _SIGNING = RecordName("identity", "signing")
-_SEALING = RecordName("identity", "sealing")
+GENESIS_SEALING_RECORD = RecordName("identity", "sealing")
+"""The genesis sealing key: the node's first receiving key (``kmsnode.receiving_keys``), erased
+like the later ones once no open session seals to it (rules v3)."""
+_SEALING = GENESIS_SEALING_RECORD
 _NETWORK = RecordName("identity", "network")
 
 
@@ -24,8 +28,9 @@ class NodeIdentity:
 
     signing_key: Ed25519PrivateKey
     """Signs consensus votes and proposals, DKG messages and responses to clients."""
-    sealing_key: SealingPrivateKey
-    """Opens DKG shares sealed to this node."""
+    sealing_key: SealingPrivateKey | None
+    """Opens DKG shares sealed to this node's genesis key (None once erased: under rules v3
+    the node receives under fresh keys, ``kmsnode.receiving_keys``)."""
     network_key: Ed25519PrivateKey
     """The libp2p identity (Noise handshakes; the peer id derives from it)."""
 
@@ -40,13 +45,25 @@ class NodeIdentity:
         return self.signing_key.public_key().public_bytes_raw()
 
     @property
+    def sealing_public(self) -> SealingPublicKey:
+        """The genesis sealing key's public half (what ``kmsnode init`` publishes).
+
+        Raises:
+            KeystoreRecordMissing: the private half was erased (rules v3, after first use).
+        """
+        if self.sealing_key is None:
+            raise KeystoreRecordMissing("the genesis sealing key was erased after its use")
+        return self.sealing_key.public_key
+
+    @property
     def network_public(self) -> bytes:
         return self.network_key.public_key().public_bytes_raw()
 
     def save(self, keystore: Keystore) -> None:
         """Store the three keys in the keystore (durably)."""
         keystore.put(_SIGNING, self.signing_key.private_bytes_raw())
-        keystore.put(_SEALING, self.sealing_key.to_bytes())
+        if self.sealing_key is not None:
+            keystore.put(_SEALING, self.sealing_key.to_bytes())
         keystore.put(_NETWORK, self.network_key.private_bytes_raw())
 
     @classmethod
@@ -56,9 +73,13 @@ class NodeIdentity:
         Raises:
             KeystoreRecordMissing: the keystore has no identity (run ``kmsnode init``).
         """
+        try:
+            sealing: SealingPrivateKey | None = SealingPrivateKey.from_bytes(keystore.get(_SEALING))
+        except KeystoreRecordMissing:
+            sealing = None  # erased: see ``sealing_key``
         return cls(
             Ed25519PrivateKey.from_private_bytes(keystore.get(_SIGNING)),
-            SealingPrivateKey.from_bytes(keystore.get(_SEALING)),
+            sealing,
             Ed25519PrivateKey.from_private_bytes(keystore.get(_NETWORK)),
         )
 

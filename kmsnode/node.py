@@ -392,10 +392,14 @@ class KMSNode:
             self._mid_block = False
         # Not while catching up: the pool as of an old block is not the log's (the batch
         # number may be taken already), so a batch made now would only be refused.
-        if time.time() * 1000 - block.timestamp_ms < CATCHING_UP_MS:
+        caught_up = time.time() * 1000 - block.timestamp_ms < CATCHING_UP_MS
+        if caught_up:
             nonces = self._nonce_batch()
             if nonces is not None:
                 posts.append(nonces)
+        key = self._tend_receiving_keys()
+        if key is not None and caught_up:  # (as for nonces: a stale view's key is refused)
+            posts.append(key)
         if block.height % EXECUTED_MARK_EVERY == 0 or any(
             isinstance(e, (StartDkg, KeyActivated, SharesRefreshed, KeyDeleted, RulesActivated))
             for e in effects
@@ -422,6 +426,21 @@ class KMSNode:
         return self.executor.nonce_supply.wanted(
             self.state.nonce_pools.pool(self.me), time.monotonic()
         )
+
+    def _tend_receiving_keys(self) -> bytes | None:
+        """Rules v3: a fresh receiving key to post once the current one was used, and the
+        private halves no open session seals to erased (then the keystore scrubbed)."""
+        if self.state.rules_version < 3:
+            return None
+        post, erased = self.executor.receiving.tend(
+            self.state.receiving_keys[self.me],
+            self.state.receiving_keys_in_use(self.me),
+            time.monotonic(),
+        )
+        if erased:
+            self.executor.scrub_pending = True
+            self.executor.retry_scrub()
+        return post
 
     def _rules_statement(self) -> bytes | None:
         """This node's signed statement of the rules its software applies, if the log lacks
@@ -453,6 +472,10 @@ class KMSNode:
             if nonces is not None:
                 with contextlib.suppress(MempoolFull):
                     await self.consensus.submit(nonces, wait=False)
+            key = self._tend_receiving_keys() if quiet and not self._mid_block else None
+            if key is not None:  # (a lost one, posted again)
+                with contextlib.suppress(MempoolFull):
+                    await self.consensus.submit(key, wait=False)
             now = time.monotonic()
             if self.executor.scrub_pending and not self._mid_block and now >= self._scrub_at:
                 self._scrub_at = now + SCRUB_RETRY
@@ -731,6 +754,10 @@ class KMSNode:
                 str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()
             },
             "executor": self.executor.stats.__dict__,
+            "receiving_keys": {
+                "seq": self.state.receiving_keys[self.me].seq,
+                **self.executor.receiving.stats.__dict__,
+            },
             "frost_nonce_pool": self.state.nonce_pools.available(self.me),
             "frost_nonces_missing": self.executor.nonce_supply.missing,
             "frost_nonces": {

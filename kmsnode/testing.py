@@ -57,7 +57,7 @@ def make_genesis(
             peer_id=peer_ids(i) if peer_ids else f"local-{i}",
             addrs=addrs(i) if addrs else (),
             signing_key=ident.signing_public,
-            sealing_key=ident.sealing_key.public_key,
+            sealing_key=ident.sealing_public,
             network_key=ident.network_public,
         )
         for i, ident in sorted(identities.items())
@@ -138,6 +138,16 @@ class LocalNetwork:
                 )
                 if batch is not None:
                     self.pending.append(batch)
+            if state.rules_version >= 3:  # as KMSNode does after each block
+                ex = self.executors[i]
+                key, erased = ex.receiving.tend(
+                    state.receiving_keys[i], state.receiving_keys_in_use(i), self.time_ms / 1000
+                )
+                if erased:
+                    ex.scrub_pending = True
+                    ex.retry_scrub()
+                if key is not None and i not in self.silent:
+                    self.pending.append(key)
 
     def state_rules(self, node: int, versions: tuple[int, ...] = SUPPORTED_RULES) -> bytes:
         """``node``'s signed statement that its software applies ``versions`` (what a node

@@ -155,7 +155,7 @@ class Testnet:
                     peer_id=peer_id_from_public_key(ident.network_public),
                     addrs=(listen,),
                     signing_key=ident.signing_public,
-                    sealing_key=ident.sealing_key.public_key,
+                    sealing_key=ident.sealing_public,
                     network_key=ident.network_public,
                 )
             )

@@ -54,16 +54,23 @@ def test_a_dealer_that_zeroes_its_own_share_cannot_stop_the_nodes(net: LocalNetw
             net.client.prepare(CreateKey(KeyKind.ENCRYPT, "z"), now_ms=net.time_ms).request
         )
     )
-    deals = [decode_payload(b) for b in net.pending]
-    mine = [d for d in deals if decode_message(G, d.message).sender == evil]  # type: ignore[union-attr]
-    net.pending = [b for b, d in zip(net.pending, deals, strict=True) if d not in mine]
+    posts = [decode_payload(b) for b in net.pending]
+    mine = [
+        d
+        for d in posts
+        if isinstance(d, DkgPayload) and decode_message(G, d.message).sender == evil
+    ]
+    net.pending = [b for b, d in zip(net.pending, posts, strict=True) if d not in mine]
     net.commit()
     key_id = mine[0].key_id  # type: ignore[union-attr]
     session = net.states[1].sessions[(key_id, 1, 0)].observer.session
     ident = net.identities[evil]
     received = 0
     for raw in net.log[-1].payloads:
-        deal = decode_message(G, decode_payload(raw).message)  # type: ignore[union-attr]
+        payload = decode_payload(raw)
+        if not isinstance(payload, DkgPayload):
+            continue  # (the nodes' next receiving keys)
+        deal = decode_message(G, payload.message)
         sealed = dict(deal.sealed_shares)[evil]
         aad = share_aad(session.session_id, deal.sender, evil)
         received += G.decode_scalar(open_sealed(ident.sealing_key, sealed, aad))

@@ -28,6 +28,7 @@ from ._keys import VersionState as VersionState
 from ._machine import NONCE_WINDOW_MS as NONCE_WINDOW_MS
 from ._machine import CommittedBatch as CommittedBatch
 from ._machine import KMSState as KMSState
+from ._machine import ReceivingKey as ReceivingKey
 from ._nonces import MAX_POOL as MAX_POOL
 from ._nonces import PACKAGE_ENTRY_SIZE as PACKAGE_ENTRY_SIZE
 from ._nonces import NodePool as NodePool
@@ -62,6 +63,7 @@ __all__ = [
     "NodePool",
     "NonceRef",
     "PartialWork",
+    "ReceivingKey",
     "Reply",
     "RulesActivated",
     "SharesRefreshed",

@@ -16,12 +16,14 @@ from typing import Any, Protocol
 
 from ..crypto import dkg, tdh2
 from ..crypto.errors import CryptoError, InvalidCiphertext
+from ..crypto.sealing import SealingPublicKey
 from ..errors import MalformedMessage
 from ..genesis import Genesis
 from ..wire.payload import (
     ClientPayload,
     DkgPayload,
     NoncePayload,
+    ReceivingKeyPayload,
     RulesPayload,
     TickPayload,
     decode_payload,
@@ -104,6 +106,16 @@ class CommittedBatch(Protocol):
 
 
 @dataclass
+class ReceivingKey:
+    """A node's current receiving key in the log (rules v3): sessions opened now seal its
+    shares to ``public``; ``used`` once one did (the node then posts its next one)."""
+
+    seq: int
+    public: SealingPublicKey
+    used: bool = False
+
+
+@dataclass
 class _Session:
     key_id: str
     version: int
@@ -148,9 +160,13 @@ class KMSState:
         self._grants: dict[bytes, int] = {}
         """Per client: on how many keys its policy grants it anything (absent for none)."""
         self._seen_order: deque[bytes] = deque()
-        self._members = {
+        self._genesis_members = {
             info.id: dkg.Member(info.signing_key, info.sealing_key) for info in genesis.nodes
         }
+        self.receiving_keys = {info.id: ReceivingKey(0, info.sealing_key) for info in genesis.nodes}
+        """Per node, the key its DKG shares are sealed to in sessions opened now (rules v3: a
+        fresh one after each use, so the log's deals cannot be opened once the node erased
+        it; v2 seals to the genesis sealing keys for good)."""
         self.rejected_payloads = 0
         self.nonce_pools = NoncePools(
             genesis.chain_id, {info.id: info.signing_key for info in genesis.nodes}
@@ -204,6 +220,8 @@ class KMSState:
                 self.nonce_pools.add(payload)
             elif isinstance(payload, RulesPayload):
                 self._rules_statement(payload)
+            elif isinstance(payload, ReceivingKeyPayload):
+                self._receiving_key(payload)
             elif isinstance(payload, TickPayload):
                 pass
         effects.extend(self._dkg_heights())
@@ -223,6 +241,43 @@ class KMSState:
         if isinstance(request.op, ActivateRules) and self.rules_version < 3:
             return self.activation_refusal(request, request.op) is None
         return True
+
+    # -- receiving keys -----------------------------------------------------------------------
+    def _receiving_key(self, payload: ReceivingKeyPayload) -> None:
+        """Take a node's next receiving key (signed by it, newer than its current one)."""
+        info = next((i for i in self.genesis.nodes if i.id == payload.node), None)
+        current = self.receiving_keys.get(payload.node)
+        if self.rules_version < 3 or info is None or current is None or payload.seq <= current.seq:
+            self.rejected_payloads += 1  # (v2 software could not decode it: dropped alike)
+            return
+        try:
+            payload.verify(self.genesis.chain_id, info.signing_key)
+            public = SealingPublicKey.decode(payload.public_key)
+        except CryptoError:
+            self.rejected_payloads += 1
+            return
+        self.receiving_keys[payload.node] = ReceivingKey(payload.seq, public)
+
+    def _session_members(self) -> dict[int, dkg.Member]:
+        """The committee a session opened now seals shares to (and marks those keys used)."""
+        if self.rules_version < 3:
+            return self._genesis_members
+        members = {}
+        for info in self.genesis.nodes:
+            key = self.receiving_keys[info.id]
+            key.used = True
+            members[info.id] = dkg.Member(info.signing_key, key.public)
+        return members
+
+    def receiving_keys_in_use(self, node: int) -> set[bytes]:
+        """The encoded receiving keys of ``node`` that open sessions seal its shares to (the
+        node keeps their private halves until then)."""
+        out = set()
+        for entry in self.sessions.values():
+            member = entry.observer.session.committee.get(node)
+            if member is not None and member.sealing_key is not None:
+                out.add(member.sealing_key.encode())
+        return out
 
     # -- rules upgrades -----------------------------------------------------------------------
     def _rules_statement(self, payload: RulesPayload) -> None:
@@ -447,8 +502,8 @@ class KMSState:
         return client in self.genesis.admins
 
     def knows(self, client: bytes) -> bool:
-        """Whether ``client`` is a genesis admin or granted anything on some key not deleted: nodes let
-        requests from anyone else reach the log only at a small rate (see the node)."""
+        """Whether ``client`` is a genesis admin or granted anything on a key not deleted:
+        nodes let requests from anyone else reach the log only at a small rate (the node)."""
         return client in self._grants or self.is_admin(client)
 
     def _grant(self, record: KeyRecord, client: bytes, perms: frozenset[Permission]) -> None:
@@ -584,12 +639,13 @@ class KMSState:
         """
         h = self.height
         group = GROUPS[record.kind]
+        members = self._session_members()
         previous: dkg.Previous[Any] | None = None
         epoch = version.epoch
         if refresh:
             assert version.public_key is not None
             previous = dkg.Previous(
-                committee=self._members,
+                committee=members,
                 threshold=self.genesis.t,
                 public_key=group.decode(version.public_key),
                 # A dealer can make its own share zero (its key the identity): valid, if odd.
@@ -611,7 +667,7 @@ class KMSState:
             # sharing of its share, and every member's new share comes from t of them, so a
             # member that lost its share (or missed a refresh) gets one again.
             kind=dkg.Kind.RESHARE if refresh else dkg.Kind.DKG,
-            committee=self._members,
+            committee=members,
             threshold=self.genesis.t,
             deal_deadline=h + DEAL_WINDOW,
             complaint_deadline=h + DEAL_WINDOW + COMPLAINT_WINDOW,

@@ -8,7 +8,9 @@ blocks when there is something to order; or ``"nonces"`` with
 ``[node, seq, replace, [commitment, ...], signature]``: a batch of a node's FROST nonce
 commitments for its pool in the log (``kmsnode.state``), signed by the node; or ``"rules"``
 with ``[node, seq, [version, ...], signature]``: the state-rules versions the node's software
-can apply, signed by the node (a rules upgrade activates only once every node said so).
+can apply, signed by the node (a rules upgrade activates only once every node said so); or
+``"recvkey"`` with ``[node, seq, public_key, signature]``: the node's next receiving key, the
+hybrid key DKG shares are sealed to in sessions opened from then on (rules v3), signed by it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..crypto.encoding import transcript
+from ..crypto.sealing import PUBLIC_KEY_SIZE as SEALING_KEY_SIZE
 from ..crypto.signatures import verify_ed25519
 from ..errors import MalformedMessage
 from ._codec import Reader, pack, unpack
@@ -30,6 +33,7 @@ NONCE_COMMITMENT_SIZE = 64
 """A FROST Ed25519 commitment pair ``D || E`` (two encoded points)."""
 _NONCES_DST = b"kmsnode/frost-nonces/v1"
 _RULES_DST = b"kmsnode/rules-support/v1"
+_RECEIVING_DST = b"kmsnode/receiving-key/v1"
 MAX_RULES_VERSIONS = 16
 """Versions one rules-support statement may list."""
 
@@ -137,7 +141,39 @@ class RulesPayload:
         return pack(["rules", [self.node, self.seq, list(self.versions), self.signature]])
 
 
-LogPayload = ClientPayload | DkgPayload | TickPayload | NoncePayload | RulesPayload
+@dataclass(frozen=True)
+class ReceivingKeyPayload:
+    """Node ``node``'s ``seq``-th receiving key (a hybrid sealing public key): DKG sessions
+    opened after it is logged seal this node's shares to it. The node erases the private half
+    once no open session uses it, so the deals in the log cannot be opened again later."""
+
+    node: int
+    seq: int
+    public_key: bytes
+    signature: bytes = b""
+
+    def signing_bytes(self, chain_id: str) -> bytes:
+        """What the node signs: the key, bound to the chain."""
+        return transcript(
+            _RECEIVING_DST, chain_id.encode(), pack([self.node, self.seq, self.public_key])
+        )
+
+    def signed(self, chain_id: str, key: Ed25519PrivateKey) -> ReceivingKeyPayload:
+        return ReceivingKeyPayload(
+            self.node, self.seq, self.public_key, key.sign(self.signing_bytes(chain_id))
+        )
+
+    def verify(self, chain_id: str, public_key: bytes) -> None:
+        """Raises: CryptoError: the signature is not the node's."""
+        verify_ed25519(public_key, self.signature, self.signing_bytes(chain_id))
+
+    def encode(self) -> bytes:
+        return pack(["recvkey", [self.node, self.seq, self.public_key, self.signature]])
+
+
+LogPayload = (
+    ClientPayload | DkgPayload | TickPayload | NoncePayload | RulesPayload | ReceivingKeyPayload
+)
 
 
 def client_payload(request: Request) -> bytes:
@@ -206,5 +242,13 @@ def decode_payload(data: bytes) -> LogPayload:
             g.integer(1, "seq"),
             tuple(versions),
             g.blob(3, "signature", 64),
+        )
+    if tag == "recvkey":
+        k = Reader(r.raw(1), "recvkey", 4)
+        return ReceivingKeyPayload(
+            k.integer(0, "node", 1, 2**16),
+            k.integer(1, "seq", 1),
+            k.blob(2, "public_key", SEALING_KEY_SIZE),
+            k.blob(3, "signature", 64),
         )
     raise MalformedMessage(f"payload: unknown tag {tag!r}")

@@ -78,7 +78,7 @@ class Network:
                 peer_id=f"peer-{i}",
                 addrs=(f"/ip4/127.0.0.1/tcp/{9000 + i}",),
                 signing_key=ident.signing_public,
-                sealing_key=ident.sealing_key.public_key,
+                sealing_key=ident.sealing_public,
                 network_key=ident.network_public,
             )
             for i, ident in self.identities.items()
