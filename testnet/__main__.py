@@ -12,9 +12,23 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from ._control import statuses, wait_healthy, wait_partitioned
 from ._launcher import DEFAULT_DIR, TESTNET_MIN_DELETION_WAIT_S, Testnet
+
+
+def _rules_line(rules: Any) -> str:
+    """The state rules a node's log runs, and what an upgrade still waits for."""
+    if not isinstance(rules, dict):
+        return ""
+    out = f"  rules v{rules.get('version')}"
+    if rules.get("pending"):
+        version, height = rules["pending"]
+        out += f" (v{version} at height {height})"
+    for version, lacking in sorted((rules.get("nodes_lacking") or {}).items()):
+        out += f" (v{version}: " + (f"waiting for nodes {lacking})" if lacking else "ready)")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                         if s.get("partitioned_from")
                         else ""
                     )
+                    + _rules_line(s.get("rules"))
                 )
             console = tn.console(i)
             if console is not None:

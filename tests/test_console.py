@@ -355,3 +355,15 @@ async def test_events_api_needs_the_token_and_pages_by_time() -> None:
         assert console.source.events_asked[0] == big  # type: ignore[attr-defined]
         await exchange(port, get("/api/events?since_ns=" + "9" * 30, port, AUTH))
         assert console.source.events_asked[0] == 0  # type: ignore[attr-defined]
+
+
+def test_the_node_page_shows_the_state_rules_and_an_upgrade_under_way() -> None:
+    html = _render.overview(
+        {
+            "rules": {"version": 2, "pending": [3, 40], "nodes_lacking": {"3": []}},
+            "receiving_keys": {"seq": 4},
+        }
+    )
+    assert "v2; v3 from height 40; v3 ready" in html and ">4<" in html
+    waiting = _render.overview({"rules": {"version": 2, "nodes_lacking": {"3": [2, 4]}}})
+    assert "v3 waits for nodes [2, 4]" in waiting

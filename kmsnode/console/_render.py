@@ -53,6 +53,19 @@ def _pairs(data: Mapping[str, Any]) -> str:
     return table(("name", "value"), sorted(data.items()))
 
 
+def _rules(rules: Any) -> str:
+    """The rules the log runs, an activation under way, and who an upgrade waits for."""
+    if not isinstance(rules, Mapping):
+        return ""
+    out = f"v{rules.get('version')}"
+    pending = rules.get("pending")
+    if isinstance(pending, (list, tuple)) and len(pending) == 2:
+        out += f"; v{pending[0]} from height {pending[1]}"
+    for version, lacking in sorted((rules.get("nodes_lacking") or {}).items()):
+        out += f"; v{version} " + (f"waits for nodes {lacking}" if lacking else "ready")
+    return out
+
+
 def overview(status: Mapping[str, Any]) -> str:
     """The node page: health, consensus position, peers, requests, memory, timings."""
     peers = status.get("peers", {})
@@ -67,6 +80,8 @@ def overview(status: Mapping[str, Any]) -> str:
         "open DKG sessions": status.get("dkg_sessions"),
         "audit entries": status.get("audit_total", ""),
         "audit head": status.get("audit_head"),
+        "state rules": _rules(status.get("rules")),
+        "receiving key": (status.get("receiving_keys") or {}).get("seq", ""),
     }
     peer_rows = [
         (p, '<span class="ok">connected</span>' if c else '<span class="bad">down</span>')
