@@ -323,16 +323,18 @@ class Executor:
         receiving = self.receiving.private_for(member_key) if member_key is not None else None
         if receiving is None:
             # The key this session seals our shares to is gone (a restore from an older
-            # backup): no share could be opened. Sit it out; a later refresh gives one.
+            # backup): no share could be opened. It deals if it can (a refresh, with its
+            # current share), else sits it out; a later refresh gives it a share.
             log.error(
                 "node %d lacks the receiving key session %s v%d epoch %d seals its shares to: "
-                "it takes no part",
+                "it receives nothing in it",
                 self.node_id,
                 s.key_id,
                 s.version,
                 s.epoch,
             )
-            return Output()
+            if s.previous is None:
+                return Output()
         old_share = None
         if s.previous is not None:
             # A refresh (a reshare to the same committee) deals a sharing of this node's
@@ -361,6 +363,8 @@ class Executor:
                     s.version,
                     s.previous.epoch,
                 )
+        if receiving is None and old_share is None:
+            return Output()  # neither receives nor deals
         if seed is None:
             seed = secrets.token_bytes(32)
             # Durable before the deal leaves: a restarted node rebuilds the same polynomial
@@ -370,7 +374,7 @@ class Executor:
             s,
             signing_key=self.identity.signing_key,
             sealing_key=receiving,
-            id=self.node_id,
+            id=self.node_id if receiving is not None else None,
             old_id=self.node_id if old_share is not None else None,
             old_share=old_share,
             rng=seeded_rng(seed),

@@ -9,6 +9,7 @@ machine (effects of already-executed heights are not run again), then follows ne
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -185,7 +186,9 @@ class KMSNode:
         self.keystore = Keystore.open(config.keystore, passphrase, self.me)
         self.keystore.executed_height()  # an altered mark stops the start here, by name
         check_rules_version(self.genesis, self.keystore)
-        self.identity = NodeIdentity.load(self.keystore)
+        # The genesis sealing key stays in the keystore only (read when a session needs it,
+        # erased after its use): not in this process's memory for its whole life.
+        self.identity = dataclasses.replace(NodeIdentity.load(self.keystore), sealing_key=None)
         if self.identity.signing_public != self.info.signing_key:
             raise ValueError(
                 f"this keystore's signing key is not node {self.me}'s in the genesis file"
@@ -208,6 +211,8 @@ class KMSNode:
         self._tick_seq = int(time.time() * 1000)
         self._rules_seq = int(time.time() * 1000)  # above any this node signed before
         self._rules_posted_at = -RULES_REPOST
+        self._rules_posted_for: int | None = None
+        """The activation height the last statement confirmed (None: none pending)."""
         self._scrub_at = 0.0
 
         net_identity = net.NetworkIdentity.from_private_bytes(
@@ -444,13 +449,24 @@ class KMSNode:
 
     def _rules_statement(self) -> bytes | None:
         """This node's signed statement of the rules its software applies, if the log lacks
-        it (a rules upgrade activates only once every node's statement lists the version)."""
+        it, or lacks one from after a pending activation (the upgrade takes effect only if
+        every node's statement lists the version, confirmed after the activation)."""
         logged = self.state.rules_support.get(self.me)
+        pending = self.state.pending_rules
         now = time.monotonic()
-        if (logged is not None and logged[1] == SUPPORTED_RULES) or (
-            now - self._rules_posted_at < RULES_REPOST
+        current = (
+            logged is not None
+            and logged[1] == SUPPORTED_RULES
+            and (pending is None or logged[2] > pending[2])  # confirmed after an activation
+        )
+        # At once for a new activation (its confirmation window is a few blocks), else at a
+        # gentle rate (a statement lost with a mempool is posted again).
+        reason = None if pending is None else pending[2]
+        if current or (
+            reason == self._rules_posted_for and now - self._rules_posted_at < RULES_REPOST
         ):
             return None
+        self._rules_posted_for = reason
         self._rules_posted_at = now
         self._rules_seq += 1
         statement = RulesPayload(self.me, self._rules_seq, SUPPORTED_RULES)

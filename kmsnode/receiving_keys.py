@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .crypto.sealing import SealingPrivateKey, SealingPublicKey
-from .errors import KeystoreRecordMissing
 from .identity import GENESIS_SEALING_RECORD
 from .keystore import Keystore, RecordName
 from .state import ReceivingKey
@@ -32,9 +31,10 @@ REPOST_AFTER = 3.0
 _KIND = "receiving-key"
 
 
-def receiving_record(public: bytes) -> RecordName:
-    """Where the private half of receiving key ``public`` (encoded) lives, named by its hash."""
-    return RecordName(_KIND, hashlib.sha256(public).hexdigest()[:32])
+def receiving_record(public: bytes, seq: int) -> RecordName:
+    """Where the private half of receiving key ``public`` (encoded), this node's ``seq``-th,
+    lives: named by the key's hash, the number kept so a restart finds a posted key again."""
+    return RecordName(_KIND, hashlib.sha256(public).hexdigest()[:32], seq, 0)
 
 
 @dataclass
@@ -63,8 +63,8 @@ class ReceivingKeys:
         self._signing_key = signing_key
         self.keystore = keystore
         self.stats = ReceivingKeyStats()
-        self._posted: tuple[ReceivingKeyPayload, float] | None = None
-        """The last key posted and when (reposted until the log shows it)."""
+        self._posted_at = -REPOST_AFTER
+        """When the pending key (stored, not yet in the log) was last posted."""
         self._seen: tuple[int, bool, frozenset[bytes]] | None = None
         """The log's view at the last ``tend`` that found nothing to do."""
 
@@ -74,66 +74,73 @@ class ReceivingKeys:
         """After a block: the key to post (if any, see ``wanted``) and how many unused keys
         were erased (``erase_unused``). Cheap when nothing changed in the log's view."""
         view = (current.seq, current.used, frozenset(in_use))
-        posting = self._posted is not None and self._posted[0].seq > current.seq
-        if view == self._seen and not posting:
+        if view == self._seen:
             return None, 0
         post = self.wanted(current, now)
         erased = self.erase_unused(current, in_use)
-        still_posting = self._posted is not None and self._posted[0].seq > current.seq
-        self._seen = None if still_posting else view
+        self._seen = None if self._pending(current) is not None else view
         return post, erased
 
-    def _name(self, public: bytes) -> RecordName:
-        """Where the private half of the encoded key ``public`` lives."""
+    def _records(self) -> list[RecordName]:
+        """Every receiving-key record (the genesis sealing key's too, if still held)."""
+        names = self.keystore.names(_KIND)
+        if GENESIS_SEALING_RECORD in self.keystore.names(GENESIS_SEALING_RECORD.kind):
+            names.append(GENESIS_SEALING_RECORD)
+        return names
+
+    def _find(self, public: bytes) -> RecordName | None:
+        """The record of the encoded key ``public``, if held."""
         if public == self.genesis_key.encode():
-            return GENESIS_SEALING_RECORD
-        return receiving_record(public)
+            target = GENESIS_SEALING_RECORD
+            return target if target in self.keystore.names(target.kind) else None
+        digest = hashlib.sha256(public).hexdigest()[:32]
+        return next((n for n in self.keystore.names(_KIND) if n.key_id == digest), None)
+
+    def _pending(self, current: ReceivingKey) -> RecordName | None:
+        """The key this node made to follow the log's current one and has not seen logged
+        (stored before it was first posted, so a restart posts the same key again)."""
+        ahead = [n for n in self.keystore.names(_KIND) if n.version > current.seq]
+        return max(ahead, key=lambda n: n.version) if ahead else None
 
     def holds(self, public: SealingPublicKey) -> bool:
         """Whether the private half of ``public`` is in the keystore (without opening it)."""
-        name = self._name(public.encode())
-        return name in self.keystore.names(name.kind)
+        return self._find(public.encode()) is not None
 
     def private_for(self, public: SealingPublicKey) -> SealingPrivateKey | None:
         """The private half of ``public``, if this node still holds it."""
-        try:
-            key = SealingPrivateKey.from_bytes(self.keystore.get(self._name(public.encode())))
-        except KeystoreRecordMissing:
+        name = self._find(public.encode())
+        if name is None:
             return None
+        key = SealingPrivateKey.from_bytes(self.keystore.get(name))
         return key if key.public_key == public else None
 
     def wanted(self, current: ReceivingKey, now: float) -> bytes | None:
-        """A receiving key to post, if the log's current one for this node was used by a
-        session (or its private half is not here: a restore from an older backup), and none
-        posted lately is on its way. The new key is stored durably before it is returned."""
-        if self._posted is not None and self._posted[0].seq > current.seq:
-            payload, at = self._posted
-            if now - at < REPOST_AFTER:
+        """A receiving key to post: the pending one again if it has not landed for a while,
+        or a new one if the log's current key was used by a session (or its private half is
+        not here: a restore from an older backup). A new key is stored durably first."""
+        pending = self._pending(current)
+        if pending is not None:
+            if now - self._posted_at < REPOST_AFTER:
                 return None
-            self._posted = (payload, now)
-            return payload.encode()  # lost (a restart of the leader, a full mempool): again
-        if not current.used and self.holds(current.public):
+            key = SealingPrivateKey.from_bytes(self.keystore.get(pending))
+            seq = pending.version
+        elif not current.used and self.holds(current.public):
             return None
-        fresh = SealingPrivateKey.generate()
-        self.keystore.put(receiving_record(fresh.public_key.encode()), fresh.to_bytes())
-        payload = ReceivingKeyPayload(
-            self.node_id, current.seq + 1, fresh.public_key.encode()
-        ).signed(self.chain_id, self._signing_key)
-        self._posted = (payload, now)
-        self.stats.keys_posted += 1
-        return payload.encode()
+        else:
+            key = SealingPrivateKey.generate()
+            seq = current.seq + 1
+            self.keystore.put(receiving_record(key.public_key.encode(), seq), key.to_bytes())
+            self.stats.keys_posted += 1
+        self._posted_at = now
+        payload = ReceivingKeyPayload(self.node_id, seq, key.public_key.encode())
+        return payload.signed(self.chain_id, self._signing_key).encode()
 
     def erase_unused(self, current: ReceivingKey, in_use: set[bytes]) -> int:
         """Erase every receiving key (the genesis sealing key among them) that is neither the
-        log's current one for this node, nor one an open session seals to, nor one posted and
-        not yet in the log; returns how many. The caller scrubs the keystore file."""
-        keep = {self._name(current.public.encode())} | {self._name(k) for k in in_use}
-        if self._posted is not None and self._posted[0].seq > current.seq:
-            keep.add(receiving_record(self._posted[0].public_key))
-        held = set(self.keystore.names(_KIND))
-        if GENESIS_SEALING_RECORD in self.keystore.names(GENESIS_SEALING_RECORD.kind):
-            held.add(GENESIS_SEALING_RECORD)
-        doomed = sorted(held - keep)
+        log's current one for this node, nor one an open session seals to, nor one made to
+        follow it and not yet logged; returns how many. The caller scrubs the keystore file."""
+        keep = {n for k in (current.public.encode(), *in_use) if (n := self._find(k))}
+        doomed = [n for n in self._records() if n not in keep and n.version <= current.seq]
         if doomed:
             self.keystore.delete_many(doomed)
             self.stats.keys_erased += len(doomed)

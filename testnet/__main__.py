@@ -24,7 +24,7 @@ def _rules_line(rules: Any) -> str:
         return ""
     out = f"  rules v{rules.get('version')}"
     if rules.get("pending"):
-        version, height = rules["pending"]
+        version, height = rules["pending"][:2]
         out += f" (v{version} at height {height})"
     for version, lacking in sorted((rules.get("nodes_lacking") or {}).items()):
         out += f" (v{version}: " + (f"waiting for nodes {lacking})" if lacking else "ready)")

@@ -17,8 +17,15 @@ from kmsnode.genesis import DEFAULT_MIN_DELETION_WAIT_S
 from kmsnode.identity import GENESIS_SEALING_RECORD
 from kmsnode.state import GROUPS
 from kmsnode.testing import LocalNetwork
-from kmsnode.wire.payload import DkgPayload, client_payload, decode_payload
-from kmsnode.wire.requests import CreateKey, Decrypt, KeyKind, RefreshKey, ScheduleKeyDeletion
+from kmsnode.wire.payload import DkgPayload, ReceivingKeyPayload, client_payload, decode_payload
+from kmsnode.wire.requests import (
+    ActivateRules,
+    CreateKey,
+    Decrypt,
+    KeyKind,
+    RefreshKey,
+    ScheduleKeyDeletion,
+)
 
 from .test_pipeline import CTX, create, encrypt, key_material
 
@@ -141,3 +148,74 @@ def test_a_node_restored_without_its_current_key_posts_a_new_one(
     key_id = create(net)
     version = net.states[1].keys[key_id].versions[0]
     assert 2 in version.qualified
+
+
+def test_an_upgraded_v2_network_retires_its_genesis_keys(tmp_path: Path) -> None:
+    """Under v2 every deal is sealed to the genesis keys; the upgrade to v3 counts them as
+    used, so the nodes move on and erase them, and a key from the v2 days can be shredded."""
+    net = LocalNetwork(tmp_path, rules_version=2)
+    try:
+        key_id = create(net)
+        settle_keys(net)
+        assert openable_shares(net, key_id) > 0  # v2: the genesis keys still open them
+        net.commit(*(net.state_rules(i) for i in net.identities))
+        c = net.run(net.client.prepare(ActivateRules(3, 10), now_ms=net.time_ms))
+        assert c.done
+        net.commit(*(net.state_rules(i) for i in net.identities))
+        while net.height < c.result["height"]:
+            net.commit()
+        settle_keys(net)
+        assert all(net.states[1].receiving_keys[i].seq == 1 for i in net.identities)
+        assert openable_shares(net, key_id) == 0
+    finally:
+        net.close()
+
+
+def test_a_key_posted_before_a_restart_is_posted_again_not_lost(net: LocalNetwork) -> None:
+    net.commit()
+    net.settle()
+    prepared = net.client.prepare(CreateKey(KeyKind.ENCRYPT, "k"), now_ms=net.time_ms)
+    net.commit(client_payload(prepared.request))  # the session uses the genesis keys
+    mine = [
+        raw
+        for raw in net.pending
+        if isinstance(p := decode_payload(raw), ReceivingKeyPayload) and p.node == 2
+    ]
+    assert len(mine) == 1, "each node posts its next key once the session used its key"
+    # Node 2 restarts before its post is committed; the post lands after all (another
+    # node's mempool had it), before or after the node posts it again.
+    net.pending = [raw for raw in net.pending if raw not in mine]
+    net.restart(2)
+    net.commit(*mine)
+    net.settle()
+    settle_keys(net)
+    current = net.states[1].receiving_keys[2]
+    assert current.seq == 1
+    assert net.executors[2].receiving.holds(current.public)  # the key the log took is here
+    key_id = create(net)
+    assert 2 in net.states[1].keys[key_id].versions[0].qualified
+
+
+def test_a_node_without_its_receiving_key_still_deals_in_a_refresh(
+    net: LocalNetwork, tmp_path: Path
+) -> None:
+    key_id = create(net)
+    settle_keys(net)
+    backup = tmp_path / "node3-backup.db"
+    net.backup_keystore(3, backup)  # its share, and its then current receiving key
+    create(net)  # uses that key: node 3 moves on to another and erases it
+    settle_keys(net)
+    net.restore_keystore(3, backup)
+    net.restart(3)
+    # A refresh opens before node 3's replacement key is in the log: it seals node 3's new
+    # share to a key node 3 no longer has. Node 3 cannot receive, but deals its share.
+    net.pending = [
+        raw
+        for raw in net.pending
+        if not (isinstance(p := decode_payload(raw), ReceivingKeyPayload) and p.node == 3)
+    ]
+    net.commit(client_payload(net.client.prepare(RefreshKey(key_id), now_ms=net.time_ms).request))
+    net.settle()
+    version = net.states[1].keys[key_id].versions[0]
+    assert version.epoch == 1 and 3 in version.qualified
+    assert net.executors[3].stats.shares_missing == 1

@@ -22,9 +22,11 @@ def test_a_v2_network_upgrades_in_place_and_replays_across_it(tmp_path: Path) ->
     try:
         key_id = net.create_key()
         net.commit(*(net.state_rules(i) for i in net.identities))
-        c = net.run(net.client.prepare(ActivateRules(3, 2), now_ms=net.time_ms))
+        c = net.run(net.client.prepare(ActivateRules(3, 10), now_ms=net.time_ms))
         assert c.done and c.result["version"] == 3
         at = c.result["height"]
+        # Every node confirms after the activation (KMSNode does so by itself).
+        net.commit(*(net.state_rules(i) for i in net.identities))
         while net.height < at:
             net.commit()
         for i, ex in net.executors.items():

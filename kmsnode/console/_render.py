@@ -59,7 +59,7 @@ def _rules(rules: Any) -> str:
         return ""
     out = f"v{rules.get('version')}"
     pending = rules.get("pending")
-    if isinstance(pending, (list, tuple)) and len(pending) == 2:
+    if isinstance(pending, (list, tuple)) and len(pending) >= 2:
         out += f"; v{pending[0]} from height {pending[1]}"
     for version, lacking in sorted((rules.get("nodes_lacking") or {}).items()):
         out += f"; v{version} " + (f"waits for nodes {lacking}" if lacking else "ready")

@@ -40,6 +40,7 @@ _NONCE_SIZE = 12
 _TAG_SIZE = 16
 _SUITE = b"kmsnode/seal/x25519-mlkem768/hkdf-sha256/aes-256-gcm/v1"
 PUBLIC_KEY_SIZE = X25519_SIZE + MLKEM768_PUBLIC_SIZE
+_MLKEM_Q = 3329
 _P25519 = 2**255 - 19
 _SMALL_ORDER_U = frozenset(
     {
@@ -85,6 +86,29 @@ class SealingPublicKey:
         key = cls(bytes(data[:X25519_SIZE]), bytes(data[X25519_SIZE:]))
         key._load()
         return key
+
+    @classmethod
+    def decode_checked(cls, data: bytes) -> SealingPublicKey:
+        """Decode and validate in pure Python, the same on every machine (the replicated
+        state decides with this which keys a committed payload may name; OpenSSL builds
+        could differ). Checks: the length, an X25519 key not of small order, and FIPS 203's
+        encapsulation-key check (every coefficient of ``t`` below q = 3329).
+
+        Raises:
+            InvalidEncoding: any of those fails.
+        """
+        if not isinstance(data, (bytes, bytearray)) or len(data) != PUBLIC_KEY_SIZE:
+            raise InvalidEncoding(f"a sealing public key is {PUBLIC_KEY_SIZE} bytes")
+        x, m = bytes(data[:X25519_SIZE]), bytes(data[X25519_SIZE:])
+        u = (int.from_bytes(x, "little") & ((1 << 255) - 1)) % _P25519
+        if u in _SMALL_ORDER_U:
+            raise InvalidEncoding("X25519 public key has small order")
+        t = m[: MLKEM768_PUBLIC_SIZE - 32]  # 3 polynomials of 256 12-bit coefficients, then rho
+        for i in range(0, len(t), 3):
+            a, b, c = t[i], t[i + 1], t[i + 2]
+            if (a | (b & 0x0F) << 8) >= _MLKEM_Q or (b >> 4 | c << 4) >= _MLKEM_Q:
+                raise InvalidEncoding("ML-KEM-768 public key fails the modulus check")
+        return cls(x, m)
 
     def _load(self) -> tuple[X25519PublicKey, mlkem.MLKEM768PublicKey]:
         if len(self.x25519) != X25519_SIZE:

@@ -80,6 +80,9 @@ DEAL_WINDOW = 20
 COMPLAINT_WINDOW = 20
 JUSTIFICATION_WINDOW = 20
 """DKG phase lengths in log heights (nodes post ticks so the height moves while they wait)."""
+MIN_ACTIVATION_BLOCKS = 10
+"""Fewest blocks between an ``activate_rules`` and the height its rules take effect at: every
+node confirms in between (a fresh statement) that its software applies them."""
 FROST_SIGNS_PER_BLOCK = 16
 """FROST signatures one client may have in one block: the nonce pools are shared by every
 client and key, and a burst beyond what the nodes refill between blocks would starve the
@@ -175,10 +178,12 @@ class KMSState:
         """FROST signatures per client in the block being applied (see FROST_SIGNS_PER_BLOCK)."""
         self.rules_version = genesis.rules_version
         """The state rules the log is applied under now (the genesis's, until an upgrade)."""
-        self.rules_support: dict[int, tuple[int, tuple[int, ...]]] = {}
-        """Per node: (seq, versions) of its latest signed statement of the rules it applies."""
-        self.pending_rules: tuple[int, int] | None = None
-        """An activated upgrade not yet in force: (version, the height it takes effect at)."""
+        self.rules_support: dict[int, tuple[int, tuple[int, ...], int]] = {}
+        """Per node: (seq, versions, height logged) of its latest signed statement of the
+        rules its software applies."""
+        self.pending_rules: tuple[int, int, int] | None = None
+        """An activated upgrade not yet in force: (version, the height it takes effect at, the
+        height it was activated at: every node must say again after it that it applies it)."""
         self._deletions: list[tuple[int, str]] = []
         """Scheduled deletions as a heap of (due time, key id); an entry whose key is no longer
         pending deletion with that due time (cancelled) is skipped when it comes up."""
@@ -252,7 +257,7 @@ class KMSState:
             return
         try:
             payload.verify(self.genesis.chain_id, info.signing_key)
-            public = SealingPublicKey.decode(payload.public_key)
+            public = SealingPublicKey.decode_checked(payload.public_key)
         except CryptoError:
             self.rejected_payloads += 1
             return
@@ -292,15 +297,17 @@ class KMSState:
         except CryptoError:
             self.rejected_payloads += 1
             return
-        self.rules_support[payload.node] = (payload.seq, payload.versions)
+        self.rules_support[payload.node] = (payload.seq, payload.versions, self.height)
 
-    def nodes_lacking(self, version: int) -> list[int]:
-        """Committee members that have not said (in the log) that they apply ``version``."""
-        return [
-            i.id
-            for i in self.genesis.nodes
-            if version not in self.rules_support.get(i.id, (0, ()))[1]
-        ]
+    def nodes_lacking(self, version: int, since: int = -1) -> list[int]:
+        """Committee members that have not said (in the log, after height ``since``) that
+        their software applies ``version``."""
+        lacking = []
+        for info in self.genesis.nodes:
+            said = self.rules_support.get(info.id)
+            if said is None or version not in said[1] or said[2] <= since:
+                lacking.append(info.id)
+        return lacking
 
     def activation_refusal(self, request: Request, op: ActivateRules) -> Denied | None:
         """Why ``op`` cannot activate now (None: it can). Changes nothing."""
@@ -315,8 +322,14 @@ class KMSState:
         if op.version <= self.rules_version:
             return Denied("rules_not_newer", f"the log already runs rules v{self.rules_version}")
         if self.pending_rules is not None:
-            v, h = self.pending_rules
+            v, h, _ = self.pending_rules
             return Denied("activation_pending", f"rules v{v} take effect at height {h}")
+        if op.after_blocks < MIN_ACTIVATION_BLOCKS:
+            return Denied(
+                "activation_too_soon",
+                f"new rules take effect at least {MIN_ACTIVATION_BLOCKS} blocks on (every node "
+                "confirms in between)",
+            )
         lacking = self.nodes_lacking(op.version)
         if lacking:
             return Denied(
@@ -331,7 +344,7 @@ class KMSState:
         if refusal is not None:
             raise refusal
         height = self.height + op.after_blocks
-        self.pending_rules = (op.version, height)
+        self.pending_rules = (op.version, height, self.height)
         detail = f"v{op.version} at height {height}"
         self._audit(request, "", "ok", detail)
         return [self._reply(request, result={"version": op.version, "height": height})]
@@ -340,8 +353,28 @@ class KMSState:
         """Put a pending upgrade in force at its height, before the block's payloads."""
         if self.pending_rules is None or self.height < self.pending_rules[1]:
             return []
-        version = self.pending_rules[0]
+        version, _, since = self.pending_rules
         self.pending_rules = None
+        lacking = self.nodes_lacking(version, since)
+        if lacking:
+            # A node went back to older software after saying it applies these rules (it
+            # can no longer say so): switching now would split the committee.
+            self.audit.append(
+                height=self.height,
+                timestamp_ms=self.timestamp_ms,
+                request_id=b"",
+                client=b"",
+                op="rules_activated",
+                key_id="",
+                outcome="rules_unsupported",
+                detail=f"v{version}: nodes {lacking} did not confirm",
+            )
+            return []
+        if self.rules_version < 3 <= version:
+            # Every deal so far is sealed to the genesis keys: count them as used, so each
+            # node posts a fresh key and erases its genesis one once no session needs it.
+            for key in self.receiving_keys.values():
+                key.used = True
         self.rules_version = version
         self.audit.append(
             height=self.height,

@@ -48,19 +48,23 @@ def test_v2_rules_until_the_activation_height_then_v3_and_a_replay_agrees() -> N
     )
     assert net.states[1].rejected_payloads == rejected + 1  # v2 cannot decode it, as before
 
-    rs = replies(net.send(net.admin.request(ActivateRules(3, 3), at_ms=net.time_ms)))
-    at = net.height + 3
+    assert outcome(net, net.admin, ActivateRules(3, 9)) == set()  # too soon: dropped (v2)
+    rs = replies(net.send(net.admin.request(ActivateRules(3, 10), at_ms=net.time_ms)))
+    since, at = net.height, net.height + 10
     assert {(r.error, str(r.result)) for r in rs.values()} == {
         (None, str({"version": 3, "height": at}))
     }
-    assert all(s.pending_rules == (3, at) for s in net.states.values())
+    assert all(s.pending_rules == (3, at, since) for s in net.states.values())
+    say_supported(net, (1, 2, 3, 4))  # every node confirms after the activation
     # Until that height: still v2 (a deletion is still dropped), and no second activation.
     assert (
         replies(net.send(net.admin.request(ScheduleKeyDeletion(key_id, WEEK_S), at_ms=net.time_ms)))
         == {}
     )
     assert outcome(net, net.admin, ActivateRules(3, 1)) == set()  # v2: refused silently
-    assert net.height == at - 1 and net.states[1].rules_version == 2
+    while net.height < at - 1:
+        net.tick()
+    assert net.states[1].rules_version == 2
     effects = net.tick()
     assert all(RulesActivated(3) in es for es in effects.values())
     assert all(s.rules_version == 3 and s.pending_rules is None for s in net.states.values())
@@ -72,7 +76,7 @@ def test_v2_rules_until_the_activation_height_then_v3_and_a_replay_agrees() -> N
     assert activation == [("activate_rules", f"v3 at height {at}"), ("rules_activated", "v3")]
     verify_chain(entries)
     # Under v3 an activation that cannot happen is answered (and audited), not dropped.
-    assert outcome(net, net.admin, ActivateRules(3, 1)) == {"rules_not_newer"}
+    assert outcome(net, net.admin, ActivateRules(3, 10)) == {"rules_not_newer"}
 
     # A node replaying the whole log from the start derives the same state.
     fresh = KMSState(net.genesis)
@@ -89,20 +93,39 @@ def test_activation_needs_every_node_to_run_software_that_applies_the_rules() ->
     before = net.states[1].audit.total
     # Under v2 every refusal is silent (v2 software dropped the request undecoded) ...
     for client, op in (
-        (net.admin, ActivateRules(3, 5)),  # node 3 has not said it applies v3
-        (Client(), ActivateRules(3, 5)),  # not a genesis admin
-        (net.admin, ActivateRules(2, 5)),  # not newer
+        (net.admin, ActivateRules(3, 10)),  # node 3 has not said it applies v3
+        (Client(), ActivateRules(3, 10)),  # not a genesis admin
+        (net.admin, ActivateRules(2, 10)),  # not newer
     ):
         assert outcome(net, client, op) == set()
     assert net.states[1].audit.total == before and net.states[1].pending_rules is None
     # ... and the state says why (the node tells a client the same before the log).
     refusal = net.states[1].activation_refusal(
-        net.admin.request(ActivateRules(3, 5), at_ms=net.time_ms), ActivateRules(3, 5)
+        net.admin.request(ActivateRules(3, 10), at_ms=net.time_ms), ActivateRules(3, 10)
     )
     assert refusal is not None and refusal.code == "rules_unsupported" and "[3]" in refusal.message
     say_supported(net, (3,))  # node 3 upgraded: its newer statement replaces the old one
-    assert outcome(net, net.admin, ActivateRules(3, 5)) == {None}
-    assert outcome(net, net.admin, ActivateRules(3, 5)) == set()  # pending: dropped under v2
+    assert outcome(net, net.admin, ActivateRules(3, 10)) == {None}
+    assert outcome(net, net.admin, ActivateRules(3, 10)) == set()  # pending: dropped under v2
+
+
+def test_an_activation_not_confirmed_by_every_node_does_not_take_effect() -> None:
+    # Node 4 said it applies v3, then went back to v2 software (which cannot say anything):
+    # it does not confirm after the activation, so the log stays on v2.
+    net = v2_network()
+    say_supported(net, (1, 2, 3, 4))
+    assert outcome(net, net.admin, ActivateRules(3, 10)) == {None}
+    at = net.states[1].pending_rules[1]  # type: ignore[index]
+    say_supported(net, (1, 2, 3))
+    effects: dict[int, list[object]] = {}
+    while net.height < at:
+        effects = net.tick()  # type: ignore[assignment]
+    for s in net.states.values():
+        assert s.rules_version == 2 and s.pending_rules is None
+        last = s.audit.entries[-1]
+        assert (last.op, last.outcome) == ("rules_activated", "rules_unsupported")
+        assert last.detail == "v3: nodes [4] did not confirm"
+    assert not any(RulesActivated(3) in es for es in effects.values())
 
 
 def test_rules_statements_are_checked_and_only_the_latest_counts() -> None:
@@ -120,17 +143,19 @@ def test_rules_statements_are_checked_and_only_the_latest_counts() -> None:
         .encode()
     )
     net.commit(good, forged, stranger)
-    assert st.rules_support == {2: (5, (2, 3))}
+    assert st.rules_support == {2: (5, (2, 3), net.height)}
     assert st.rejected_payloads == 2
+    at = net.height
     net.commit(statement(net, 2, (2,), seq=5), statement(net, 2, (2,), seq=4))  # not newer
-    assert st.rules_support == {2: (5, (2, 3))}
-    net.commit(statement(net, 2, (2,), seq=6))  # a downgraded node says so
-    assert st.rules_support == {2: (6, (2,))} and 2 in st.nodes_lacking(3)
+    assert st.rules_support == {2: (5, (2, 3), at)}
+    net.commit(statement(net, 2, (2,), seq=6))  # a node's newer software drops v3
+    assert st.rules_support == {2: (6, (2,), net.height)} and 2 in st.nodes_lacking(3)
     assert len({str(s.rules_support) for s in net.states.values()}) == 1
 
 
 def test_a_v3_network_rejects_activating_what_no_node_applies(net: Network) -> None:
     say_supported(net, (1, 2, 3, 4))
-    assert outcome(net, net.admin, ActivateRules(4, 5)) == {"rules_unsupported"}
-    assert outcome(net, Client(), ActivateRules(4, 5)) == {"access_denied"}
+    assert outcome(net, net.admin, ActivateRules(4, 10)) == {"rules_unsupported"}
+    assert outcome(net, Client(), ActivateRules(4, 10)) == {"access_denied"}
+    assert outcome(net, net.admin, ActivateRules(4, 9)) == {"activation_too_soon"}
     assert net.states[1].pending_rules is None and net.states[1].rules_version == 3
