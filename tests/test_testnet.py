@@ -936,7 +936,7 @@ def test_a_v2_testnet_upgrades_to_v3_rules_in_place(tmp_path: Path) -> None:
                 30,
                 "every node to say in the log that it applies v3",
             )
-            done = _kms(old, "--json", "activate-rules", "3", "--after-blocks", "2")
+            done = _kms(old, "--json", "activate-rules", "3", "--after-blocks", "10")
             assert done.returncode == 0, done.stderr
             at = json.loads(done.stdout)["height"]
             # Nobody sends anything: the nodes tick the log to that height themselves.

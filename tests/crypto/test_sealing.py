@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kmsnode.crypto.errors import InvalidCiphertext, InvalidEncoding
 from kmsnode.crypto.sealing import (
@@ -65,6 +67,8 @@ def test_low_order_x25519_rejected(recipient: SealingPrivateKey, point: bytes) -
     bad = point + recipient.public_key.mlkem768
     with pytest.raises(InvalidEncoding):
         SealingPublicKey.decode(bad)
+    with pytest.raises(InvalidEncoding, match="small order"):
+        SealingPublicKey.decode_checked(bad)
     with pytest.raises(InvalidEncoding):
         seal(SealingPublicKey(point, recipient.public_key.mlkem768), b"m")
 
@@ -94,3 +98,31 @@ def test_every_listed_small_order_point_gives_openssl_an_all_zero_secret() -> No
     for point in SMALL_ORDER_X25519:
         with pytest.raises(ValueError):
             X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(point))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    position=st.integers(0, 1151),
+    value=st.integers(0, 255),
+    seed=st.integers(0, 2**32),
+)
+def test_the_pure_python_key_check_agrees_with_openssl(
+    position: int, value: int, seed: int
+) -> None:
+    """``decode_checked`` (what the replicated state uses for keys nodes post) accepts and
+    refuses exactly what OpenSSL's ML-KEM-768 import does, byte flips in ``t`` included."""
+    import random
+
+    rng = random.Random(seed)
+    key = bytearray(SealingPrivateKey.generate().public_key.encode())
+    key[32 + position] = value
+    if rng.random() < 0.5:  # push a whole coefficient pair to the top of its range
+        key[32 + position - position % 3 : 32 + position - position % 3 + 3] = b"\xff\xff\xff"
+    verdicts = []
+    for decode in (SealingPublicKey.decode, SealingPublicKey.decode_checked):
+        try:
+            decode(bytes(key))
+            verdicts.append(True)
+        except InvalidEncoding:
+            verdicts.append(False)
+    assert verdicts[0] == verdicts[1], verdicts
