@@ -92,7 +92,12 @@ OPS = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,  # a fixed schedule: the coverage check below must not depend on luck
+)
 @given(op=OPS, reply=st.booleans())
 def test_any_signed_request_is_answered_alike_and_never_raises(op: object, reply: bool) -> None:
     request = _NET.admin.request(op, at_ms=_NET.time_ms, reply=reply)  # type: ignore[arg-type]
