@@ -29,8 +29,9 @@ class NodeIdentity:
     signing_key: Ed25519PrivateKey
     """Signs consensus votes and proposals, DKG messages and responses to clients."""
     sealing_key: SealingPrivateKey | None
-    """Opens DKG shares sealed to this node's genesis key (None once erased: under rules v3
-    the node receives under fresh keys, ``kmsnode.receiving_keys``)."""
+    """Opens DKG shares sealed to this node's genesis key (None once erased, and always in a
+    running node, which reads it from the keystore only when a session needs it: see
+    ``kmsnode.receiving_keys``)."""
     network_key: Ed25519PrivateKey
     """The libp2p identity (Noise handshakes; the peer id derives from it)."""
 

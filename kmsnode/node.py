@@ -58,6 +58,8 @@ ANSWER_TIMEOUT = 30.0
 TICK_INTERVAL = 0.05
 SCRUB_RETRY = 1.0
 """Seconds between tries to scrub the keystore file while another reader holds it."""
+RULES_CONFIRM_REPOST = 0.5
+"""Seconds between posts of this node's confirmation while a pending activation waits for it."""
 RULES_REPOST = 5.0
 """Seconds before a node says again (in the log) which state rules its software applies, while
 the log does not show its latest statement (lost with a mempool, or never made)."""
@@ -459,16 +461,16 @@ class KMSNode:
             and logged[1] == SUPPORTED_RULES
             and (pending is None or logged[2] > pending[2])  # confirmed after an activation
         )
-        # At once for a new activation (its confirmation window is a few blocks), else at a
-        # gentle rate (a statement lost with a mempool is posted again).
+        # At once for a new activation, and often while it waits for this node (its window is
+        # a few blocks, and a post can be lost to a full mempool), else at a gentle rate.
         reason = None if pending is None else pending[2]
-        if current or (
-            reason == self._rules_posted_for and now - self._rules_posted_at < RULES_REPOST
-        ):
+        interval = RULES_REPOST if pending is None else RULES_CONFIRM_REPOST
+        if current or (reason == self._rules_posted_for and now - self._rules_posted_at < interval):
             return None
         self._rules_posted_for = reason
         self._rules_posted_at = now
-        self._rules_seq += 1
+        # Newer than any statement of ours in the log, whatever the clock did since.
+        self._rules_seq = max(self._rules_seq, logged[0] if logged else 0) + 1
         statement = RulesPayload(self.me, self._rules_seq, SUPPORTED_RULES)
         return statement.signed(self.genesis.chain_id, self.identity.signing_key).encode()
 
@@ -760,7 +762,13 @@ class KMSNode:
                 "supported": list(SUPPORTED_RULES),
                 "pending": self.state.pending_rules,
                 "nodes_lacking": {
-                    str(v): self.state.nodes_lacking(v)
+                    # For a pending activation: who has not confirmed since it.
+                    str(v): self.state.nodes_lacking(
+                        v,
+                        self.state.pending_rules[2]
+                        if self.state.pending_rules and self.state.pending_rules[0] == v
+                        else -1,
+                    )
                     for v in SUPPORTED_RULES
                     if v > self.state.rules_version
                 },

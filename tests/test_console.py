@@ -360,7 +360,7 @@ async def test_events_api_needs_the_token_and_pages_by_time() -> None:
 def test_the_node_page_shows_the_state_rules_and_an_upgrade_under_way() -> None:
     html = _render.overview(
         {
-            "rules": {"version": 2, "pending": [3, 40], "nodes_lacking": {"3": []}},
+            "rules": {"version": 2, "pending": [3, 40, 30], "nodes_lacking": {"3": []}},
             "receiving_keys": {"seq": 4},
         }
     )

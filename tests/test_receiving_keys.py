@@ -186,6 +186,13 @@ def test_a_key_posted_before_a_restart_is_posted_again_not_lost(net: LocalNetwor
     # node's mempool had it), before or after the node posts it again.
     net.pending = [raw for raw in net.pending if raw not in mine]
     net.restart(2)
+    net.commit()  # the restarted node posts again: the very key it stored before
+    again = [
+        raw
+        for raw in net.pending
+        if isinstance(p := decode_payload(raw), ReceivingKeyPayload) and p.node == 2
+    ]
+    assert again == mine
     net.commit(*mine)
     net.settle()
     settle_keys(net)

@@ -9,7 +9,7 @@ def test_the_status_line_says_which_rules_run_and_what_an_upgrade_waits_for() ->
     assert _rules_line({"version": 2, "nodes_lacking": {"3": [2]}}) == (
         "  rules v2 (v3: waiting for nodes [2])"
     )
-    assert _rules_line({"version": 2, "pending": [3, 40], "nodes_lacking": {"3": []}}) == (
+    assert _rules_line({"version": 2, "pending": [3, 40, 30], "nodes_lacking": {"3": []}}) == (
         "  rules v2 (v3 at height 40) (v3: ready)"
     )
     assert _rules_line({"version": 3, "pending": None, "nodes_lacking": {}}) == "  rules v3"

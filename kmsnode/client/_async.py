@@ -559,12 +559,15 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
     async def activate_rules(self, version: int, after_blocks: int = ACTIVATION_DELAY) -> int:
         """Move the network to state rules ``version`` (genesis admins), ``after_blocks``
         blocks after the one that commits the request. Every node must first have said in the
-        log that its software applies ``version`` (upgrade them all, then call this). Returns
-        the height the rules take effect at.
+        log that its software applies ``version`` (upgrade them all, then call this), and
+        confirm again before that height, which the nodes do by themselves. Returns the height
+        the rules take effect at if they do (the audit trail says ``rules_activated``, or
+        ``rules_unsupported`` naming a node that did not confirm).
 
         Raises:
             RequestRejected: ``rules_unsupported`` (names the nodes to upgrade first),
-                ``rules_not_newer``, ``activation_pending`` or ``access_denied``.
+                ``rules_not_newer``, ``activation_pending``, ``activation_too_soon`` (fewer
+                than 10 blocks) or ``access_denied``.
         """
         result = await self._call(ActivateRules(version, after_blocks))
         return int(result["height"])

@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("version", type=int)
     p.add_argument(
-        "--after-blocks", type=int, default=20, help="blocks until they take effect (default 20)"
+        "--after-blocks",
+        type=int,
+        default=20,
+        help="blocks until they take effect (default 20, at least 10)",
     )
     p = sub.add_parser("get-policy", help="every client's grants on a key (key admins)")
     p.add_argument("key_id")
@@ -306,7 +309,8 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
         _emit(
             args,
             {"version": args.version, "height": height},
-            f"state rules v{args.version} take effect at height {height}",
+            f"state rules v{args.version} take effect at height {height} if every node "
+            "confirms by then (see `kms audit`)",
         )
     elif cmd == "get-policy":
         policy = kms.get_policy(args.key_id)

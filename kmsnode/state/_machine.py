@@ -264,15 +264,14 @@ class KMSState:
         self.receiving_keys[payload.node] = ReceivingKey(payload.seq, public)
 
     def _session_members(self) -> dict[int, dkg.Member]:
-        """The committee a session opened now seals shares to (and marks those keys used)."""
+        """The committee a session opened now seals shares to (``_watch`` marks the keys
+        used once the session is really opened)."""
         if self.rules_version < 3:
             return self._genesis_members
-        members = {}
-        for info in self.genesis.nodes:
-            key = self.receiving_keys[info.id]
-            key.used = True
-            members[info.id] = dkg.Member(info.signing_key, key.public)
-        return members
+        return {
+            info.id: dkg.Member(info.signing_key, self.receiving_keys[info.id].public)
+            for info in self.genesis.nodes
+        }
 
     def receiving_keys_in_use(self, node: int) -> set[bytes]:
         """The encoded receiving keys of ``node`` that open sessions seal its shares to (the
@@ -357,8 +356,8 @@ class KMSState:
         self.pending_rules = None
         lacking = self.nodes_lacking(version, since)
         if lacking:
-            # A node went back to older software after saying it applies these rules (it
-            # can no longer say so): switching now would split the committee.
+            # A node did not confirm in time (down, slow, or taken back to older software,
+            # which cannot say so): switching without it could split the committee.
             self.audit.append(
                 height=self.height,
                 timestamp_ms=self.timestamp_ms,
@@ -719,6 +718,10 @@ class KMSState:
         observer: dkg.Participant[Any],
     ) -> None:
         version.last_epoch = max(version.last_epoch, session.epoch)
+        for node, member in session.committee.items():
+            key = self.receiving_keys.get(node)
+            if key is not None and key.public == member.sealing_key and self.rules_version >= 3:
+                key.used = True  # the node moves on to a fresh key
         self.sessions[(record.key_id, version.version, session.epoch)] = _Session(
             record.key_id, version.version, session.epoch, observer
         )
