@@ -281,9 +281,9 @@ async def test_a_silent_frost_signer_fails_its_attempt_and_is_passed_over(
         for k in range(12):
             message = b"m%d" % k
             public_key.verify(await kms.sign(key_id, message), message)
-            if 4 in kms._avoid_until:
+            if 4 in kms.avoidance.until:
                 break
-    assert 4 in kms._avoid_until, "the log never picked node 4 in 12 signatures"
+    assert 4 in kms.avoidance.until, "the log never picked node 4 in 12 signatures"
     with trio.fail_after(5):
         for k in range(5):  # passed over: no more waiting on it
             public_key.verify(await kms.sign(key_id, b"n%d" % k), b"n%d" % k)
@@ -293,11 +293,11 @@ async def test_a_passed_over_signer_that_signs_validly_is_back(local: LocalNetwo
     key_id = local.create_key(KeyKind.SIGN_ED25519)
     kms = client_for(local, {})
     far = trio.current_time() + 600
-    kms._avoid_until = {1: far, 2: far}
+    kms.avoidance.until = {1: far, 2: far}
     # t = 3 of 4 with two passed over: the log must take one of them, and it signs validly.
     with trio.fail_after(5):
         await kms.sign(key_id, b"m")
-    assert len(kms._avoid_until) == 1
+    assert len(kms.avoidance.until) == 1
 
 
 async def test_a_frost_call_every_node_answered_without_a_package_ends_at_once(

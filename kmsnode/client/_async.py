@@ -54,7 +54,7 @@ from ..wire.requests import (
 )
 from ..wire.vouch import sign_vouch
 from ._audit import AuditPage, agree_on_audit
-from ._core import ClientCore, Collector, KeyMaterial
+from ._core import ClientCore, Collector, FrostRetry, KeyMaterial, SignerAvoidance
 from ._results import KeyMetadata, KeyPolicy
 from .errors import (
     InvalidCiphertextError,
@@ -76,13 +76,9 @@ ATTEMPT_TIMEOUT = 5.0
 """Seconds one node gets to answer one attempt before the client asks it again (a node that
 went silent, e.g. restarted after taking the request, is retried instead of waited out; a
 repeat is harmless: the node answers a request it already served from its cache)."""
-SIGN_ATTEMPTS = 4
-"""FROST signing sessions a ``sign`` may run (each without the signers that failed before)."""
 SIGNER_WAIT = 2.0
 """Seconds a FROST signature waits for a chosen signer's share once f + 1 nodes named the
 signers (they execute the same committed request at about the same time)."""
-AVOID_SECONDS = 60.0
-"""How long a signer that failed is passed over (asked last) by this client's signatures."""
 ACTIVATION_DELAY = 20
 """Blocks between an upgrade's commit and its rules taking effect, unless the caller says."""
 CONFIG_ENV = "KMS_CONFIG"
@@ -144,7 +140,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         self._signing_version: dict[str, int] = {}
         """Per signing key: its current version when last seen (a rotation is noticed when
         the nodes sign under a newer one)."""
-        self._avoid_until: dict[int, float] = {}
+        self.avoidance = SignerAvoidance()
+        """FROST signers this client passes over for now (see ``sign``)."""
         """FROST signers that failed lately -> until when (trio clock) the log is asked to
         pass them over (sooner, if one signs validly when the log needs it after all)."""
         self.signer_wait = SIGNER_WAIT
@@ -392,28 +389,19 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         if material.kind != "sign-ed25519":
             signature = await self._call_with_material(Sign(key_id, message), key_id, material)
             return bytes(signature)
-        failures = busy = 0
+        retry = FrostRetry(self.avoidance)
         while True:
-            now = trio.current_time()
-            avoid = tuple(i for i, until in self._avoid_until.items() if until > now)
+            avoid = self.avoidance.avoid(trio.current_time())
             try:
                 signature = await self._call_with_material(
                     Sign(key_id, message, avoid), key_id, material
                 )
                 return bytes(signature)
-            except SignersFailed as failed:
-                failures += 1
-                if failures >= SIGN_ATTEMPTS:
+            except (SignersFailed, RequestRejected) as error:
+                delay = retry.after(error, trio.current_time())
+                if delay is None:
                     raise
-                for node in failed.nodes:
-                    self._avoid_until[node] = trio.current_time() + AVOID_SECONDS
-            except RequestRejected as rejected:
-                # The nonce pools are empty (the nodes just started, or a burst drained
-                # them) or this client signs too much at once: back off, the pools refill.
-                busy += 1
-                if rejected.code not in ("signers_unavailable", "throttled") or busy > 6:
-                    raise
-                await trio.sleep(min(0.1 * 2**busy, 2.0))
+                await trio.sleep(delay)
 
     def signing_version(self, key_id: str) -> int | None:
         """The key version this client's last signature under ``key_id`` was made with."""
@@ -662,8 +650,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                 if not signers_named.is_set():
                     nursery.cancel_scope.cancel()  # every node answered: nothing to wait for
         self.last_misbehaving = tuple(sorted(collector.misbehaving))
-        for node in collector.signers:  # a passed-over signer that signed validly is back
-            self._avoid_until.pop(node, None)
+        self.avoidance.signed(collector.signers)  # passed-over signers that signed are back
         if errors:
             raise errors[0]
         if not collector.done:

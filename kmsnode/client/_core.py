@@ -491,3 +491,65 @@ class Collector:
             self.genesis.t if isinstance(self.prepared.request.op, _DECRYPTIONS) else self.quorum
         )
         return QuorumUnavailable(valid, needed, self.misbehaving)
+
+
+SIGN_ATTEMPTS = 4
+"""FROST signing sessions a ``sign`` may run (each without the signers that failed before)."""
+AVOID_SECONDS = 60.0
+"""How long a signer that failed is passed over (asked last) by this client's signatures."""
+BUSY_RETRIES = 6
+"""Back-offs a FROST ``sign`` takes while the log answers ``signers_unavailable`` or
+``throttled`` (0.2, 0.4, 0.8, 1.6, 2, 2 s: about 8 s) before it gives up."""
+
+
+class SignerAvoidance:
+    """Which FROST signers this client asks the log to pass over, and until when (shared by
+    every signature of one client; times are the caller's clock, in seconds)."""
+
+    def __init__(self) -> None:
+        self.until: dict[int, float] = {}
+
+    def avoid(self, now: float) -> tuple[int, ...]:
+        """The nodes to name in ``Sign.avoid`` now."""
+        return tuple(sorted(i for i, until in self.until.items() if until > now))
+
+    def failed(self, nodes: tuple[int, ...], now: float) -> None:
+        """``nodes`` failed a signature: pass them over for ``AVOID_SECONDS``."""
+        for node in nodes:
+            self.until[node] = now + AVOID_SECONDS
+
+    def signed(self, nodes: tuple[int, ...]) -> None:
+        """``nodes`` made a valid signature (the log needed them after all): they are back."""
+        for node in nodes:
+            self.until.pop(node, None)
+
+
+@dataclass
+class FrostRetry:
+    """One FROST ``sign`` call's retry policy: after each failed attempt, ``after`` says how
+    long to wait before the next one, or that the call fails with that error."""
+
+    avoidance: SignerAvoidance
+    failures: int = 0
+    busy: int = 0
+
+    def after(self, error: Exception, now: float) -> float | None:
+        """Seconds to wait before the next attempt after ``error`` (None: give up, raise it).
+
+        A lost signer (``SignersFailed``) is retried at once without it, up to
+        ``SIGN_ATTEMPTS`` attempts; empty nonce pools or a busy client (``signers_unavailable``,
+        ``throttled``) back off exponentially, ``BUSY_RETRIES`` times; anything else is final.
+        """
+        if isinstance(error, SignersFailed):
+            self.failures += 1
+            if self.failures >= SIGN_ATTEMPTS:
+                return None
+            self.avoidance.failed(error.nodes, now)
+            return 0.0
+        if isinstance(error, RequestRejected) and error.code in (
+            "signers_unavailable",
+            "throttled",
+        ):
+            self.busy += 1
+            return None if self.busy > BUSY_RETRIES else min(0.1 * 2**self.busy, 2.0)
+        return None
