@@ -29,9 +29,22 @@ def test_lost_signers_are_retried_at_once_without_them_then_the_call_fails() -> 
     retry = FrostRetry(avoidance)
     for attempt in range(1, SIGN_ATTEMPTS):
         assert retry.after(SignersFailed([attempt]), now=10.0) == 0.0
-        assert attempt in avoidance.avoid(10.0)
+        assert attempt in avoidance.avoid(10.0) and attempt in retry.avoid(10.0)
     assert retry.after(SignersFailed([4]), now=10.0) is None  # the last attempt: give up
-    assert 4 not in avoidance.avoid(10.0)
+    assert avoidance.avoid(10.0) == (1, 2, 3, 4)  # later calls pass them all over first
+
+
+def test_after_a_failure_the_other_suspects_get_their_chance() -> None:
+    # Nodes 1 and 3 failed earlier calls. Node 3 is back from a restart; node 1 is down now.
+    # With both avoided the log must take one of them (t = 3 of 4), and it took node 1: the
+    # next attempt avoids only node 1, so the log can take node 3.
+    avoidance = SignerAvoidance()
+    avoidance.failed((1, 3), now=0.0)
+    retry = FrostRetry(avoidance)
+    assert retry.avoid(1.0) == (1, 3)
+    assert retry.after(SignersFailed([1]), now=1.0) == 0.0
+    assert retry.avoid(1.0) == (1,)
+    assert avoidance.avoid(1.0) == (1, 3)  # the client-wide suspects stay for later calls
 
 
 def test_busy_answers_back_off_exponentially_then_the_call_fails() -> None:

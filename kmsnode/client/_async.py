@@ -391,7 +391,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             return bytes(signature)
         retry = FrostRetry(self.avoidance)
         while True:
-            avoid = self.avoidance.avoid(trio.current_time())
+            avoid = retry.avoid(trio.current_time())
             try:
                 signature = await self._call_with_material(
                     Sign(key_id, message, avoid), key_id, material

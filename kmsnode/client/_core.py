@@ -532,6 +532,17 @@ class FrostRetry:
     avoidance: SignerAvoidance
     failures: int = 0
     busy: int = 0
+    failed_here: set[int] = field(default_factory=set)
+    """Signers that failed an attempt of this call."""
+
+    def avoid(self, now: float) -> tuple[int, ...]:
+        """What to ask the log to pass over in the next attempt: the client's suspects at
+        first; once an attempt of this call failed, the signers that failed in it. (A failure
+        among the suspects means the log needed some of them: the others get their chance,
+        e.g. a node back from a restart, instead of the one that just failed again.)"""
+        if self.failed_here:
+            return tuple(sorted(self.failed_here))
+        return self.avoidance.avoid(now)
 
     def after(self, error: Exception, now: float) -> float | None:
         """Seconds to wait before the next attempt after ``error`` (None: give up, raise it).
@@ -542,10 +553,9 @@ class FrostRetry:
         """
         if isinstance(error, SignersFailed):
             self.failures += 1
-            if self.failures >= SIGN_ATTEMPTS:
-                return None
+            self.failed_here.update(error.nodes)
             self.avoidance.failed(error.nodes, now)
-            return 0.0
+            return None if self.failures >= SIGN_ATTEMPTS else 0.0
         if isinstance(error, RequestRejected) and error.code in (
             "signers_unavailable",
             "throttled",

@@ -820,7 +820,12 @@ class KMSState:
                 "retry shortly",
             )
         signers = self.nonce_pools.choose(
-            request.request_id, version.verification_keys, op.avoid, t, self.height
+            request.request_id,
+            version.verification_keys,
+            op.avoid,
+            t,
+            self.height,
+            avoid_first=self.rules_version >= 3,
         )
         if signers is None:
             raise Denied(

@@ -114,11 +114,16 @@ class NoncePools:
         avoid: Iterable[int],
         count: int,
         height: int,
+        *,
+        avoid_first: bool = True,
     ) -> list[int] | None:
         """``count`` signers among ``candidates`` with a commitment to spend, or None.
 
-        The order: nodes that look up (not ``stale``) and that the client did not ask to
-        avoid; then those it asked to avoid; then stale ones, likewise. Within each group the
+        The order: nodes the client did not ask to avoid and that look up (not ``stale``);
+        then those not avoided but stale; then avoided ones, likewise. A client names a node
+        it just saw fail, the freshest evidence there is; staleness only says a node proposed
+        no block lately, which a node back from a restart cannot do while the log is quiet.
+        (``avoid_first=False``: rules v2's order, staleness first.) Within each group the
         order is a hash of the request and the node id: it spreads the work (and the nonce
         use) over the nodes, and no party but the log picks who signs.
         """
@@ -126,7 +131,10 @@ class NoncePools:
 
         def rank(node: int) -> tuple[bool, bool, bytes]:
             digest = hashlib.sha256(request_id + node.to_bytes(2, "big")).digest()
-            return self.stale(node, height), node in avoided, digest
+            stale = self.stale(node, height)
+            if avoid_first:
+                return node in avoided, stale, digest
+            return stale, node in avoided, digest
 
         ready = sorted((i for i in candidates if self.available(i) > 0), key=rank)
         if len(ready) < count:
