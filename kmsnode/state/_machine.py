@@ -358,15 +358,11 @@ class KMSState:
         if lacking:
             # A node did not confirm in time (down, slow, or taken back to older software,
             # which cannot say so): switching without it could split the committee.
-            self.audit.append(
-                height=self.height,
-                timestamp_ms=self.timestamp_ms,
-                request_id=b"",
-                client=b"",
-                op="rules_activated",
-                key_id="",
-                outcome="rules_unsupported",
-                detail=f"v{version}: nodes {lacking} did not confirm",
+            self._system_audit(
+                "rules_activated",
+                "",
+                "rules_unsupported",
+                f"v{version}: nodes {lacking} did not confirm",
             )
             return []
         if self.rules_version < 3 <= version:
@@ -375,16 +371,7 @@ class KMSState:
             for key in self.receiving_keys.values():
                 key.used = True
         self.rules_version = version
-        self.audit.append(
-            height=self.height,
-            timestamp_ms=self.timestamp_ms,
-            request_id=b"",
-            client=b"",
-            op="rules_activated",
-            key_id="",
-            outcome="ok",
-            detail=f"v{version}",
-        )
+        self._system_audit("rules_activated", "", "ok", f"v{version}")
         return [RulesActivated(version)]
 
     @property
@@ -419,15 +406,7 @@ class KMSState:
                     self._grants[client] = left
                 else:
                     del self._grants[client]
-            self.audit.append(
-                height=self.height,
-                timestamp_ms=self.timestamp_ms,
-                request_id=b"",
-                client=b"",
-                op="key_deleted",
-                key_id=key_id,
-                outcome="ok",
-            )
+            self._system_audit("key_deleted", key_id, "ok")
             effects.append(KeyDeleted(key_id))
         return effects
 
@@ -1050,6 +1029,20 @@ class KMSState:
     ) -> Reply:
         return Reply(
             request.request_id, request.client, self.height, request.op.name, result, error, message
+        )
+
+    def _system_audit(self, op: str, key_id: str, outcome: str, detail: str = "") -> None:
+        """An audit entry for what the log did by itself (no request: a deletion coming due,
+        new rules taking effect)."""
+        self.audit.append(
+            height=self.height,
+            timestamp_ms=self.timestamp_ms,
+            request_id=b"",
+            client=b"",
+            op=op,
+            key_id=key_id,
+            outcome=outcome,
+            detail=detail,
         )
 
     def _audit(self, request: Request, key_id: str, outcome: str, detail: str = "") -> None:
