@@ -156,7 +156,8 @@ def main() -> None:
             for e in page.entries:
                 print(
                     f"  #{e.index:<3} height {e.height:<4} {e.op:<21} {e.key_id:<22} "
-                    f"{e.outcome:<14} client {e.client.hex()[:12]}..."
+                    f"{e.outcome:<14} "
+                    + (f"client {e.client.hex()[:12]}..." if e.client else "(by the log)")
                     + (f"  {e.detail}" if e.detail else "")
                 )
             head = page.entries[-1].hash.hex() if page.entries else "-"

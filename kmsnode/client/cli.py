@@ -320,7 +320,9 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
         page = kms.audit(args.start, args.limit)
         lines = [
             f"#{e.index:<5} height {e.height:<6} {e.op:<21} {e.key_id or '-':<22} "
-            f"{e.outcome:<18} client {e.client.hex()[:16]}" + (f"  {e.detail}" if e.detail else "")
+            f"{e.outcome:<18} "
+            + (f"client {e.client.hex()[:16]}" if e.client else "(by the log)")
+            + (f"  {e.detail}" if e.detail else "")
             for e in page.entries
         ]
         lines.append(f"{len(page.entries)} entries agreed by f + 1 nodes, of {page.total}")
