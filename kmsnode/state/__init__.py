@@ -28,7 +28,6 @@ from ._keys import VersionState as VersionState
 from ._machine import NONCE_WINDOW_MS as NONCE_WINDOW_MS
 from ._machine import CommittedBatch as CommittedBatch
 from ._machine import KMSState as KMSState
-from ._machine import ReceivingKey as ReceivingKey
 from ._nonces import MAX_POOL as MAX_POOL
 from ._nonces import PACKAGE_ENTRY_SIZE as PACKAGE_ENTRY_SIZE
 from ._nonces import NodePool as NodePool
@@ -36,6 +35,7 @@ from ._nonces import NonceRef as NonceRef
 from ._nonces import entry_signer as entry_signer
 from ._nonces import logged_commitments as logged_commitments
 from ._nonces import package_entry as package_entry
+from ._receiving import ReceivingKey as ReceivingKey
 
 __all__ = [
     "GENESIS_HASH",

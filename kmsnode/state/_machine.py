@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 from ..crypto import dkg, tdh2
 from ..crypto.errors import CryptoError, InvalidCiphertext
-from ..crypto.sealing import SealingPublicKey
 from ..errors import MalformedMessage
 from ..genesis import Genesis
 from ..wire.payload import (
@@ -68,6 +67,7 @@ from ._effects import (
 )
 from ._keys import GROUPS, KeyRecord, KeyState, KeyVersion, VersionState
 from ._nonces import NoncePools, package_entry
+from ._receiving import ReceivingKeyTable
 
 NONCE_WINDOW_MS = 10 * 60 * 1000
 """A request's nonce carries its creation time (``nonce >> 16`` is Unix ms); the log accepts it
@@ -106,16 +106,6 @@ class CommittedBatch(Protocol):
         """The proposer's consensus index (its position in the genesis), if known: FROST
         signer choice prefers nodes that proposed lately."""
         ...
-
-
-@dataclass
-class ReceivingKey:
-    """A node's current receiving key in the log (rules v3): sessions opened now seal its
-    shares to ``public``; ``used`` once one did (the node then posts its next one)."""
-
-    seq: int
-    public: SealingPublicKey
-    used: bool = False
 
 
 @dataclass
@@ -166,7 +156,7 @@ class KMSState:
         self._genesis_members = {
             info.id: dkg.Member(info.signing_key, info.sealing_key) for info in genesis.nodes
         }
-        self.receiving_keys = {info.id: ReceivingKey(0, info.sealing_key) for info in genesis.nodes}
+        self.receiving_keys = ReceivingKeyTable(genesis)
         """Per node, the key its DKG shares are sealed to in sessions opened now (rules v3: a
         fresh one after each use, so the log's deals cannot be opened once the node erased
         it; v2 seals to the genesis sealing keys for good)."""
@@ -249,29 +239,16 @@ class KMSState:
 
     # -- receiving keys -----------------------------------------------------------------------
     def _receiving_key(self, payload: ReceivingKeyPayload) -> None:
-        """Take a node's next receiving key (signed by it, newer than its current one)."""
-        info = next((i for i in self.genesis.nodes if i.id == payload.node), None)
-        current = self.receiving_keys.get(payload.node)
-        if self.rules_version < 3 or info is None or current is None or payload.seq <= current.seq:
-            self.rejected_payloads += 1  # (v2 software could not decode it: dropped alike)
-            return
-        try:
-            payload.verify(self.genesis.chain_id, info.signing_key)
-            public = SealingPublicKey.decode_checked(payload.public_key)
-        except CryptoError:
+        """Take a node's next receiving key (v2 software could not decode one: dropped alike)."""
+        if self.rules_version < 3 or not self.receiving_keys.take(payload):
             self.rejected_payloads += 1
-            return
-        self.receiving_keys[payload.node] = ReceivingKey(payload.seq, public)
 
     def _session_members(self) -> dict[int, dkg.Member]:
         """The committee a session opened now seals shares to (``_watch`` marks the keys
         used once the session is really opened)."""
         if self.rules_version < 3:
             return self._genesis_members
-        return {
-            info.id: dkg.Member(info.signing_key, self.receiving_keys[info.id].public)
-            for info in self.genesis.nodes
-        }
+        return self.receiving_keys.members()
 
     def receiving_keys_in_use(self, node: int) -> set[bytes]:
         """The encoded receiving keys of ``node`` that open sessions seal its shares to (the
@@ -368,8 +345,7 @@ class KMSState:
         if self.rules_version < 3 <= version:
             # Every deal so far is sealed to the genesis keys: count them as used, so each
             # node posts a fresh key and erases its genesis one once no session needs it.
-            for key in self.receiving_keys.values():
-                key.used = True
+            self.receiving_keys.mark_all_used()
         self.rules_version = version
         self._system_audit("rules_activated", "", "ok", f"v{version}")
         return [RulesActivated(version)]
@@ -697,10 +673,8 @@ class KMSState:
         observer: dkg.Participant[Any],
     ) -> None:
         version.last_epoch = max(version.last_epoch, session.epoch)
-        for node, member in session.committee.items():
-            key = self.receiving_keys.get(node)
-            if key is not None and key.public == member.sealing_key and self.rules_version >= 3:
-                key.used = True  # the node moves on to a fresh key
+        if self.rules_version >= 3:
+            self.receiving_keys.mark_used(session.committee)  # the nodes move on to fresh keys
         self.sessions[(record.key_id, version.version, session.epoch)] = _Session(
             record.key_id, version.version, session.epoch, observer
         )
