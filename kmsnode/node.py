@@ -14,8 +14,7 @@ import json
 import logging
 import os
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import trio
 import consensus
 from consensus.errors import MempoolFull, PayloadTooLarge
 
-from . import gc_policy, memtrace, net
+from . import gc_policy, net
 from .audit_store import AuditStore
 from .config import NodeConfig
 from .console import Console, load_or_create_token, parse_listen
@@ -34,8 +33,8 @@ from .executor import Executor
 from .genesis import Genesis
 from .identity import NodeIdentity
 from .keystore import Keystore
+from .node_report import FLIGHT_RECORDER_ENV, NodeReport, NodeStats, RequestTimings
 from .state import (
-    GENESIS_HASH,
     SUPPORTED_RULES,
     KeyActivated,
     KeyDeleted,
@@ -43,8 +42,6 @@ from .state import (
     RulesActivated,
     SharesRefreshed,
     StartDkg,
-    entry_from_json,
-    verify_chain,
 )
 from .wire.payload import RulesPayload, TickPayload, client_payload
 from .wire.requests import ActivateRules, Request
@@ -84,8 +81,6 @@ PARTITION_FILE = "partition.json"
 partition from those peers (``testnet partition``); read every ``PARTITION_POLL`` seconds."""
 PARTITION_POLL = 0.2
 
-FLIGHT_RECORDER_ENV = "KMSNODE_FLIGHT_RECORDER"
-"""Set to a number of events to keep the node's recent protocol events (``/api/events``)."""
 RELAY_KIND = "req"
 """Envelope kind of a relayed client request (its body: the request's bytes)."""
 STRANGER_RATE = 20.0
@@ -97,54 +92,6 @@ STRANGER_BURST = 40
 """Stranger requests accepted back to back before ``STRANGER_RATE`` applies."""
 _SUBMIT_FIELDS = (frozenset({"request", "relay"}), frozenset({"request", "relay", "vouch"}))
 """The field sets a submit body given as a mapping may have (see ``KMSNode._submit``)."""
-
-
-class RequestTimings:
-    """Where the time of recent requests clients submitted here went, in two legs.
-
-    ``ordering``: from arrival to the moment the block holding the request was delivered
-    to this node (mempool wait + consensus rounds); ``execution``: from then to the answer
-    being ready (applying the block, computing and sealing the node's part). ``summary``
-    gives medians and 99th percentiles in ms over the requests answered in a time window.
-    """
-
-    def __init__(self, keep: int = 4096) -> None:
-        self._samples: deque[tuple[float, float, float]] = deque(maxlen=keep)
-
-    def add(self, arrived: float, delivered: float, answered: float) -> None:
-        ordering = max(0.0, delivered - arrived)
-        self._samples.append((answered, ordering, max(0.0, answered - max(arrived, delivered))))
-
-    def summary(self, window: float = 60.0) -> dict[str, float]:
-        since = time.monotonic() - window
-        recent = [s for s in self._samples if s[0] >= since]
-        out: dict[str, float] = {"window_s": window, "samples": len(recent)}
-        for name, col in (("ordering", 1), ("execution", 2)):
-            ordered = sorted(s[col] for s in recent)
-            for q, label in ((0.5, "p50"), (0.99, "p99")):
-                v = ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-                out[f"{name}_{label}"] = round(1000 * v, 2)
-        return out
-
-
-@dataclass
-class NodeStats:
-    """Counters for status and metrics."""
-
-    submitted: int = 0
-    refused_before_log: int = 0
-    strangers_throttled: int = 0
-    """Requests from clients the state does not know, held back by the stranger budget."""
-    answered_from_cache: int = 0
-    """Submits of a request already answered here (a client asking again, or asking late):
-    served from the answer cache, neither ordered nor relayed again."""
-    relayed_out: int = 0
-    relayed_in: int = 0
-    relays_refused: int = 0
-    peers_vouched: int = 0
-    """Client connections vouched for, ever (``client_peers_vouched`` counts those open now)."""
-    blocks_applied: int = 0
-    replayed_blocks: int = 0
 
 
 def check_rules_version(genesis: Genesis, keystore: Keystore) -> None:
@@ -206,6 +153,7 @@ class KMSNode:
         self._mid_block = False
         """Whether a block's effects are being executed (between checkpoints)."""
         self.timings = RequestTimings()
+        self.report = NodeReport(self)
         self.gc_pauses = gc_policy.PauseMeter()
         self._stranger_budget = consensus.TokenBucket(
             STRANGER_RATE, STRANGER_BURST, time.monotonic()
@@ -286,7 +234,7 @@ class KMSNode:
         if config.console:
             host, port = parse_listen(config.console)
             token = load_or_create_token(config.data_dir)
-            self.console = Console(self, self.me, host, port, token)
+            self.console = Console(self.report, self.me, host, port, token)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(
@@ -358,6 +306,16 @@ class KMSNode:
                     return
                 yield block
             height = page[-1].height + 1
+
+    @property
+    def answers_cached(self) -> int:
+        """Answers kept for late fetches (at most RESPONSE_CACHE)."""
+        return len(self._answers)
+
+    @property
+    def waiting(self) -> int:
+        """Requests submitted here whose answer is not ready yet."""
+        return len(self._waiters)
 
     def executor_height(self) -> int:
         """The last height whose effects this node executed (persisted in the keystore DB)."""
@@ -583,9 +541,9 @@ class KMSNode:
             window = body.get("latency_window", 60.0)
             if not isinstance(window, (int, float)) or not 1 <= window <= 3600:
                 window = 60.0
-            yield net.Envelope("status", self.status(float(window)))
+            yield net.Envelope("status", self.report.status(float(window)))
         elif env.kind == "audit":
-            yield net.Envelope("audit", self.audit(env.body))
+            yield net.Envelope("audit", self.report.audit(env.body))
         else:
             yield net.Envelope("err", {"reason": f"unknown kind {env.kind[:32]}"})
 
@@ -714,142 +672,6 @@ class KMSNode:
             with contextlib.suppress(MempoolFull, PayloadTooLarge):  # best effort, as gossip is
                 await self.consensus.submit(client_payload(req), wait=False)
                 self.stats.relayed_in += 1
-
-    def events(self, since_ns: int, limit: int) -> dict[str, Any]:
-        """The flight recorder's events from ``since_ns`` (the newest ``limit``), or why none."""
-        rec = self.recorder
-        if rec is None:
-            return {"node": self.me, "enabled": False, "hint": f"set {FLIGHT_RECORDER_ENV}=N"}
-        return {
-            "node": self.me,
-            "enabled": True,
-            "clock": "monotonic_ns",
-            "capacity": rec.capacity,
-            "recorded": rec.recorded,
-            "events": [[t, name, *fields] for t, name, fields in rec.events(since_ns, limit)],
-        }
-
-    def audit(self, query: Any) -> dict[str, Any]:
-        """A page of the audit trail (public: who asked what, and the outcome)."""
-        start = query.get("from", 0) if isinstance(query, dict) else 0
-        limit = query.get("limit", 100) if isinstance(query, dict) else 100
-        if not isinstance(start, int) or not isinstance(limit, int):
-            start, limit = 0, 100
-        limit = max(0, min(limit, 1000))
-        return {
-            "total": self.state.audit.total,
-            "head": self.state.audit.head.hex(),
-            "entries": self.audit_store.page(max(0, start), limit),
-        }
-
-    def status(self, latency_window: float = 60.0) -> dict[str, Any]:
-        """What ``kmsnode status`` and the testnet show (nothing secret); request timings
-        cover the last ``latency_window`` seconds."""
-        cs = self.consensus.status()
-        mesh = self.mesh.statistics()
-        return {
-            "node": self.me,
-            "round": int(cs.round),
-            "height": int(cs.height),
-            "state_height": self.state.height,
-            "leader": int(cs.leader) + 1,
-            "keys": len(self.state.keys),
-            "dkg_sessions": len(self.state.sessions),
-            "audit_head": self.state.audit.head.hex(),
-            "audit_total": self.state.audit.total,
-            "rules": {
-                "version": self.state.rules_version,
-                "supported": list(SUPPORTED_RULES),
-                "pending": self.state.pending_rules,
-                "nodes_lacking": {
-                    # For a pending activation: who has not confirmed since it.
-                    str(v): self.state.nodes_lacking(
-                        v,
-                        self.state.pending_rules[2]
-                        if self.state.pending_rules and self.state.pending_rules[0] == v
-                        else -1,
-                    )
-                    for v in SUPPORTED_RULES
-                    if v > self.state.rules_version
-                },
-            },
-            "partitioned_from": sorted(self.mesh.cut),
-            "peers": {
-                str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()
-            },
-            "executor": self.executor.stats.__dict__,
-            "receiving_keys": {
-                "seq": self.state.receiving_keys[self.me].seq,
-                **self.executor.receiving.stats.__dict__,
-            },
-            "frost_nonce_pool": self.state.nonce_pools.available(self.me),
-            "frost_nonces_missing": self.executor.nonce_supply.missing,
-            "frost_nonces": {
-                **self.executor.nonce_supply.stats.__dict__,
-                "batches_rejected_by_log": self.state.nonce_pools.rejected_batches,
-            },
-            "node_stats": {
-                **self.stats.__dict__,
-                "client_evictions": self.guard.evicted,
-                "client_sessions_evicted": self.server.sessions_evicted,
-            },
-            "consensus_stats": {
-                **cs.stats.__dict__,
-                "signature_checks": self.consensus.replica.committee.verifications,
-            },
-            "consensus_fsync": self.store.sync_timings.snapshot(),
-            "memory": self.memory(),
-            "gc": self.gc_pauses.snapshot(),
-            "latency_ms": self.timings.summary(latency_window),
-        }
-
-    def key_summaries(self) -> list[dict[str, Any]]:
-        """Every key's public record (id, kind, state, versions and their public keys)."""
-        return [record.to_json() for record in self.state.keys.values()]
-
-    def dkg_summaries(self) -> list[dict[str, Any]]:
-        """Open DKG / refresh sessions as this node's observer of the log sees them."""
-        return [entry.observer.progress() for entry in self.state.sessions.values()]
-
-    async def verify_audit(self, page: int = 1000) -> dict[str, Any]:
-        """Recompute the stored audit trail's hash chain from entry 0 and compare it with the
-        head the state machine holds; yields to the event loop between pages."""
-        head, total = self.state.audit.head, self.state.audit.total
-        prev, checked = GENESIS_HASH, 0
-        try:
-            while checked < total:
-                rows = self.audit_store.page(checked, min(page, total - checked))
-                if not rows:
-                    raise ValueError(f"the stored trail ends at entry {checked} of {total}")
-                prev = verify_chain((entry_from_json(r) for r in rows), prev)
-                checked += len(rows)
-                await trio.lowlevel.checkpoint()
-            if prev != head:
-                raise ValueError("the recomputed chain does not end at the state's head")
-        except (ValueError, KeyError, TypeError) as exc:
-            return {"ok": False, "checked": checked, "head": head.hex(), "error": str(exc)}
-        return {"ok": True, "checked": checked, "head": head.hex(), "error": None}
-
-    def memory(self) -> dict[str, int]:
-        """Sizes of what this node keeps in memory (every one bounded), and its resident set."""
-        window = self.consensus.replica.window
-        mempool = self.consensus.replica.mempool.stats()
-        return {
-            "rss_kb": (memtrace.process_memory() or (0, 0))[0],
-            "keys": len(self.state.keys),
-            "replay_window": self.state.replay_window_size,
-            "audit_recent": len(self.state.audit.recent),
-            "answers_cached": len(self._answers),
-            "client_connections": self.guard.connections(),
-            "client_peers_vouched": self.guard.vouched(),
-            "client_sessions": self.server.sessions,
-            "waiters": len(self._waiters),
-            "dkg_participants": len(self.executor.participants),
-            "dedup_window_payloads": len(window),
-            "dedup_window_bytes": window.payload_bytes,
-            "mempool_payloads": mempool.pending,
-            "mempool_bytes": mempool.pending_bytes,
-        }
 
 
 def flight_recorder_from_env() -> consensus.FlightRecorder | None:

@@ -461,21 +461,28 @@ async def bench(args: argparse.Namespace, tn: Testnet, report: dict[str, Any]) -
                 curve.append((fraction, ph))
             report["curve"] = curve
 
-            # The profile gets a run of its own at the sustained concurrency: py-spy sampling
-            # two processes costs CPU (~5% of a core), which must not be in the measured runs.
+            # The profile gets a run of its own (--profile-at: the sustained concurrency or half
+            # load): py-spy sampling two processes costs CPU (~5% of a core), which must not be
+            # in the measured runs.
             if args.profile:
                 prof_secs = min(10.0, args.duration)
                 spies: list[tuple[str, Path, Any]] = []
                 for who, pid in (("node 1", mem.pids[1]), ("client process", os.getpid())):
                     out = tn.dir / f"pyspy-{who.split()[0]}.txt"
                     spies.append((who, out, start_pyspy(pid, prof_secs + 1.0, out)))
-                profiled = await drv.closed("profiled (py-spy)", best, prof_secs, warmup=1.0)
+                if args.profile_at == "half":
+                    profiled = await drv.open(
+                        "profiled (py-spy)", sustained.rate / 2, prof_secs + 1.0, cap=4 * best
+                    )
+                else:
+                    profiled = await drv.closed("profiled (py-spy)", best, prof_secs, warmup=1.0)
                 log(profiled.line())
                 for _, _, proc in spies:
                     if proc is not None:
                         with contextlib.suppress(subprocess.TimeoutExpired):
                             proc.wait(timeout=30)
                 report["pyspy"] = [(who, summarize_pyspy(out)) for who, out, _ in spies]
+                report["profile_at"] = args.profile_at
 
             # -- many keys: RSS growth per key --------------------------------------------------
             rss0 = mem.sample()
@@ -716,7 +723,8 @@ def print_report(
     ):
         print(ln)
     for who, lines in r.get("pyspy", []):
-        print(f" py-spy, {who}, during a run of its own at the sustained concurrency:")
+        at = "half load" if r.get("profile_at") == "half" else "the sustained concurrency"
+        print(f" py-spy, {who}, during a run of its own at {at}:")
         for ln in lines:
             print(ln)
     print(" cProfile of the in-process pipeline (LocalNetwork), top by self time:")
@@ -749,6 +757,12 @@ def main() -> int:
     )
     ap.add_argument("--curve-seconds", type=float, default=8.0, help="seconds per curve point")
     ap.add_argument("--no-profile", dest="profile", action="store_false")
+    ap.add_argument(
+        "--profile-at",
+        choices=("sustained", "half"),
+        default="sustained",
+        help="the load the py-spy run profiles: the sustained concurrency, or half load",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the testnet directory")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)

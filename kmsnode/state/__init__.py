@@ -25,7 +25,6 @@ from ._keys import KeyRecord as KeyRecord
 from ._keys import KeyState as KeyState
 from ._keys import KeyVersion as KeyVersion
 from ._keys import VersionState as VersionState
-from ._machine import NONCE_WINDOW_MS as NONCE_WINDOW_MS
 from ._machine import CommittedBatch as CommittedBatch
 from ._machine import KMSState as KMSState
 from ._nonces import MAX_POOL as MAX_POOL
@@ -36,6 +35,7 @@ from ._nonces import entry_signer as entry_signer
 from ._nonces import logged_commitments as logged_commitments
 from ._nonces import package_entry as package_entry
 from ._receiving import ReceivingKey as ReceivingKey
+from ._replay import NONCE_WINDOW_MS as NONCE_WINDOW_MS
 
 __all__ = [
     "GENESIS_HASH",

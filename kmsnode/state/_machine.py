@@ -8,10 +8,7 @@ on its own (signature, replay window, policy), so no node has to trust another's
 
 from __future__ import annotations
 
-import heapq
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..crypto import dkg, tdh2
@@ -51,38 +48,29 @@ from ..wire.requests import (
 )
 from ..wire.sums import SumCiphertext
 from ._audit import AuditTrail
+from ._deletions import DeletionSchedule
+from ._denied import Denied
 from ._effects import (
     ComputeFrostShare,
     ComputePartial,
     ComputeSignaturePartial,
     ComputeSumPartial,
-    DeliverDkg,
     Effect,
-    KeyActivated,
     KeyDeleted,
     Reply,
     RulesActivated,
-    SharesRefreshed,
     StartDkg,
 )
-from ._keys import GROUPS, KeyRecord, KeyState, KeyVersion, VersionState
+from ._keys import KeyRecord, KeyState, KeyVersion, VersionState
 from ._nonces import NoncePools, package_entry
 from ._receiving import ReceivingKeyTable
-
-NONCE_WINDOW_MS = 10 * 60 * 1000
-"""A request's nonce carries its creation time (``nonce >> 16`` is Unix ms); the log accepts it
-within this window of the block's time, so the replay set only needs to cover the window."""
+from ._replay import ReplayWindow
+from ._sessions import DkgSessions, build_session
+from ._upgrades import RulesUpgrades
 
 MAX_KEY_VERSIONS = 64
 """Versions a key may have (each rotation is a DKG on every node and a share in each
 keystore, and every version is kept for decryption)."""
-DEAL_WINDOW = 20
-COMPLAINT_WINDOW = 20
-JUSTIFICATION_WINDOW = 20
-"""DKG phase lengths in log heights (nodes post ticks so the height moves while they wait)."""
-MIN_ACTIVATION_BLOCKS = 10
-"""Fewest blocks between an ``activate_rules`` and the height its rules take effect at: every
-node confirms in between (a fresh statement) that its software applies them."""
 FROST_SIGNS_PER_BLOCK = 16
 """FROST signatures one client may have in one block: the nonce pools are shared by every
 client and key, and a burst beyond what the nodes refill between blocks would starve the
@@ -108,30 +96,10 @@ class CommittedBatch(Protocol):
         ...
 
 
-@dataclass
-class _Session:
-    key_id: str
-    version: int
-    epoch: int
-    observer: dkg.Participant[Any]
-
-
 # Policies hold immutable permission sets, shared where equal (one per key for its creator).
 _ALL_PERMISSIONS = frozenset(Permission)
 _NO_PERMISSIONS: frozenset[Permission] = frozenset()
 _ADMIN_ONLY = frozenset({Permission.ADMIN})
-
-
-class Denied(Exception):
-    """A request the log committed but the policy or the key's state refuses (an error reply)."""
-
-    def __init__(self, code: str, message: str, key_id: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.key_id = key_id
-        """The key the refused request named, when the operation carries it only inside
-        (a decryption's ciphertext header): so the audit says which key was asked for."""
 
 
 class KMSState:
@@ -143,16 +111,10 @@ class KMSState:
         self.timestamp_ms = 0
         self.keys: dict[str, KeyRecord] = {}
         self.audit = AuditTrail()
-        self.sessions: dict[tuple[str, int, int], _Session] = {}
-        # Served requests inside the replay window: client key + 8-byte nonce -> the first 8
-        # bytes of the request id served under it (the window holds every request of the
-        # last NONCE_WINDOW_MS, so each entry's size matters), and the order they came in.
-        # The id tells a replay (answered by the nodes' caches, silently here) from another
-        # request that reused the nonce (refused with a reply, so its client can retry).
-        self._seen: dict[bytes, bytes] = {}
+        self.sessions = DkgSessions()
+        self.replay = ReplayWindow()
         self._grants: dict[bytes, int] = {}
         """Per client: on how many keys its policy grants it anything (absent for none)."""
-        self._seen_order: deque[bytes] = deque()
         self._genesis_members = {
             info.id: dkg.Member(info.signing_key, info.sealing_key) for info in genesis.nodes
         }
@@ -168,15 +130,8 @@ class KMSState:
         """FROST signatures per client in the block being applied (see FROST_SIGNS_PER_BLOCK)."""
         self.rules_version = genesis.rules_version
         """The state rules the log is applied under now (the genesis's, until an upgrade)."""
-        self.rules_support: dict[int, tuple[int, tuple[int, ...], int]] = {}
-        """Per node: (seq, versions, height logged) of its latest signed statement of the
-        rules its software applies."""
-        self.pending_rules: tuple[int, int, int] | None = None
-        """An activated upgrade not yet in force: (version, the height it takes effect at, the
-        height it was activated at: every node must say again after it that it applies it)."""
-        self._deletions: list[tuple[int, str]] = []
-        """Scheduled deletions as a heap of (due time, key id); an entry whose key is no longer
-        pending deletion with that due time (cancelled) is skipped when it comes up."""
+        self.upgrades = RulesUpgrades(genesis)
+        self.deletions = DeletionSchedule()
 
     # -- applying blocks ----------------------------------------------------------------------
     def apply(self, block: CommittedBatch) -> list[Effect]:
@@ -189,7 +144,7 @@ class KMSState:
             raise ValueError(f"expected block {self.height + 1}, got {block.height}")
         self.height = block.height
         self.timestamp_ms = max(self.timestamp_ms, block.timestamp_ms)
-        self._prune_seen()
+        self.replay.prune(self.timestamp_ms)
         proposer = block.proposer
         if type(proposer) is int and 0 <= proposer < len(self.genesis.nodes):
             self.nonce_pools.proposed(self.genesis.nodes[proposer].id, self.height)
@@ -214,12 +169,13 @@ class KMSState:
             elif isinstance(payload, NoncePayload):
                 self.nonce_pools.add(payload)
             elif isinstance(payload, RulesPayload):
-                self._rules_statement(payload)
+                if not self.upgrades.statement(payload, self.height):
+                    self.rejected_payloads += 1
             elif isinstance(payload, ReceivingKeyPayload):
                 self._receiving_key(payload)
             elif isinstance(payload, TickPayload):
                 pass
-        effects.extend(self._dkg_heights())
+        effects.extend(self.sessions.heights(self.keys, self.height))
         return effects
 
     def serves(self, op_name: str) -> bool:
@@ -253,37 +209,25 @@ class KMSState:
     def receiving_keys_in_use(self, node: int) -> set[bytes]:
         """The encoded receiving keys of ``node`` that open sessions seal its shares to (the
         node keeps their private halves until then)."""
-        out = set()
-        for entry in self.sessions.values():
-            member = entry.observer.session.committee.get(node)
-            if member is not None and member.sealing_key is not None:
-                out.add(member.sealing_key.encode())
-        return out
+        return self.sessions.sealing_keys_in_use(node)
 
     # -- rules upgrades -----------------------------------------------------------------------
-    def _rules_statement(self, payload: RulesPayload) -> None:
-        """Record a node's signed statement of the rules its software applies (its latest)."""
-        info = next((i for i in self.genesis.nodes if i.id == payload.node), None)
-        previous = self.rules_support.get(payload.node)
-        if info is None or (previous is not None and payload.seq <= previous[0]):
-            self.rejected_payloads += 1
-            return
-        try:
-            payload.verify(self.genesis.chain_id, info.signing_key)
-        except CryptoError:
-            self.rejected_payloads += 1
-            return
-        self.rules_support[payload.node] = (payload.seq, payload.versions, self.height)
+    @property
+    def rules_support(self) -> dict[int, tuple[int, tuple[int, ...], int]]:
+        """Per node: (seq, versions, height logged) of its latest statement of the rules its
+        software applies."""
+        return self.upgrades.support
+
+    @property
+    def pending_rules(self) -> tuple[int, int, int] | None:
+        """An activated upgrade not yet in force: (version, its height, the height it was
+        activated at)."""
+        return self.upgrades.pending
 
     def nodes_lacking(self, version: int, since: int = -1) -> list[int]:
         """Committee members that have not said (in the log, after height ``since``) that
         their software applies ``version``."""
-        lacking = []
-        for info in self.genesis.nodes:
-            said = self.rules_support.get(info.id)
-            if said is None or version not in said[1] or said[2] <= since:
-                lacking.append(info.id)
-        return lacking
+        return self.upgrades.lacking(version, since)
 
     def activation_refusal(self, request: Request, op: ActivateRules) -> Denied | None:
         """Why ``op`` cannot activate now (None: it can). Changes nothing."""
@@ -295,43 +239,22 @@ class KMSState:
             return Denied("invalid_signature", "the request's signature does not verify")
         if not self.is_admin(request.client):
             return Denied("access_denied", "only genesis admins may change the network's rules")
-        if op.version <= self.rules_version:
-            return Denied("rules_not_newer", f"the log already runs rules v{self.rules_version}")
-        if self.pending_rules is not None:
-            v, h, _ = self.pending_rules
-            return Denied("activation_pending", f"rules v{v} take effect at height {h}")
-        if op.after_blocks < MIN_ACTIVATION_BLOCKS:
-            return Denied(
-                "activation_too_soon",
-                f"new rules take effect at least {MIN_ACTIVATION_BLOCKS} blocks on (every node "
-                "confirms in between)",
-            )
-        lacking = self.nodes_lacking(op.version)
-        if lacking:
-            return Denied(
-                "rules_unsupported",
-                f"nodes {lacking} have not said their software applies rules v{op.version}: "
-                "upgrade them first",
-            )
-        return None
+        return self.upgrades.refusal(op, self.rules_version)
 
     def _activate_rules(self, request: Request, op: ActivateRules) -> list[Effect]:
         refusal = self.activation_refusal(request, op)
         if refusal is not None:
             raise refusal
-        height = self.height + op.after_blocks
-        self.pending_rules = (op.version, height, self.height)
-        detail = f"v{op.version} at height {height}"
-        self._audit(request, "", "ok", detail)
+        height = self.upgrades.activate(op, self.height)
+        self._audit(request, "", "ok", f"v{op.version} at height {height}")
         return [self._reply(request, result={"version": op.version, "height": height})]
 
     def _rules_due(self) -> list[Effect]:
         """Put a pending upgrade in force at its height, before the block's payloads."""
-        if self.pending_rules is None or self.height < self.pending_rules[1]:
+        due = self.upgrades.due(self.height)
+        if due is None:
             return []
-        version, _, since = self.pending_rules
-        self.pending_rules = None
-        lacking = self.nodes_lacking(version, since)
+        version, lacking = due
         if lacking:
             # A node did not confirm in time (down, slow, or taken back to older software,
             # which cannot say so): switching without it could split the committee.
@@ -350,29 +273,17 @@ class KMSState:
         self._system_audit("rules_activated", "", "ok", f"v{version}")
         return [RulesActivated(version)]
 
+    # -- key deletion -------------------------------------------------------------------------
     @property
     def next_deletion_ms(self) -> int | None:
         """When the next scheduled key deletion comes due (log time), if any: a quiet log
         needs a block after it (nodes post a tick) for the deletion to happen."""
-        while self._deletions:
-            due, key_id = self._deletions[0]
-            record = self.keys.get(key_id)
-            if record is not None and record.deletion_due_ms == due:
-                return due
-            heapq.heappop(self._deletions)  # cancelled: drop it
-        return None
+        return self.deletions.next_due(self.keys)
 
     def _delete_due_keys(self) -> list[Effect]:
         """Delete every key whose scheduled deletion is due by this block's time."""
         effects: list[Effect] = []
-        while (due := self.next_deletion_ms) is not None and due <= self.timestamp_ms:
-            _, key_id = heapq.heappop(self._deletions)
-            record = self.keys[key_id]
-            record.state = KeyState.DELETED
-            record.deletion_due_ms = None
-            record.deleted_ms = self.timestamp_ms
-            for version in record.versions:
-                version.state = VersionState.DELETED
+        for record in self.deletions.pop_due(self.keys, self.timestamp_ms):
             # Its grants stay (its former users may still describe it) but allow nothing now:
             # a client known only through them meets the stranger budget again. (The policy of
             # a deleted key is frozen, so the count is not touched for it again.)
@@ -382,8 +293,8 @@ class KMSState:
                     self._grants[client] = left
                 else:
                     del self._grants[client]
-            self._system_audit("key_deleted", key_id, "ok")
-            effects.append(KeyDeleted(key_id))
+            self._system_audit("key_deleted", record.key_id, "ok")
+            effects.append(KeyDeleted(record.key_id))
         return effects
 
     # -- client requests ----------------------------------------------------------------------
@@ -452,37 +363,12 @@ class KMSState:
             request.verify()
         except (CryptoError, MalformedMessage) as exc:
             raise Denied("invalid_signature", "the request's signature does not verify") from exc
-        nonce_ms = request.nonce >> 16
-        if abs(nonce_ms - self.timestamp_ms) > NONCE_WINDOW_MS:
-            raise Denied(
-                "stale_request",
-                "the request's nonce time is outside the accepted window; check the client clock",
-            )
-        seen_key = request.client + request.nonce.to_bytes(8, "big")
-        served = self._seen.get(seen_key)
-        if served is not None:
-            if served == request.request_id[:8]:
-                raise Denied("replay", "this request was already served")
-            raise Denied(
-                "nonce_reused",
-                "this client already used this nonce for another request: sign it again "
-                "with a fresh nonce",
-            )
-        self._seen[seen_key] = request.request_id[:8]
-        self._seen_order.append(seen_key)
+        self.replay.admit(request.client, request.nonce, request.request_id, self.timestamp_ms)
 
     @property
     def replay_window_size(self) -> int:
         """Requests remembered for replay protection (those of the last NONCE_WINDOW_MS)."""
-        return len(self._seen)
-
-    def _prune_seen(self) -> None:
-        # Arrival order is nearly nonce-time order; an entry stuck behind a newer one is kept
-        # a little longer, which only makes replay protection stricter.
-        horizon = self.timestamp_ms - NONCE_WINDOW_MS
-        order = self._seen_order
-        while order and int.from_bytes(order[0][32:], "big") >> 16 < horizon:
-            self._seen.pop(order.popleft(), None)
+        return len(self.replay)
 
     # -- policy -------------------------------------------------------------------------------
     def is_admin(self, client: bytes) -> bool:
@@ -617,53 +503,10 @@ class KMSState:
     def _session(
         self, record: KeyRecord, version: KeyVersion, *, refresh: bool
     ) -> tuple[dkg.Session[Any], dkg.Participant[Any]]:
-        """The DKG session of a new version, or (``refresh``) the refresh of an active one to
-        a fresh epoch, with the observer that follows the log to the outcome every node
-        agrees on. Changes nothing.
-
-        Raises:
-            CryptoError, ValueError: the version's public values do not make a session.
-        """
-        h = self.height
-        group = GROUPS[record.kind]
-        members = self._session_members()
-        previous: dkg.Previous[Any] | None = None
-        epoch = version.epoch
-        if refresh:
-            assert version.public_key is not None
-            previous = dkg.Previous(
-                committee=members,
-                threshold=self.genesis.t,
-                public_key=group.decode(version.public_key),
-                # A dealer can make its own share zero (its key the identity): valid, if odd.
-                verification_keys={
-                    i: group.decode(vk, allow_identity=True)
-                    for i, vk in version.verification_keys.items()
-                },
-                epoch=version.epoch,
-            )
-            # Never an epoch number used before: a failed refresh's seeds and sessions must
-            # not be mistaken for a retry's.
-            epoch = version.last_epoch + 1
-        session: dkg.Session[Any] = dkg.Session(
-            key_id=record.key_id,
-            version=version.version,
-            epoch=epoch,
-            group=group,
-            # A refresh is a reshare to the same committee and threshold: every holder deals a
-            # sharing of its share, and every member's new share comes from t of them, so a
-            # member that lost its share (or missed a refresh) gets one again.
-            kind=dkg.Kind.RESHARE if refresh else dkg.Kind.DKG,
-            committee=members,
-            threshold=self.genesis.t,
-            deal_deadline=h + DEAL_WINDOW,
-            complaint_deadline=h + DEAL_WINDOW + COMPLAINT_WINDOW,
-            justification_deadline=h + DEAL_WINDOW + COMPLAINT_WINDOW + JUSTIFICATION_WINDOW,
-            previous=previous,
+        """A session opened now for ``version`` (see ``build_session``). Changes nothing."""
+        return build_session(
+            record, version, self._session_members(), self.genesis.t, self.height, refresh=refresh
         )
-        observer = dkg.Participant.observer(session)
-        observer.handle(dkg.Start())
-        return session, observer
 
     def _watch(
         self,
@@ -672,12 +515,9 @@ class KMSState:
         session: dkg.Session[Any],
         observer: dkg.Participant[Any],
     ) -> None:
-        version.last_epoch = max(version.last_epoch, session.epoch)
         if self.rules_version >= 3:
             self.receiving_keys.mark_used(session.committee)  # the nodes move on to fresh keys
-        self.sessions[(record.key_id, version.version, session.epoch)] = _Session(
-            record.key_id, version.version, session.epoch, observer
-        )
+        self.sessions.watch(record, version, session, observer)
 
     def _usable_version(self, record: KeyRecord, number: int | None) -> KeyVersion:
         if record.state is not KeyState.ENABLED:
@@ -883,9 +723,7 @@ class KMSState:
                 "scheduled for deletion",
             )
         due = self.timestamp_ms + op.wait_seconds * 1000
-        record.state = KeyState.PENDING_DELETION
-        record.deletion_due_ms = due
-        heapq.heappush(self._deletions, (due, record.key_id))
+        self.deletions.schedule(record, due)
         self._audit(request, op.key_id, "ok")
         return [
             self._reply(
@@ -902,95 +740,19 @@ class KMSState:
         # As AWS KMS: back disabled, whatever it was before, so its use resumes only when an
         # admin says so.
         record.state = KeyState.FAILED if record.current is None else KeyState.DISABLED
-        record.deletion_due_ms = None
-        self._deletions = [d for d in self._deletions if d[1] != record.key_id]
-        heapq.heapify(self._deletions)
+        self.deletions.cancel(record)
         self._audit(request, op.key_id, "ok")
         return [self._reply(request, result={"key_id": op.key_id, "state": record.state.value})]
 
     # -- DKG ----------------------------------------------------------------------------------
     def _dkg_message(self, payload: DkgPayload) -> list[Effect]:
-        entry = self.sessions.get((payload.key_id, payload.version, payload.epoch))
-        if entry is None:
+        effects = self.sessions.message(
+            self.keys, self.height, payload.key_id, payload.version, payload.epoch, payload.message
+        )
+        if effects is None:
             self.rejected_payloads += 1
             return []
-        actions = entry.observer.handle(dkg.Committed(self.height, payload.message))
-        effects: list[Effect] = [
-            DeliverDkg(payload.key_id, payload.version, payload.epoch, self.height, payload.message)
-        ]
-        effects.extend(self._session_outcome(entry, actions))
         return effects
-
-    def _dkg_heights(self) -> list[Effect]:
-        effects: list[Effect] = []
-        for entry in list(self.sessions.values()):
-            actions = entry.observer.handle(dkg.HeightReached(self.height))
-            effects.append(DeliverDkg(entry.key_id, entry.version, entry.epoch, self.height))
-            effects.extend(self._session_outcome(entry, actions))
-        return effects
-
-    def _session_outcome(self, entry: _Session, actions: Sequence[Any]) -> list[Effect]:
-        record = self.keys[entry.key_id]
-        version = record.version(entry.version)
-        assert version is not None
-        if entry.observer.session.kind is not dkg.Kind.DKG:
-            return self._refresh_outcome(entry, record, version, actions)
-        for action in actions:
-            if isinstance(action, dkg.Completed):
-                result = action.result
-                group = GROUPS[record.kind]
-                version.state = VersionState.ACTIVE
-                version.public_key = group.encode(result.public_key)
-                version.verification_keys = {
-                    i: group.encode(vk) for i, vk in result.verification_keys.items()
-                }
-                version.qualified = tuple(result.qualified)
-                version.disqualified = dict(result.disqualified)
-                if record.state is KeyState.CREATING:
-                    record.state = KeyState.ENABLED
-                del self.sessions[(entry.key_id, entry.version, entry.epoch)]
-                return [KeyActivated(entry.key_id, entry.version, entry.epoch)]
-            if isinstance(action, dkg.Failed):
-                version.state = VersionState.FAILED
-                version.failure = action.reason
-                version.disqualified = dict(action.disqualified)
-                if record.state is KeyState.CREATING:
-                    record.state = KeyState.FAILED
-                del self.sessions[(entry.key_id, entry.version, entry.epoch)]
-                return []
-        return []
-
-    def _refresh_outcome(
-        self, entry: _Session, record: KeyRecord, version: KeyVersion, actions: Sequence[Any]
-    ) -> list[Effect]:
-        """A refresh either moves the version to its new epoch (same public key, new
-        verification keys) or fails and leaves it as it was."""
-        for action in actions:
-            if isinstance(action, dkg.Completed):
-                result = action.result
-                group = GROUPS[record.kind]
-                del self.sessions[(entry.key_id, entry.version, entry.epoch)]
-                version.refreshing_to = None
-                if version.public_key != group.encode(result.public_key):
-                    # The refresh machine keeps the public key by construction; a changed one
-                    # would strand every ciphertext made under it, so it never becomes current.
-                    version.refresh_failure = "the refresh changed the public key"
-                    return []
-                version.epoch = entry.epoch
-                version.verification_keys = {
-                    i: group.encode(vk) for i, vk in result.verification_keys.items()
-                }
-                version.qualified = tuple(result.qualified)
-                version.disqualified = dict(result.disqualified)
-                version.refreshed_height = self.height
-                version.refresh_failure = ""
-                return [SharesRefreshed(entry.key_id, entry.version, entry.epoch)]
-            if isinstance(action, dkg.Failed):
-                version.refreshing_to = None
-                version.refresh_failure = action.reason
-                del self.sessions[(entry.key_id, entry.version, entry.epoch)]
-                return []
-        return []
 
     # -- helpers ------------------------------------------------------------------------------
     def _reply(

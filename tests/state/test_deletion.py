@@ -122,7 +122,7 @@ def test_a_cancelled_deletion_leaves_the_key_disabled_and_never_fires(net: Netwo
     rs = replies(net.send(net.admin.request(CancelKeyDeletion(key_id), at_ms=net.time_ms)))
     assert {r.result["state"] for r in rs.values()} == {"disabled"}  # type: ignore[index]
     assert states(net, key_id) == {KeyState.DISABLED}
-    assert all(not s._deletions for s in net.states.values())  # nothing left to skip later
+    assert all(not s.deletions for s in net.states.values())  # nothing left to skip later
     assert outcome(net, net.admin, CancelKeyDeletion(key_id)) == {"not_pending_deletion"}
     assert outcome(net, net.admin, Decrypt(ct), reply=True) == {"key_unavailable"}
     assert outcome(net, net.admin, EnableKey(key_id)) == {None}

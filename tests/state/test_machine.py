@@ -10,6 +10,7 @@ from kmsnode.crypto import tdh2
 from kmsnode.crypto.errors import InvalidCiphertext
 from kmsnode.crypto.shamir import validate_ids
 from kmsnode.state import (
+    NONCE_WINDOW_MS,
     ComputePartial,
     KeyActivated,
     KeyState,
@@ -18,7 +19,7 @@ from kmsnode.state import (
     verify_chain,
 )
 from kmsnode.state._keys import KeyVersion, VersionState
-from kmsnode.state._machine import MAX_KEY_VERSIONS, NONCE_WINDOW_MS
+from kmsnode.state._machine import MAX_KEY_VERSIONS
 from kmsnode.wire.requests import (
     CreateKey,
     Decrypt,
@@ -447,10 +448,10 @@ def test_replay_memory_is_pruned_after_the_window(net: Network) -> None:
     for _ in range(5):
         net.send(net.admin.request(DescribeKey(key_id), at_ms=net.time_ms))
     state = net.states[1]
-    assert len(state._seen) >= 5
+    assert len(state.replay) >= 5
     net.time_ms += NONCE_WINDOW_MS + 1000
     net.tick()
-    assert len(state._seen) == 0 and len(state._seen_order) == 0
+    assert len(state.replay) == 0
 
 
 @pytest.mark.parametrize(
