@@ -5,7 +5,6 @@ aggregation, over the in-process log (``LocalNetwork``). Signatures are checked 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,13 +35,6 @@ from kmsnode.wire.requests import KeyKind, RefreshKey, Sign
 from kmsnode.wire.responses import Response, sealed_aad
 
 SUITE = frost.FROST_ED25519_SHA512
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path)
-    yield network
-    network.close()
 
 
 def openssl_verifies(public_key: bytes, message: bytes, signature: bytes) -> bool:

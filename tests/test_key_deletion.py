@@ -3,7 +3,6 @@ key, durably and scrubbed from its keystore file, and a restarted node replays i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ from kmsnode.wire.requests import (
 )
 
 from .test_pipeline import CTX, create, encrypt, key_material
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path)
-    yield network
-    network.close()
 
 
 def records_of(net: LocalNetwork, key_id: str) -> dict[int, list[str]]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from kmsnode.client._core import ClientCore, KeyMaterial
@@ -21,13 +18,6 @@ from kmsnode.wire.requests import CreateKey, Decrypt, Encrypt, KeyKind, RefreshK
 from kmsnode.wire.responses import Response
 
 CTX = {"app": "payroll"}
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path)
-    yield network
-    network.close()
 
 
 def create(net: LocalNetwork) -> str:

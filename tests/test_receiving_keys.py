@@ -4,10 +4,7 @@ can be rebuilt later from the log and the nodes' keystores (the attack a review 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from kmsnode.crypto import dkg
 from kmsnode.crypto.dkg._messages import share_aad
@@ -28,13 +25,6 @@ from kmsnode.wire.requests import (
 )
 
 from .test_pipeline import CTX, create, encrypt, key_material
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path)
-    yield network
-    network.close()
 
 
 def sealing_keys_held(net: LocalNetwork, node: int) -> list[SealingPrivateKey]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,6 @@ from kmsnode.wire.requests import CreateKey, Decrypt, KeyKind, RefreshKey
 from kmsnode.wire.responses import Response
 
 from .test_pipeline import CTX, _shares, create, encrypt, key_material
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path)
-    yield network
-    network.close()
 
 
 def refresh(net: LocalNetwork, key_id: str) -> None:

@@ -3,9 +3,6 @@ the in-process log (``LocalNetwork``); signatures checked by py_ecc, an independ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from py_ecc.bls.ciphersuites import G2ProofOfPossession
@@ -32,13 +29,6 @@ from kmsnode.wire.requests import (
     Sign,
 )
 from kmsnode.wire.responses import Response, sealed_aad
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path)
-    yield network
-    network.close()
 
 
 def create(net: LocalNetwork, kind: KeyKind = KeyKind.SIGN_BLS) -> str:

@@ -6,9 +6,6 @@ the in-process log (``LocalNetwork``), as ``tests/test_pipeline.py`` does for TD
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import msgpack
 import pytest
 
@@ -32,13 +29,6 @@ from kmsnode.wire.requests import (
     RefreshKey,
 )
 from kmsnode.wire.responses import Response, sealed_aad
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[LocalNetwork]:
-    network = LocalNetwork(tmp_path)
-    yield network
-    network.close()
 
 
 def create(net: LocalNetwork, kind: KeyKind = KeyKind.HOMOMORPHIC) -> str:
