@@ -6,6 +6,7 @@ a ``ConfigError`` that says what to fix, never a crash later.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -97,6 +98,16 @@ class Genesis:
             "rules_version": self.rules_version,
             "min_deletion_wait_s": self.min_deletion_wait_s,
         }
+
+    def digest(self) -> bytes:
+        """SHA-256 over what every node must agree on to apply the same log the same way:
+        all of the genesis but the nodes' addresses (which operators may write differently,
+        e.g. a private and a public address of one node)."""
+        doc = self.to_json()
+        for node in doc["nodes"]:
+            del node["addrs"]
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(b"kms-genesis-v1\x00" + canonical.encode()).digest()
 
     def dump(self, path: str | os.PathLike[str]) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")

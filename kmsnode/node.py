@@ -31,6 +31,7 @@ from .crypto.groups.ed25519 import verify_signature as ed25519_verify_signature
 from .errors import ConfigError, LogRulesMismatch, MalformedMessage
 from .executor import Executor
 from .genesis import Genesis
+from .genesis_check import GenesisCheck, parse_answer
 from .identity import NodeIdentity
 from .keystore import Keystore
 from .node_report import FLIGHT_RECORDER_ENV, NodeReport, NodeStats, RequestTimings
@@ -53,6 +54,8 @@ RESPONSE_CACHE = 4096
 """Answers kept for late fetches (by request id)."""
 ANSWER_TIMEOUT = 30.0
 TICK_INTERVAL = 0.05
+GENESIS_REQUEST_TIMEOUT = 5.0
+"""Seconds a peer has to answer a genesis check."""
 SCRUB_RETRY = 1.0
 """Seconds between tries to scrub the keystore file while another reader holds it."""
 RULES_CONFIRM_REPOST = 0.5
@@ -186,6 +189,11 @@ class KMSNode:
             per_address=config.max_client_connections_per_address,
         )
         self.mesh = net.Mesh(self.host, self.committee, net.NodeId(self.me))
+        self.genesis_check = GenesisCheck(
+            self.genesis.digest(), tuple(i.id for i in self.genesis.nodes if i.id != self.me)
+        )
+        self._partition_cut: frozenset[net.NodeId] = frozenset()
+        self._apply_cut()  # no consensus message from a peer until it showed its genesis
         ids = [i.id for i in self.genesis.nodes]
         self.consensus_config = consensus.Config(
             chain_id=consensus.ChainId(self.genesis.chain_id.encode()),
@@ -255,6 +263,7 @@ class KMSNode:
                 nursery.start_soon(self._follow, blocks, backlog)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._relayed)
+                nursery.start_soon(self._check_genesis)
                 if self.console is not None:
                     await nursery.start(self.console.run)
                 if self.config.fault_injection:
@@ -489,10 +498,64 @@ class KMSNode:
             if version != seen:
                 seen = version
                 cut = self._read_partition_file(path) if version is not None else frozenset()
-                if cut is not None and cut != self.mesh.cut:
+                if cut is not None and cut != self._partition_cut:
                     log.warning("simulated partition: cut off from %s", sorted(cut) or "nobody")
-                    self.mesh.cut = cut
+                    self._partition_cut = cut
+                    self._apply_cut()
             await trio.sleep(PARTITION_POLL)
+
+    def _apply_cut(self) -> None:
+        """Cut the mesh off from the simulated partition's peers and those whose genesis
+        differs from ours (or is not known yet)."""
+        unchecked = {net.NodeId(p) for p in self.genesis_check.cut_off}
+        self.mesh.cut = self._partition_cut | unchecked
+
+    async def _check_genesis(self) -> None:
+        """Ask each peer for its genesis digest, now and then; cut off those that differ."""
+        log.info("genesis digest %s", self.genesis_check.mine.hex())
+        async with trio.open_nursery() as nursery:
+            for peer in self.genesis_check.peers:
+                nursery.start_soon(self._check_peer_genesis, peer)
+
+    async def _check_peer_genesis(self, peer: int) -> None:
+        check = self.genesis_check
+        node_id = net.NodeId(peer)
+        while True:
+            try:
+                frames = await net.request(
+                    self.host,
+                    self.committee.peer_id(node_id),
+                    self.committee.member(node_id).addrs,
+                    net.Envelope("genesis", None),
+                    timeout=GENESIS_REQUEST_TIMEOUT,
+                )
+                digest = parse_answer((f.kind, f.body) for f in frames)
+            except (net.RequestFailed, ValueError):
+                await trio.sleep(check.unanswered(peer))
+                continue
+            news, wait = check.answered(peer, digest)
+            if news:
+                self._apply_cut()
+                if peer in check.mismatched:
+                    log.error(
+                        "node %d runs another genesis (digest %s, ours %s): cut off from it "
+                        "until it runs ours",
+                        peer,
+                        digest.hex() if digest else "?",
+                        check.mine.hex(),
+                    )
+                elif digest is None:
+                    log.warning("node %d has no genesis check (older software): let in", peer)
+            await self._sleep_unless_reconnected(node_id, wait)
+
+    async def _sleep_unless_reconnected(self, node_id: net.NodeId, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the consensus link to ``node_id`` is opened anew."""
+        seen = self.mesh.connects(node_id, net.CONSENSUS_PROTOCOL)
+        deadline = trio.current_time() + seconds
+        while (left := deadline - trio.current_time()) > 0:
+            await trio.sleep(min(left, 0.5))
+            if self.mesh.connects(node_id, net.CONSENSUS_PROTOCOL) != seen:
+                return
 
     def _read_partition_file(self, path: Path) -> frozenset[net.NodeId] | None:
         """The peers ``path`` lists, or None (logged) when it is not a valid partition file."""
@@ -544,6 +607,8 @@ class KMSNode:
             yield net.Envelope("status", self.report.status(float(window)))
         elif env.kind == "audit":
             yield net.Envelope("audit", self.report.audit(env.body))
+        elif env.kind == "genesis":
+            yield net.Envelope("genesis", self.genesis_check.mine)
         else:
             yield net.Envelope("err", {"reason": f"unknown kind {env.kind[:32]}"})
 

@@ -135,6 +135,7 @@ class NodeReport:
                 },
             },
             "partitioned_from": sorted(self.node.mesh.cut),
+            "genesis": self.node.genesis_check.report(),
             "peers": {
                 str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()
             },

@@ -35,10 +35,10 @@ What one run does (every phase is bounded by time and stops by itself):
 
 Throughout: each node's RSS (``/proc/PID/status`` VmRSS, and VmHWM for the peak), consensus
 payloads/s (read from node 1's committed log after the run, bucketed by block timestamps), and
-a py-spy profile of node 1 and of this client process during a closed-loop run of its own at
-the sustained concurrency, after the measured runs, so that the profiler's CPU is in none of
-them (``--no-profile`` skips it), plus cProfile of the in-process pipeline: the "what limits
-it" section.
+a py-spy profile of node 1 and of this client process during a run of its own after the
+measured runs, so that the profiler's CPU is in none of them: closed loop at the sustained
+concurrency, or open loop at half load with ``--profile-at half`` (``--no-profile`` skips it),
+plus cProfile of the in-process pipeline: the "what limits it" section.
 
 Run: ``.venv/bin/python scripts/bench_e2e.py [--duration 20] [--keys 50] [--soak 600]``.
 The machine has 2 cores: the 4 nodes and the client share them.

@@ -18,6 +18,13 @@ from ._control import statuses, wait_healthy, wait_partitioned
 from ._launcher import DEFAULT_DIR, TESTNET_MIN_DELETION_WAIT_S, Testnet
 
 
+def _genesis_line(report: Any) -> str:
+    """Peers a node found running another genesis (it cut itself off from them)."""
+    if not isinstance(report, dict) or not report.get("mismatched"):
+        return ""
+    return f"  GENESIS differs on nodes {report['mismatched']}"
+
+
 def _rules_line(rules: Any) -> str:
     """The state rules a node's log runs, and what an upgrade still waits for."""
     if not isinstance(rules, dict):
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                         else ""
                     )
                     + _rules_line(s.get("rules"))
+                    + _genesis_line(s.get("genesis"))
                 )
             console = tn.console(i)
             if console is not None:

@@ -62,7 +62,8 @@ def test_refusals_name_the_field(tmp_path: Path, extra: str, needle: str) -> Non
 def test_flight_recorder_is_off_unless_asked_and_checks_its_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kmsnode.node import FLIGHT_RECORDER_ENV, flight_recorder_from_env
+    from kmsnode.node import flight_recorder_from_env
+    from kmsnode.node_report import FLIGHT_RECORDER_ENV
 
     monkeypatch.delenv(FLIGHT_RECORDER_ENV, raising=False)
     assert flight_recorder_from_env() is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -39,7 +40,7 @@ from kmsnode.client._core import ClientCore, KeyMaterial
 from kmsnode.genesis import Genesis
 from kmsnode.identity import NodeIdentity
 from kmsnode.keystore import Keystore
-from kmsnode.node import FLIGHT_RECORDER_ENV
+from kmsnode.node_report import FLIGHT_RECORDER_ENV
 from kmsnode.state import entry_from_json, verify_chain
 from kmsnode.wire.requests import Decrypt
 from testnet._control import node_query, statuses, wait_healthy, wait_partitioned
@@ -443,6 +444,65 @@ def test_partitions_stop_the_minority_and_a_split_halts_until_healed(
 
     assert kms.decrypt(ct, CTX) == b"across partitions"
     wait_for(caught_up, 60, "every node to catch up after the partition healed")
+
+
+def test_a_node_with_another_genesis_is_cut_off_until_it_runs_ours(
+    tn: Testnet, kms: DistributedKMS, key_id: str
+) -> None:
+    # Node 4 restarts with a genesis one operator "tuned" (a longer deletion wait): it would
+    # apply the same log differently. Every node finds out and cuts it off; 1-3 go on.
+    ct = kms.encrypt(key_id, b"one genesis", CTX)
+    d = tn.dir / "node4"
+    toml = d / "node.toml"
+    original = toml.read_text(encoding="utf-8")
+    g = genesis(tn)
+    dataclasses.replace(g, min_deletion_wait_s=g.min_deletion_wait_s + 1).dump(d / "other.json")
+    line = f'genesis = "{tn.dir / "genesis.json"}"'
+    assert line in original
+    tn.kill(4)
+    toml.write_text(original.replace(line, 'genesis = "other.json"'), encoding="utf-8")
+
+    def verdicts() -> dict[int, list[int]] | None:
+        st = status(tn)
+        if any(s is None for s in st.values()):
+            return None
+        return {i: s["genesis"]["mismatched"] for i, s in st.items()}
+
+    try:
+        tn.start(4)
+        wait_for(
+            lambda: verdicts() == {1: [4], 2: [4], 3: [4], 4: [1, 2, 3]},
+            60,
+            "every node to find node 4's genesis differs",
+        )
+        stuck_at = status(tn)[4]["state_height"]
+        assert kms.decrypt(ct, CTX) == b"one genesis"
+        kms.encrypt(key_id, b"blocks node 4 never applies", CTX)
+        st = status(tn)
+        assert st[4]["state_height"] == stuck_at < min(st[i]["state_height"] for i in (1, 2, 3))
+        assert st[4]["partitioned_from"] == [1, 2, 3]
+        log = (d / "node.log").read_text(encoding="utf-8", errors="replace")
+        assert "runs another genesis" in log
+        out = subprocess.run(
+            [sys.executable, "-m", "testnet", "status", "--dir", str(tn.dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        assert "GENESIS differs on nodes [4]" in out and "GENESIS differs on nodes [1, 2, 3]" in out
+    finally:
+        tn.kill(4)
+        toml.write_text(original, encoding="utf-8")
+        tn.start(4)
+
+    def caught_up() -> bool:
+        st = status(tn)
+        return all(s is not None and not s["genesis"]["mismatched"] for s in st.values()) and (
+            len({s["state_height"] for s in st.values()}) == 1
+        )
+
+    wait_for(caught_up, 60, "node 4 to run our genesis again and catch up")
+    assert kms.decrypt(ct, CTX) == b"one genesis"
 
 
 def test_keystores_hold_no_share_in_the_clear(tn: Testnet, key_id: str) -> None:

@@ -66,6 +66,16 @@ def _rules(rules: Any) -> str:
     return out
 
 
+def _genesis(report: Any) -> str:
+    """This node's genesis digest (short) and the peers found running another genesis."""
+    if not isinstance(report, Mapping):
+        return ""
+    out = str(report.get("digest", ""))[:16]
+    if report.get("mismatched"):
+        out += f"; nodes {report['mismatched']} run another genesis (cut off)"
+    return out
+
+
 def overview(status: Mapping[str, Any]) -> str:
     """The node page: health, consensus position, peers, requests, memory, timings."""
     peers = status.get("peers", {})
@@ -81,6 +91,7 @@ def overview(status: Mapping[str, Any]) -> str:
         "audit entries": status.get("audit_total", ""),
         "audit head": status.get("audit_head"),
         "state rules": _rules(status.get("rules")),
+        "genesis": _genesis(status.get("genesis")),
         "receiving key": (status.get("receiving_keys") or {}).get("seq", ""),
     }
     peer_rows = [

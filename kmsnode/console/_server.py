@@ -3,7 +3,8 @@
 GET and HEAD only; one small request head (no bodies); a deadline on every request; a cap on
 open connections; a ``Host`` check against DNS rebinding; the token by ``Authorization:
 Bearer``, by cookie, or once by ``?token=`` (answered with a redirect that sets the cookie and
-drops the token from the address bar). Data comes from a ``ConsoleSource`` (the node).
+drops the token from the address bar). Data comes from a ``ConsoleSource`` (the node's
+``NodeReport``).
 """
 
 from __future__ import annotations

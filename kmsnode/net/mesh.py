@@ -547,6 +547,12 @@ class Mesh:
             links[protocol][node_id] = PeerStatistics(**vars(link.stats))
         return MeshStatistics(links, self._refused, self._rejected)
 
+    def connects(self, node_id: NodeId, protocol: str) -> int:
+        """How many times the outbound stream to ``node_id`` on ``protocol`` was opened (a
+        change tells a peer that restarted, or came back)."""
+        link = self._links.get((protocol, node_id))
+        return 0 if link is None else link.stats.connects
+
     def connected(self, node_id: NodeId, protocol: str) -> bool:
         """Whether the outbound stream to ``node_id`` on ``protocol`` is open right now."""
         link = self._links.get((protocol, node_id))
