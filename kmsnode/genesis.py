@@ -102,10 +102,11 @@ class Genesis:
     def digest(self) -> bytes:
         """SHA-256 over what every node must agree on to apply the same log the same way:
         all of the genesis but the nodes' addresses (which operators may write differently,
-        e.g. a private and a public address of one node)."""
+        e.g. a private and a public address of one node) and the admins' order."""
         doc = self.to_json()
         for node in doc["nodes"]:
             del node["addrs"]
+        doc["admins"] = sorted(set(doc["admins"]))  # a set to the state: its order is no matter
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(b"kms-genesis-v1\x00" + canonical.encode()).digest()
 

@@ -78,14 +78,19 @@ class GenesisCheck:
 
 def parse_answer(kinds_and_bodies: Iterable[tuple[str, object]]) -> bytes | None:
     """A peer's digest from its answer frames, None when it does not know the request (older
-    software answers ``err``).
+    software answers ``err`` with ``unknown kind``).
 
     Raises:
-        ValueError: an answer that is neither (a peer that is not what it should be).
+        ValueError: any other answer: another error (``busy``: the peer could not serve us
+            now, which says nothing of its genesis) or junk; the caller asks again later.
     """
     frames = list(kinds_and_bodies)
     if frames and frames[0][0] == "err":
-        return None
+        body = frames[0][1]
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if isinstance(reason, str) and reason.startswith("unknown kind"):
+            return None
+        raise ValueError(f"the peer did not answer: {str(reason)[:64]}")
     if len(frames) != 1 or frames[0][0] != "genesis":
         raise ValueError("unexpected answer to a genesis request")
     body = frames[0][1]

@@ -317,6 +317,11 @@ class KMSNode:
             height = page[-1].height + 1
 
     @property
+    def partition_cut(self) -> frozenset[net.NodeId]:
+        """The peers a simulated partition (``partition.json``) cuts this node off from."""
+        return self._partition_cut
+
+    @property
     def answers_cached(self) -> int:
         """Answers kept for late fetches (at most RESPONSE_CACHE)."""
         return len(self._answers)

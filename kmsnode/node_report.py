@@ -134,7 +134,7 @@ class NodeReport:
                     if v > self.node.state.rules_version
                 },
             },
-            "partitioned_from": sorted(self.node.mesh.cut),
+            "partitioned_from": sorted(self.node.partition_cut),
             "genesis": self.node.genesis_check.report(),
             "peers": {
                 str(k): s.connected for k, s in mesh.links.get(net.CONSENSUS_PROTOCOL, {}).items()

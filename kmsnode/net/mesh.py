@@ -113,7 +113,7 @@ class PeerStatistics:
     streams_rejected: int = 0
     """Inbound streams from this peer reset because of a bad frame."""
     frames_cut: int = 0
-    """Frames to or from this peer discarded by a simulated partition (``Mesh.cut``)."""
+    """Frames to or from this peer discarded while it was cut off (``Mesh.cut``)."""
 
 
 @dataclass
@@ -235,7 +235,8 @@ class Mesh:
         self._rejected = 0
         self.cut: frozenset[NodeId] = frozenset()
         """Peers this node neither sends to nor hears from: a simulated network partition
-        for fault drills (``testnet partition``); empty in normal operation."""
+        for fault drills (``testnet partition``), and peers whose genesis the node has not
+        seen to be its own (the node's genesis check); empty once every peer answered."""
 
     # ---- set-up ----------------------------------------------------------------------------
 
