@@ -288,11 +288,7 @@ class KMSState:
             # a client known only through them meets the stranger budget again. (The policy of
             # a deleted key is frozen, so the count is not touched for it again.)
             for client in record.policy:
-                left = self._grants[client] - 1
-                if left:
-                    self._grants[client] = left
-                else:
-                    del self._grants[client]
+                self._drop_grant_count(client)
             self._system_audit("key_deleted", record.key_id, "ok")
             effects.append(KeyDeleted(record.key_id))
         return effects
@@ -389,11 +385,15 @@ class KMSState:
                 self._grants[client] = self._grants.get(client, 0) + 1
         elif had:
             del record.policy[client]
-            left = self._grants[client] - 1
-            if left:
-                self._grants[client] = left
-            else:
-                del self._grants[client]
+            self._drop_grant_count(client)
+
+    def _drop_grant_count(self, client: bytes) -> None:
+        """One key fewer grants ``client`` anything (none left: it is no longer known)."""
+        left = self._grants[client] - 1
+        if left:
+            self._grants[client] = left
+        else:
+            del self._grants[client]
 
     def _permissions(self, client: bytes, record: KeyRecord) -> frozenset[Permission]:
         if self.is_admin(client):
