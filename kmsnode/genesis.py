@@ -19,14 +19,15 @@ from .crypto.sealing import SealingPublicKey
 from .errors import ConfigError
 from .wire.requests import MAX_DELETION_WAIT_S
 
-RULES_VERSION = 3
+RULES_VERSION = 4
 """The newest version of the replicated state machine's rules this software applies (what a
 new genesis names). Bumped whenever ``KMSState.apply`` would derive something else from some
 committed input than before; a network's genesis names the rules its log starts under, and an
 ``activate_rules`` in the log moves it to newer ones at a height. v1: before FROST signing was
 served and refresh ran as a reshare; v2: before key deletion, per-use receiving keys for DKG
-deals, and FROST signers named in the audit trail."""
-SUPPORTED_RULES = (2, 3)
+deals, and FROST signers named in the audit trail; v3: before an activation could leave up to
+f nodes behind (``ActivateRules.leave_behind``)."""
+SUPPORTED_RULES = (2, 3, 4)
 """Rules versions this software can apply a log under (v2 exactly as v2 software did)."""
 DEFAULT_MIN_DELETION_WAIT_S = 7 * 24 * 3600
 """The shortest waiting period a scheduled key deletion may have unless the genesis says

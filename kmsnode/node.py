@@ -633,6 +633,15 @@ class KMSNode:
                 f"not_supported: the log's rules (v{self.state.rules_version}) do not serve "
                 f"{req.op.name}"
             )
+        if (
+            isinstance(req.op, ActivateRules)
+            and req.op.leave_behind
+            and self.state.rules_version < 4
+        ):
+            raise NotServed(
+                f"not_supported: the log's rules (v{self.state.rules_version}) cannot leave "
+                "nodes behind in an upgrade (v4 can; this upgrade needs every node)"
+            )
         req.verify()
         if isinstance(req.op, ActivateRules) and self.state.rules_version < 3:
             # Under v2 rules the log drops a refused activation without a word (as v2

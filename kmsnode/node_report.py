@@ -122,6 +122,7 @@ class NodeReport:
                 "version": self.node.state.rules_version,
                 "supported": list(SUPPORTED_RULES),
                 "pending": self.node.state.pending_rules,
+                "leave_behind": list(self.node.state.pending_leave_behind),
                 "nodes_lacking": {
                     # For a pending activation: who has not confirmed since it.
                     str(v): self.node.state.nodes_lacking(

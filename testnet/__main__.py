@@ -32,7 +32,10 @@ def _rules_line(rules: Any) -> str:
     out = f"  rules v{rules.get('version')}"
     if rules.get("pending"):
         version, height = rules["pending"][:2]
-        out += f" (v{version} at height {height})"
+        out += f" (v{version} at height {height}"
+        if rules.get("leave_behind"):
+            out += f", may leave nodes {rules['leave_behind']} behind"
+        out += ")"
     for version, lacking in sorted((rules.get("nodes_lacking") or {}).items()):
         out += f" (v{version}: " + (f"waiting for nodes {lacking})" if lacking else "ready)")
     return out

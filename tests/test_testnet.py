@@ -1013,6 +1013,60 @@ def test_a_v2_testnet_upgrades_to_v3_rules_in_place(tmp_path: Path) -> None:
             old.kill(i)
 
 
+def test_a_v3_testnet_upgrades_to_v4_and_then_may_leave_a_down_node_behind(
+    tmp_path: Path,
+) -> None:
+    """Real processes: under v3 an upgrade needs every node (leave_behind is refused before
+    the log); with node 4 back, v4 takes effect; under v4, with node 4 down, the CLI names it
+    to leave behind, and the nodes refuse what is still wrong (no node applies v5; more than
+    f nodes)."""
+    net = Testnet(tmp_path / "v3net")
+    net.generate(4, scrypt_log2_n=12, rules_version=3)
+    for i in net.nodes():
+        net.start(i)
+    try:
+        wait_healthy(net, timeout=120)
+        g = genesis(net)
+
+        def rules(nodes: list[int]) -> dict[int, Any]:
+            return {i: s["rules"] for i, s in trio.run(statuses, g, nodes).items()}
+
+        def error(done: subprocess.CompletedProcess[bytes]) -> str:
+            assert done.returncode == 1, done.stdout
+            return str(json.loads(done.stderr)["error"])
+
+        wait_for(
+            lambda: all(r["nodes_lacking"].get("4") == [] for r in rules(net.nodes()).values()),
+            30,
+            "every node to say in the log that it applies v4",
+        )
+        net.kill(4)
+        up = [1, 2, 3]
+        refused = _kms(net, "--json", "activate-rules", "4", "--leave-behind", "4")
+        assert error(refused) == "not_supported", refused.stderr
+        assert b"cannot leave nodes behind" in refused.stderr
+        net.start(4)
+        wait_healthy(net, timeout=60)
+        done = _kms(net, "--json", "activate-rules", "4", "--after-blocks", "10")
+        assert done.returncode == 0, done.stderr
+        wait_for(
+            lambda: all(r["version"] == 4 for r in rules(net.nodes()).values()),
+            30,
+            "v4 to take effect on every node",
+        )
+        net.kill(4)
+        no_v5 = _kms(net, "--json", "activate-rules", "5", "--leave-behind", "4")
+        assert error(no_v5) == "rules_unsupported", no_v5.stderr
+        assert b"[1, 2, 3]" in no_v5.stderr  # nodes 1-3 do not apply v5 (this software)
+        too_many = _kms(net, "--json", "activate-rules", "5", "--leave-behind", "3", "4")
+        assert error(too_many) == "invalid_leave_behind", too_many.stderr
+        assert all(r["version"] == 4 and r["pending"] is None for r in rules(up).values())
+    finally:
+        for i in net.nodes():
+            if net.alive(i):
+                net.kill(i)
+
+
 def test_kms_cli_homomorphic_sum(tn: Testnet) -> None:
     made = _kms(tn, "create-key", "--kind", "homomorphic", "--description", "tally")
     assert made.returncode == 0, made.stderr

@@ -173,3 +173,22 @@ def test_a_deletion_wait_out_of_range_or_not_an_integer_is_malformed(wait: objec
     fields[4][2] = wait
     with pytest.raises(MalformedMessage, match="wait_seconds"):
         Request.decode(msgpack.packb(fields))
+
+
+def test_activate_rules_leave_behind_is_an_optional_sorted_field() -> None:
+    plain = _request(op=ActivateRules(4, 20))
+    # Without nodes to leave behind: the three fields v3 software encoded (logs replay alike).
+    assert msgpack.unpackb(plain.encode())[4] == ["activate_rules", 4, 20]
+    leaving = _request(op=ActivateRules(5, 20, (4, 2, 4)))
+    assert leaving.op.leave_behind == (2, 4)  # type: ignore[union-attr]
+    assert msgpack.unpackb(leaving.encode())[4] == ["activate_rules", 5, 20, [2, 4]]
+    back = Request.decode(leaving.encode())
+    assert back == leaving and back.encode() == leaving.encode()
+    fields = msgpack.unpackb(leaving.encode())
+    for wrong in ([], [4, 2], [2, 2], [0], ["2"], [True], list(range(1, 66)), 3, None):
+        bad = [*fields[:4], ["activate_rules", 5, 20, wrong], *fields[5:]]
+        with pytest.raises(MalformedMessage, match="leave_behind"):
+            Request.decode(msgpack.packb(bad))
+    bad = [*fields[:4], ["activate_rules", 5, 20, [2], "extra"], *fields[5:]]
+    with pytest.raises(MalformedMessage):
+        Request.decode(msgpack.packb(bad))

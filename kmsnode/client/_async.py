@@ -544,7 +544,12 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         result = await self._call(CancelKeyDeletion(key_id))
         return str(result["state"])
 
-    async def activate_rules(self, version: int, after_blocks: int = ACTIVATION_DELAY) -> int:
+    async def activate_rules(
+        self,
+        version: int,
+        after_blocks: int = ACTIVATION_DELAY,
+        leave_behind: Sequence[int] = (),
+    ) -> int:
         """Move the network to state rules ``version`` (genesis admins), ``after_blocks``
         blocks after the one that commits the request. Every node must first have said in the
         log that its software applies ``version`` (upgrade them all, then call this), and
@@ -552,12 +557,17 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         the rules take effect at if they do (the audit trail says ``rules_activated``, or
         ``rules_unsupported`` naming a node that did not confirm).
 
+        ``leave_behind`` (a log on rules v4 or later) names at most f nodes the upgrade may go
+        ahead without (down, or not upgraded yet); one of them whose software cannot apply
+        the new rules stops at their height until it is upgraded.
+
         Raises:
             RequestRejected: ``rules_unsupported`` (names the nodes to upgrade first),
                 ``rules_not_newer``, ``activation_pending``, ``activation_too_soon`` (fewer
-                than 10 blocks) or ``access_denied``.
+                than 10 blocks), ``invalid_leave_behind`` (more than f, or not members),
+                ``not_supported`` (leave_behind on a log older than v4) or ``access_denied``.
         """
-        result = await self._call(ActivateRules(version, after_blocks))
+        result = await self._call(ActivateRules(version, after_blocks, tuple(leave_behind)))
         return int(result["height"])
 
     def _forget_key(self, key_id: str) -> None:

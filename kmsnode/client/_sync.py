@@ -159,8 +159,10 @@ class DistributedKMS:
     def cancel_key_deletion(self, key_id: str) -> str:
         return self._run(self._async.cancel_key_deletion, key_id)  # type: ignore[no-any-return]
 
-    def activate_rules(self, version: int, after_blocks: int = ACTIVATION_DELAY) -> int:
-        return self._run(self._async.activate_rules, version, after_blocks)  # type: ignore[no-any-return]
+    def activate_rules(
+        self, version: int, after_blocks: int = ACTIVATION_DELAY, leave_behind: Sequence[int] = ()
+    ) -> int:
+        return self._run(self._async.activate_rules, version, after_blocks, leave_behind)  # type: ignore[no-any-return]
 
     def get_policy(self, key_id: str) -> KeyPolicy:
         return self._run(self._async.get_policy, key_id)  # type: ignore[no-any-return]

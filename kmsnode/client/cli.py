@@ -115,6 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         default=20,
         help="blocks until they take effect (default 20, at least 10)",
     )
+    p.add_argument(
+        "--leave-behind",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="NODE",
+        help="go ahead without these nodes (at most f; a log on rules v4 or later): down or "
+        "not upgraded yet, each stops at the new rules until it runs software that applies them",
+    )
     p = sub.add_parser("get-policy", help="every client's grants on a key (key admins)")
     p.add_argument("key_id")
     p = sub.add_parser("audit", help="the audit trail, as f + 1 nodes agree on it")
@@ -305,11 +314,16 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
         state = kms.cancel_key_deletion(args.key_id)
         _emit(args, {"key_id": args.key_id, "state": state}, f"{args.key_id} {state}")
     elif cmd == "activate-rules":
-        height = kms.activate_rules(args.version, args.after_blocks)
+        height = kms.activate_rules(args.version, args.after_blocks, args.leave_behind)
+        who = (
+            f"every node but {args.leave_behind} (left behind)"
+            if args.leave_behind
+            else "every node"
+        )
         _emit(
             args,
-            {"version": args.version, "height": height},
-            f"state rules v{args.version} take effect at height {height} if every node "
+            {"version": args.version, "height": height, "leave_behind": args.leave_behind},
+            f"state rules v{args.version} take effect at height {height} if {who} "
             "confirms by then (see `kms audit`)",
         )
     elif cmd == "get-policy":

@@ -61,6 +61,8 @@ def _rules(rules: Any) -> str:
     pending = rules.get("pending")
     if isinstance(pending, (list, tuple)) and len(pending) >= 2:
         out += f"; v{pending[0]} from height {pending[1]}"
+        if rules.get("leave_behind"):
+            out += f" (may leave nodes {rules['leave_behind']} behind)"
     for version, lacking in sorted((rules.get("nodes_lacking") or {}).items()):
         out += f"; v{version} " + (f"waits for nodes {lacking}" if lacking else "ready")
     return out

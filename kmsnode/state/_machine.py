@@ -189,7 +189,10 @@ class KMSState:
         node said its software applies the new rules, i.e. no v2-only software is left."""
         if not self.serves(request.op.name):
             return False
-        if isinstance(request.op, ActivateRules) and self.rules_version < 3:
+        if isinstance(request.op, ActivateRules) and request.op.leave_behind:
+            if self.rules_version < 4:
+                return False  # v3 and older software could not decode the field
+        elif isinstance(request.op, ActivateRules) and self.rules_version < 3:
             return self.activation_refusal(request, request.op) is None
         return True
 
@@ -224,6 +227,11 @@ class KMSState:
         activated at)."""
         return self.upgrades.pending
 
+    @property
+    def pending_leave_behind(self) -> tuple[int, ...]:
+        """The nodes the pending activation may take effect without (``leave_behind``)."""
+        return self.upgrades.leaving
+
     def nodes_lacking(self, version: int, since: int = -1) -> list[int]:
         """Committee members that have not said (in the log, after height ``since``) that
         their software applies ``version``."""
@@ -246,7 +254,8 @@ class KMSState:
         if refusal is not None:
             raise refusal
         height = self.upgrades.activate(op, self.height)
-        self._audit(request, "", "ok", f"v{op.version} at height {height}")
+        leaving = f", may leave nodes {list(op.leave_behind)} behind" if op.leave_behind else ""
+        self._audit(request, "", "ok", f"v{op.version} at height {height}{leaving}")
         return [self._reply(request, result={"version": op.version, "height": height})]
 
     def _rules_due(self) -> list[Effect]:
@@ -254,7 +263,7 @@ class KMSState:
         due = self.upgrades.due(self.height)
         if due is None:
             return []
-        version, lacking = due
+        version, lacking, left_behind = due
         if lacking:
             # A node did not confirm in time (down, slow, or taken back to older software,
             # which cannot say so): switching without it could split the committee.
@@ -270,7 +279,8 @@ class KMSState:
             # node posts a fresh key and erases its genesis one once no session needs it.
             self.receiving_keys.mark_all_used()
         self.rules_version = version
-        self._system_audit("rules_activated", "", "ok", f"v{version}")
+        left = f" without nodes {left_behind} (left behind)" if left_behind else ""
+        self._system_audit("rules_activated", "", "ok", f"v{version}{left}")
         return [RulesActivated(version)]
 
     # -- key deletion -------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 activated upgrade waiting for its height (part of the replicated state, pure).
 
 An upgrade takes effect only if every committee member said, after it was activated, that
-its software applies the new rules: switching without one could split the committee.
+its software applies the new rules: switching without one could split the committee. From
+rules v4 the admin may name up to f members to leave behind (down, or not upgraded yet): the
+others must all confirm, so the log stays live without them, and a member left behind whose
+software cannot apply the new rules stops at their height rather than apply them wrongly.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class RulesUpgrades:
         self.pending: tuple[int, int, int] | None = None
         """An activated upgrade not yet in force: (version, the height it takes effect at, the
         height it was activated at: every node must say again after it that it applies it)."""
+        self.leaving: tuple[int, ...] = ()
+        """The nodes the pending upgrade may take effect without (``leave_behind``)."""
 
     def statement(self, payload: RulesPayload, height: int) -> bool:
         """Record a node's signed statement (its latest); returns whether it was taken."""
@@ -56,6 +61,16 @@ class RulesUpgrades:
     def refusal(self, op: ActivateRules, in_force: int) -> Denied | None:
         """Why ``op`` cannot activate while rules ``in_force`` apply (None: it can), the
         request's signature and admin checks aside. Changes nothing."""
+        members = {i.id for i in self._genesis.nodes}
+        if op.leave_behind and not set(op.leave_behind) <= members:
+            outside = sorted(set(op.leave_behind) - members)
+            return Denied("invalid_leave_behind", f"nodes {outside} are not committee members")
+        if len(op.leave_behind) > self._genesis.f:
+            return Denied(
+                "invalid_leave_behind",
+                f"at most f = {self._genesis.f} nodes may be left behind, not "
+                f"{len(op.leave_behind)}: the others could not go on without them",
+            )
         if op.version <= in_force:
             return Denied("rules_not_newer", f"the log already runs rules v{in_force}")
         if self.pending is not None:
@@ -67,12 +82,12 @@ class RulesUpgrades:
                 f"new rules take effect at least {MIN_ACTIVATION_BLOCKS} blocks on (every node "
                 "confirms in between)",
             )
-        missing = self.lacking(op.version)
+        missing = [i for i in self.lacking(op.version) if i not in op.leave_behind]
         if missing:
             return Denied(
                 "rules_unsupported",
                 f"nodes {missing} have not said their software applies rules v{op.version}: "
-                "upgrade them first",
+                "upgrade them first (or, from rules v4, leave at most f of them behind)",
             )
         return None
 
@@ -80,13 +95,21 @@ class RulesUpgrades:
         """Schedule ``op`` (checked by ``refusal``); returns the height it takes effect at."""
         at = height + op.after_blocks
         self.pending = (op.version, at, height)
+        self.leaving = op.leave_behind
         return at
 
-    def due(self, height: int) -> tuple[int, list[int]] | None:
+    def due(self, height: int) -> tuple[int, list[int], list[int]] | None:
         """At a pending upgrade's height: clear it and return (its version, the nodes that did
-        not confirm after the activation: any means it is refused). None otherwise."""
+        not confirm after the activation and were not to be left behind: any means it is
+        refused, the nodes left behind without confirming). None otherwise."""
         if self.pending is None or height < self.pending[1]:
             return None
         version, _, since = self.pending
-        self.pending = None
-        return version, self.lacking(version, since)
+        leaving = self.leaving
+        self.pending, self.leaving = None, ()
+        lacking = self.lacking(version, since)
+        return (
+            version,
+            [i for i in lacking if i not in leaving],
+            [i for i in lacking if i in leaving],
+        )

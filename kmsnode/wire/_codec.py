@@ -118,5 +118,8 @@ class Reader:
             raise MalformedMessage(f"{self._what}.{name}: expected a list of strings")
         return list(v)
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def raw(self, i: int) -> Any:
         return self._items[i]

@@ -308,20 +308,47 @@ class ActivateRules:
     """Move the network's log to state rules ``version`` at ``after_blocks`` blocks after the
     one that commits this (genesis admins only; every node must first have said in the log
     that its software applies ``version``). Blocks before that height keep their rules, so a
-    replay from the start derives the same state."""
+    replay from the start derives the same state.
+
+    ``leave_behind`` (rules v4 and later; at most f node ids) names nodes the upgrade may go
+    ahead without: down, or not upgraded yet. A node among them whose software cannot apply
+    the new rules stops at their height (it never applies them wrongly); the others go on.
+    """
 
     version: int
     after_blocks: int
+    leave_behind: tuple[int, ...] = ()
     name: ClassVar[str] = "activate_rules"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "leave_behind", tuple(sorted(set(self.leave_behind))))
+
     def fields(self) -> list[Any]:
-        return [self.version, self.after_blocks]
+        # Without nodes to leave behind, the bytes of v3 software (its logs replay alike).
+        if not self.leave_behind:
+            return [self.version, self.after_blocks]
+        return [self.version, self.after_blocks, list(self.leave_behind)]
 
     @classmethod
     def parse(cls, r: Reader) -> ActivateRules:
+        leave: tuple[int, ...] = ()
+        if len(r) == 4:
+            ids = r.raw(3)
+            if (
+                not isinstance(ids, list)
+                or not 0 < len(ids) <= MAX_AVOID
+                or not all(type(i) is int and 1 <= i <= 2**16 for i in ids)
+                or ids != sorted(set(ids))
+            ):
+                raise MalformedMessage(
+                    f"activate_rules.leave_behind: expected 1 to {MAX_AVOID} distinct node "
+                    "ids, sorted"
+                )
+            leave = tuple(ids)
         return cls(
             r.integer(1, "version", 1, 2**16),
             r.integer(2, "after_blocks", 1, MAX_ACTIVATION_DELAY),
+            leave,
         )
 
 
@@ -343,7 +370,7 @@ Operation = (
     | CancelKeyDeletion
     | ActivateRules
 )
-OPERATIONS: dict[str, tuple[type[Any], int]] = {
+OPERATIONS: dict[str, tuple[type[Any], int | tuple[int, ...]]] = {
     CreateKey.name: (CreateKey, 3),
     DescribeKey.name: (DescribeKey, 2),
     ListKeys.name: (ListKeys, 1),
@@ -359,7 +386,7 @@ OPERATIONS: dict[str, tuple[type[Any], int]] = {
     RefreshKey.name: (RefreshKey, 2),
     ScheduleKeyDeletion.name: (ScheduleKeyDeletion, 3),
     CancelKeyDeletion.name: (CancelKeyDeletion, 2),
-    ActivateRules.name: (ActivateRules, 3),
+    ActivateRules.name: (ActivateRules, (3, 4)),
 }
 RULES_3_OPERATIONS = frozenset({ScheduleKeyDeletion.name, CancelKeyDeletion.name})
 """Operations a network's log serves only under state rules v3 and later (under v2 the log
@@ -377,6 +404,8 @@ def _decode_op(value: Any) -> Operation:
     if entry is None:
         raise MalformedMessage(f"request.op: unknown operation {value[0][:32]!r}")
     cls, length = entry
+    if isinstance(length, tuple):  # an optional trailing field
+        length = len(value) if len(value) in length else length[0]
     return cls.parse(Reader(value, value[0], length))  # type: ignore[no-any-return]
 
 

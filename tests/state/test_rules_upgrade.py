@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from kmsnode.state import KeyState, KMSState, RulesActivated, verify_chain
+from kmsnode.state import (
+    RULES_VERSION,
+    SUPPORTED_RULES,
+    KeyState,
+    KMSState,
+    RulesActivated,
+    verify_chain,
+)
 from kmsnode.wire.payload import RulesPayload
 from kmsnode.wire.requests import ActivateRules, ScheduleKeyDeletion
 
@@ -153,9 +160,88 @@ def test_rules_statements_are_checked_and_only_the_latest_counts() -> None:
     assert len({str(s.rules_support) for s in net.states.values()}) == 1
 
 
-def test_a_v3_network_rejects_activating_what_no_node_applies(net: Network) -> None:
-    say_supported(net, (1, 2, 3, 4))
-    assert outcome(net, net.admin, ActivateRules(4, 10)) == {"rules_unsupported"}
-    assert outcome(net, Client(), ActivateRules(4, 10)) == {"access_denied"}
-    assert outcome(net, net.admin, ActivateRules(4, 9)) == {"activation_too_soon"}
-    assert net.states[1].pending_rules is None and net.states[1].rules_version == 3
+def test_a_network_rejects_activating_what_no_node_applies(net: Network) -> None:
+    newer = RULES_VERSION + 1
+    say_supported(net, (1, 2, 3, 4), versions=SUPPORTED_RULES)
+    assert outcome(net, net.admin, ActivateRules(newer, 10)) == {"rules_unsupported"}
+    assert outcome(net, Client(), ActivateRules(newer, 10)) == {"access_denied"}
+    assert outcome(net, net.admin, ActivateRules(newer, 9)) == {"activation_too_soon"}
+    # Leaving nodes behind does not help when none applies the rules.
+    assert outcome(net, net.admin, ActivateRules(newer, 10, (4,))) == {"rules_unsupported"}
+    assert net.states[1].pending_rules is None and net.states[1].rules_version == RULES_VERSION
+
+
+def network(rules_version: int) -> Network:
+    net = Network()
+    net.genesis = dataclasses.replace(net.genesis, rules_version=rules_version)
+    net.states = {i: KMSState(net.genesis) for i in net.identities}
+    return net
+
+
+def run_to(net: Network, height: int) -> dict[int, list[object]]:
+    effects: dict[int, list[object]] = {}
+    while net.height < height:
+        effects = net.tick()  # type: ignore[assignment]
+    return effects
+
+
+def test_a_v3_network_moves_to_v4_with_every_node_and_cannot_leave_one_behind_before() -> None:
+    net = network(3)
+    say_supported(net, (1, 2, 3), versions=(2, 3, 4))
+    rejected = net.states[1].rejected_payloads
+    # v3 software could not decode leave_behind: the log drops the request, as it did.
+    assert outcome(net, net.admin, ActivateRules(4, 10, (4,))) == set()
+    assert net.states[1].rejected_payloads == rejected + 1
+    assert net.states[1].pending_rules is None
+    assert outcome(net, net.admin, ActivateRules(4, 10)) == {"rules_unsupported"}  # node 4
+    say_supported(net, (4,), versions=(2, 3, 4))
+    assert outcome(net, net.admin, ActivateRules(4, 10)) == {None}
+    at = net.states[1].pending_rules[1]  # type: ignore[index]
+    say_supported(net, (1, 2, 3, 4), versions=(2, 3, 4))
+    effects = run_to(net, at)
+    assert all(RulesActivated(4) in es for es in effects.values())
+    assert {s.rules_version for s in net.states.values()} == {4}
+
+
+def test_under_v4_an_upgrade_may_leave_at_most_f_nodes_behind() -> None:
+    net = network(4)
+    newer = 5
+    say_supported(net, (1, 2, 3), versions=(2, 3, 4, newer))
+    say_supported(net, (4,), versions=(2, 3, 4))  # node 4 not upgraded (or down)
+    assert outcome(net, net.admin, ActivateRules(newer, 10)) == {"rules_unsupported"}
+    assert outcome(net, net.admin, ActivateRules(newer, 10, (3, 4))) == {"invalid_leave_behind"}
+    assert outcome(net, net.admin, ActivateRules(newer, 10, (9,))) == {"invalid_leave_behind"}
+    assert outcome(net, net.admin, ActivateRules(newer, 10, (3,))) == {"rules_unsupported"}
+    assert outcome(net, Client(), ActivateRules(newer, 10, (4,))) == {"access_denied"}
+    rs = replies(net.send(net.admin.request(ActivateRules(newer, 10, (4,)), at_ms=net.time_ms)))
+    assert {r.error for r in rs.values()} == {None}
+    since, at = net.states[1].pending_rules[2], net.states[1].pending_rules[1]  # type: ignore[index]
+    say_supported(net, (1, 2, 3), versions=(2, 3, 4, newer))  # node 4 stays silent
+    effects = run_to(net, at)
+    # Every state moves on (node 4's own executor stops there: its software lacks v5).
+    assert all(RulesActivated(newer) in es for es in effects.values())
+    assert {s.rules_version for s in net.states.values()} == {newer}
+    entries = net.states[2].audit.entries
+    assert [(e.op, e.detail) for e in entries if "rules" in e.op][-2:] == [
+        ("activate_rules", f"v{newer} at height {at}, may leave nodes [4] behind"),
+        ("rules_activated", f"v{newer} without nodes [4] (left behind)"),
+    ]
+    assert since < at
+    verify_chain(entries)
+
+
+def test_a_node_not_left_behind_must_still_confirm_after_the_activation() -> None:
+    net = network(4)
+    say_supported(net, (1, 2, 3), versions=(2, 3, 4, 5))
+    assert outcome(net, net.admin, ActivateRules(5, 10, (4,))) == {None}
+    at = net.states[1].pending_rules[1]  # type: ignore[index]
+    say_supported(net, (1, 2), versions=(2, 3, 4, 5))  # node 3 does not confirm again
+    run_to(net, at)
+    for s in net.states.values():
+        assert s.rules_version == 4 and s.pending_rules is None
+        last = s.audit.entries[-1]
+        assert (last.op, last.outcome, last.detail) == (
+            "rules_activated",
+            "rules_unsupported",
+            "v5: nodes [3] did not confirm",
+        )
