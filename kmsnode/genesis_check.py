@@ -7,12 +7,13 @@ silence. Cut off, a misconfigured node is one more node down (the others go on w
 f are), and its operator sees why in its status; a node whose genesis is the odd one out
 cuts itself off from everyone and stops. A peer is cut off until it answered once, so not
 even a block from it is applied under a genesis nobody checked. Software without the check
-(it answers ``err``) is let in, as before it. Pure bookkeeping here; ``KMSNode`` asks.
+(it answers ``err``) is let in, as before it. Bookkeeping and the asking loop here, with no
+I/O of its own: ``KMSNode`` passes how to ask a peer, drop its connection and wait.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 GENESIS_CHECK_INTERVAL = 30.0
@@ -97,3 +98,43 @@ def parse_answer(kinds_and_bodies: Iterable[tuple[str, object]]) -> bytes | None
     if not isinstance(body, bytes) or len(body) != 32:
         raise ValueError("a genesis digest is 32 bytes")
     return body
+
+
+class Unanswered(Exception):
+    """A peer gave no usable answer to a genesis request: none at all (down, timed out,
+    unreachable), or one that says nothing of its genesis (``busy``, junk: ``replied``)."""
+
+    def __init__(self, replied: bool) -> None:
+        super().__init__("replied without a digest" if replied else "no reply")
+        self.replied = replied
+
+
+async def follow_peer(
+    check: GenesisCheck,
+    peer: int,
+    ask: Callable[[], Awaitable[bytes | None]],
+    drop: Callable[[], Awaitable[None]],
+    wait: Callable[[float], Awaitable[None]],
+    on_news: Callable[[int, bytes | None], None],
+) -> None:
+    """Ask ``peer`` for its digest for ever: ``ask`` returns it (None: older software) or
+    raises ``Unanswered``; ``on_news`` hears a first or changed answer; ``wait`` sleeps until
+    the next check (it may return early, e.g. when the peer reconnects).
+
+    A peer cut off (unchecked or mismatched) that gives no reply at all has its connection
+    dropped with ``drop``: a half-open one (the peer rebooted uncleanly) would otherwise be
+    asked over again until the OS gives up on it, and a cut-off peer's connection carries
+    nothing else. One that replied (``busy``) is alive: its connection stays.
+    """
+    while True:
+        try:
+            digest = await ask()
+        except Unanswered as exc:
+            if peer in check.cut_off and not exc.replied:
+                await drop()
+            await wait(check.unanswered(peer))
+            continue
+        news, delay = check.answered(peer, digest)
+        if news:
+            on_news(peer, digest)
+        await wait(delay)

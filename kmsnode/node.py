@@ -31,7 +31,7 @@ from .crypto.groups.ed25519 import verify_signature as ed25519_verify_signature
 from .errors import ConfigError, LogRulesMismatch, MalformedMessage
 from .executor import Executor
 from .genesis import Genesis
-from .genesis_check import GenesisCheck, parse_answer
+from .genesis_check import GenesisCheck, Unanswered, follow_peer, parse_answer
 from .identity import NodeIdentity
 from .keystore import Keystore
 from .node_report import FLIGHT_RECORDER_ENV, NodeReport, NodeStats, RequestTimings
@@ -523,35 +523,50 @@ class KMSNode:
                 nursery.start_soon(self._check_peer_genesis, peer)
 
     async def _check_peer_genesis(self, peer: int) -> None:
-        check = self.genesis_check
         node_id = net.NodeId(peer)
-        while True:
+        peer_id = self.committee.peer_id(node_id)
+
+        async def ask() -> bytes | None:
             try:
                 frames = await net.request(
                     self.host,
-                    self.committee.peer_id(node_id),
+                    peer_id,
                     self.committee.member(node_id).addrs,
                     net.Envelope("genesis", None),
                     timeout=GENESIS_REQUEST_TIMEOUT,
                 )
-                digest = parse_answer((f.kind, f.body) for f in frames)
-            except (net.RequestFailed, ValueError):
-                await trio.sleep(check.unanswered(peer))
-                continue
-            news, wait = check.answered(peer, digest)
-            if news:
-                self._apply_cut()
-                if peer in check.mismatched:
-                    log.error(
-                        "node %d runs another genesis (digest %s, ours %s): cut off from it "
-                        "until it runs ours",
-                        peer,
-                        digest.hex() if digest else "?",
-                        check.mine.hex(),
-                    )
-                elif digest is None:
-                    log.warning("node %d has no genesis check (older software): let in", peer)
-            await self._sleep_unless_reconnected(node_id, wait)
+            except net.RequestFailed as exc:
+                raise Unanswered(replied=False) from exc
+            try:
+                return parse_answer((f.kind, f.body) for f in frames)
+            except ValueError as exc:
+                raise Unanswered(replied=True) from exc
+
+        async def wait(seconds: float) -> None:
+            await self._sleep_unless_reconnected(node_id, seconds)
+
+        await follow_peer(
+            self.genesis_check,
+            peer,
+            ask,
+            lambda: self.host.disconnect(peer_id),
+            wait,
+            self._genesis_news,
+        )
+
+    def _genesis_news(self, peer: int, digest: bytes | None) -> None:
+        """A peer's first or changed genesis answer: re-cut the mesh, and say why."""
+        self._apply_cut()
+        if peer in self.genesis_check.mismatched:
+            log.error(
+                "node %d runs another genesis (digest %s, ours %s): cut off from it "
+                "until it runs ours",
+                peer,
+                digest.hex() if digest else "?",
+                self.genesis_check.mine.hex(),
+            )
+        elif digest is None:
+            log.warning("node %d has no genesis check (older software): let in", peer)
 
     async def _sleep_unless_reconnected(self, node_id: net.NodeId, seconds: float) -> None:
         """Sleep ``seconds``, or less if the consensus link to ``node_id`` is opened anew."""

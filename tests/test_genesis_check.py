@@ -14,6 +14,8 @@ from kmsnode.genesis_check import (
     GENESIS_RETRY,
     GENESIS_RETRY_MAX,
     GenesisCheck,
+    Unanswered,
+    follow_peer,
     parse_answer,
 )
 from kmsnode.identity import NodeIdentity
@@ -132,3 +134,58 @@ def test_answers_are_parsed(frames: list[tuple[str, object]], expected: bytes | 
 def test_odd_answers_are_refused(frames: list[tuple[str, object]]) -> None:
     with pytest.raises(ValueError):
         parse_answer(frames)
+
+
+class _Spent(Exception):
+    pass
+
+
+async def _follow(
+    check: GenesisCheck, peer: int, script: list[bytes | Unanswered | None]
+) -> tuple[list[str], list[tuple[int, bytes | None]]]:
+    """Run ``follow_peer`` over scripted answers (an Unanswered is raised); returns the
+    calls made (ask, drop, wait N) and the news heard, once the script is spent."""
+    calls: list[str] = []
+    news: list[tuple[int, bytes | None]] = []
+    answers = iter(script)
+
+    async def ask() -> bytes | None:
+        calls.append("ask")
+        answer = next(answers)
+        if isinstance(answer, Unanswered):
+            raise answer
+        return answer
+
+    async def drop() -> None:
+        calls.append("drop")
+
+    async def wait(seconds: float) -> None:
+        calls.append(f"wait {seconds:g}")
+        if calls.count("ask") >= len(script):
+            raise _Spent()  # the loop is endless: stop it once the script is spent
+
+    with pytest.raises(_Spent):
+        await follow_peer(check, peer, ask, drop, wait, lambda p, d: news.append((p, d)))
+    return calls, news
+
+
+async def test_a_cut_off_peer_without_a_reply_has_its_connection_dropped() -> None:
+    mine, other = b"m" * 32, b"o" * 32
+    check = GenesisCheck(mine, (2, 3))
+    silent = Unanswered(replied=False)
+    calls, news = await _follow(check, 2, [silent, silent, mine, silent, other, silent])
+    assert calls == [
+        "ask", "drop", f"wait {GENESIS_RETRY:g}",  # unchecked and silent: maybe half-open
+        "ask", "drop", f"wait {2 * GENESIS_RETRY:g}",
+        "ask", f"wait {GENESIS_CHECK_INTERVAL:g}",  # ours: let in
+        "ask", f"wait {GENESIS_RETRY:g}",  # silent while let in: its link stays
+        "ask", f"wait {GENESIS_RETRY_MAX:g}",  # another genesis: cut off, asked often
+        "ask", "drop", f"wait {GENESIS_RETRY:g}",
+    ]  # fmt: skip
+    assert news == [(2, mine), (2, other)]
+
+
+async def test_a_peer_that_replies_busy_keeps_its_connection() -> None:
+    check = GenesisCheck(b"m" * 32, (2,))
+    calls, news = await _follow(check, 2, [Unanswered(replied=True), Unanswered(replied=True)])
+    assert "drop" not in calls and news == [] and check.cut_off == {2}

@@ -187,6 +187,17 @@ class Host:
         self.allow_redial(peer_id)
         await self.libp2p.connect(PeerInfo(peer_id, [multiaddr.Multiaddr(a) for a in addrs]))
 
+    async def disconnect(self, peer_id: ID, timeout: float = 2.0) -> None:
+        """Close every connection to ``peer_id`` (no-op when none); the next dial really dials.
+        Failures are logged at debug level only: the peer may already be gone."""
+        if not self.is_connected(peer_id):
+            return
+        with trio.move_on_after(timeout):
+            try:
+                await self.libp2p.disconnect(peer_id)
+            except Exception as exc:
+                _log.debug("disconnect failed peer=%s error=%s", peer_id, type(exc).__name__)
+
     def is_connected(self, peer_id: ID) -> bool:
         """Whether a live connection to ``peer_id`` exists."""
         return bool(self.libp2p.get_network().connections.get(peer_id))

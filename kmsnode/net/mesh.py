@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.peer.id import ID
 
 from ._streams import read_some
 from .committee import Committee, NodeId
@@ -391,7 +390,7 @@ class Mesh:
                 attempt += 1
                 # A connection that is up but cannot open streams (seen in py-libp2p after a
                 # remote stream handler raised) would be reused forever: drop it and redial.
-                await self._drop_connection(peer_id)
+                await self.host.disconnect(peer_id)
                 _log.info(
                     "cannot open stream node=%d protocol=%s error=%s retry_in=%.3fs",
                     link.node_id,
@@ -461,15 +460,6 @@ class Mesh:
         except Exception:
             pass
         scope.cancel()
-
-    async def _drop_connection(self, peer_id: ID) -> None:
-        if not self.host.is_connected(peer_id):
-            return
-        with trio.move_on_after(2.0):
-            try:
-                await self.host.libp2p.disconnect(peer_id)
-            except Exception as exc:
-                _log.debug("disconnect failed peer=%s error=%s", peer_id, type(exc).__name__)
 
     def _dial_lock(self, node_id: NodeId) -> trio.Lock:
         lock = self._dial_locks.get(node_id)
