@@ -491,6 +491,8 @@ def test_a_node_with_another_genesis_is_cut_off_until_it_runs_ours(
             timeout=60,
         ).stdout
         assert "GENESIS differs on nodes [4]" in out and "GENESIS differs on nodes [1, 2, 3]" in out
+        # The client sees it too (one node in f: it goes on without it).
+        assert kms.check_genesis() == {1: "same", 2: "same", 3: "same", 4: "differs"}
     finally:
         tn.kill(4)
         toml.write_text(original, encoding="utf-8")
@@ -1065,6 +1067,33 @@ def test_a_v3_testnet_upgrades_to_v4_and_then_may_leave_a_down_node_behind(
         for i in net.nodes():
             if net.alive(i):
                 net.kill(i)
+
+
+def test_a_client_compares_its_genesis_with_the_nodes(tn: Testnet, tmp_path: Path) -> None:
+    """``kms check-genesis`` says every node runs the config's genesis; a config whose
+    genesis is another network's (another chain id, same nodes) fails with a clear
+    ``genesis_mismatch`` instead of the nodes' refusals alone."""
+    same = _kms(tn, "--json", "check-genesis")
+    assert same.returncode == 0, same.stderr
+    report = json.loads(same.stdout)
+    assert report["nodes"] == {str(i): "same" for i in tn.nodes()}
+    assert report["digest"] == genesis(tn).digest().hex()
+
+    other = json.loads((tn.dir / "genesis.json").read_text())
+    other["chain_id"] += "-other"
+    (tmp_path / "genesis.json").write_text(json.dumps(other))
+    config = json.loads((tn.dir / "client.json").read_text())
+    config["genesis"] = str(tmp_path / "genesis.json")
+    config["identity"] = str((tn.dir / config["identity"]).resolve())
+    (tmp_path / "client.json").write_text(json.dumps(config))
+    differs = _kms(tn, "--json", "check-genesis", config=tmp_path / "client.json")
+    assert differs.returncode == 1
+    assert set(json.loads(differs.stdout)["nodes"].values()) == {"differs"}
+    refused = _kms(tn, "--json", "list-keys", config=tmp_path / "client.json")
+    assert refused.returncode == 1
+    error = json.loads(refused.stderr)
+    assert error["error"] == "genesis_mismatch", error
+    assert "run another genesis than this client's" in error["message"]
 
 
 def test_kms_cli_homomorphic_sum(tn: Testnet) -> None:

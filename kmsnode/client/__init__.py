@@ -8,6 +8,7 @@ from ._results import KeyVersionInfo as KeyVersionInfo
 from ._sync import DistributedKMS as DistributedKMS
 from .errors import AccessDenied as AccessDenied
 from .errors import ClientError as ClientError
+from .errors import GenesisMismatch as GenesisMismatch
 from .errors import InvalidCiphertextError as InvalidCiphertextError
 from .errors import KeyNotFound as KeyNotFound
 from .errors import KeyUnavailable as KeyUnavailable
@@ -23,6 +24,7 @@ __all__ = [
     "ClientConfig",
     "ClientError",
     "DistributedKMS",
+    "GenesisMismatch",
     "InvalidCiphertextError",
     "KeyMetadata",
     "KeyNotFound",

@@ -27,6 +27,7 @@ from .. import net
 from ..crypto import bls, elgamal, tdh2
 from ..crypto.errors import CryptoError
 from ..genesis import Genesis
+from ..genesis_check import parse_answer
 from ..wire import sums
 from ..wire.requests import (
     DEFAULT_DELETION_WAIT_S,
@@ -57,6 +58,7 @@ from ._audit import AuditPage, agree_on_audit
 from ._core import ClientCore, Collector, FrostRetry, KeyMaterial, SignerAvoidance
 from ._results import KeyMetadata, KeyPolicy
 from .errors import (
+    GenesisMismatch,
     InvalidCiphertextError,
     KeyNotFound,
     KeyUnavailable,
@@ -127,6 +129,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
     ) -> None:
         self.core = ClientCore(genesis, identity)
         self.genesis = genesis
+        self.genesis_digest = genesis.digest()
         self.nodes = list(nodes) if nodes else list(genesis.ids)
         self.timeout = timeout
         self.attempt_timeout = min(attempt_timeout, timeout)
@@ -664,8 +667,39 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         if errors:
             raise errors[0]
         if not collector.done:
-            raise collector.unavailable()
+            error = collector.unavailable()
+            # No answer from the log: say so if it is because nodes run another genesis.
+            report = await self.check_genesis()
+            differs = [i for i, verdict in report.items() if verdict == "differs"]
+            if len(differs) > self.genesis.f:
+                raise GenesisMismatch(differs, error) from error
+            if differs and isinstance(error, QuorumUnavailable):
+                error = QuorumUnavailable(error.answered, error.needed, error.misbehaving, differs)
+            raise error
         return collector.result
+
+    async def check_genesis(self) -> dict[int, str]:
+        """Ask every node whether it runs this client's genesis (by digest, addresses aside):
+        per node ``same``, ``differs``, ``unsupported`` (older software) or ``unreachable``
+        (no answer within the attempt timeout)."""
+        report = {i: "unreachable" for i in self.nodes}
+
+        async def ask(node_id: int) -> None:
+            with contextlib.suppress(net.RequestFailed, ValueError):
+                got = await self._sessions[node_id].request(
+                    net.Envelope("genesis", None), timeout=self.attempt_timeout
+                )
+                digest = parse_answer((e.kind, e.body) for e in got)
+                if digest is None:
+                    report[node_id] = "unsupported"
+                else:
+                    report[node_id] = "same" if digest == self.genesis_digest else "differs"
+
+        with trio.move_on_after(self.attempt_timeout):
+            async with trio.open_nursery() as nursery:
+                for node_id in self.nodes:
+                    nursery.start_soon(ask, node_id)
+        return report
 
     async def _wait_for_signers(
         self,

@@ -96,6 +96,14 @@ class DistributedKMS:
     def audit(self, start: int = 0, limit: int = 100) -> AuditPage:
         return self._run(self._async.audit, start, limit)  # type: ignore[no-any-return]
 
+    @property
+    def genesis_digest(self) -> bytes:
+        """The digest of this client's genesis (what ``check_genesis`` compares)."""
+        return self._async.genesis_digest
+
+    def check_genesis(self) -> dict[int, str]:
+        return self._run(self._async.check_genesis)  # type: ignore[no-any-return]
+
     def encrypt(
         self, key_id: str, plaintext: bytes, context: Mapping[str, str] | None = None
     ) -> bytes:

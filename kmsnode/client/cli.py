@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("audit", help="the audit trail, as f + 1 nodes agree on it")
     p.add_argument("--from", dest="start", type=int, default=0, help="first entry (default 0)")
     p.add_argument("--limit", type=int, default=100, help="entries (at most 1000)")
+    sub.add_parser(
+        "check-genesis",
+        help="whether every node runs this config's genesis (exit 1 if any runs another)",
+    )
     sub.add_parser("whoami", help="this config's client public key (what set-policy grants)")
     p = sub.add_parser(
         "new-identity",
@@ -346,6 +350,16 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
             "misbehaving": list(page.misbehaving),
         }
         _emit(args, value, "\n".join(lines))
+    elif cmd == "check-genesis":
+        report = kms.check_genesis()
+        lines = [f"node {i}: {verdict}" for i, verdict in sorted(report.items())]
+        lines.append(f"this client's genesis digest {kms.genesis_digest.hex()}")
+        value = {
+            "digest": kms.genesis_digest.hex(),
+            "nodes": {str(i): v for i, v in report.items()},
+        }
+        _emit(args, value, "\n".join(lines))
+        return 1 if "differs" in report.values() else 0
     elif cmd == "set-policy":
         perms = [p for p in args.permissions.split(",") if p]
         kms.set_policy(args.key, bytes.fromhex(args.client), perms)

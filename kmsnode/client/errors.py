@@ -12,8 +12,9 @@
     ├── SumOutOfBound         a decrypted sum lies outside [0, bound): ask with a larger one
     ├── StaleKeyMaterial      partials of a newer share epoch (refetched and retried first)
     ├── SignersFailed         FROST signers the log chose did not all sign (retried first)
-    └── QuorumUnavailable     not enough valid answers in time; says how many answered and
-                              which nodes misbehaved
+    ├── QuorumUnavailable     not enough valid answers in time; says how many answered, which
+    │                         nodes misbehaved and which run another genesis
+    └── GenesisMismatch       f + 1 nodes run another genesis than the client's configuration
 
 Every error that results from a node's answer carries ``code`` (the wire error code).
 """
@@ -112,14 +113,42 @@ class QuorumUnavailable(ClientError):
 
     code = "quorum_unavailable"
 
-    def __init__(self, answered: int, needed: int, misbehaving: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        answered: int,
+        needed: int,
+        misbehaving: Iterable[int] = (),
+        genesis_differs: Iterable[int] = (),
+    ) -> None:
         self.answered = answered
         self.needed = needed
         self.misbehaving = tuple(sorted(set(misbehaving)))
+        self.genesis_differs = tuple(sorted(set(genesis_differs)))
+        """Nodes that said they run another genesis than this client's (a stale or wrong
+        client configuration, or misconfigured nodes)."""
         bad = f"; misbehaving nodes: {list(self.misbehaving)}" if self.misbehaving else ""
+        if self.genesis_differs:
+            bad += (
+                f"; nodes {list(self.genesis_differs)} run another genesis than this client's "
+                "(check the client configuration's genesis file, or those nodes')"
+            )
         super().__init__(
             f"only {answered} valid answers, {needed} needed: too many nodes are down or "
             f"unreachable{bad}"
+        )
+
+
+class GenesisMismatch(ClientError):
+    """At least f + 1 nodes run another genesis than this client's: the client's configuration
+    is stale or wrong (e.g. from another network), so nothing it asks can be served right."""
+
+    code = "genesis_mismatch"
+
+    def __init__(self, nodes: Iterable[int], cause: ClientError) -> None:
+        self.nodes = tuple(sorted(set(nodes)))
+        super().__init__(
+            f"nodes {list(self.nodes)} run another genesis than this client's: check the "
+            f"client configuration's genesis file ({cause})"
         )
 
 
