@@ -287,6 +287,7 @@ class KMSNode:
         executed = self.executor_height()
         backlog: list[bytes] = []
         for block in self._stored_blocks(1, None):
+            self._stop_before_unknown_rules(block.height)
             effects = self.state.apply(block)
             self.audit_store.append(self.state.audit.drain())
             self.stats.replayed_blocks += 1
@@ -357,6 +358,7 @@ class KMSNode:
         await trio.lowlevel.checkpoint()
         if block.payloads:
             await self.mesh.flush()
+        self._stop_before_unknown_rules(block.height)
         effects = self.state.apply(block)
         self.audit_store.append(self.state.audit.drain())
         self.stats.blocks_applied += 1
@@ -386,6 +388,18 @@ class KMSNode:
             self.keystore.set_executed_height(block.height)
         for payload in posts:
             await self.consensus.submit(payload)
+
+    def _stop_before_unknown_rules(self, height: int) -> None:
+        """Stop before applying the block at ``height`` if it puts in force rules this
+        software does not know (a node left behind by an upgrade, or downgraded since): none
+        of its payloads is applied, audited or answered under rules guessed at.
+
+        Raises:
+            LogRulesMismatch: the block activates rules outside ``SUPPORTED_RULES``.
+        """
+        version = self.state.rules_activating_at(height)
+        if version is not None and version not in SUPPORTED_RULES:
+            raise LogRulesMismatch(version, SUPPORTED_RULES, "the log")
 
     def _execute(self, effects: list[Any]) -> list[bytes]:
         return [p for effect in effects for p in self._execute_one(effect)]

@@ -103,6 +103,19 @@ class NodeReport:
             "entries": self.node.audit_store.page(max(0, start), limit),
         }
 
+    def _lacking(self, version: int) -> list[int]:
+        """Who an upgrade to ``version`` waits for: for the pending one, the nodes that have
+        not confirmed since its activation, less those it may leave behind."""
+        state = self.node.state
+        pending = state.pending_rules
+        if pending is None or pending[0] != version:
+            return state.nodes_lacking(version)
+        return [
+            i
+            for i in state.nodes_lacking(version, pending[2])
+            if i not in state.pending_leave_behind
+        ]
+
     def status(self, latency_window: float = 60.0) -> dict[str, Any]:
         """What ``kmsnode status`` and the testnet show (nothing secret); request timings
         cover the last ``latency_window`` seconds."""
@@ -124,13 +137,7 @@ class NodeReport:
                 "pending": self.node.state.pending_rules,
                 "leave_behind": list(self.node.state.pending_leave_behind),
                 "nodes_lacking": {
-                    # For a pending activation: who has not confirmed since it.
-                    str(v): self.node.state.nodes_lacking(
-                        v,
-                        self.node.state.pending_rules[2]
-                        if self.node.state.pending_rules and self.node.state.pending_rules[0] == v
-                        else -1,
-                    )
+                    str(v): self._lacking(v)
                     for v in SUPPORTED_RULES
                     if v > self.node.state.rules_version
                 },

@@ -74,6 +74,10 @@ STALE_RETRIES = 3
 """Times a decryption is asked again after the key was refreshed under it (each needs another
 refresh to complete between fetching the key and the decryption's commit)."""
 DEFAULT_TIMEOUT = 30.0
+GENESIS_RECHECK = 30.0
+"""Seconds a failed request reuses what the nodes last said of their genesis."""
+GENESIS_CHECK_TIMEOUT = 2.0
+"""Seconds connected nodes get to say their genesis digest after a request failed."""
 ATTEMPT_TIMEOUT = 5.0
 """Seconds one node gets to answer one attempt before the client asks it again (a node that
 went silent, e.g. restarted after taking the request, is retried instead of waited out; a
@@ -149,6 +153,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         pass them over (sooner, if one signs validly when the log needs it after all)."""
         self.signer_wait = SIGNER_WAIT
         self.last_misbehaving: tuple[int, ...] = ()
+        self._genesis_seen: tuple[float, list[int]] | None = None
+        """(trio time, nodes that said they run another genesis) for failed requests."""
 
     @classmethod
     def from_config(
@@ -567,9 +573,15 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         Raises:
             RequestRejected: ``rules_unsupported`` (names the nodes to upgrade first),
                 ``rules_not_newer``, ``activation_pending``, ``activation_too_soon`` (fewer
-                than 10 blocks), ``invalid_leave_behind`` (more than f, or not members),
-                ``not_supported`` (leave_behind on a log older than v4) or ``access_denied``.
+                than 10 blocks), ``not_supported`` (leave_behind on a log older than v4)
+                or ``access_denied``.
+            ValueError: ``leave_behind`` names more than f nodes, or non-members.
         """
+        strangers = sorted(set(leave_behind) - set(self.genesis.ids))
+        if strangers:
+            raise ValueError(f"leave_behind: nodes {strangers} are not committee members")
+        if len(set(leave_behind)) > self.genesis.f:
+            raise ValueError(f"leave_behind: at most f = {self.genesis.f} nodes")
         result = await self._call(ActivateRules(version, after_blocks, tuple(leave_behind)))
         return int(result["height"])
 
@@ -669,8 +681,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         if not collector.done:
             error = collector.unavailable()
             # No answer from the log: say so if it is because nodes run another genesis.
-            report = await self.check_genesis()
-            differs = [i for i, verdict in report.items() if verdict == "differs"]
+            differs = await self._genesis_differs()
             if len(differs) > self.genesis.f:
                 raise GenesisMismatch(differs, error) from error
             if differs and isinstance(error, QuorumUnavailable):
@@ -678,16 +689,31 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             raise error
         return collector.result
 
-    async def check_genesis(self) -> dict[int, str]:
-        """Ask every node whether it runs this client's genesis (by digest, addresses aside):
-        per node ``same``, ``differs``, ``unsupported`` (older software) or ``unreachable``
-        (no answer within the attempt timeout)."""
-        report = {i: "unreachable" for i in self.nodes}
+    async def _genesis_differs(self) -> list[int]:
+        """The nodes that run another genesis, for a failed request's error: asked of the
+        nodes connected now, briefly, at most every ``GENESIS_RECHECK`` seconds (a failing
+        request must not wait for nodes that are down, nor every failure ask again)."""
+        now = trio.current_time()
+        if self._genesis_seen is None or now - self._genesis_seen[0] >= GENESIS_RECHECK:
+            connected = [i for i in self.nodes if self._sessions[i].stats.connected]
+            report = await self.check_genesis(connected, timeout=GENESIS_CHECK_TIMEOUT)
+            self._genesis_seen = (now, [i for i, v in report.items() if v == "differs"])
+        return self._genesis_seen[1]
+
+    async def check_genesis(
+        self, nodes: Sequence[int] | None = None, timeout: float | None = None
+    ) -> dict[int, str]:
+        """Ask every node (or ``nodes``) whether it runs this client's genesis (by digest,
+        addresses aside): per node ``same``, ``differs``, ``unsupported`` (older software) or
+        ``unreachable`` (no answer within ``timeout``, by default the attempt timeout)."""
+        asked = list(self.nodes if nodes is None else nodes)
+        timeout = self.attempt_timeout if timeout is None else timeout
+        report = {i: "unreachable" for i in asked}
 
         async def ask(node_id: int) -> None:
             with contextlib.suppress(net.RequestFailed, ValueError):
                 got = await self._sessions[node_id].request(
-                    net.Envelope("genesis", None), timeout=self.attempt_timeout
+                    net.Envelope("genesis", None), timeout=timeout
                 )
                 digest = parse_answer((e.kind, e.body) for e in got)
                 if digest is None:
@@ -695,9 +721,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                 else:
                     report[node_id] = "same" if digest == self.genesis_digest else "differs"
 
-        with trio.move_on_after(self.attempt_timeout):
+        with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
-                for node_id in self.nodes:
+                for node_id in asked:
                     nursery.start_soon(ask, node_id)
         return report
 

@@ -117,12 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--leave-behind",
-        type=int,
-        nargs="+",
-        default=[],
-        metavar="NODE",
-        help="go ahead without these nodes (at most f; a log on rules v4 or later): down or "
-        "not upgraded yet, each stops at the new rules until it runs software that applies them",
+        default="",
+        metavar="NODES",
+        help="comma-separated node ids to go ahead without (at most f; a log on rules v4 or "
+        "later): down or not upgraded yet, each stops at the new rules until it runs software "
+        "that applies them",
     )
     p = sub.add_parser("get-policy", help="every client's grants on a key (key admins)")
     p.add_argument("key_id")
@@ -318,15 +317,17 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
         state = kms.cancel_key_deletion(args.key_id)
         _emit(args, {"key_id": args.key_id, "state": state}, f"{args.key_id} {state}")
     elif cmd == "activate-rules":
-        height = kms.activate_rules(args.version, args.after_blocks, args.leave_behind)
-        who = (
-            f"every node but {args.leave_behind} (left behind)"
-            if args.leave_behind
-            else "every node"
-        )
+        try:
+            leave = sorted({int(i) for i in args.leave_behind.split(",") if i.strip()})
+        except ValueError:
+            raise ValueError(
+                f"--leave-behind takes node ids, e.g. 3,4: {args.leave_behind!r}"
+            ) from None
+        height = kms.activate_rules(args.version, args.after_blocks, leave)
+        who = f"every node but {leave} (left behind)" if leave else "every node"
         _emit(
             args,
-            {"version": args.version, "height": height, "leave_behind": args.leave_behind},
+            {"version": args.version, "height": height, "leave_behind": leave},
             f"state rules v{args.version} take effect at height {height} if {who} "
             "confirms by then (see `kms audit`)",
         )

@@ -84,10 +84,12 @@ class RulesUpgrades:
             )
         missing = [i for i in self.lacking(op.version) if i not in op.leave_behind]
         if missing:
+            # (The words of v3 software under v3 and older: replies replay alike.)
+            hint = " (or leave at most f of them behind)" if in_force >= 4 else ""
             return Denied(
                 "rules_unsupported",
                 f"nodes {missing} have not said their software applies rules v{op.version}: "
-                "upgrade them first (or, from rules v4, leave at most f of them behind)",
+                f"upgrade them first{hint}",
             )
         return None
 
@@ -97,6 +99,16 @@ class RulesUpgrades:
         self.pending = (op.version, at, height)
         self.leaving = op.leave_behind
         return at
+
+    def activating_at(self, height: int) -> int | None:
+        """The version that takes effect in the block at ``height`` (before its payloads),
+        if one does: a node whose software lacks it must stop before applying that block.
+        Changes nothing."""
+        if self.pending is None or height < self.pending[1]:
+            return None
+        version, _, since = self.pending
+        lacking = [i for i in self.lacking(version, since) if i not in self.leaving]
+        return None if lacking else version
 
     def due(self, height: int) -> tuple[int, list[int], list[int]] | None:
         """At a pending upgrade's height: clear it and return (its version, the nodes that did

@@ -245,3 +245,46 @@ def test_a_node_not_left_behind_must_still_confirm_after_the_activation() -> Non
             "rules_unsupported",
             "v5: nodes [3] did not confirm",
         )
+
+
+def test_the_block_that_puts_rules_in_force_is_known_before_it_is_applied() -> None:
+    net = network(4)
+    say_supported(net, (1, 2, 3), versions=(2, 3, 4, 5))
+    assert outcome(net, net.admin, ActivateRules(5, 10, (4,))) == {None}
+    at = net.states[1].pending_rules[1]  # type: ignore[index]
+    st = net.states[1]
+    assert st.rules_activating_at(at) is None  # nodes 1-3 have not confirmed since
+    say_supported(net, (1, 2, 3), versions=(2, 3, 4, 5))
+    assert st.rules_activating_at(at - 1) is None
+    assert st.rules_activating_at(at) == 5  # a node without v5 stops before this block
+    # A replay from the start, the activation still pending, derives the same state.
+    fresh = KMSState(net.genesis)
+    for block in net.log:
+        fresh.apply(block)
+    assert fresh.audit.head == st.audit.head
+    assert (fresh.pending_rules, fresh.pending_leave_behind) == (st.pending_rules, (4,))
+    run_to(net, at)
+    assert st.rules_version == 5 and st.rules_activating_at(at + 1) is None
+
+
+def test_under_v2_a_request_to_leave_nodes_behind_is_dropped_undecoded() -> None:
+    net = network(2)
+    say_supported(net, (1, 2, 3, 4), versions=(2, 3, 4))
+    rejected = net.states[1].rejected_payloads
+    # A plain activation would go through; with leave_behind v2 software could not decode it.
+    assert outcome(net, net.admin, ActivateRules(3, 10, (4,))) == set()
+    assert net.states[1].rejected_payloads == rejected + 1
+    assert net.states[1].pending_rules is None
+    assert outcome(net, net.admin, ActivateRules(3, 10)) == {None}
+
+
+def test_refusal_words_are_v3_software_s_under_v3_and_name_leaving_behind_under_v4() -> None:
+    for version, hint in ((3, False), (4, True)):
+        net = network(version)
+        say_supported(net, (1, 2, 3), versions=(2, 3, 4))
+        rs = replies(net.send(net.admin.request(ActivateRules(5, 10), at_ms=net.time_ms)))
+        messages = {r.message for r in rs.values()}
+        assert len(messages) == 1
+        message = messages.pop()
+        assert message.endswith("upgrade them first (or leave at most f of them behind)") is hint
+        assert message.endswith("upgrade them first") is not hint
