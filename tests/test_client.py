@@ -16,7 +16,14 @@ from kmsnode import net
 from kmsnode.client._async import AsyncDistributedKMS
 from kmsnode.client._core import ClientCore, NonceSource
 from kmsnode.client._results import KeyMetadata
-from kmsnode.client.errors import InvalidCiphertextError, KeyUnavailable, QuorumUnavailable
+from kmsnode.client.errors import (
+    ClientError,
+    GenesisMismatch,
+    InvalidCiphertextError,
+    KeyUnavailable,
+    QuorumUnavailable,
+    RequestRejected,
+)
 from kmsnode.testing import LocalNetwork
 from kmsnode.wire.payload import client_payload
 from kmsnode.wire.requests import CreateKey, KeyKind, ListKeys, Request, Sign
@@ -39,8 +46,11 @@ class FakeSession:
         self.local, self.node, self.peer, self.answer = local, node, peer, answer
         self.asked = 0
         self.stats = types.SimpleNamespace(connected=True)
+        self.genesis_digest = local.genesis.digest()
 
     async def request(self, envelope: net.Envelope, timeout: float) -> list[net.Envelope]:
+        if envelope.kind == "genesis":
+            return [net.Envelope("genesis", self.genesis_digest)]
         self.asked += 1
         body = envelope.body
         req = Request.decode(body["request"])
@@ -313,6 +323,8 @@ async def test_a_frost_call_every_node_answered_without_a_package_ends_at_once(
     class OwnPackage(FakeSession):
         async def request(self, envelope: net.Envelope, timeout: float) -> list[net.Envelope]:
             answers = await super().request(envelope, timeout)
+            if envelope.kind == "genesis":
+                return answers
             response = Response.decode(answers[0].body)
             result = dict(response.result or {})
             if "commitments" in result:
@@ -320,7 +332,45 @@ async def test_a_frost_call_every_node_answered_without_a_package_ends_at_once(
             return [net.Envelope("resp", self.local.resigned(self.node, response, result=result))]
 
     kms._sessions = {i: OwnPackage(local, i, peer) for i in local.genesis.ids}  # type: ignore[assignment]
+    kms._sessions[4].genesis_digest = b"\x04" * 32  # type: ignore[attr-defined]
     t0 = trio.current_time()
-    with pytest.raises(QuorumUnavailable):
+    with pytest.raises(QuorumUnavailable) as caught:
         await kms._call_with_material(Sign(key_id, b"m"), key_id, local.key_material(key_id))
     assert trio.current_time() - t0 < 5
+    assert caught.value.genesis_differs == (4,)  # named, but one node is no quorum
+    assert "nodes [4] run another genesis" in str(caught.value)
+
+
+@pytest.mark.parametrize("other", [(1, 2, 3, 4), (2, 3, 4), (3, 4)])
+async def test_a_failed_request_says_when_the_client_s_genesis_is_the_odd_one_out(
+    local: LocalNetwork, other: tuple[int, ...]
+) -> None:
+    refusal = [net.Envelope("err", {"reason": "refused: MalformedMessage"})]
+    kms = client_for(local, dict.fromkeys(local.genesis.ids, refusal))
+    for i in other:
+        kms._sessions[i].genesis_digest = b"\x09" * 32  # type: ignore[attr-defined]
+    with pytest.raises(ClientError) as caught:
+        await kms.list_keys()
+    if len(other) >= 3:  # f + 1 differ and at most f run ours: the client's config is off
+        assert isinstance(caught.value, GenesisMismatch)
+        assert caught.value.nodes == other and caught.value.code == "genesis_mismatch"
+    else:  # two against two: not the client's fault alone; the nodes' refusal stands
+        assert isinstance(caught.value, RequestRejected)
+
+
+async def test_the_genesis_check_never_replaces_the_error_it_explains(local: LocalNetwork) -> None:
+    refusal = [net.Envelope("err", {"reason": "refused: MalformedMessage"})]
+    kms = client_for(local, dict.fromkeys(local.genesis.ids, refusal))
+
+    async def broken(envelope: net.Envelope, timeout: float) -> list[net.Envelope]:
+        if envelope.kind == "genesis":
+            raise TypeError("a session that fails oddly")
+        return refusal
+
+    for session in kms._sessions.values():
+        session.request = broken  # type: ignore[method-assign]
+    with pytest.raises(RequestRejected) as caught:
+        await kms.list_keys()
+    assert not isinstance(caught.value, GenesisMismatch)
+    kms = client_for(local, {})
+    assert await kms.check_genesis([1, 9]) == {1: "same"}  # 9: no such node, not asked

@@ -189,3 +189,9 @@ async def test_a_peer_that_replies_busy_keeps_its_connection() -> None:
     check = GenesisCheck(b"m" * 32, (2,))
     calls, news = await _follow(check, 2, [Unanswered(replied=True), Unanswered(replied=True)])
     assert "drop" not in calls and news == [] and check.cut_off == {2}
+
+
+async def test_a_peer_with_older_software_is_let_in_and_keeps_its_connection() -> None:
+    check = GenesisCheck(b"m" * 32, (2,))
+    calls, news = await _follow(check, 2, [None, Unanswered(replied=False)])
+    assert "drop" not in calls and news == [(2, None)] and check.cut_off == frozenset()

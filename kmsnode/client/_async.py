@@ -153,8 +153,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         pass them over (sooner, if one signs validly when the log needs it after all)."""
         self.signer_wait = SIGNER_WAIT
         self.last_misbehaving: tuple[int, ...] = ()
-        self._genesis_seen: tuple[float, list[int]] | None = None
-        """(trio time, nodes that said they run another genesis) for failed requests."""
+        self._genesis_seen: tuple[float, list[int], list[int]] | None = None
+        """(trio time, nodes that said they run this client's genesis, nodes that said they
+        run another) for failed requests."""
 
     @classmethod
     def from_config(
@@ -577,12 +578,13 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                 or ``access_denied``.
             ValueError: ``leave_behind`` names more than f nodes, or non-members.
         """
+        leave_behind = tuple(leave_behind)
         strangers = sorted(set(leave_behind) - set(self.genesis.ids))
         if strangers:
             raise ValueError(f"leave_behind: nodes {strangers} are not committee members")
         if len(set(leave_behind)) > self.genesis.f:
             raise ValueError(f"leave_behind: at most f = {self.genesis.f} nodes")
-        result = await self._call(ActivateRules(version, after_blocks, tuple(leave_behind)))
+        result = await self._call(ActivateRules(version, after_blocks, leave_behind))
         return int(result["height"])
 
     def _forget_key(self, key_id: str) -> None:
@@ -681,24 +683,36 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         if not collector.done:
             error = collector.unavailable()
             # No answer from the log: say so if it is because nodes run another genesis.
-            differs = await self._genesis_differs()
-            if len(differs) > self.genesis.f:
+            try:
+                same, differs = await self._genesis_report()
+            except Exception:  # only there to explain the error: never to replace it
+                same, differs = [], []
+            if len(differs) > self.genesis.f and len(same) <= self.genesis.f:
+                # The client's genesis is the odd one out, not a few misconfigured nodes.
                 raise GenesisMismatch(differs, error) from error
             if differs and isinstance(error, QuorumUnavailable):
                 error = QuorumUnavailable(error.answered, error.needed, error.misbehaving, differs)
             raise error
         return collector.result
 
-    async def _genesis_differs(self) -> list[int]:
-        """The nodes that run another genesis, for a failed request's error: asked of the
-        nodes connected now, briefly, at most every ``GENESIS_RECHECK`` seconds (a failing
-        request must not wait for nodes that are down, nor every failure ask again)."""
+    async def _genesis_report(self) -> tuple[list[int], list[int]]:
+        """(nodes that run this client's genesis, nodes that run another), for a failed
+        request's error: asked of the nodes connected now, briefly, at most every
+        ``GENESIS_RECHECK`` seconds (a failing request must not wait for nodes that are
+        down, nor every failure ask again). A failing call may take up to
+        ``GENESIS_CHECK_TIMEOUT`` longer for it."""
         now = trio.current_time()
         if self._genesis_seen is None or now - self._genesis_seen[0] >= GENESIS_RECHECK:
             connected = [i for i in self.nodes if self._sessions[i].stats.connected]
+            if not connected:
+                return [], []  # nobody to ask (and nothing learnt to keep)
             report = await self.check_genesis(connected, timeout=GENESIS_CHECK_TIMEOUT)
-            self._genesis_seen = (now, [i for i, v in report.items() if v == "differs"])
-        return self._genesis_seen[1]
+            self._genesis_seen = (
+                now,
+                [i for i, v in report.items() if v == "same"],
+                [i for i, v in report.items() if v == "differs"],
+            )
+        return self._genesis_seen[1], self._genesis_seen[2]
 
     async def check_genesis(
         self, nodes: Sequence[int] | None = None, timeout: float | None = None
@@ -706,7 +720,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         """Ask every node (or ``nodes``) whether it runs this client's genesis (by digest,
         addresses aside): per node ``same``, ``differs``, ``unsupported`` (older software) or
         ``unreachable`` (no answer within ``timeout``, by default the attempt timeout)."""
-        asked = list(self.nodes if nodes is None else nodes)
+        asked = [i for i in (self.nodes if nodes is None else nodes) if i in self._sessions]
         timeout = self.attempt_timeout if timeout is None else timeout
         report = {i: "unreachable" for i in asked}
 

@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=100, help="entries (at most 1000)")
     sub.add_parser(
         "check-genesis",
-        help="whether every node runs this config's genesis (exit 1 if any runs another)",
+        help="whether every node runs this config's genesis (exit 1 if any runs another, or "
+        "none answered)",
     )
     sub.add_parser("whoami", help="this config's client public key (what set-policy grants)")
     p = sub.add_parser(
@@ -360,7 +361,8 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
             "nodes": {str(i): v for i, v in report.items()},
         }
         _emit(args, value, "\n".join(lines))
-        return 1 if "differs" in report.values() else 0
+        # Fails unless no node differs and at least one confirmed (all unreachable: unknown).
+        return 0 if "same" in report.values() and "differs" not in report.values() else 1
     elif cmd == "set-policy":
         perms = [p for p in args.permissions.split(",") if p]
         kms.set_policy(args.key, bytes.fromhex(args.client), perms)

@@ -139,8 +139,9 @@ class QuorumUnavailable(ClientError):
 
 
 class GenesisMismatch(ClientError):
-    """At least f + 1 nodes run another genesis than this client's: the client's configuration
-    is stale or wrong (e.g. from another network), so nothing it asks can be served right."""
+    """At least f + 1 nodes run another genesis than this client's, and at most f run it: the
+    client's configuration is stale or wrong (e.g. from another network), so nothing it asks
+    can be served right."""
 
     code = "genesis_mismatch"
 

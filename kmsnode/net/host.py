@@ -188,15 +188,28 @@ class Host:
         await self.libp2p.connect(PeerInfo(peer_id, [multiaddr.Multiaddr(a) for a in addrs]))
 
     async def disconnect(self, peer_id: ID, timeout: float = 2.0) -> None:
-        """Close every connection to ``peer_id`` (no-op when none); the next dial really dials.
-        Failures are logged at debug level only: the peer may already be gone."""
-        if not self.is_connected(peer_id):
+        """Close every connection to ``peer_id`` open now (no-op when none): the next dial
+        really dials. Failures are logged at debug level only: the peer may already be gone.
+
+        Each connection is closed on its own, and removes itself from the swarm when done:
+        py-libp2p's ``close_peer`` instead drops the peer's whole entry after closing what it
+        saw, so a connection the peer redialled meanwhile (within the ~0.2 s a close takes)
+        would stay open but unknown to the swarm. One whose close did not finish in time is
+        forgotten here, so that ``connect`` does not reuse a connection that is closing.
+        """
+        network = self.libp2p.get_network()
+        conns = list(network.get_connections(peer_id))
+        if not conns:
             return
         with trio.move_on_after(timeout):
-            try:
-                await self.libp2p.disconnect(peer_id)
-            except Exception as exc:
-                _log.debug("disconnect failed peer=%s error=%s", peer_id, type(exc).__name__)
+            for conn in conns:
+                try:
+                    await conn.close()
+                except Exception as exc:
+                    _log.debug("disconnect failed peer=%s error=%s", peer_id, type(exc).__name__)
+        for conn in conns:
+            if conn in network.get_connections(peer_id):
+                network.remove_conn(conn)  # type: ignore[attr-defined]
 
     def is_connected(self, peer_id: ID) -> bool:
         """Whether a live connection to ``peer_id`` exists."""
