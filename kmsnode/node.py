@@ -397,7 +397,7 @@ class KMSNode:
         Raises:
             LogRulesMismatch: the block activates rules outside ``SUPPORTED_RULES``.
         """
-        version = self.state.rules_activating_at(height)
+        version = self.state.upgrades.activating_at(height)
         if version is not None and version not in SUPPORTED_RULES:
             raise LogRulesMismatch(version, SUPPORTED_RULES, "the log")
 

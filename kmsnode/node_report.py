@@ -111,9 +111,7 @@ class NodeReport:
         if pending is None or pending[0] != version:
             return state.nodes_lacking(version)
         return [
-            i
-            for i in state.nodes_lacking(version, pending[2])
-            if i not in state.pending_leave_behind
+            i for i in state.nodes_lacking(version, pending[2]) if i not in state.upgrades.leaving
         ]
 
     def status(self, latency_window: float = 60.0) -> dict[str, Any]:
@@ -135,7 +133,7 @@ class NodeReport:
                 "version": self.node.state.rules_version,
                 "supported": list(SUPPORTED_RULES),
                 "pending": self.node.state.pending_rules,
-                "leave_behind": list(self.node.state.pending_leave_behind),
+                "leave_behind": list(self.node.state.upgrades.leaving),
                 "nodes_lacking": {
                     str(v): self._lacking(v)
                     for v in SUPPORTED_RULES

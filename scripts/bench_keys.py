@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import Bar, log, proc_mem, slope
 from bench_e2e import fresh_testnet, pids
 
-from kmsnode.client._async import AsyncDistributedKMS, ClientConfig
+from kmsnode.client import AsyncDistributedKMS, ClientConfig
 from kmsnode.genesis import Genesis
 from testnet._control import statuses, wait_healthy
 

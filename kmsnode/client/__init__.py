@@ -1,7 +1,7 @@
 """The client library: ``DistributedKMS`` (blocking) and ``AsyncDistributedKMS`` (trio)."""
 
 from ._async import AsyncDistributedKMS as AsyncDistributedKMS
-from ._async import ClientConfig as ClientConfig
+from ._config import ClientConfig as ClientConfig
 from ._results import KeyMetadata as KeyMetadata
 from ._results import KeyPolicy as KeyPolicy
 from ._results import KeyVersionInfo as KeyVersionInfo

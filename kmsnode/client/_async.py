@@ -10,13 +10,10 @@ another node's partial.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -55,6 +52,7 @@ from ..wire.requests import (
 )
 from ..wire.vouch import sign_vouch
 from ._audit import AuditPage, agree_on_audit
+from ._config import ClientConfig
 from ._core import ClientCore, Collector, FrostRetry, KeyMaterial, SignerAvoidance
 from ._results import KeyMetadata, KeyPolicy
 from .errors import (
@@ -87,36 +85,8 @@ SIGNER_WAIT = 2.0
 signers (they execute the same committed request at about the same time)."""
 ACTIVATION_DELAY = 20
 """Blocks between an upgrade's commit and its rules taking effect, unless the caller says."""
-CONFIG_ENV = "KMS_CONFIG"
 MAX_AUDIT_PAGE = 1000
 """Entries one audit call asks each node for (a node serves at most this many per page)."""
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    """What a client needs: the genesis and its identity key (from a client config file)."""
-
-    genesis: Genesis
-    identity: Ed25519PrivateKey
-    genesis_path: Path
-    """Where the genesis was read from (a new identity's config points there too)."""
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> ClientConfig:
-        """Read a client config (JSON: ``genesis`` and ``identity`` paths, relative to it).
-
-        ``path`` defaults to ``$KMS_CONFIG``.
-        """
-        where = path or os.environ.get(CONFIG_ENV)
-        if not where:
-            raise FileNotFoundError(f"no client config: pass --config or set ${CONFIG_ENV}")
-        p = Path(where).resolve()
-        data = json.loads(p.read_text(encoding="utf-8"))
-        genesis_path = p.parent / data["genesis"]
-        genesis = Genesis.load(genesis_path)
-        key_hex = (p.parent / data["identity"]).read_text(encoding="utf-8").strip()
-        identity = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(key_hex))
-        return cls(genesis, identity, genesis_path)
 
 
 class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):

@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..genesis import Genesis
 from ..wire.requests import DEFAULT_DELETION_WAIT_S
-from ._async import ACTIVATION_DELAY, AsyncDistributedKMS, ClientConfig
+from ._async import ACTIVATION_DELAY, AsyncDistributedKMS
 from ._audit import AuditPage
+from ._config import ClientConfig
 from ._results import KeyMetadata, KeyPolicy
 
 T = TypeVar("T")

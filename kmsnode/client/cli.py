@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _identity_command(args: argparse.Namespace) -> int:
     """``whoami`` and ``new-identity``: read or write client identities, offline."""
-    from ._async import ClientConfig
+    from ._config import ClientConfig
 
     config = ClientConfig.load(args.config)
     if args.command == "whoami":

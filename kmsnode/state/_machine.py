@@ -227,16 +227,6 @@ class KMSState:
         activated at)."""
         return self.upgrades.pending
 
-    def rules_activating_at(self, height: int) -> int | None:
-        """The rules version the block at ``height`` (the next one) puts in force before its
-        payloads, if any (see ``RulesUpgrades.activating_at``)."""
-        return self.upgrades.activating_at(height)
-
-    @property
-    def pending_leave_behind(self) -> tuple[int, ...]:
-        """The nodes the pending activation may take effect without (``leave_behind``)."""
-        return self.upgrades.leaving
-
     def nodes_lacking(self, version: int, since: int = -1) -> list[int]:
         """Committee members that have not said (in the log, after height ``since``) that
         their software applies ``version``."""

@@ -253,18 +253,18 @@ def test_the_block_that_puts_rules_in_force_is_known_before_it_is_applied() -> N
     assert outcome(net, net.admin, ActivateRules(5, 10, (4,))) == {None}
     at = net.states[1].pending_rules[1]  # type: ignore[index]
     st = net.states[1]
-    assert st.rules_activating_at(at) is None  # nodes 1-3 have not confirmed since
+    assert st.upgrades.activating_at(at) is None  # nodes 1-3 have not confirmed since
     say_supported(net, (1, 2, 3), versions=(2, 3, 4, 5))
-    assert st.rules_activating_at(at - 1) is None
-    assert st.rules_activating_at(at) == 5  # a node without v5 stops before this block
+    assert st.upgrades.activating_at(at - 1) is None
+    assert st.upgrades.activating_at(at) == 5  # a node without v5 stops before this block
     # A replay from the start, the activation still pending, derives the same state.
     fresh = KMSState(net.genesis)
     for block in net.log:
         fresh.apply(block)
     assert fresh.audit.head == st.audit.head
-    assert (fresh.pending_rules, fresh.pending_leave_behind) == (st.pending_rules, (4,))
+    assert (fresh.pending_rules, fresh.upgrades.leaving) == (st.pending_rules, (4,))
     run_to(net, at)
-    assert st.rules_version == 5 and st.rules_activating_at(at + 1) is None
+    assert st.rules_version == 5 and st.upgrades.activating_at(at + 1) is None
 
 
 def test_under_v2_a_request_to_leave_nodes_behind_is_dropped_undecoded() -> None:
