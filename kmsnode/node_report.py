@@ -206,6 +206,7 @@ class NodeReport:
             "rss_kb": (memtrace.process_memory() or (0, 0))[0],
             "keys": len(self.node.state.keys),
             "replay_window": self.node.state.replay_window_size,
+            "sum_uses": len(self.node.state.sum_uses),
             "audit_recent": len(self.node.state.audit.recent),
             "answers_cached": self.node.answers_cached,
             "client_connections": self.node.guard.connections(),

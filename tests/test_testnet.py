@@ -1121,6 +1121,19 @@ def test_kms_cli_homomorphic_sum(tn: Testnet) -> None:
     assert negative.returncode == 2 and json.loads(negative.stderr)["error"] == "usage"
     small = _kms(tn, "--json", "decrypt-sum", "--bound", "100", scaled.stdout.decode().strip())
     assert small.returncode == 1 and json.loads(small.stderr)["error"] == "sum_out_of_bound"
+    # A sum limit (rules v4): one sum per client per day, then refused until lifted.
+    total = scaled.stdout.decode().strip()
+    limited = _kms(tn, "--json", "set-sum-limit", key, "--max-sums", "1")
+    assert limited.returncode == 0, limited.stderr
+    assert json.loads(limited.stdout) == {"key_id": key, "max_sums": 1, "window_s": 86400}
+    meta = json.loads(_kms(tn, "--json", "describe-key", key).stdout)
+    assert meta["sum_limit"] == {"max_sums": 1, "window_s": 86400}
+    assert json.loads(_kms(tn, "--json", "decrypt-sum", total).stdout) == {"value": 420}
+    again = _kms(tn, "--json", "decrypt-sum", total)
+    assert again.returncode == 1 and json.loads(again.stderr)["error"] == "sum_limit", again.stderr
+    assert _kms(tn, "--json", "set-sum-limit", key).returncode == 2  # neither a limit nor --lift
+    assert _kms(tn, "set-sum-limit", key, "--lift").returncode == 0
+    assert json.loads(_kms(tn, "--json", "decrypt-sum", total).stdout) == {"value": 420}
 
 
 def test_kms_cli_threshold_bls_sign_and_verify(tn: Testnet) -> None:

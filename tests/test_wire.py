@@ -34,6 +34,7 @@ from kmsnode.wire.requests import (
     RotateKey,
     ScheduleKeyDeletion,
     SetPolicy,
+    SetSumLimit,
     Sign,
 )
 
@@ -142,6 +143,7 @@ _ALL_OPS: list[Operation] = [
     ScheduleKeyDeletion("key-1", 7 * 86400),
     CancelKeyDeletion("key-1"),
     ActivateRules(3, 20),
+    SetSumLimit("key-1", 1, 86400),
 ]
 """One of every operation (a new one must be added here: the test below checks)."""
 
@@ -192,3 +194,18 @@ def test_activate_rules_leave_behind_is_an_optional_sorted_field() -> None:
     bad = [*fields[:4], ["activate_rules", 5, 20, [2], "extra"], *fields[5:]]
     with pytest.raises(MalformedMessage):
         Request.decode(msgpack.packb(bad))
+
+
+@pytest.mark.parametrize(
+    ("max_sums", "window_s"),
+    [(0, 60), (1, 0), (-1, 60), (1001, 60), (1, 30 * 86400 + 1), ("1", 60), (1, True)],
+)
+def test_a_sum_limit_out_of_range_or_half_lifted_is_malformed(
+    max_sums: object, window_s: object
+) -> None:
+    fields = msgpack.unpackb(_request(op=SetSumLimit("key-1", 1, 60)).encode())
+    fields[4][2:4] = [max_sums, window_s]
+    with pytest.raises(MalformedMessage):
+        Request.decode(msgpack.packb(fields))
+    lifted = _request(op=SetSumLimit("key-1", 0, 0))
+    assert Request.decode(lifted.encode()) == lifted

@@ -24,7 +24,6 @@ from .. import net
 from ..crypto import bls, elgamal, tdh2
 from ..crypto.errors import CryptoError
 from ..genesis import Genesis
-from ..genesis_check import parse_answer
 from ..wire import sums
 from ..wire.requests import (
     DEFAULT_DELETION_WAIT_S,
@@ -47,6 +46,7 @@ from ..wire.requests import (
     RotateKey,
     ScheduleKeyDeletion,
     SetPolicy,
+    SetSumLimit,
     Sign,
     is_key_id,
 )
@@ -54,6 +54,7 @@ from ..wire.vouch import sign_vouch
 from ._audit import AuditPage, agree_on_audit
 from ._config import ClientConfig
 from ._core import ClientCore, Collector, FrostRetry, KeyMaterial, SignerAvoidance
+from ._genesis import ask_genesis
 from ._results import KeyMetadata, KeyPolicy
 from .errors import (
     GenesisMismatch,
@@ -513,6 +514,21 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         self._forget_key(key_id)
         return int(result["deletion_due_ms"])
 
+    async def set_sum_limit(self, key_id: str, max_sums: int, window_s: int) -> None:
+        """Allow each client at most ``max_sums`` served ``decrypt_sum`` requests on the
+        homomorphic key ``key_id`` per ``window_s`` seconds (the key's admins; a log on rules
+        v4). Whoever may decrypt a sum may decrypt one contribution too: this bounds how many
+        values such a client learns. ``max_sums=0`` lifts the limit.
+
+        Raises:
+            RequestRejected: ``wrong_key_kind``, ``key_unavailable``, ``not_supported``
+                (rules older than v4) or ``access_denied``.
+            ValueError: out of range (1 to 1000 sums, 1 s to 30 days; or 0 to lift).
+        """
+        op = SetSumLimit(key_id, max_sums, window_s if max_sums else 0)  # checks the range
+        await self._call(op)
+        self._forget_key(key_id)
+
     async def cancel_key_deletion(self, key_id: str) -> str:
         """Stop a scheduled deletion before it is due (the key's admins). Returns the key's
         state: ``disabled`` (``enable_key`` to use it again), or ``failed`` for a key whose
@@ -690,26 +706,12 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         """Ask every node (or ``nodes``) whether it runs this client's genesis (by digest,
         addresses aside): per node ``same``, ``differs``, ``unsupported`` (older software) or
         ``unreachable`` (no answer within ``timeout``, by default the attempt timeout)."""
-        asked = [i for i in (self.nodes if nodes is None else nodes) if i in self._sessions]
-        timeout = self.attempt_timeout if timeout is None else timeout
-        report = {i: "unreachable" for i in asked}
-
-        async def ask(node_id: int) -> None:
-            with contextlib.suppress(net.RequestFailed, ValueError):
-                got = await self._sessions[node_id].request(
-                    net.Envelope("genesis", None), timeout=timeout
-                )
-                digest = parse_answer((e.kind, e.body) for e in got)
-                if digest is None:
-                    report[node_id] = "unsupported"
-                else:
-                    report[node_id] = "same" if digest == self.genesis_digest else "differs"
-
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-                for node_id in asked:
-                    nursery.start_soon(ask, node_id)
-        return report
+        return await ask_genesis(
+            self._sessions,
+            self.nodes if nodes is None else nodes,
+            self.genesis_digest,
+            self.attempt_timeout if timeout is None else timeout,
+        )
 
     async def _wait_for_signers(
         self,

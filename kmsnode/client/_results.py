@@ -62,6 +62,9 @@ class KeyMetadata:
     """When a scheduled deletion comes due (Unix ms, log time)."""
     deleted_ms: int | None = None
     """When the key was deleted (its shares erased on every node)."""
+    sum_limit: tuple[int, int] | None = None
+    """(max_sums, window_s): ``decrypt_sum`` requests each client may have served per
+    window (a homomorphic key), or None for no limit."""
 
     @property
     def current(self) -> KeyVersionInfo | None:
@@ -116,6 +119,7 @@ class KeyMetadata:
                 versions=versions,
                 deletion_due_ms=_optional_int(d.get("deletion_due_ms")),
                 deleted_ms=_optional_int(d.get("deleted_ms")),
+                sum_limit=_sum_limit(d.get("sum_limit")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RequestRejected("malformed_answer", f"not a key description: {exc}") from exc
@@ -131,6 +135,11 @@ class KeyMetadata:
             "created_ms": self.created_ms,
             "deletion_due_ms": self.deletion_due_ms,
             "deleted_ms": self.deleted_ms,
+            "sum_limit": (
+                None
+                if self.sum_limit is None
+                else {"max_sums": self.sum_limit[0], "window_s": self.sum_limit[1]}
+            ),
             "versions": [v.to_json() for v in self.versions],
         }
 
@@ -164,3 +173,10 @@ class KeyPolicy:
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _sum_limit(value: Any) -> tuple[int, int] | None:
+    """A described key's sum limit (absent: none)."""
+    if value is None:
+        return None
+    return int(value["max_sums"]), int(value["window_s"])

@@ -165,6 +165,9 @@ class DistributedKMS:
     ) -> int:
         return self._run(self._async.schedule_key_deletion, key_id, wait_seconds)  # type: ignore[no-any-return]
 
+    def set_sum_limit(self, key_id: str, max_sums: int, window_s: int) -> None:
+        self._run(self._async.set_sum_limit, key_id, max_sums, window_s)
+
     def cancel_key_deletion(self, key_id: str) -> str:
         return self._run(self._async.cancel_key_deletion, key_id)  # type: ignore[no-any-return]
 

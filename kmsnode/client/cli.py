@@ -104,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("key_id")
     p = sub.add_parser(
+        "set-sum-limit",
+        help="at most N decrypt-sum requests per client per window on a homomorphic key "
+        "(key admins; rules v4): whoever may decrypt a sum may decrypt one value too",
+    )
+    p.add_argument("key_id")
+    p.add_argument("--max-sums", type=int, default=0, help="sums per client per window")
+    p.add_argument("--window-seconds", type=int, default=86400, help="the window (default 1 day)")
+    p.add_argument("--lift", action="store_true", help="remove the limit")
+    p = sub.add_parser(
         "activate-rules",
         help="move the network to newer state rules once every node runs software that "
         "applies them (genesis admins)",
@@ -317,6 +326,15 @@ def _run(kms: Any, args: argparse.Namespace) -> int:
     elif cmd == "cancel-key-deletion":
         state = kms.cancel_key_deletion(args.key_id)
         _emit(args, {"key_id": args.key_id, "state": state}, f"{args.key_id} {state}")
+    elif cmd == "set-sum-limit":
+        if args.lift == (args.max_sums > 0):
+            raise ValueError("give --max-sums N (N >= 1) or --lift")
+        max_sums = 0 if args.lift else args.max_sums
+        kms.set_sum_limit(args.key_id, max_sums, args.window_seconds)
+        value = {"key_id": args.key_id, "max_sums": max_sums}
+        value["window_s"] = 0 if args.lift else args.window_seconds
+        text = "no limit" if args.lift else f"{max_sums} per {args.window_seconds} s per client"
+        _emit(args, value, f"{args.key_id}: {text}")
     elif cmd == "activate-rules":
         try:
             leave = sorted({int(i) for i in args.leave_behind.split(",") if i.strip()})

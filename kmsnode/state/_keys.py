@@ -96,6 +96,9 @@ class KeyRecord:
     """When a scheduled deletion comes due, in log time (``None``: none scheduled)."""
     deleted_ms: int | None = None
     """The log time the key was deleted at (``None``: not deleted)."""
+    sum_limit: tuple[int, int] | None = None
+    """(max_sums, window_s): served ``decrypt_sum`` requests each client may have per window
+    (a homomorphic key; rules v4). ``None``: no limit."""
 
     @property
     def current(self) -> KeyVersion | None:
@@ -123,16 +126,26 @@ class KeyRecord:
 
     def to_json(self) -> dict[str, Any]:
         current = self.current
-        return {
-            "key_id": self.key_id,
-            "kind": self.kind.value,
-            "description": self.description,
-            "state": self.state.value,
-            "created_height": self.created_height,
-            "created_ms": self.created_ms,
-            "current_version": current.version if current else None,
-            "versions": [v.to_json() for v in self.versions],
-        } | self._deletion_json()
+        return (
+            {
+                "key_id": self.key_id,
+                "kind": self.kind.value,
+                "description": self.description,
+                "state": self.state.value,
+                "created_height": self.created_height,
+                "created_ms": self.created_ms,
+                "current_version": current.version if current else None,
+                "versions": [v.to_json() for v in self.versions],
+            }
+            | self._deletion_json()
+            | self.sum_limit_json()
+        )
+
+    def sum_limit_json(self) -> dict[str, Any]:
+        # Only when set (v4): keys without one are described as before limits existed.
+        if self.sum_limit is None:
+            return {}
+        return {"sum_limit": {"max_sums": self.sum_limit[0], "window_s": self.sum_limit[1]}}
 
     def _deletion_json(self) -> dict[str, Any]:
         # Only when there is something to say: a key that was never scheduled for deletion is

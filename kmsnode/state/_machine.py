@@ -26,6 +26,7 @@ from ..wire.payload import (
 )
 from ..wire.requests import (
     RULES_3_OPERATIONS,
+    RULES_4_OPERATIONS,
     ActivateRules,
     CancelKeyDeletion,
     CreateKey,
@@ -44,9 +45,11 @@ from ..wire.requests import (
     RotateKey,
     ScheduleKeyDeletion,
     SetPolicy,
+    SetSumLimit,
     Sign,
 )
 from ..wire.sums import SumCiphertext
+from . import _key_admin as admin
 from ._audit import AuditTrail
 from ._deletions import DeletionSchedule
 from ._denied import Denied
@@ -66,6 +69,7 @@ from ._nonces import NoncePools, package_entry
 from ._receiving import ReceivingKeyTable
 from ._replay import ReplayWindow
 from ._sessions import DkgSessions, build_session
+from ._sum_limits import SumUses
 from ._upgrades import RulesUpgrades
 
 MAX_KEY_VERSIONS = 64
@@ -132,6 +136,7 @@ class KMSState:
         """The state rules the log is applied under now (the genesis's, until an upgrade)."""
         self.upgrades = RulesUpgrades(genesis)
         self.deletions = DeletionSchedule()
+        self.sum_uses = SumUses()
 
     # -- applying blocks ----------------------------------------------------------------------
     def apply(self, block: CommittedBatch) -> list[Effect]:
@@ -180,7 +185,9 @@ class KMSState:
 
     def serves(self, op_name: str) -> bool:
         """Whether the log's current rules know the operation ``op_name``."""
-        return self.rules_version >= 3 or op_name not in RULES_3_OPERATIONS
+        return (self.rules_version >= 3 or op_name not in RULES_3_OPERATIONS) and (
+            self.rules_version >= 4 or op_name not in RULES_4_OPERATIONS
+        )
 
     def _decodable(self, request: Request) -> bool:
         """Whether software of the log's current rules could decode ``request``: what it could
@@ -294,6 +301,7 @@ class KMSState:
             # a deleted key is frozen, so the count is not touched for it again.)
             for client in record.policy:
                 self._drop_grant_count(client)
+            self.sum_uses.forget_key(record.key_id)
             self._system_audit("key_deleted", record.key_id, "ok")
             effects.append(KeyDeleted(record.key_id))
         return effects
@@ -334,19 +342,21 @@ class KMSState:
             if isinstance(op, Sign):
                 return self._sign(request, op)
             if isinstance(op, SetPolicy):
-                return self._set_policy(request, op)
+                return admin.set_policy(self, request, op)
             if isinstance(op, RotateKey):
                 return self._rotate_key(request, op)
             if isinstance(op, RefreshKey):
                 return self._refresh_key(request, op)
             if isinstance(op, (DisableKey, EnableKey)):
-                return self._set_key_state(request, op)
+                return admin.set_key_state(self, request, op)
             if isinstance(op, ScheduleKeyDeletion):
-                return self._schedule_deletion(request, op)
+                return admin.schedule_deletion(self, request, op)
             if isinstance(op, CancelKeyDeletion):
-                return self._cancel_deletion(request, op)
+                return admin.cancel_deletion(self, request, op)
             if isinstance(op, ActivateRules):
                 return self._activate_rules(request, op)
+            if isinstance(op, SetSumLimit):
+                return admin.set_sum_limit(self, request, op)
             if isinstance(op, GetPolicy):
                 record = self._key(op.key_id)
                 self._require(request.client, record, Permission.ADMIN)
@@ -593,6 +603,18 @@ class KMSState:
         except Denied as denied:
             denied.key_id = denied.key_id or parsed.key_id
             raise
+        if record.sum_limit is not None:  # (set only under rules v4)
+            wait_ms = self.sum_uses.take(
+                record.key_id, request.client, self.timestamp_ms, record.sum_limit
+            )
+            if wait_ms:
+                n, window_s = record.sum_limit
+                raise Denied(
+                    "sum_limit",
+                    f"at most {n} sums per {window_s} s per client on {record.key_id}: the next "
+                    f"in {-(-wait_ms // 1000)} s",
+                    record.key_id,
+                )
         self._audit(request, record.key_id, "ok")
         return [ComputeSumPartial(*self._work(request, record, version), ciphertext=parsed)]
 
@@ -682,72 +704,6 @@ class KMSState:
             request.reply_key,
             version.verification_keys,  # replaced, never changed in place, by a refresh
         )
-
-    def _set_policy(self, request: Request, op: SetPolicy) -> list[Effect]:
-        record = self._key(op.key_id)
-        self._require(request.client, record, Permission.ADMIN)
-        if record.state in (KeyState.PENDING_DELETION, KeyState.DELETED):
-            # Frozen while pending, so no one can lock the other admins out of cancelling.
-            raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
-        self._grant(record, op.client, frozenset(op.permissions))
-        self._audit(request, op.key_id, "ok")
-        return [
-            self._reply(
-                request,
-                result={
-                    "key_id": op.key_id,
-                    "client": op.client.hex(),
-                    "permissions": [p.value for p in op.permissions],
-                },
-            )
-        ]
-
-    def _set_key_state(self, request: Request, op: DisableKey | EnableKey) -> list[Effect]:
-        record = self._key(op.key_id)
-        self._require(request.client, record, Permission.ADMIN)
-        if record.state not in (KeyState.ENABLED, KeyState.DISABLED):
-            raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
-        record.state = KeyState.DISABLED if isinstance(op, DisableKey) else KeyState.ENABLED
-        self._audit(request, op.key_id, "ok")
-        return [self._reply(request, result={"key_id": op.key_id, "state": record.state.value})]
-
-    def _schedule_deletion(self, request: Request, op: ScheduleKeyDeletion) -> list[Effect]:
-        record = self._key(op.key_id)
-        self._require(request.client, record, Permission.ADMIN)
-        if record.state not in (KeyState.ENABLED, KeyState.DISABLED, KeyState.FAILED):
-            raise Denied("key_unavailable", f"key {record.key_id} is {record.state.value}")
-        if any(v.state is VersionState.PENDING for v in record.versions):
-            raise Denied("rotation_in_progress", f"a new version of {record.key_id} is pending")
-        if any(v.refreshing_to is not None for v in record.versions):
-            raise Denied("refresh_in_progress", f"a refresh of {record.key_id} is running")
-        shortest = self.genesis.min_deletion_wait_s
-        if op.wait_seconds < shortest:
-            raise Denied(
-                "wait_too_short",
-                f"this network deletes keys no sooner than {shortest} s after they are "
-                "scheduled for deletion",
-            )
-        due = self.timestamp_ms + op.wait_seconds * 1000
-        self.deletions.schedule(record, due)
-        self._audit(request, op.key_id, "ok")
-        return [
-            self._reply(
-                request,
-                result={"key_id": op.key_id, "state": record.state.value, "deletion_due_ms": due},
-            )
-        ]
-
-    def _cancel_deletion(self, request: Request, op: CancelKeyDeletion) -> list[Effect]:
-        record = self._key(op.key_id)
-        self._require(request.client, record, Permission.ADMIN)
-        if record.state is not KeyState.PENDING_DELETION:
-            raise Denied("not_pending_deletion", f"key {record.key_id} is {record.state.value}")
-        # As AWS KMS: back disabled, whatever it was before, so its use resumes only when an
-        # admin says so.
-        record.state = KeyState.FAILED if record.current is None else KeyState.DISABLED
-        self.deletions.cancel(record)
-        self._audit(request, op.key_id, "ok")
-        return [self._reply(request, result={"key_id": op.key_id, "state": record.state.value})]
 
     # -- DKG ----------------------------------------------------------------------------------
     def _dkg_message(self, payload: DkgPayload) -> list[Effect]:

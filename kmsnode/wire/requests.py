@@ -299,6 +299,51 @@ class CancelKeyDeletion(_OnKey):
     name: ClassVar[str] = "cancel_key_deletion"
 
 
+MAX_SUM_LIMIT = 1000
+"""The most ``decrypt_sum`` requests a sum limit may allow each client per window."""
+MAX_SUM_WINDOW_S = 30 * 24 * 3600
+"""The longest window a sum limit may count over (30 days)."""
+
+
+@dataclass(frozen=True)
+class SetSumLimit:
+    """Allow each client at most ``max_sums`` served ``decrypt_sum`` requests on the
+    homomorphic key ``key_id`` per ``window_s`` seconds of log time (the key's admins; rules
+    v4). Whoever may decrypt a sum may decrypt a single contribution too: the limit bounds
+    how many values such a client can learn, e.g. one tally a day. ``max_sums`` 0 (with
+    ``window_s`` 0) lifts the limit."""
+
+    key_id: str
+    max_sums: int
+    window_s: int
+    name: ClassVar[str] = "set_sum_limit"
+
+    def __post_init__(self) -> None:
+        lifted = self.max_sums == 0 and self.window_s == 0
+        if not lifted and not (
+            0 < self.max_sums <= MAX_SUM_LIMIT and 0 < self.window_s <= MAX_SUM_WINDOW_S
+        ):
+            raise ValueError(
+                f"a sum limit is 1 to {MAX_SUM_LIMIT} sums per 1 to {MAX_SUM_WINDOW_S} s, or 0 "
+                "and 0 to lift it"
+            )
+
+    def fields(self) -> list[Any]:
+        return [self.key_id, self.max_sums, self.window_s]
+
+    @classmethod
+    def parse(cls, r: Reader) -> SetSumLimit:
+        key_id = _key_id(r, 1)
+        max_sums = r.integer(2, "max_sums", 0, MAX_SUM_LIMIT)
+        window_s = r.integer(3, "window_s", 0, MAX_SUM_WINDOW_S)
+        if (max_sums == 0) != (window_s == 0):
+            raise MalformedMessage(
+                "set_sum_limit: max_sums and window_s are both positive (a limit) or both 0 "
+                "(no limit)"
+            )
+        return cls(key_id, max_sums, window_s)
+
+
 MAX_ACTIVATION_DELAY = 1_000_000
 """Blocks ahead an activation of new state rules may be scheduled."""
 
@@ -369,6 +414,7 @@ Operation = (
     | ScheduleKeyDeletion
     | CancelKeyDeletion
     | ActivateRules
+    | SetSumLimit
 )
 OPERATIONS: dict[str, tuple[type[Any], int | tuple[int, ...]]] = {
     CreateKey.name: (CreateKey, 3),
@@ -387,10 +433,13 @@ OPERATIONS: dict[str, tuple[type[Any], int | tuple[int, ...]]] = {
     ScheduleKeyDeletion.name: (ScheduleKeyDeletion, 3),
     CancelKeyDeletion.name: (CancelKeyDeletion, 2),
     ActivateRules.name: (ActivateRules, (3, 4)),
+    SetSumLimit.name: (SetSumLimit, 4),
 }
 RULES_3_OPERATIONS = frozenset({ScheduleKeyDeletion.name, CancelKeyDeletion.name})
 """Operations a network's log serves only under state rules v3 and later (under v2 the log
 dropped them as undecodable, and a v2 log replayed today must still do so)."""
+RULES_4_OPERATIONS = frozenset({SetSumLimit.name})
+"""Operations served only under state rules v4 and later (as ``RULES_3_OPERATIONS``)."""
 
 
 def _encode_op(op: Operation) -> list[Any]:

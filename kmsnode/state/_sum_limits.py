@@ -1,0 +1,41 @@
+"""Sum limits of homomorphic keys: how many ``decrypt_sum`` requests each client has had
+served on a key within its window (log time; part of the replicated state, pure).
+
+A client that may decrypt a sum may decrypt any single ciphertext under the key too (the
+nodes cannot tell a sum from one contribution), so a key's admins can bound how many values
+each such client learns per window: rules v4, ``SetSumLimit``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class SumUses:
+    """Per (key, client): the log times of its served sums still inside the key's window."""
+
+    def __init__(self) -> None:
+        self._uses: dict[tuple[str, bytes], deque[int]] = {}
+
+    def take(self, key_id: str, client: bytes, now_ms: int, limit: tuple[int, int]) -> int:
+        """Count one more sum for ``client`` on ``key_id`` at ``now_ms`` if ``limit``
+        (max_sums, window_s) allows it: returns 0, or the milliseconds until it would
+        (nothing counted then)."""
+        max_sums, window_s = limit
+        window_ms = window_s * 1000
+        uses = self._uses.setdefault((key_id, client), deque())
+        while uses and uses[0] <= now_ms - window_ms:
+            uses.popleft()
+        if len(uses) >= max_sums:
+            return uses[-max_sums] + window_ms - now_ms
+        uses.append(now_ms)
+        return 0
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop what is counted on ``key_id`` (its limit changed, or it was deleted)."""
+        for pair in [p for p in self._uses if p[0] == key_id]:
+            del self._uses[pair]
+
+    def __len__(self) -> int:
+        """Sums remembered (each inside some key's window): for the memory report."""
+        return sum(len(u) for u in self._uses.values())
