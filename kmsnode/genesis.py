@@ -26,7 +26,8 @@ committed input than before; a network's genesis names the rules its log starts 
 ``activate_rules`` in the log moves it to newer ones at a height. v1: before FROST signing was
 served and refresh ran as a reshare; v2: before key deletion, per-use receiving keys for DKG
 deals, and FROST signers named in the audit trail; v3: before an activation could leave up to
-f nodes behind (``ActivateRules.leave_behind``)."""
+f nodes behind (``ActivateRules.leave_behind``) and homomorphic keys had sum limits
+(``SetSumLimit``)."""
 SUPPORTED_RULES = (2, 3, 4)
 """Rules versions this software can apply a log under (v2 exactly as v2 software did)."""
 DEFAULT_MIN_DELETION_WAIT_S = 7 * 24 * 3600

@@ -24,9 +24,10 @@ from kmsnode.client.errors import (
     QuorumUnavailable,
     RequestRejected,
 )
+from kmsnode.crypto import tdh2
 from kmsnode.testing import LocalNetwork
 from kmsnode.wire.payload import client_payload
-from kmsnode.wire.requests import CreateKey, KeyKind, ListKeys, Request, Sign
+from kmsnode.wire.requests import CreateKey, KeyKind, ListKeys, RefreshKey, Request, Sign
 from kmsnode.wire.responses import Response
 from kmsnode.wire.vouch import vouch_valid
 
@@ -374,3 +375,23 @@ async def test_the_genesis_check_never_replaces_the_error_it_explains(local: Loc
     assert not isinstance(caught.value, GenesisMismatch)
     kms = client_for(local, {})
     assert await kms.check_genesis([1, 9]) == {1: "same"}  # 9: no such node, not asked
+
+
+async def test_a_client_with_stale_keys_checks_the_answers_again_rather_than_ask_anew(
+    local: LocalNetwork,
+) -> None:
+    # The key is refreshed after the client fetched its verification keys: the partials
+    # carry the new epoch, the client fetches the keys again and checks the answers the
+    # nodes keep for that very request: the log serves (and audits, and counts against a
+    # sum limit) the decryption once.
+    key_id = local.create_key()
+    km0 = local.key_material(key_id)
+    context = {"app": "stale"}
+    ct = tdh2.encrypt(km0.public_key, b"once", key_id=key_id, key_version=1, context=context)
+    local.run(local.client.prepare(RefreshKey(key_id), now_ms=local.time_ms))
+    kms = client_for(local, {})
+    kms._key_cache[(key_id, 1)] = km0
+    decryptions = sum(e.op == "decrypt" for e in local.states[1].audit.entries)
+    assert await kms.decrypt(ct, context) == b"once"
+    assert sum(e.op == "decrypt" for e in local.states[1].audit.entries) == decryptions + 1
+    assert kms._key_cache[(key_id, 1)].epoch == 1

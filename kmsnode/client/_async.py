@@ -51,10 +51,18 @@ from ..wire.requests import (
     is_key_id,
 )
 from ..wire.vouch import sign_vouch
+from ._ask import ask_all, ask_genesis
 from ._audit import AuditPage, agree_on_audit
 from ._config import ClientConfig
-from ._core import ClientCore, Collector, FrostRetry, KeyMaterial, SignerAvoidance
-from ._genesis import ask_genesis
+from ._core import (
+    ClientCore,
+    Collector,
+    FrostRetry,
+    KeyMaterial,
+    Prepared,
+    SignerAvoidance,
+    material_of,
+)
 from ._results import KeyMetadata, KeyPolicy
 from .errors import (
     GenesisMismatch,
@@ -211,22 +219,9 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         """Up to ``limit`` audit entries from ``start``: those f + 1 nodes agree on, in a
         chain that verifies (the trail is public: who asked what, and the outcome)."""
         limit = max(1, min(limit, MAX_AUDIT_PAGE))
-        answers: dict[int, Any] = {}
-
-        async def ask(node_id: int) -> None:
-            with contextlib.suppress(net.RequestFailed):
-                got = await self._sessions[node_id].request(
-                    net.Envelope("audit", {"from": start, "limit": limit}),
-                    timeout=self.attempt_timeout,
-                )
-                for env in got:
-                    if env.kind == "audit":
-                        answers[node_id] = env.body
-
-        with trio.move_on_after(self.timeout):
-            async with trio.open_nursery() as nursery:
-                for node_id in self.nodes:
-                    nursery.start_soon(ask, node_id)
+        ask = net.Envelope("audit", {"from": start, "limit": limit})
+        got = await ask_all(self._sessions, self.nodes, ask, self.attempt_timeout)
+        answers = {i: e.body for i, frames in got.items() for e in frames if e.kind == "audit"}
         quorum = self.genesis.f + 1
         page = agree_on_audit(answers, start, limit, quorum)
         valid = len(answers) - len(page.misbehaving)
@@ -365,7 +360,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         version = self._signing_version.get(key_id)
         material = None if version is None else self._key_cache.get((key_id, version))
         if material is None:
-            material = _material(await self.describe_key(key_id), key_id, None)
+            material = material_of(await self.describe_key(key_id), key_id, None)
             self._key_cache[(key_id, material.version)] = material
         if material.kind != "sign-ed25519":
             signature = await self._call_with_material(Sign(key_id, message), key_id, material)
@@ -404,7 +399,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             raise KeyUnavailable("wrong_key_kind", f"{key_id} is a {meta.kind} key")
         if meta.state != "enabled":
             raise KeyUnavailable("key_unavailable", f"{key_id} is {meta.state}")
-        public_key = _material(meta, key_id, version).public_key
+        public_key = material_of(meta, key_id, version).public_key
         if meta.kind == "sign-ed25519":
             # OpenSSL's RFC 8032 verification: no code of ours between key and verdict.
             try:
@@ -588,7 +583,7 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         if cached is not None:
             return cached
         try:
-            material = _material(await self.describe_key(key_id), key_id, version)
+            material = material_of(await self.describe_key(key_id), key_id, version)
         except KeyUnavailable:
             # No ciphertext can exist under a version that never became active: see decrypt.
             raise KeyNotFound(
@@ -607,19 +602,35 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         answer under a newer share epoch or key version (the key was refreshed or rotated
         since it was fetched), fetch the key again and ask again (the answers just seen
         cannot be checked without the new keys)."""
+        prepared: Prepared | None = None
         for _ in range(STALE_RETRIES):
             try:
-                return await self._call(op, material)
+                return await self._call(op, material, prepared)
             except StaleKeyMaterial as stale:
                 self._key_cache.pop((key_id, material.version), None)
                 self._key_cache.pop((key_id, stale.version), None)
                 material = await self._key_material(key_id, stale.version)
+                # The nodes keep their answers to this very request (by its id), made under
+                # the keys just fetched: ask for them again rather than send a new request,
+                # which the log would serve (and count against a sum limit) once more.
+                prepared = stale.prepared
+            except QuorumUnavailable:
+                if prepared is None:
+                    raise
+                prepared = None  # the key changed again meanwhile: a new request, then
             finally:
                 if isinstance(op, Sign):  # the version signatures are made under, as known
                     self._signing_version[key_id] = material.version
         return await self._call(op, material)
 
-    async def _call(self, op: Operation, key_material: KeyMaterial | None = None) -> Any:
+    async def _call(
+        self,
+        op: Operation,
+        key_material: KeyMaterial | None = None,
+        prepared: Prepared | None = None,
+    ) -> Any:
+        if prepared is not None:  # asked again for its answers: its nonce is its own
+            return await self._call_once(op, key_material, prepared)
         try:
             return await self._call_once(op, key_material)
         except NonceReused:
@@ -627,8 +638,10 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
             # other request, not this one): sign again with a fresh nonce, once.
             return await self._call_once(op, key_material)
 
-    async def _call_once(self, op: Operation, key_material: KeyMaterial | None) -> Any:
-        prepared = self.core.prepare(op)
+    async def _call_once(
+        self, op: Operation, key_material: KeyMaterial | None, prepared: Prepared | None = None
+    ) -> Any:
+        prepared = prepared or self.core.prepare(op)
         collector = self.core.collector(prepared, key_material)
         errors: list[BaseException] = []
         # Asking every node reaches every mempool, so whichever node leads next proposes the
@@ -665,6 +678,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
         self.last_misbehaving = tuple(sorted(collector.misbehaving))
         self.avoidance.signed(collector.signers)  # passed-over signers that signed are back
         if errors:
+            if isinstance(errors[0], StaleKeyMaterial):
+                errors[0].prepared = prepared  # its answers can be checked with newer keys
             raise errors[0]
         if not collector.done:
             error = collector.unavailable()
@@ -773,20 +788,6 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
                 return  # a refusal before the log (bad request): other nodes will say so too
             await trio.sleep(delay)
             delay = min(delay * 2, 2.0)
-
-
-def _material(meta: KeyMetadata, key_id: str, version: int | None) -> KeyMaterial:
-    """A version's (default: the current one's) public key and verification keys.
-
-    Raises:
-        KeyUnavailable: no such active version.
-    """
-    if meta.state == "deleted":
-        raise KeyUnavailable("key_unavailable", f"key {key_id} is deleted")
-    v = meta.current if version is None else meta.version(version)
-    if v is None or v.state != "active" or v.public_key is None:
-        raise KeyUnavailable("key_unavailable", f"{key_id} has no active version {version or ''}")
-    return KeyMaterial(v.public_key, dict(v.verification_keys), v.epoch, v.version, meta.kind)
 
 
 def _sum_ciphertext(data: bytes) -> sums.SumCiphertext:

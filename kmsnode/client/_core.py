@@ -30,8 +30,10 @@ from ..state import PACKAGE_ENTRY_SIZE, entry_signer, logged_commitments
 from ..wire.requests import Decrypt, DecryptSum, Operation, Request, Sign
 from ..wire.responses import Response, sealed_aad
 from ..wire.sums import SumCiphertext
+from ._results import KeyMetadata
 from .errors import (
     InvalidCiphertextError,
+    KeyUnavailable,
     QuorumUnavailable,
     RequestRejected,
     SignersFailed,
@@ -51,6 +53,21 @@ class KeyMaterial(NamedTuple):
     """The key version these belong to (a signature is made under the current one)."""
     kind: str
     """The key's kind (``sign-ed25519`` keys sign with FROST: shares, not partials)."""
+
+
+def material_of(meta: KeyMetadata, key_id: str, version: int | None) -> KeyMaterial:
+    """A described key's version (default: the current one): its public key and verification
+    keys.
+
+    Raises:
+        KeyUnavailable: the key is deleted, or has no such active version.
+    """
+    if meta.state == "deleted":
+        raise KeyUnavailable("key_unavailable", f"key {key_id} is deleted")
+    v = meta.current if version is None else meta.version(version)
+    if v is None or v.state != "active" or v.public_key is None:
+        raise KeyUnavailable("key_unavailable", f"{key_id} has no active version {version or ''}")
+    return KeyMaterial(v.public_key, dict(v.verification_keys), v.epoch, v.version, meta.kind)
 
 
 _DECRYPTIONS = (Decrypt, DecryptSum, Sign)

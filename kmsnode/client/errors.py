@@ -22,6 +22,7 @@ Every error that results from a node's answer carries ``code`` (the wire error c
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class ClientError(Exception):
@@ -84,6 +85,9 @@ class StaleKeyMaterial(ClientError):
     """
 
     code = "stale_key_material"
+    prepared: Any = None
+    """The request that was answered (``client._core.Prepared``), set by the client: the
+    nodes keep their answers to it, which the newer keys can check."""
 
     def __init__(self, epoch: int, version: int) -> None:
         super().__init__(

@@ -611,7 +611,7 @@ class KMSState:
                 n, window_s = record.sum_limit
                 raise Denied(
                     "sum_limit",
-                    f"at most {n} sums per {window_s} s per client on {record.key_id}: the next "
+                    f"at most {n} sum(s) per {window_s} s per client on {record.key_id}: the next "
                     f"in {-(-wait_ms // 1000)} s",
                     record.key_id,
                 )

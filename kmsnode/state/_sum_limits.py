@@ -2,8 +2,10 @@
 served on a key within its window (log time; part of the replicated state, pure).
 
 A client that may decrypt a sum may decrypt any single ciphertext under the key too (the
-nodes cannot tell a sum from one contribution), so a key's admins can bound how many values
-each such client learns per window: rules v4, ``SetSumLimit``.
+nodes cannot tell a sum from one contribution), so a key's admins can bound how many
+decryptions each such client has per window: rules v4, ``SetSumLimit``. It bounds
+decryptions, not values: one sum of contributions scaled by 1, 2, 4, ... (``scale`` and
+``add`` are public) reveals several small values at once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class SumUses:
         if len(uses) >= max_sums:
             return uses[-max_sums] + window_ms - now_ms
         uses.append(now_ms)
+        while len(uses) > max_sums:  # (the limit was lowered): only the last max_sums matter
+            uses.popleft()
         return 0
 
     def forget_key(self, key_id: str) -> None:
@@ -37,5 +41,6 @@ class SumUses:
             del self._uses[pair]
 
     def __len__(self) -> int:
-        """Sums remembered (each inside some key's window): for the memory report."""
+        """Sums remembered, for the memory report: at most max_sums per client and limited
+        key (those past their window are dropped at the client's next sum on the key)."""
         return sum(len(u) for u in self._uses.values())

@@ -310,8 +310,9 @@ class SetSumLimit:
     """Allow each client at most ``max_sums`` served ``decrypt_sum`` requests on the
     homomorphic key ``key_id`` per ``window_s`` seconds of log time (the key's admins; rules
     v4). Whoever may decrypt a sum may decrypt a single contribution too: the limit bounds
-    how many values such a client can learn, e.g. one tally a day. ``max_sums`` 0 (with
-    ``window_s`` 0) lifts the limit."""
+    how many decryptions such a client has, e.g. one tally a day (not how many values: a
+    sum of contributions scaled by 1, 2, 4, ... reveals several small ones at once).
+    ``max_sums`` 0 (with ``window_s`` 0) lifts the limit."""
 
     key_id: str
     max_sums: int

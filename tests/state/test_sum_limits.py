@@ -17,6 +17,8 @@ from kmsnode.wire.requests import (
     DescribeKey,
     KeyKind,
     Permission,
+    RotateKey,
+    ScheduleKeyDeletion,
     SetPolicy,
     SetSumLimit,
 )
@@ -25,10 +27,10 @@ from .conftest import Client, Network
 from .test_machine import create_key, replies
 
 
-def _sum(net: Network, key_id: str, value: int) -> bytes:
-    pk = net.states[1].keys[key_id].current.public_key  # type: ignore[union-attr]
+def _sum(net: Network, key_id: str, value: int, version: int = 1) -> bytes:
+    pk = net.states[1].keys[key_id].version(version).public_key  # type: ignore[union-attr]
     assert pk is not None
-    return sums.SumCiphertext(key_id, 1, elgamal.encrypt_int(pk, value)).encode()
+    return sums.SumCiphertext(key_id, version, elgamal.encrypt_int(pk, value)).encode()
 
 
 def _ask(net: Network, client: Client, op: object) -> set[tuple[str | None, str]]:
@@ -49,7 +51,7 @@ def test_each_client_gets_at_most_n_sums_per_window(net: Network) -> None:
     assert _ask(net, reader, DecryptSum(ct)) == {(None, "")}
     assert _ask(net, reader, DecryptSum(ct)) == {(None, "")}
     (refused,) = _ask(net, reader, DecryptSum(ct))
-    assert refused[0] == "sum_limit" and "at most 2 sums per 60 s per client" in refused[1]
+    assert refused[0] == "sum_limit" and "at most 2 sum(s) per 60 s per client" in refused[1]
     assert _ask(net, net.admin, DecryptSum(ct)) == {(None, "")}  # per client
     net.time_ms += 60_000  # the window moves on in log time
     assert _ask(net, reader, DecryptSum(ct)) == {(None, "")}
@@ -116,3 +118,31 @@ def test_sum_uses_count_exactly_the_sums_inside_the_window(
         else:  # the oldest of the last max_sums leaves the window in exactly ``wait`` ms
             assert wait == inside[-max_sums] + window_s * 1000 - now > 0
     assert len(uses) <= max_sums
+
+
+def test_a_limit_spans_key_versions_and_changes_count_what_was_served(net: Network) -> None:
+    key_id = create_key(net, KeyKind.HOMOMORPHIC)
+    assert _ask(net, net.admin, SetSumLimit(key_id, 3, 3600)) == {(None, "")}
+    v1 = _sum(net, key_id, 1)
+    for _ in range(2):
+        assert _ask(net, net.admin, DecryptSum(v1)) == {(None, "")}
+    # Lowered to 2: the two served in the window count; raised again, so do they.
+    assert _ask(net, net.admin, SetSumLimit(key_id, 2, 3600)) == {(None, "")}
+    assert {e for e, _ in _ask(net, net.admin, DecryptSum(v1))} == {"sum_limit"}
+    assert _ask(net, net.admin, SetSumLimit(key_id, 3, 3600)) == {(None, "")}
+    # A new version shares the key's count.
+    assert _ask(net, net.admin, RotateKey(key_id)) == {(None, "")}
+    net.run_until(
+        lambda: all(s.keys[key_id].current.version == 2 for s in net.states.values())  # type: ignore[union-attr]
+    )
+    v2 = _sum(net, key_id, 2, version=2)
+    assert _ask(net, net.admin, DecryptSum(v2)) == {(None, "")}
+    assert {e for e, _ in _ask(net, net.admin, DecryptSum(v1))} == {"sum_limit"}
+    # Lifted, nothing is remembered: a new limit starts from zero.
+    assert _ask(net, net.admin, SetSumLimit(key_id, 0, 0)) == {(None, "")}
+    assert all(len(s.sum_uses) == 0 for s in net.states.values())
+    assert _ask(net, net.admin, SetSumLimit(key_id, 1, 3600)) == {(None, "")}
+    assert _ask(net, net.admin, DecryptSum(v2)) == {(None, "")}
+    # Frozen while its deletion is pending, like its grants.
+    assert _ask(net, net.admin, ScheduleKeyDeletion(key_id, 7 * 24 * 3600)) == {(None, "")}
+    assert {e for e, _ in _ask(net, net.admin, SetSumLimit(key_id, 5, 60))} == {"key_unavailable"}
