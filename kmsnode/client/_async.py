@@ -600,8 +600,8 @@ class AsyncDistributedKMS(AbstractAsyncContextManager["AsyncDistributedKMS"]):
     ) -> Any:
         """A threshold operation, its partials checked against ``material``; when the nodes
         answer under a newer share epoch or key version (the key was refreshed or rotated
-        since it was fetched), fetch the key again and ask again (the answers just seen
-        cannot be checked without the new keys)."""
+        since it was fetched), fetch the key again and check the same request's answers with
+        it (asked for again: the log serves the request once)."""
         prepared: Prepared | None = None
         for _ in range(STALE_RETRIES):
             try:
